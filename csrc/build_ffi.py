@@ -1,0 +1,113 @@
+"""cffi build script: compiles csrc/*.c into the extension ``tinybptt._tinybptt_c``.
+
+The C API is declared once, in ``csrc/tinybptt.h``; that header is handed to
+``cdef()`` verbatim, so the Python view of the API can never drift from the C one.
+
+Environment variables read at build time
+----------------------------------------
+TINYBPTT_NATIVE=1      add ``-march=native`` (faster, not portable to other CPUs).
+                       Without it the build is portable and the GEMM picks its
+                       AVX2/AVX-512 micro-kernel by run-time CPU dispatch.
+TINYBPTT_OPENMP=0      do not try to build with OpenMP (default: use it if the
+                       compiler supports ``-fopenmp``).
+TINYBPTT_SANITIZE=1    build with ``-fsanitize=address,undefined`` and ``-O1 -g``
+                       (the tests then need the ASan runtime preloaded; see .ci/run).
+TINYBPTT_CFLAGS="..."  extra compiler flags, appended last.
+"""
+import glob
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(HERE, "tinybptt.h")
+ROOT = os.path.dirname(HERE)
+
+
+def _compiler_accepts(flag):
+    """True if the C compiler builds and links a trivial program with ``flag``."""
+    cc = os.environ.get("CC", "cc")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "t.c")
+        with open(src, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        try:
+            r = subprocess.run(
+                [cc, flag, src, "-o", os.path.join(tmp, "t")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            return False
+        return r.returncode == 0
+
+
+def _flags():
+    compile_args = ["-std=c11", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function"]
+    link_args = []
+    if os.environ.get("TINYBPTT_SANITIZE") == "1":
+        compile_args += ["-O1", "-g", "-fno-omit-frame-pointer",
+                         "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+        link_args += ["-fsanitize=address,undefined"]
+    else:
+        compile_args += ["-O3"]
+    if os.environ.get("TINYBPTT_NATIVE") == "1":
+        compile_args.append("-march=native")
+    if os.environ.get("TINYBPTT_OPENMP", "1") != "0" and _compiler_accepts("-fopenmp"):
+        compile_args.append("-fopenmp")
+        link_args.append("-fopenmp")
+    extra = os.environ.get("TINYBPTT_CFLAGS")
+    if extra:
+        compile_args += shlex.split(extra)
+    return compile_args, link_args
+
+
+def _cdef_text():
+    with open(HEADER) as f:
+        text = f.read()
+    return text
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef_text())
+
+_compile_args, _link_args = _flags()
+ffibuilder.set_source(
+    "tinybptt._tinybptt_c",
+    '#include "tinybptt.h"\n',
+    sources=sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(HERE, "*.c"))),
+    include_dirs=[os.path.relpath(HERE, ROOT)],
+    extra_compile_args=_compile_args,
+    extra_link_args=_link_args,
+    libraries=["m"],
+)
+
+def rebuild_inplace():
+    """Developer helper: recompile and swap the extension into tinybptt/ atomically.
+
+    ``python csrc/build_ffi.py`` compiles into a private build directory and then
+    renames the new shared object over the old one, so a test run that already
+    loaded the old library keeps working (rename gives the file a new inode;
+    copying over it in place would crash every process that has it mapped).
+    """
+    import shutil
+    os.chdir(ROOT)
+    tmp = tempfile.mkdtemp(prefix="tmp-", dir=os.path.join(ROOT, "build") if os.path.isdir(os.path.join(ROOT, "build")) else None)
+    try:
+        so = ffibuilder.compile(verbose=False, tmpdir=tmp)
+        existing = glob.glob(os.path.join(ROOT, "tinybptt", "_tinybptt_c*.so"))
+        dest = existing[0] if existing else os.path.join(ROOT, "tinybptt", os.path.basename(so))
+        staged = dest + ".new"
+        shutil.copyfile(so, staged)
+        os.replace(staged, dest)
+        print("rebuilt", os.path.relpath(dest, ROOT))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    rebuild_inplace()
+    sys.exit(0)

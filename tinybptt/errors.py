@@ -1,0 +1,38 @@
+"""Exceptions raised by tinybptt.
+
+Every error names the op or layer, the shapes and dtypes involved, and what to
+do about it.  They subclass the built-in exception a Python user would expect
+(``ValueError`` for bad shapes, ``TypeError`` for bad dtypes, ``RuntimeError``
+for misuse of the graph), so ``except ValueError`` keeps working.
+"""
+
+
+class TinyBPTTError(Exception):
+    """Base class of every error tinybptt raises on purpose."""
+
+
+class ShapeError(TinyBPTTError, ValueError):
+    """Arrays whose shapes (or number of dimensions) do not fit the op."""
+
+
+class DTypeError(TinyBPTTError, TypeError):
+    """Arrays whose dtypes are not supported or do not match each other."""
+
+
+class GraphError(TinyBPTTError, RuntimeError):
+    """Misuse of the autograd graph, e.g. backward through a freed graph."""
+
+
+class BackendError(TinyBPTTError, RuntimeError):
+    """A kernel backend was requested that is unknown or unavailable."""
+
+
+def describe(*arrays):
+    """``shape dtype`` of each array, for error messages: ``(3, 4) float64, (4,) float32``."""
+    parts = []
+    for a in arrays:
+        if a is None:
+            parts.append("None")
+        else:
+            parts.append("%s %s" % (tuple(getattr(a, "shape", ())), getattr(a, "dtype", type(a).__name__)))
+    return ", ".join(parts)

@@ -1,0 +1,69 @@
+"""Input validation shared by both backends, so both raise the same errors.
+
+A kernel receives NumPy arrays.  Before anything reaches C, these helpers make
+sure dtypes are float32/float64 and agree, ranks and shapes fit, and arrays are
+C-contiguous (copying when they are not).  Messages name the op, the shapes
+and the dtypes.
+"""
+import numpy as np
+
+from ..errors import DTypeError, ShapeError, describe
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_float(op, *arrays):
+    """All non-None arrays are float32 or float64, and all the same dtype; returns that dtype."""
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if not isinstance(a, np.ndarray):
+            raise DTypeError("%s: expected NumPy arrays, got %s" % (op, type(a).__name__))
+        if a.dtype not in FLOAT_DTYPES:
+            raise DTypeError(
+                "%s: unsupported dtype %s (got %s); kernels take float32 or float64. "
+                "Convert with .astype(np.float64)." % (op, a.dtype, describe(*[x for x in arrays if x is not None]))
+            )
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype != dtype:
+            raise DTypeError(
+                "%s: mixed dtypes (%s); cast every input to one dtype first."
+                % (op, describe(*[x for x in arrays if x is not None]))
+            )
+    return dtype
+
+
+def check_ndim(op, name, a, ndim):
+    if a.ndim != ndim:
+        raise ShapeError("%s: %s must be %d-D, got shape %s" % (op, name, ndim, tuple(a.shape)))
+
+
+def check_shape(op, name, a, shape):
+    """``a.shape == shape``; ``None`` entries in ``shape`` match anything."""
+    if a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape)):
+        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        raise ShapeError("%s: %s must have shape %s, got %s" % (op, name, want, tuple(a.shape)))
+
+
+def contiguous(a):
+    """``a`` itself if C-contiguous, else a C-contiguous copy (handles negative strides)."""
+    if a is None or a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a)
+
+
+def matmul_shapes(op, a, b, trans_a, trans_b):
+    """Validate a 2-D matmul and return (M, N, K)."""
+    dtype = check_float(op, a, b)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError("%s: expects 2-D arrays, got %s" % (op, describe(a, b)))
+    M, Ka = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    Kb, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if Ka != Kb:
+        raise ShapeError(
+            "%s: inner dimensions differ: op(a) is (%d, %d), op(b) is (%d, %d) (trans_a=%s, trans_b=%s; inputs %s)"
+            % (op, M, Ka, Kb, N, trans_a, trans_b, describe(a, b))
+        )
+    return M, N, Ka, dtype

@@ -1,0 +1,69 @@
+"""The NumPy reference backend: every kernel written the obvious way.
+
+This module is the oracle.  The C backend (``kernels/c.py``) exposes the same
+functions with the same signatures and must agree with these to rounding.
+"""
+import numpy as np
+
+from . import _validate as V
+
+NAME = "numpy"
+
+
+# ---------------------------------------------------------------- matmul
+
+def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
+    """``op(a) @ op(b)`` for 2-D float arrays, op = transpose when the flag is set.
+
+    With ``out`` given, the product is written into it (``accumulate=True``
+    adds to what is there instead) and ``out`` is returned.
+    """
+    M, N, K, dtype = V.matmul_shapes("matmul", a, b, trans_a, trans_b)
+    r = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    if out is None:
+        return r
+    V.check_shape("matmul", "out", out, (M, N))
+    if accumulate:
+        out += r
+    else:
+        out[...] = r
+    return out
+
+
+# ---------------------------------------------------------------- activations
+# Backward passes take the saved forward OUTPUT y.
+
+def tanh(x):
+    V.check_float("tanh", x)
+    return np.tanh(x)
+
+
+def tanh_backward(y, dy):
+    V.check_float("tanh_backward", y, dy)
+    return dy * (1 - y * y)
+
+
+def sigmoid(x):
+    """Overflow-free logistic: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) for x < 0."""
+    V.check_float("sigmoid", x)
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1 / (1 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])  # x < 0 or NaN here: exp cannot overflow
+    out[~pos] = e / (1 + e)
+    return out
+
+
+def sigmoid_backward(y, dy):
+    V.check_float("sigmoid_backward", y, dy)
+    return dy * y * (1 - y)
+
+
+def relu(x):
+    V.check_float("relu", x)
+    return np.where(x > 0, x, np.where(np.isnan(x), x, 0)).astype(x.dtype, copy=False)
+
+
+def relu_backward(y, dy):
+    V.check_float("relu_backward", y, dy)
+    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
