@@ -71,19 +71,27 @@ def _cdef_text():
     return text
 
 
-ffibuilder = FFI()
-ffibuilder.cdef(_cdef_text())
+def make_builder(absolute_paths=False):
+    """The FFI builder.  setuptools wants source paths relative to the project
+    root; the in-place developer rebuild compiles elsewhere and needs absolute ones."""
+    rel = (lambda p: os.path.abspath(p)) if absolute_paths else (lambda p: os.path.relpath(p, ROOT))
+    builder = FFI()
+    builder.cdef(_cdef_text())
+    compile_args, link_args = _flags()
+    builder.set_source(
+        "tinybptt._tinybptt_c",
+        '#include "tinybptt.h"\n',
+        sources=sorted(rel(p) for p in glob.glob(os.path.join(HERE, "*.c"))),
+        include_dirs=[rel(HERE)],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        libraries=["m"],
+    )
+    return builder
 
-_compile_args, _link_args = _flags()
-ffibuilder.set_source(
-    "tinybptt._tinybptt_c",
-    '#include "tinybptt.h"\n',
-    sources=sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(HERE, "*.c"))),
-    include_dirs=[os.path.relpath(HERE, ROOT)],
-    extra_compile_args=_compile_args,
-    extra_link_args=_link_args,
-    libraries=["m"],
-)
+
+ffibuilder = make_builder()
+
 
 def rebuild_inplace():
     """Developer helper: recompile and swap the extension into tinybptt/ atomically.
@@ -97,7 +105,7 @@ def rebuild_inplace():
     os.chdir(ROOT)
     tmp = tempfile.mkdtemp(prefix="tmp-", dir=os.path.join(ROOT, "build") if os.path.isdir(os.path.join(ROOT, "build")) else None)
     try:
-        so = ffibuilder.compile(verbose=False, tmpdir=tmp)
+        so = make_builder(absolute_paths=True).compile(verbose=False, tmpdir=tmp)
         existing = glob.glob(os.path.join(ROOT, "tinybptt", "_tinybptt_c*.so"))
         dest = existing[0] if existing else os.path.join(ROOT, "tinybptt", os.path.basename(so))
         staged = dest + ".new"
