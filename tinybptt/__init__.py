@@ -1,0 +1,40 @@
+"""tinybptt: see, test and time backpropagation through time.
+
+A from-scratch reverse-mode autodiff engine (``tinybptt.autograd``), built-in
+ops (``tinybptt.ops``), kernels in C with a NumPy reference
+(``tinybptt.kernels``), recurrent layers (``tinybptt.nn``), a gradient
+checker (``tinybptt.gradcheck``) and tools to inspect gradient flow
+(``tinybptt.inspect``).
+"""
+from . import ops  # noqa: F401  (binds operators and methods onto Tensor)
+from .autograd import (Context, Function, Tensor, backward_hook, is_grad_enabled, no_grad,
+                       node_scope, tensor)
+from .errors import BackendError, DTypeError, GraphError, ShapeError, TinyBPTTError
+from .kernels import available_backends, get_backend, set_backend
+from .ops import concat, exp, log, matmul, relu, sigmoid, split, stack, tanh
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n):
+    """Threads used by the C kernels (needs an OpenMP build; 1 by default)."""
+    from . import kernels
+    if kernels.c_backend is not None:
+        kernels.c_backend.set_num_threads(n)
+
+
+def get_num_threads():
+    """Threads the C kernels use."""
+    from . import kernels
+    return kernels.c_backend.get_num_threads() if kernels.c_backend is not None else 1
+
+
+def set_flush_to_zero(on):
+    """Flush subnormal floats to zero in the C kernels (faster on some CPUs, hides tiny gradients).
+
+    Off by default: showing how gradients shrink into the subnormal range is part of
+    what tinybptt is for.  Affects the calling thread.
+    """
+    from . import kernels
+    if kernels.c_backend is not None:
+        kernels.c_backend.set_flush_to_zero(on)

@@ -1,0 +1,485 @@
+"""The autograd engine: Tensor, Function, and the backward pass.
+
+How it works, in four sentences.  Every operation on Tensors is a small
+``Function`` subclass with a ``forward`` that computes NumPy arrays and a
+``backward`` that maps the gradient of its outputs to the gradients of its
+inputs.  Calling an op creates a *node* (a ``Context``): it remembers the op's
+name, its input tensors and whatever the forward saved for backward.  Each
+output Tensor points at the node that made it, so the tensors and nodes form a
+graph leading back to the leaves (tensors the user created).  ``loss.backward()``
+orders the nodes topologically (iteratively, no recursion: a 100 000-step
+unroll must work), then walks them from the loss back to the leaves, calling
+each node's ``backward`` once and adding (``+=``) what it returns into its
+inputs' gradients.
+
+A node may have several outputs (a recurrent layer returns its outputs and its
+final cell state); the engine gathers the gradients of all outputs of a node
+before calling its backward.
+"""
+import contextlib
+import itertools
+
+import numpy as np
+
+from .errors import DTypeError, GraphError, ShapeError, describe
+
+DEFAULT_DTYPE = np.float64
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+# --------------------------------------------------------------------------- global modes
+
+_grad_enabled = True
+_scope = {"label": None, "step": None}  # tags given to nodes created inside node_scope()
+_backward_hooks = []  # callables (ctx, grads_out) run as each node is backpropagated
+_node_counter = itertools.count()
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block ops build no graph: results do not require grad.
+
+    Use it for evaluation and for optimiser updates::
+
+        with tinybptt.no_grad():
+            pred = model(x)
+    """
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+def is_grad_enabled():
+    """True unless inside ``no_grad()``."""
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def node_scope(label=None, step=None):
+    """Tag every node created inside with ``label`` and/or time ``step``.
+
+    The recurrent layers wrap each time step in ``node_scope(label="lstm.l0", step=t)``
+    so that an inspection of the unrolled graph can say which step a node belongs to.
+    """
+    prev = dict(_scope)
+    if label is not None:
+        _scope["label"] = label
+    if step is not None:
+        _scope["step"] = step
+    try:
+        yield
+    finally:
+        _scope.update(prev)
+
+
+@contextlib.contextmanager
+def backward_hook(fn):
+    """Call ``fn(ctx, grads_out)`` for every node as the backward pass reaches it.
+
+    ``grads_out`` is the tuple of gradients of the node's outputs (NumPy arrays).
+    This is how ``tinybptt.inspect`` sees the gradient that reached each node.
+    """
+    _backward_hooks.append(fn)
+    try:
+        yield
+    finally:
+        _backward_hooks.remove(fn)
+
+
+# --------------------------------------------------------------------------- Tensor
+
+
+def _as_array(data, dtype=None):
+    """Coerce ``data`` to a float NumPy array (float64 unless it already is float32/64)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS:
+            raise DTypeError("tensor: dtype must be float32 or float64, got %s" % dtype)
+        return np.asarray(data, dtype=dtype)
+    arr = np.asarray(data)
+    if arr.dtype in _FLOATS:
+        return arr
+    if arr.dtype.kind in "biuf":  # bool, ints, float16: promote to the default float type
+        return arr.astype(DEFAULT_DTYPE)
+    raise DTypeError("tensor: cannot make a float tensor from data of dtype %s" % arr.dtype)
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        The value (float32 or float64).
+    grad : numpy.ndarray or None
+        After ``backward()``, the gradient of the loss with respect to this tensor,
+        for leaves that require grad (and non-leaves after ``retain_grad()``).
+    requires_grad : bool
+        Whether gradients flow to (and through) this tensor.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_index", "_retain", "_topo", "__weakref__")
+    __array_priority__ = 1000  # make ndarray + Tensor call Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        self.data = _as_array(data, dtype)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None  # the node that produced this tensor (None for leaves)
+        self._index = 0  # which output of that node this tensor is
+        self._retain = False
+        self._topo = None  # cached topological order when this tensor is a backward root
+
+    # ---- basic properties
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def __len__(self):
+        return len(self.data)
+
+    @property
+    def is_leaf(self):
+        """True for tensors created by the user rather than by an op."""
+        return self._ctx is None
+
+    @property
+    def node(self):
+        """The graph node (Context) that produced this tensor, or None for a leaf."""
+        return self._ctx
+
+    @property
+    def op(self):
+        """Name of the op that produced this tensor ("leaf" for leaves)."""
+        return self._ctx.op if self._ctx is not None else "leaf"
+
+    def numpy(self):
+        """The underlying NumPy array (not a copy)."""
+        return self.data
+
+    def item(self):
+        """The value of a one-element tensor as a Python float."""
+        return self.data.item()
+
+    def detach(self):
+        """A new leaf tensor sharing this tensor's data, cut from the graph.
+
+        Use it to carry a recurrent hidden state from one chunk of a sequence
+        to the next without backpropagating into the previous chunk.
+        """
+        return Tensor(self.data, requires_grad=False)
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
+        self._retain = True
+        return self
+
+    def zero_grad(self):
+        """Forget the accumulated gradient."""
+        self.grad = None
+
+    def astype(self, dtype):
+        """This tensor converted to ``dtype`` (differentiable)."""
+        from .ops import Cast
+        return Cast.apply(self, dtype=np.dtype(dtype))
+
+    def __repr__(self):
+        extra = ""
+        if self._ctx is not None:
+            extra = ", op=%s" % self._ctx.op
+        elif self.requires_grad:
+            extra = ", requires_grad=True"
+        body = np.array2string(self.data, precision=4, threshold=20, separator=", ")
+        return "tensor(%s, dtype=%s%s)" % (body, self.data.dtype, extra)
+
+    def __hash__(self):
+        return id(self)
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise ValueError("the truth value of a Tensor with %d elements is ambiguous" % self.data.size)
+        return bool(self.data)
+
+    # ---- backward
+    def backward(self, grad=None, retain_graph=False):
+        """Backpropagate from this tensor, accumulating ``.grad`` on the leaves.
+
+        Parameters
+        ----------
+        grad : array-like, optional
+            Gradient of the final objective with respect to this tensor.  May be
+            omitted only when this tensor holds a single element (a loss); it is then 1.
+        retain_graph : bool
+            Keep the saved intermediate values so that backward can run through this
+            graph again.  Without it the graph is freed as it is used; a second
+            backward through it raises ``GraphError``.
+        """
+        backward(self, grad, retain_graph=retain_graph)
+
+
+def tensor(data, requires_grad=False, dtype=None):
+    """Make a leaf Tensor from array-like ``data``.
+
+    ``dtype`` defaults to the data's own float type, or float64 for Python
+    numbers, lists and integer arrays.
+    """
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- nodes and Functions
+
+
+class Context:
+    """A node of the graph: one application of a Function.
+
+    ``forward`` and ``backward`` receive it as ``ctx``; use
+    ``ctx.save_for_backward(*arrays)`` in forward and ``ctx.saved_tensors`` in
+    backward.  ``ctx.needs_input_grad[k]`` says whether input ``k`` needs a
+    gradient, so forward can skip saving what nobody will use.
+    """
+
+    __slots__ = ("fn", "inputs", "needs_input_grad", "saved_tensors", "out_meta",
+                 "label", "step", "id", "freed", "extra", "__dict__")
+
+    def __init__(self, fn, inputs, needs_input_grad):
+        self.fn = fn
+        self.inputs = inputs  # the Tensor arguments (None where the argument was not a Tensor)
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors = ()
+        self.out_meta = ()  # (shape, dtype) of each output
+        self.label = _scope["label"]
+        self.step = _scope["step"]
+        self.id = next(_node_counter)
+        self.freed = False
+
+    @property
+    def op(self):
+        """The op's name, e.g. ``"matmul"`` or ``"lstm_sequence"``."""
+        return self.fn.op_name()
+
+    def save_for_backward(self, *arrays):
+        self.saved_tensors = arrays
+
+    def free(self):
+        """Drop saved values: the node can no longer be backpropagated."""
+        self.saved_tensors = None
+        self.freed = True
+        for k in list(self.__dict__):
+            del self.__dict__[k]
+
+    def describe(self):
+        """``matmul [lstm.l0, t=3] #42`` -- how errors and inspections name this node."""
+        tags = []
+        if self.label is not None:
+            tags.append(str(self.label))
+        if self.step is not None:
+            tags.append("t=%s" % self.step)
+        return "%s%s #%d" % (self.op, " [%s]" % ", ".join(tags) if tags else "", self.id)
+
+    def __repr__(self):
+        return "<node %s>" % self.describe()
+
+
+class Function:
+    """Base class of every differentiable op, built-in or user-defined.
+
+    Subclass it and write two static methods::
+
+        class Square(tinybptt.Function):
+            @staticmethod
+            def forward(ctx, x):            # x: numpy array
+                ctx.save_for_backward(x)
+                return x * x
+            @staticmethod
+            def backward(ctx, grad):        # grad: numpy array, d loss / d output
+                (x,) = ctx.saved_tensors
+                return 2 * x * grad         # one gradient per forward argument
+
+        y = Square.apply(t)                 # t: Tensor -> y: Tensor
+
+    ``forward`` receives the NumPy arrays of Tensor arguments (other arguments
+    unchanged) and returns an array or a tuple of arrays.  ``backward`` receives
+    one gradient per output and returns one gradient (or None) per positional
+    argument of forward.  Keyword arguments are passed to forward only.
+    """
+
+    name = None  # the op name shown in the graph; defaults to the lower-cased class name
+
+    @classmethod
+    def op_name(cls):
+        return cls.name or cls.__name__.lower()
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        """Run the op on Tensors (or arrays/numbers) and record it in the graph."""
+        arrays = []
+        needs = []
+        any_needs = False
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a.data)
+                r = a.requires_grad and _grad_enabled
+                needs.append(r)
+                any_needs = any_needs or r
+            else:
+                arrays.append(a)
+                needs.append(False)
+        ctx = Context(cls, args if any_needs else None, tuple(needs))
+        raw = cls.forward(ctx, *arrays, **kwargs)
+        multi = isinstance(raw, tuple)
+        outs = raw if multi else (raw,)
+        results = []
+        for k, o in enumerate(outs):
+            if not isinstance(o, np.ndarray):
+                if o is None:
+                    results.append(None)
+                    continue
+                o = np.asarray(o)
+            t = Tensor.__new__(Tensor)
+            t.data = o
+            t.grad = None
+            t.requires_grad = any_needs
+            t._ctx = ctx if any_needs else None
+            t._index = k
+            t._retain = False
+            t._topo = None
+            results.append(t)
+        if any_needs:
+            ctx.out_meta = tuple((None, None) if o is None else (o.shape, o.dtype) for o in outs)
+        return tuple(results) if multi else results[0]
+
+
+# --------------------------------------------------------------------------- the backward pass
+
+
+def topological_order(root):
+    """Nodes reachable from ``root``, each after every node that consumes its outputs.
+
+    Iterative depth-first search with an explicit stack: a recursive version
+    would overflow Python's stack on a long unrolled sequence.
+    """
+    order = []
+    if root._ctx is None:
+        return order
+    visited = {id(root._ctx)}
+    stack = [(root._ctx, iter(root._ctx.inputs or ()))]
+    while stack:
+        node, children = stack[-1]
+        for t in children:
+            if isinstance(t, Tensor) and t._ctx is not None and id(t._ctx) not in visited:
+                visited.add(id(t._ctx))
+                stack.append((t._ctx, iter(t._ctx.inputs or ())))
+                break
+        else:  # all inputs done: post-order
+            stack.pop()
+            order.append(node)
+    order.reverse()  # root first
+    return order
+
+
+def _accumulate(slot, g):
+    return g if slot is None else slot + g
+
+
+def backward(root, grad=None, retain_graph=False):
+    """Backpropagate from ``root``; see ``Tensor.backward``."""
+    if not root.requires_grad:
+        raise GraphError(
+            "backward: this tensor does not require grad (op=%s, shape %s); "
+            "did you create it under no_grad() or from inputs without requires_grad=True?"
+            % (root.op, tuple(root.shape))
+        )
+    if grad is None:
+        if root.data.size != 1:
+            raise ShapeError(
+                "backward: grad can be omitted only for a one-element output; this one has shape %s. "
+                "Pass grad= of that shape, or reduce to a scalar loss first (e.g. .sum())." % (tuple(root.shape),)
+            )
+        grad = np.ones_like(root.data)
+    else:
+        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
+        if grad.shape != root.shape:
+            raise ShapeError("backward: grad has shape %s but the tensor has shape %s" % (grad.shape, root.shape))
+
+    if root._ctx is None:  # backward on a leaf: its gradient is grad itself
+        root.grad = _accumulate(root.grad, grad)
+        return
+
+    if root._topo is None:
+        root._topo = topological_order(root)
+    order = root._topo
+
+    pending = {id(root._ctx): [None] * len(root._ctx.out_meta)}
+    pending[id(root._ctx)][root._index] = grad
+    for node in order:
+        grads_out = pending.pop(id(node), None)
+        if grads_out is None:  # no gradient reached this node (e.g. only an unused output)
+            continue
+        if node.freed:
+            raise GraphError(
+                "backward: node %s was already backpropagated and its saved values freed. "
+                "If you are carrying a hidden state from one sequence chunk to the next, detach it "
+                "between chunks (h = h.detach(), or tinybptt.nn.utils.detach_state(state)); use "
+                "retain_graph=True only if you really mean to backprop through the same graph twice."
+                % node.describe()
+            )
+        grads_out = tuple(
+            g if g is not None else (np.zeros(shape, dtype) if shape is not None else None)
+            for g, (shape, dtype) in zip(grads_out, node.out_meta)
+        )
+        for hook in _backward_hooks:
+            hook(node, grads_out)
+        grads_in = node.fn.backward(node, *grads_out)
+        if not isinstance(grads_in, tuple):
+            grads_in = (grads_in,)
+        if len(grads_in) < len(node.inputs):
+            raise GraphError(
+                "backward of %s returned %d gradients for %d inputs" % (node.describe(), len(grads_in), len(node.inputs))
+            )
+        for t, g, need in zip(node.inputs, grads_in, node.needs_input_grad):
+            if not need or g is None:
+                continue
+            if g.shape != t.shape:
+                raise ShapeError(
+                    "backward of %s produced a gradient of shape %s for an input of shape %s"
+                    % (node.describe(), g.shape, t.shape)
+                )
+            if g.dtype != t.dtype:
+                g = g.astype(t.dtype)
+            if t._ctx is None:
+                t.grad = g.copy() if t.grad is None else t.grad + g
+            else:
+                if t._retain:
+                    t.grad = g.copy() if t.grad is None else t.grad + g
+                slots = pending.get(id(t._ctx))
+                if slots is None:
+                    slots = pending[id(t._ctx)] = [None] * len(t._ctx.out_meta)
+                slots[t._index] = _accumulate(slots[t._index], g)
+        if not retain_graph:
+            node.free()
+    if root._retain:
+        root.grad = _accumulate(root.grad, grad)

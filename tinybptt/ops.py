@@ -1,0 +1,523 @@
+"""The built-in ops: one small Function per op, forward beside backward.
+
+Each ``forward`` computes with NumPy (or a kernel from ``tinybptt.kernels``)
+and saves only what its ``backward`` needs; each ``backward`` returns one
+gradient per forward argument.  Binary elementwise ops follow NumPy
+broadcasting, so their backward must *un-broadcast*: sum the gradient over the
+axes that broadcasting stretched, giving each input a gradient of its own shape.
+"""
+import numpy as np
+
+from . import kernels
+from .autograd import Function, Tensor, _as_array
+from .errors import ShapeError, describe
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` down to ``shape``: undo NumPy broadcasting in the backward pass."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(k for k, n in enumerate(shape) if n == 1 and grad.shape[k] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
+
+
+def _shape(x):
+    return x.shape if isinstance(x, np.ndarray) else np.shape(x)
+
+
+def _broadcast(op, a, b):
+    try:
+        return np.broadcast_shapes(_shape(a), _shape(b))
+    except ValueError:
+        raise ShapeError(
+            "%s: shapes %s and %s do not broadcast together (inputs %s)" % (op, _shape(a), _shape(b), describe(a, b))
+        ) from None
+
+
+# --------------------------------------------------------------------------- elementwise binary
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast("add", a, b)
+        ctx.shapes = (_shape(a), _shape(b))
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        return unbroadcast(g, sa), unbroadcast(g, sb)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast("sub", a, b)
+        ctx.shapes = (_shape(a), _shape(b))
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        return unbroadcast(g, sa), unbroadcast(-g, sb)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast("mul", a, b)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(b if need_a else None, a if need_b else None)
+        ctx.shapes = (_shape(a), _shape(b))
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        b, a = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        return (unbroadcast(g * b, sa) if b is not None else None,
+                unbroadcast(g * a, sb) if a is not None else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast("div", a, b)
+        ctx.save_for_backward(a, b)
+        ctx.shapes = (_shape(a), _shape(b))
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g / b, sa) if need_a else None,
+                unbroadcast(-g * a / (b * b), sb) if need_b else None)
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast("pow", a, b)
+        y = a ** b
+        ctx.save_for_backward(a, b, y)
+        ctx.shapes = (_shape(a), _shape(b))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, y = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        da = unbroadcast(g * b * a ** (b - 1), sa) if need_a else None
+        db = None
+        if need_b:  # d(a^b)/db = a^b log a, defined for a > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                db = unbroadcast(g * y * np.log(a), sb)
+        return da, db
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, dtype=None):
+        ctx.src = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.src)
+
+
+# --------------------------------------------------------------------------- matmul
+
+
+class MatMul(Function):
+    """``a @ b`` with ``a`` of shape (..., K) and ``b`` of shape (K, N).
+
+    Leading axes of ``a`` are flattened into one, so a (T, B, I) @ (I, H)
+    projection of a whole sequence is a single GEMM.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.ndim < 1 or b.ndim != 2 or a.shape[-1] != b.shape[0]:
+            raise ShapeError(
+                "matmul: expected a of shape (..., K) and b of shape (K, N), got %s" % describe(a, b)
+            )
+        lead, K, N = a.shape[:-1], b.shape[0], b.shape[1]
+        a2 = a.reshape(-1, K)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a2 if need_b else None, b if need_a else None)
+        ctx.lead = lead
+        return kernels.backend.matmul(a2, b).reshape(lead + (N,))
+
+    @staticmethod
+    def backward(ctx, g):
+        a2, b = ctx.saved_tensors
+        g2 = g.reshape(-1, g.shape[-1])
+        da = db = None
+        if b is not None:  # dL/da = g @ b^T
+            da = kernels.backend.matmul(g2, b, trans_b=True).reshape(ctx.lead + (b.shape[0],))
+        if a2 is not None:  # dL/db = a^T @ g
+            db = kernels.backend.matmul(a2, g2, trans_a=True)
+        return da, db
+
+
+# --------------------------------------------------------------------------- elementwise unary
+# tanh, sigmoid, relu and exp keep their OUTPUT for backward.
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = kernels.backend.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return kernels.backend.tanh_backward(y, g)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = kernels.backend.sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return kernels.backend.sigmoid_backward(y, g)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = kernels.backend.relu(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return kernels.backend.relu_backward(y, g)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        with np.errstate(over="ignore"):  # exp(1000) = inf is the right answer
+            y = np.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * y
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf, log(-1) = nan
+            return np.log(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return g / x
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def _norm_axis(op, axis, ndim):
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for ax in axes:
+        if not -ndim <= ax < max(ndim, 1):
+            raise ShapeError("%s: axis %d is out of range for a %d-D tensor" % (op, ax, ndim))
+        out.append(ax % max(ndim, 1))
+    return tuple(sorted(out))
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        axis = _norm_axis("sum", axis, x.ndim)
+        ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
+        return np.asarray(x.sum(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.axis is not None and not ctx.keepdims:
+            g = np.expand_dims(g, ctx.axis)
+        return np.broadcast_to(g, ctx.shape)
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        axis = _norm_axis("mean", axis, x.ndim)
+        ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
+        count = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
+        ctx.count = count
+        if count == 0:
+            raise ShapeError("mean: cannot average over an empty axis (input shape %s)" % (x.shape,))
+        return np.asarray(x.mean(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.axis is not None and not ctx.keepdims:
+            g = np.expand_dims(g, ctx.axis)
+        return np.broadcast_to(g / ctx.count, ctx.shape)
+
+
+# --------------------------------------------------------------------------- shape ops
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, x, shape=None):
+        ctx.shape = x.shape
+        try:
+            return x.reshape(shape)
+        except ValueError:
+            raise ShapeError("reshape: cannot reshape %s (size %d) to %s" % (x.shape, x.size, shape)) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class Transpose(Function):
+    @staticmethod
+    def forward(ctx, x, axes=None):
+        if axes is not None and sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+            raise ShapeError("transpose: axes %s are not a permutation of a %d-D tensor's axes" % (axes, x.ndim))
+        ctx.axes = axes
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.axes is None:
+            return np.transpose(g)
+        return np.transpose(g, np.argsort(ctx.axes))
+
+
+def _is_basic_index(idx):
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+class GetItem(Function):
+    name = "getitem"
+
+    @staticmethod
+    def forward(ctx, x, idx=None):
+        ctx.shape, ctx.dtype, ctx.idx = x.shape, x.dtype, idx
+        try:
+            return np.asarray(x[idx])
+        except IndexError as exc:
+            raise ShapeError("getitem: index %r does not fit a tensor of shape %s (%s)" % (idx, x.shape, exc)) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        out = np.zeros(ctx.shape, dtype=ctx.dtype)
+        if _is_basic_index(ctx.idx):
+            out[ctx.idx] = g  # a view: every element is hit at most once
+        else:
+            np.add.at(out, ctx.idx, g)  # fancy indexing may repeat elements
+        return out
+
+
+class Concat(Function):
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        try:
+            out = np.concatenate(xs, axis=axis)
+        except (ValueError, np.exceptions.AxisError) as exc:
+            raise ShapeError("concat: cannot concatenate %s along axis %d (%s)" % (describe(*xs), axis, exc)) from None
+        ctx.axis = axis
+        ctx.splits = np.cumsum([x.shape[axis] for x in xs])[:-1]
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(np.split(g, ctx.splits, axis=ctx.axis))
+
+
+class Stack(Function):
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        try:
+            out = np.stack(xs, axis=axis)
+        except (ValueError, np.exceptions.AxisError) as exc:
+            raise ShapeError("stack: cannot stack %s along axis %d (%s)" % (describe(*xs), axis, exc)) from None
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        n = g.shape[ctx.axis]
+        return tuple(np.take(g, k, axis=ctx.axis) for k in range(n))
+
+
+class Split(Function):
+    """Split along ``axis`` into equal sections (an int) or at the given indices."""
+
+    @staticmethod
+    def forward(ctx, x, sections=None, axis=0):
+        try:
+            parts = np.split(x, sections, axis=axis)
+        except (ValueError, np.exceptions.AxisError) as exc:
+            raise ShapeError("split: cannot split shape %s into %r along axis %d (%s)" % (x.shape, sections, axis, exc)) from None
+        ctx.axis = axis
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx, *gs):
+        return np.concatenate(gs, axis=ctx.axis)
+
+
+# --------------------------------------------------------------------------- Tensor methods and functions
+
+
+def _operand(self, other):
+    """Python numbers take the tensor's dtype, so float32 stays float32."""
+    if isinstance(other, Tensor):
+        return other
+    if isinstance(other, (int, float, np.number)):
+        return np.asarray(other, dtype=self.data.dtype)
+    return _as_array(other)
+
+
+def _binary(fn, reflected=False):
+    if reflected:
+        def method(self, other):
+            return fn.apply(_operand(self, other), self)
+    else:
+        def method(self, other):
+            return fn.apply(self, _operand(self, other))
+    return method
+
+
+def _tensors(op, xs):
+    if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
+        xs = tuple(xs[0])
+    if not xs:
+        raise ShapeError("%s: needs at least one tensor" % op)
+    return xs
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis (like ``np.concatenate``)."""
+    return Concat.apply(*_tensors("concat", (tensors,)), axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join tensors along a new axis (like ``np.stack``)."""
+    return Stack.apply(*_tensors("stack", (tensors,)), axis=axis)
+
+
+def split(x, sections, axis=0):
+    """Split ``x`` into a tuple of tensors (like ``np.split``)."""
+    out = Split.apply(x, sections=sections, axis=axis)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def matmul(a, b):
+    return MatMul.apply(a, b)
+
+
+def tanh(x):
+    return Tanh.apply(x)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+def relu(x):
+    return Relu.apply(x)
+
+
+def exp(x):
+    return Exp.apply(x)
+
+
+def log(x):
+    return Log.apply(x)
+
+
+def _reshape(self, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return Reshape.apply(self, shape=shape)
+
+
+def _transpose(self, *axes):
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    return Transpose.apply(self, axes=axes or None)
+
+
+def _getitem(self, idx):
+    if isinstance(idx, Tensor):
+        idx = idx.data
+    elif isinstance(idx, tuple):
+        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    if isinstance(idx, np.ndarray) and idx.dtype.kind == "f":
+        raise ShapeError("getitem: index arrays must be integers or booleans, got %s" % idx.dtype)
+    return GetItem.apply(self, idx=idx)
+
+
+Tensor.__add__ = _binary(Add)
+Tensor.__radd__ = _binary(Add, reflected=True)
+Tensor.__sub__ = _binary(Sub)
+Tensor.__rsub__ = _binary(Sub, reflected=True)
+Tensor.__mul__ = _binary(Mul)
+Tensor.__rmul__ = _binary(Mul, reflected=True)
+Tensor.__truediv__ = _binary(Div)
+Tensor.__rtruediv__ = _binary(Div, reflected=True)
+Tensor.__pow__ = _binary(Pow)
+Tensor.__rpow__ = _binary(Pow, reflected=True)
+Tensor.__matmul__ = _binary(MatMul)
+Tensor.__rmatmul__ = _binary(MatMul, reflected=True)
+Tensor.__neg__ = lambda self: Neg.apply(self)
+Tensor.__getitem__ = _getitem
+Tensor.tanh = tanh
+Tensor.sigmoid = sigmoid
+Tensor.relu = relu
+Tensor.exp = exp
+Tensor.log = log
+Tensor.sum = lambda self, axis=None, keepdims=False: Sum.apply(self, axis=axis, keepdims=keepdims)
+Tensor.mean = lambda self, axis=None, keepdims=False: Mean.apply(self, axis=axis, keepdims=keepdims)
+Tensor.reshape = _reshape
+Tensor.transpose = _transpose
+Tensor.T = property(lambda self: Transpose.apply(self, axes=None))
