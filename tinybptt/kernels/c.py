@@ -13,7 +13,7 @@ from .._tinybptt_c import ffi, lib
 
 NAME = "c"
 
-_CTYPE = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
+_CTYPE = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]"}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
@@ -21,7 +21,8 @@ def ptr(a):
     """A C pointer to the data of C-contiguous float array ``a`` (None -> NULL)."""
     if a is None:
         return ffi.NULL
-    return ffi.cast(_CTYPE[a.dtype], a.ctypes.data)
+    # from_buffer is ~7x cheaper than a.ctypes.data and keeps ``a`` alive while in use
+    return ffi.from_buffer(_CTYPE[a.dtype], a, require_writable=False)
 
 
 def fn(name, dtype):
