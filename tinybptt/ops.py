@@ -30,13 +30,10 @@ def _shape(x):
     return x.shape if isinstance(x, np.ndarray) else np.shape(x)
 
 
-def _broadcast(op, a, b):
-    try:
-        return np.broadcast_shapes(_shape(a), _shape(b))
-    except ValueError:
-        raise ShapeError(
-            "%s: shapes %s and %s do not broadcast together (inputs %s)" % (op, _shape(a), _shape(b), describe(a, b))
-        ) from None
+def _broadcast_error(op, a, b):
+    return ShapeError(
+        "%s: shapes %s and %s do not broadcast together (inputs %s)" % (op, _shape(a), _shape(b), describe(a, b))
+    )
 
 
 # --------------------------------------------------------------------------- elementwise binary
@@ -45,9 +42,11 @@ def _broadcast(op, a, b):
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        _broadcast("add", a, b)
         ctx.shapes = (_shape(a), _shape(b))
-        return a + b
+        try:
+            return a + b
+        except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
+            raise _broadcast_error("add", a, b) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -58,9 +57,11 @@ class Add(Function):
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
-        _broadcast("sub", a, b)
         ctx.shapes = (_shape(a), _shape(b))
-        return a - b
+        try:
+            return a - b
+        except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
+            raise _broadcast_error("sub", a, b) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -71,11 +72,13 @@ class Sub(Function):
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        _broadcast("mul", a, b)
         need_a, need_b = ctx.needs_input_grad
         ctx.save_for_backward(b if need_a else None, a if need_b else None)
         ctx.shapes = (_shape(a), _shape(b))
-        return a * b
+        try:
+            return a * b
+        except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
+            raise _broadcast_error("mul", a, b) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -88,10 +91,12 @@ class Mul(Function):
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        _broadcast("div", a, b)
         ctx.save_for_backward(a, b)
         ctx.shapes = (_shape(a), _shape(b))
-        return a / b
+        try:
+            return a / b
+        except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
+            raise _broadcast_error("div", a, b) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -105,8 +110,10 @@ class Div(Function):
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
-        _broadcast("pow", a, b)
-        y = a ** b
+        try:
+            y = a ** b
+        except ValueError:
+            raise _broadcast_error("pow", a, b) from None
         ctx.save_for_backward(a, b, y)
         ctx.shapes = (_shape(a), _shape(b))
         return y
