@@ -18,6 +18,7 @@ before calling its backward.
 """
 import contextlib
 import itertools
+import threading
 
 import numpy as np
 
@@ -28,8 +29,17 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # --------------------------------------------------------------------------- global modes
 
-_grad_enabled = True
-_scope = {"label": None, "step": None}  # tags given to nodes created inside node_scope()
+
+class _ThreadState(threading.local):
+    """Per-thread modes, so two threads training two models do not disturb each other."""
+
+    def __init__(self):
+        self.grad_enabled = True
+        self.label = None  # tags given to nodes created inside node_scope()
+        self.step = None
+
+
+_state = _ThreadState()
 _backward_hooks = []  # callables (ctx, grads_out) run as each node is backpropagated
 _node_counter = itertools.count()
 
@@ -43,17 +53,16 @@ def no_grad():
         with tinybptt.no_grad():
             pred = model(x)
     """
-    global _grad_enabled
-    prev, _grad_enabled = _grad_enabled, False
+    prev, _state.grad_enabled = _state.grad_enabled, False
     try:
         yield
     finally:
-        _grad_enabled = prev
+        _state.grad_enabled = prev
 
 
 def is_grad_enabled():
     """True unless inside ``no_grad()``."""
-    return _grad_enabled
+    return _state.grad_enabled
 
 
 @contextlib.contextmanager
@@ -63,15 +72,15 @@ def node_scope(label=None, step=None):
     The recurrent layers wrap each time step in ``node_scope(label="lstm.l0", step=t)``
     so that an inspection of the unrolled graph can say which step a node belongs to.
     """
-    prev = dict(_scope)
+    prev = (_state.label, _state.step)
     if label is not None:
-        _scope["label"] = label
+        _state.label = label
     if step is not None:
-        _scope["step"] = step
+        _state.step = step
     try:
         yield
     finally:
-        _scope.update(prev)
+        _state.label, _state.step = prev
 
 
 @contextlib.contextmanager
@@ -263,8 +272,8 @@ class Context:
         self.needs_input_grad = needs_input_grad
         self.saved_tensors = ()
         self.out_meta = ()  # (shape, dtype) of each output
-        self.label = _scope["label"]
-        self.step = _scope["step"]
+        self.label = _state.label
+        self.step = _state.step
         self.id = next(_node_counter)
         self.freed = False
 
@@ -339,10 +348,11 @@ class Function:
         arrays = []
         needs = []
         any_needs = False
+        grad_enabled = _state.grad_enabled
         for a in args:
             if isinstance(a, Tensor):
                 arrays.append(a.data)
-                r = a.requires_grad and _grad_enabled
+                r = a.requires_grad and grad_enabled
                 needs.append(r)
                 any_needs = any_needs or r
             else:
