@@ -41,6 +41,7 @@ class _ThreadState(threading.local):
 
 _state = _ThreadState()
 _backward_hooks = []  # callables (ctx, grads_out) run as each node is backpropagated
+_forward_hooks = []  # callables (ctx, inputs, outputs) run after each op's forward (empty: no cost)
 _node_counter = itertools.count()
 
 
@@ -95,6 +96,21 @@ def backward_hook(fn):
         yield
     finally:
         _backward_hooks.remove(fn)
+
+
+@contextlib.contextmanager
+def forward_hook(fn):
+    """Call ``fn(ctx, inputs, outputs)`` after every op's forward inside this block.
+
+    ``inputs`` are the forward's arguments (NumPy arrays where the argument was a
+    Tensor), ``outputs`` the tuple of arrays it returned.  ``tinybptt.inspect``'s
+    anomaly mode uses it to name the first node that produced NaN or Inf.
+    """
+    _forward_hooks.append(fn)
+    try:
+        yield
+    finally:
+        _forward_hooks.remove(fn)
 
 
 # --------------------------------------------------------------------------- Tensor
@@ -362,6 +378,9 @@ class Function:
         raw = cls.forward(ctx, *arrays, **kwargs)
         multi = isinstance(raw, tuple)
         outs = raw if multi else (raw,)
+        if _forward_hooks:
+            for hook in list(_forward_hooks):
+                hook(ctx, arrays, outs)
         results = []
         for k, o in enumerate(outs):
             if not isinstance(o, np.ndarray):
