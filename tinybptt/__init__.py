@@ -10,6 +10,7 @@ from . import ops  # noqa: F401  (binds operators and methods onto Tensor)
 from .autograd import (Context, Function, Tensor, backward_hook, is_grad_enabled, no_grad,
                        node_scope, tensor)
 from .errors import BackendError, DTypeError, GraphError, ShapeError, TinyBPTTError
+from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck
 from .kernels import available_backends, get_backend, set_backend
 from .ops import concat, exp, log, matmul, relu, sigmoid, split, stack, tanh
 
