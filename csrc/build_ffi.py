@@ -46,7 +46,9 @@ def _compiler_accepts(flag):
 
 
 def _flags():
-    compile_args = ["-std=c11", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function"]
+    # -fno-trapping-math: we never trap on FP exceptions, and without it GCC will not
+    # turn the selects in vmath.h's branch-free exp/tanh/sigmoid into vector blends.
+    compile_args = ["-std=c11", "-fno-strict-aliasing", "-fno-trapping-math", "-Wall", "-Wno-unused-function"]
     link_args = []
     if os.environ.get("TINYBPTT_SANITIZE") == "1":
         compile_args += ["-O1", "-g", "-fno-omit-frame-pointer",
