@@ -325,8 +325,13 @@ class Reshape(Function):
 class Transpose(Function):
     @staticmethod
     def forward(ctx, x, axes=None):
-        if axes is not None and sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
-            raise ShapeError("transpose: axes %s are not a permutation of a %d-D tensor's axes" % (axes, x.ndim))
+        if axes is not None:
+            nd = x.ndim
+            if (len(axes) != nd or not all(-nd <= a < nd for a in axes)
+                    or sorted(a % nd for a in axes) != list(range(nd))):
+                raise ShapeError("transpose: axes %s are not a permutation of a %d-D tensor's axes (shape %s)"
+                                 % (axes, nd, x.shape))
+            axes = tuple(a % nd for a in axes)  # backward inverts with argsort: needs axes >= 0
         ctx.axes = axes
         return np.transpose(x, axes)
 
