@@ -267,9 +267,11 @@ def _norm_axis(op, axis, ndim):
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for ax in axes:
-        if not -ndim <= ax < max(ndim, 1):
-            raise ShapeError("%s: axis %d is out of range for a %d-D tensor" % (op, ax, ndim))
-        out.append(ax % max(ndim, 1))
+        if not -ndim <= ax < ndim:
+            raise ShapeError("%s: axis %d is out of range for a %d-D tensor (shape has %d axes)" % (op, ax, ndim, ndim))
+        out.append(ax % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError("%s: axis %s names the same axis twice (for a %d-D tensor)" % (op, axis, ndim))
     return tuple(sorted(out))
 
 
