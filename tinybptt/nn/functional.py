@@ -1,0 +1,137 @@
+"""Losses and normalisers: ``mse_loss``, ``cross_entropy``, ``nll_loss``, ``softmax``, ``log_softmax``.
+
+``log_softmax`` and ``softmax`` are Functions computed in the stable form
+(subtract the row maximum before exponentiating), so logits of +-1000 give
+finite values and gradients; ``cross_entropy`` is ``nll_loss(log_softmax(x))``.
+"""
+import numpy as np
+
+from ..autograd import Function, Tensor, _as_array
+from ..errors import DTypeError, ShapeError, describe
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _tensor(x, who, like=None):
+    if isinstance(x, Tensor):
+        return x
+    return Tensor(_as_array(x, like.dtype if like is not None else None))
+
+
+class LogSoftmax(Function):
+    """``y = x - max(x) - log(sum(exp(x - max(x))))`` along ``axis``; backward ``g - softmax * sum(g)``."""
+
+    name = "log_softmax"
+
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        m = np.max(x, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)  # rows of all -inf stay -inf instead of NaN
+        z = x - m
+        y = z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.axis = axis
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g - np.exp(y) * np.sum(g, axis=ctx.axis, keepdims=True)
+
+
+class Softmax(Function):
+    """``y = exp(x - max) / sum(exp(x - max))`` along ``axis``; backward ``y * (g - sum(g * y))``."""
+
+    name = "softmax"
+
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        m = np.max(x, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        e = np.exp(x - m)
+        y = e / np.sum(e, axis=axis, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.axis = axis
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return y * (g - np.sum(g * y, axis=ctx.axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1):
+    """Log of the softmax along ``axis``, computed stably (Tensor in, Tensor out)."""
+    return LogSoftmax.apply(_tensor(x, "log_softmax"), axis=axis)
+
+
+def softmax(x, axis=-1):
+    """Softmax along ``axis``, computed stably (Tensor in, Tensor out)."""
+    return Softmax.apply(_tensor(x, "softmax"), axis=axis)
+
+
+def _reduce(loss, reduction, who):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError("%s: reduction must be one of %s, got %r" % (who, _REDUCTIONS, reduction))
+
+
+def _targets(target, lead_shape, C, who):
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind == "f":
+        if not np.all(np.isfinite(t)) or not np.all(t == np.round(t)):
+            raise DTypeError("%s: target must hold integer class indices, got non-integral %s values" % (who, t.dtype))
+        t = t.astype(np.int64)
+    elif t.dtype.kind not in "iu":
+        raise DTypeError("%s: target must hold integer class indices, got dtype %s" % (who, t.dtype))
+    if t.shape != tuple(lead_shape):
+        raise ShapeError("%s: target must have shape %s (the logits' shape without the class axis), got %s"
+                         % (who, tuple(lead_shape), t.shape))
+    if t.size and (t.min() < 0 or t.max() >= C):
+        raise ShapeError("%s: target class indices must lie in [0, %d), got values from %d to %d"
+                         % (who, C, t.min(), t.max()))
+    return t
+
+
+def nll_loss(log_probs, target, reduction="mean"):
+    """Negative log-likelihood of integer ``target`` (shape ``log_probs.shape[:-1]``) under ``log_probs`` (..., C)."""
+    who = "nll_loss"
+    log_probs = _tensor(log_probs, who)
+    if log_probs.ndim < 1:
+        raise ShapeError("%s: log_probs must have a class axis, got %s" % (who, describe(log_probs.data)))
+    C = log_probs.shape[-1]
+    t = _targets(target, log_probs.shape[:-1], C, who).reshape(-1)
+    flat = log_probs.reshape(-1, C)
+    picked = -flat[np.arange(t.size), t]
+    if reduction == "none":
+        return picked.reshape(log_probs.shape[:-1])
+    return _reduce(picked, reduction, who)
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """Cross-entropy of integer class ``target`` given unnormalised ``logits`` (..., C).
+
+    ``target`` has the logits' shape without the last axis (e.g. logits (T, B, C),
+    target (T, B)).  Computed as ``nll_loss(log_softmax(logits))``: stable for
+    logits of any magnitude.  ``reduction``: "mean" (default), "sum" or "none".
+    """
+    logits = _tensor(logits, "cross_entropy")
+    if logits.ndim < 1:
+        raise ShapeError("cross_entropy: logits must have a class axis, got %s" % describe(logits.data))
+    _targets(target, logits.shape[:-1], logits.shape[-1], "cross_entropy")
+    return nll_loss(log_softmax(logits, axis=-1), target, reduction)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Mean (or summed) squared error between ``input`` and ``target`` of the same shape."""
+    input = _tensor(input, "mse_loss")
+    target = _tensor(target, "mse_loss", like=input)
+    if input.shape != target.shape:
+        raise ShapeError("mse_loss: input and target must have the same shape, got %s"
+                         % describe(input.data, target.data))
+    d = input - target
+    return _reduce(d * d, reduction, "mse_loss")

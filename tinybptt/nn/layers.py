@@ -1,0 +1,92 @@
+"""Feed-forward layers: ``Linear`` and ``Embedding`` (PyTorch names, shapes and init)."""
+import numpy as np
+
+from ..autograd import Tensor, _as_array
+from ..errors import DTypeError, ShapeError, describe
+from . import init
+from .module import Module, Parameter
+
+
+def as_input(x, dtype, who):
+    """``x`` as a Tensor of ``dtype``: arrays are converted, Tensors of another dtype are an error."""
+    if isinstance(x, Tensor):
+        if x.dtype != dtype:
+            raise DTypeError(
+                "%s: input is %s but the layer's parameters are %s; convert with x.astype(np.%s) "
+                "or the layer with .to(np.%s)" % (who, describe(x.data), dtype, dtype, x.dtype)
+            )
+        return x
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise DTypeError("%s: cannot use an input of dtype %s" % (who, arr.dtype))
+    return Tensor(_as_array(arr, dtype))
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias`` over the last axis of ``x`` (..., in_features).
+
+    weight (out_features, in_features) and bias (out_features,) start as
+    U(-1/sqrt(in_features), 1/sqrt(in_features)), as in PyTorch.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float64):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.dtype = np.dtype(dtype)
+        k = 1.0 / np.sqrt(self.in_features) if self.in_features else 0.0
+        self.weight = Parameter(np.empty((self.out_features, self.in_features)), dtype=self.dtype)
+        init.uniform_(self.weight, -k, k)
+        if bias:
+            self.bias = Parameter(np.empty(self.out_features), dtype=self.dtype)
+            init.uniform_(self.bias, -k, k)
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        x = as_input(x, self.dtype, "Linear(%d, %d)" % (self.in_features, self.out_features))
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ShapeError(
+                "Linear(in_features=%d, out_features=%d): input must have shape (..., %d), got %s"
+                % (self.in_features, self.out_features, self.in_features, describe(x.data))
+            )
+        y = x @ self.weight.T
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def extra_repr(self):
+        return "in_features=%d, out_features=%d, bias=%s" % (self.in_features, self.out_features, self.bias is not None)
+
+
+class Embedding(Module):
+    """A lookup table: integer ids (any shape) -> rows of ``weight`` (num_embeddings, embedding_dim).
+
+    ``weight`` starts as N(0, 1), as in PyTorch.  The backward pass adds each
+    row's gradient into the rows that were looked up (repeats accumulate).
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, dtype=np.float64):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.dtype = np.dtype(dtype)
+        self.weight = Parameter(np.empty((self.num_embeddings, self.embedding_dim)), dtype=self.dtype)
+        init.normal_(self.weight)
+
+    def forward(self, ids):
+        who = "Embedding(%d, %d)" % (self.num_embeddings, self.embedding_dim)
+        idx = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        if idx.dtype.kind == "f":
+            if not np.all(idx == np.round(idx)):
+                raise DTypeError("%s: ids must be integers, got dtype %s" % (who, idx.dtype))
+            idx = idx.astype(np.int64)
+        if idx.dtype.kind not in "iu":
+            raise DTypeError("%s: ids must be integers, got dtype %s" % (who, idx.dtype))
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
+            raise ShapeError(
+                "%s: ids must lie in [0, %d), got values from %d to %d"
+                % (who, self.num_embeddings, idx.min(), idx.max())
+            )
+        return self.weight[idx]
+
+    def extra_repr(self):
+        return "%d, %d" % (self.num_embeddings, self.embedding_dim)

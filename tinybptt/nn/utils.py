@@ -1,0 +1,165 @@
+"""Training utilities: gradient clipping, detaching recurrent state, measuring saved memory."""
+import types
+
+import numpy as np
+
+from ..autograd import Tensor, topological_order
+from ..errors import ShapeError
+
+try:
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds
+except ImportError:  # NumPy < 2
+    _byte_bounds = np.byte_bounds
+
+
+def _params(params):
+    if isinstance(params, Tensor):
+        return [params]
+    return list(params)
+
+
+def clip_grad_norm_(params, max_norm, norm_type=2.0):
+    """Scale the gradients of ``params`` so that their joint norm is at most ``max_norm``.
+
+    The norm is taken over all gradients together, as if concatenated into one
+    vector (``norm_type`` 2 by default; ``float('inf')`` for the max-abs norm).
+    Returns the total norm *before* clipping (a float).  Parameters without a
+    gradient are skipped.
+    """
+    grads = [p for p in _params(params) if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm_type = float(norm_type)
+    if norm_type == float("inf"):
+        total = max(float(np.max(np.abs(p.grad))) if p.grad.size else 0.0 for p in grads)
+    else:
+        total = float(sum(float(np.sum(np.abs(p.grad.astype(np.float64)) ** norm_type)) for p in grads)) ** (1.0 / norm_type)
+    coef = float(max_norm) / (total + 1e-6)
+    if coef < 1.0:
+        for p in grads:
+            p.grad = p.grad * np.asarray(coef, dtype=p.grad.dtype)
+    return total
+
+
+def clip_grad_value_(params, clip_value):
+    """Clamp every gradient element of ``params`` into [-clip_value, clip_value] (in place)."""
+    c = float(clip_value)
+    if c < 0:
+        raise ValueError("clip_grad_value_: clip_value must be >= 0, got %r" % clip_value)
+    for p in _params(params):
+        if p.grad is not None:
+            p.grad = np.clip(p.grad, -c, c)
+
+
+def detach_state(state):
+    """Cut a recurrent state from the graph: ``h`` -> ``h.detach()``, ``(h, c)`` -> both detached.
+
+    Call it between chunks of a long sequence (truncated BPTT); forgetting it
+    makes the next backward run into the previous chunk's already-freed graph.
+    Also accepts None (returned as is), arrays and nested tuples/lists.
+    """
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    if isinstance(state, np.ndarray):
+        return state
+    raise ShapeError("detach_state: expected a Tensor or a tuple of Tensors, got %s" % type(state).__name__)
+
+
+# --------------------------------------------------------------------------- memory accounting
+
+
+def _arrays_in(obj, out, seen):
+    """Collect the NumPy arrays inside ``obj`` (tuples, lists, dicts, objects with __dict__/__slots__)."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if o is None or isinstance(o, (str, bytes, int, float, bool, type, types.ModuleType,
+                                       types.FunctionType, types.BuiltinFunctionType)):
+            continue
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            out.append(o)
+        elif isinstance(o, Tensor):
+            out.append(o.data)
+        elif isinstance(o, (tuple, list, set, frozenset)):
+            stack.extend(o)
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        else:
+            for name in getattr(type(o), "__slots__", ()):
+                stack.append(getattr(o, name, None))
+            d = getattr(o, "__dict__", None)
+            if isinstance(d, dict):
+                stack.extend(d.values())
+
+
+def _intervals(arrays):
+    iv = []
+    for a in arrays:
+        if a.size == 0:
+            continue
+        lo, hi = _byte_bounds(a)
+        iv.append((lo, hi))
+    iv.sort()
+    merged = []
+    for lo, hi in iv:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return merged
+
+
+def nbytes_of(obj, exclude=()):
+    """Bytes of distinct memory held by the arrays inside ``obj``.
+
+    Views of one buffer count once (overlapping byte ranges are merged), so a
+    slice ``x[2:5]`` saved next to ``x`` adds nothing.  Memory overlapping any
+    array in ``exclude`` (e.g. the layer input and the weights, which exist
+    anyway) is not counted.
+    """
+    arrays = []
+    _arrays_in(obj, arrays, set())
+    kept = _intervals(arrays)
+    if not exclude:
+        return int(sum(hi - lo for lo, hi in kept))
+    ex = []
+    _arrays_in(tuple(exclude), ex, set())
+    removed = _intervals(ex)
+    total = 0
+    for lo, hi in kept:
+        n = hi - lo
+        for elo, ehi in removed:
+            n -= max(0, min(hi, ehi) - max(lo, elo))
+        total += n
+    return int(total)
+
+
+def saved_bytes(root, exclude=()):
+    """Bytes the graph behind ``root`` keeps for its backward pass (its activation memory).
+
+    Walks every node reachable from ``root`` (a Tensor, e.g. the loss or a
+    layer's output) and adds up the distinct memory of what the nodes saved
+    (``ctx.save_for_backward`` and attributes stored on ctx).  Shared arrays
+    and views are counted once; memory overlapping ``exclude`` (pass the
+    parameters and the input: they exist without the graph) is not counted.
+    Call it after forward and before backward (backward frees the saved values)::
+
+        out, _ = lstm(x)
+        n = saved_bytes(out, exclude=[x, *lstm.parameters()])
+    """
+    if not isinstance(root, Tensor):
+        raise TypeError("saved_bytes: expected a Tensor (a loss or layer output), got %s" % type(root).__name__)
+    held = []
+    for node in topological_order(root):
+        if node.freed:
+            continue
+        held.append(node.saved_tensors)
+        held.append({k: v for k, v in node.__dict__.items() if k not in ("trace", "traces", "stats", "backend")})
+    return nbytes_of(held, exclude=exclude)
