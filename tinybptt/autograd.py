@@ -431,7 +431,10 @@ def topological_order(root):
 
 
 def _accumulate(slot, g):
-    return g if slot is None else slot + g
+    if slot is None:
+        return g
+    s = slot + g
+    return s if isinstance(s, np.ndarray) else np.asarray(s)  # 0-D + 0-D gives a NumPy scalar
 
 
 def backward(root, grad=None, retain_graph=False):
@@ -492,6 +495,8 @@ def backward(root, grad=None, retain_graph=False):
         for t, g, need in zip(node.inputs, grads_in, node.needs_input_grad):
             if not need or g is None:
                 continue
+            if not isinstance(g, np.ndarray):  # 0-D arithmetic in a backward returns NumPy scalars
+                g = np.asarray(g)
             if g.shape != t.shape:
                 raise ShapeError(
                     "backward of %s produced a gradient of shape %s for an input of shape %s"
@@ -500,10 +505,10 @@ def backward(root, grad=None, retain_graph=False):
             if g.dtype != t.dtype:
                 g = g.astype(t.dtype)
             if t._ctx is None:
-                t.grad = g.copy() if t.grad is None else t.grad + g
+                t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)
             else:
                 if t._retain:
-                    t.grad = g.copy() if t.grad is None else t.grad + g
+                    t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)
                 slots = pending.get(id(t._ctx))
                 if slots is None:
                     slots = pending[id(t._ctx)] = [None] * len(t._ctx.out_meta)
