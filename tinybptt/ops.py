@@ -194,7 +194,7 @@ class MatMul(Function):
 class Tanh(Function):
     @staticmethod
     def forward(ctx, x):
-        y = kernels.backend.tanh(x)
+        y = np.asarray(kernels.backend.tanh(x))  # a 0-D result may come back as a NumPy scalar
         ctx.save_for_backward(y)
         return y
 
@@ -207,7 +207,7 @@ class Tanh(Function):
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, x):
-        y = kernels.backend.sigmoid(x)
+        y = np.asarray(kernels.backend.sigmoid(x))  # a 0-D result may come back as a NumPy scalar
         ctx.save_for_backward(y)
         return y
 
@@ -220,7 +220,7 @@ class Sigmoid(Function):
 class Relu(Function):
     @staticmethod
     def forward(ctx, x):
-        y = kernels.backend.relu(x)
+        y = np.asarray(kernels.backend.relu(x))  # a 0-D result may come back as a NumPy scalar
         ctx.save_for_backward(y)
         return y
 
