@@ -13,6 +13,7 @@ from .errors import BackendError, DTypeError, GraphError, ShapeError, TinyBPTTEr
 from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck
 from .kernels import available_backends, get_backend, set_backend
 from .ops import concat, exp, log, matmul, relu, sigmoid, split, stack, tanh
+from . import bptt, nn, optim  # noqa: F401,E402  (recurrent layers, optimisers, truncated/checkpointed BPTT)
 
 __version__ = "0.1.0"
 
