@@ -1,0 +1,168 @@
+"""Long-range synthetic tasks: problems a recurrent network can only solve if gradients survive T steps.
+
+Every generator takes the sequence length ``T``, the batch size ``B`` and a
+seed or ``numpy.random.Generator``, and returns NumPy arrays: inputs of shape
+(T, B, I) (time first, as the recurrent layers expect) and targets.
+
+``adding_problem``   x (T, B, 2): a random value in [0, 1) and a 0/1 marker at every step,
+                     exactly two markers (one in each half); y (B, 1): the sum of the two
+                     marked values.  Predicting the mean (1.0) gives MSE Var(u1 + u2) = 1/6.
+``copy_memory``      x (T + 2*L, B, K + 2) one-hot: L random symbols, T - 1 blanks, a
+                     delimiter, L blanks; y (T + 2*L, B) int: blanks, then the L symbols.
+                     Guessing blanks, then uniformly, costs L log K / (T + 2L) cross-entropy.
+``remember_first``   x (T, B, V) one-hot: a subject word ("cat", "dog", ...), then T - 1
+                     distractor words; y (B,) int: which subject came first.  Chance
+                     accuracy 1/K, cross-entropy log K.
+
+``TASKS[name]`` describes each task for ``tinybptt train`` (input size, output size,
+loss, what the baseline is), and ``make_batch(name, T, B, rng)`` draws a batch.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ShapeError
+
+
+def _rng(seed_or_rng):
+    if isinstance(seed_or_rng, np.random.Generator):
+        return seed_or_rng
+    return np.random.default_rng(seed_or_rng)
+
+
+def _check(name, T, B, min_T=2):
+    if int(T) != T or T < min_T:
+        raise ShapeError("%s: T must be an integer >= %d, got %r" % (name, min_T, T))
+    if int(B) != B or B < 1:
+        raise ShapeError("%s: the batch size B must be an integer >= 1, got %r" % (name, B))
+
+
+def adding_problem(T, B, rng=None, dtype=np.float64):
+    """The adding problem (Hochreiter & Schmidhuber 1997; Le et al. 2015's form).
+
+    Returns ``x`` (T, B, 2) with x[:, :, 0] uniform in [0, 1) and x[:, :, 1] the marker
+    (1 at exactly two steps: one in the first half, one in the second), and ``y`` (B, 1),
+    the sum of the two marked values.
+    """
+    _check("adding_problem", T, B)
+    g = _rng(rng)
+    x = np.zeros((T, B, 2), dtype=dtype)
+    x[:, :, 0] = g.random((T, B))
+    half = T // 2
+    first = g.integers(0, half, size=B)
+    second = g.integers(half, T, size=B)
+    cols = np.arange(B)
+    x[first, cols, 1] = 1.0
+    x[second, cols, 1] = 1.0
+    y = (x[first, cols, 0] + x[second, cols, 0]).reshape(B, 1).astype(dtype)
+    return x, y
+
+
+#: MSE of always predicting 1.0 on the adding problem: Var(U1 + U2) = 2/12
+ADDING_BASELINE_MSE = 1.0 / 6.0
+
+
+def copy_memory(T, B, rng=None, n_symbols=8, length=10, dtype=np.float64):
+    """The copy-memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016's form).
+
+    Symbols are 1..n_symbols, 0 is the blank and n_symbols + 1 the delimiter.  The
+    sequence has ``T + 2*length`` steps: ``length`` symbols, ``T - 1`` blanks, the
+    delimiter, then ``length`` blanks during which the network must output the symbols.
+    Returns ``x`` one-hot (T + 2L, B, n_symbols + 2) and ``y`` (T + 2L, B) int64 targets.
+    """
+    _check("copy_memory", T, B, min_T=1)
+    g = _rng(rng)
+    L, K = int(length), int(n_symbols)
+    total = T + 2 * L
+    seq = g.integers(1, K + 1, size=(L, B))
+    ids = np.zeros((total, B), dtype=np.int64)
+    ids[:L] = seq
+    ids[L + T - 1] = K + 1
+    y = np.zeros((total, B), dtype=np.int64)
+    y[-L:] = seq
+    x = np.zeros((total, B, K + 2), dtype=dtype)
+    np.put_along_axis(x, ids[:, :, None], 1.0, axis=2)
+    return x, y
+
+
+def copy_memory_baseline(T, n_symbols=8, length=10):
+    """Cross-entropy per step of the memoryless strategy: blanks, then uniform over the symbols."""
+    return length * math.log(n_symbols) / (T + 2 * length)
+
+
+SUBJECTS = ("cat", "dog", "bird", "fish", "horse", "mouse", "goat", "owl")
+DISTRACTORS = ("the", "a", "that", "sat", "on", "mat", "quietly", "near", "old", "red", "house", "and",
+               "was", "warm", "by", "window", "sun", "all", "day", "long")
+
+
+def remember_first(T, B, rng=None, n_subjects=4, dtype=np.float64):
+    """Recall the first word after ``T - 1`` distractors: "cat the sat on a mat ... -> cat".
+
+    The vocabulary is ``SUBJECTS[:n_subjects] + DISTRACTORS``; step 0 holds a subject,
+    every later step a distractor word.  Returns ``x`` one-hot (T, B, V) and ``y`` (B,)
+    int64, the index of the subject (0..n_subjects-1).
+    """
+    _check("remember_first", T, B, min_T=1)
+    if not 2 <= n_subjects <= len(SUBJECTS):
+        raise ValueError("remember_first: n_subjects must be in 2..%d, got %r" % (len(SUBJECTS), n_subjects))
+    g = _rng(rng)
+    V = n_subjects + len(DISTRACTORS)
+    ids = np.empty((T, B), dtype=np.int64)
+    y = g.integers(0, n_subjects, size=B)
+    ids[0] = y
+    ids[1:] = n_subjects + g.integers(0, len(DISTRACTORS), size=(T - 1, B))
+    x = np.zeros((T, B, V), dtype=dtype)
+    np.put_along_axis(x, ids[:, :, None], 1.0, axis=2)
+    return x, y.astype(np.int64)
+
+
+def remember_first_vocab(n_subjects=4):
+    """The words behind the one-hot indices of ``remember_first``."""
+    return list(SUBJECTS[:n_subjects]) + list(DISTRACTORS)
+
+
+def decode(x, vocab, b=0):
+    """The words of sequence ``b`` of a one-hot batch ``x`` (T, B, V)."""
+    return [vocab[k] for k in np.asarray(x)[:, b].argmax(axis=1)]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """How ``tinybptt train`` sets up a task."""
+
+    name: str
+    input_size: int
+    output_size: int
+    loss: str  # "mse" (last step), "ce_last" (class at the last step) or "ce_all" (class at every step)
+    baseline_name: str
+    description: str
+
+    def baseline(self, T):
+        """The score of the best memoryless strategy (MSE, or cross-entropy per prediction)."""
+        if self.name == "adding":
+            return ADDING_BASELINE_MSE
+        if self.name == "copy":
+            return copy_memory_baseline(T)
+        return math.log(4)
+
+
+TASKS = {
+    "adding": TaskInfo("adding", 2, 1, "mse", "MSE of predicting 1 (=1/6)",
+                       "sum of the two marked values among T random numbers"),
+    "copy": TaskInfo("copy", 10, 9, "ce_all", "cross-entropy of blanks then a uniform guess",
+                     "reproduce 10 symbols after T blanks"),
+    "first": TaskInfo("first", 4 + len(DISTRACTORS), 4, "ce_last", "cross-entropy of a uniform guess (log 4)",
+                      "name the first word after T-1 distractor words"),
+}
+
+
+def make_batch(name, T, B, rng=None, dtype=np.float64):
+    """Draw a batch of task ``name`` ("adding", "copy" or "first"): (x, y)."""
+    if name == "adding":
+        return adding_problem(T, B, rng, dtype=dtype)
+    if name == "copy":
+        return copy_memory(T, B, rng, dtype=dtype)
+    if name == "first":
+        return remember_first(T, B, rng, dtype=dtype)
+    raise ValueError("unknown task %r; choose one of %s" % (name, sorted(TASKS)))
