@@ -101,17 +101,22 @@ class _StepFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h, c, w_ih, w_hh, b_ih, b_hh, cell=None):
+    def forward(ctx, x, h, c, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
         backend = kernels.backend
         h_new, c_new, saved = backend.step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(saved)
-            ctx.backend, ctx.cell = backend, cell
+            ctx.backend, ctx.cell, ctx.trace = backend, cell, trace
         return (h_new, c_new) if cell == "lstm" else h_new
 
     @staticmethod
     def backward(ctx, d_h, d_c=None):
         (saved,) = ctx.saved_tensors
+        if ctx.trace is not None and ctx.cell == "lstm":
+            # the total gradient on c_new also flows through h_new = o * tanh(c_new), inside this node
+            H = d_h.shape[1]
+            o = saved.gates[:, 3 * H:]
+            ctx.trace.add(None, d_c + d_h * o * (1 - saved.tanh_c * saved.tanh_c))
         g = ctx.backend.step_backward(ctx.cell, saved, d_h, d_c, need_dx=ctx.needs_input_grad[0])
         return _grads_tuple(g, "dx", "dh", "dc")
 
@@ -126,7 +131,8 @@ class TraceSlot:
         self.c = None
 
     def add(self, h, c):
-        self.h = h if self.h is None else self.h + h
+        if h is not None:
+            self.h = h if self.h is None else self.h + h
         if c is not None:
             self.c = c if self.c is None else self.c + c
 
@@ -674,15 +680,17 @@ class _LayerBase(_RecurrentBase):
                             x_t = inp[t]
                             if self.mode == "ops":
                                 h, c = ops_step(cell, x_t, h, c, w_ih_t, w_hh_t, b_ih, b_hh)
-                            else:
-                                res = fn.apply(x_t, h, c, w_ih, w_hh, b_ih, b_hh, cell=cell)
+                                c_src = c
+                            else:  # the fused node reports dL/dc_t itself (part of it flows inside the node)
+                                c_src = TraceSlot() if lstm and track else None
+                                res = fn.apply(x_t, h, c, w_ih, w_hh, b_ih, b_hh, cell=cell, trace=c_src)
                                 h, c = res if lstm else (res, None)
                         if track and h.requires_grad:
                             h.retain_grad()
-                            if c is not None:
+                            if c_src is not None and self.mode == "ops":
                                 c.retain_grad()
                         hs.append(h)
-                        cs.append(c)
+                        cs.append(c_src)
                     with node_scope(label=label):
                         out = stack(hs)
                     h_last.append(h)
@@ -749,14 +757,16 @@ class _LayerBase(_RecurrentBase):
                     if lstm and s.c is not None:
                         cs[l] = s.c
             else:
-                h_list, c_list = s
+                h_list, c_list = s  # c_list: retained c tensors (ops) or TraceSlots (cell)
                 for t in range(T):
                     if h_list[t].grad is not None:
                         reached = True
                         hs[l, t] = h_list[t].grad
-                    if lstm and c_list[t].grad is not None:
-                        reached = True
-                        cs[l, t] = c_list[t].grad
+                    if lstm and c_list[t] is not None:
+                        gc = c_list[t].grad if mode == "ops" else c_list[t].c
+                        if gc is not None:
+                            reached = True
+                            cs[l, t] = gc
         if not reached:
             raise GraphError("%s.grad_trace: no gradient has reached this layer since its last forward pass; "
                              "call loss.backward() on a loss that depends on its output first" % self._who)
