@@ -325,7 +325,7 @@ class _Probe(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return tuple(g * w for w in ctx.weights)
+        return tuple(np.asarray(g * w) for w in ctx.weights)
 
 
 def _outputs(res, what="fn"):

@@ -1,0 +1,50 @@
+"""Shared test fixtures: kernel backends and the hypothesis profile.
+
+``backend``: parametrizes a test over the "c" and "numpy" kernel backends
+(the "c" case is skipped when the extension is not built), makes it the active
+backend for the test, and restores the previous backend afterwards.
+
+Hypothesis runs under the "ci" profile by default: no deadline (the machines
+are shared and noisy), few examples (gradient checks are expensive),
+derandomized so a failure reproduces.  ``HYPOTHESIS_PROFILE=dev`` runs more
+examples with random seeds.
+"""
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import tinybptt
+from tinybptt import kernels
+
+settings.register_profile(
+    "ci",
+    deadline=None,
+    max_examples=25,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    max_examples=200,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+BACKENDS = ["c", "numpy"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """The name of the kernel backend made active for this test ("c" or "numpy")."""
+    name = request.param
+    if name not in kernels.available_backends():
+        pytest.skip("the C backend is not built (%s)" % (kernels.C_IMPORT_ERROR,))
+    previous = tinybptt.get_backend()
+    tinybptt.set_backend(name)
+    try:
+        yield name
+    finally:
+        tinybptt.set_backend(previous)
