@@ -161,7 +161,7 @@ def run_cell(spec, x, h0=None, c0=None):
                          % (spec.kind, spec.weight_ih.shape[1], x.shape))
     T, B, _ = x.shape
     H = spec.hidden_size
-    dt = np.result_type(x.dtype, spec.weight_hh.dtype)
+    dt = np.float64  # the reference always computes in float64, whatever the layer's dtype
     h = np.zeros((B, H), dt) if h0 is None else np.asarray(h0, dt).reshape(B, H)
     c = None
     if spec.kind == "lstm":
@@ -169,7 +169,12 @@ def run_cell(spec, x, h0=None, c0=None):
     G = GATES[spec.kind]
     b_ih = np.zeros(G * H, dt) if spec.bias_ih is None else spec.bias_ih
     b_hh = np.zeros(G * H, dt) if spec.bias_hh is None else spec.bias_hh
-    xs = x @ spec.weight_ih.T + b_ih  # (T, B, G*H)
+    W_ih, W_hh = spec.weight_ih.astype(dt), spec.weight_hh.astype(dt)
+    spec = CellSpec(spec.kind, W_ih, W_hh, None if spec.bias_ih is None else spec.bias_ih.astype(dt),
+                    None if spec.bias_hh is None else spec.bias_hh.astype(dt), spec.nonlinearity)
+    b_ih = b_ih.astype(dt)
+    b_hh = b_hh.astype(dt)
+    xs = x.astype(dt) @ spec.weight_ih.T + b_ih  # (T, B, G*H)
     hs = [h]
     cs = [c] if c is not None else None
     gates = np.empty((T, B, G * H), dt)

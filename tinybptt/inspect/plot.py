@@ -1,0 +1,137 @@
+"""matplotlib figures (optional dependency: ``pip install tinybptt[plot]``).
+
+``plot_vanish(result, "vanish.png")`` draws the picture of ``tinybptt vanish``:
+log10 ||dL/dh_t|| against t for each cell.  ``plot_norms({...}, path)`` does the same
+for any dict of per-step log10 norms.
+"""
+import math
+
+import numpy as np
+
+COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_norms(series, path, title=None, xlabel="time step t", ylabel=r"$\log_{10}\ \|\partial L/\partial h_t\|$",
+               styles=None, dpi=160, annotate=True):
+    """One line per entry of ``series`` (name -> list of log10 values indexed by t; None/-inf skipped)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=dpi)
+    for name, vals in series.items():
+        st = dict((styles or {}).get(name, {}))
+        xs = [t for t, v in enumerate(vals) if v is not None and math.isfinite(v)]
+        ys = [vals[t] for t in xs]
+        if not xs:
+            continue
+        ln, = ax.plot(xs, ys, label=name, linewidth=st.pop("linewidth", 2.2), **st)
+        if annotate:
+            ax.annotate(name, (xs[0], ys[0]), xytext=(6, 0), textcoords="offset points", va="center",
+                        color=ln.get_color(), fontsize=10, fontweight="bold")
+    ax.set_xlabel(xlabel, fontsize=12)
+    ax.set_ylabel(ylabel, fontsize=12)
+    if title:
+        ax.set_title(title, fontsize=12)
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False, fontsize=10, loc="lower right")
+    for s in ("top", "right"):
+        ax.spines[s].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_vanish(result, path, title=None):
+    """The ``tinybptt vanish`` figure: log10 ||dL/dh_t|| against t, one line per cell.
+
+    Solid lines are the gradients the engine computed; where they underflowed to zero
+    the float64 log-space recomputation continues them as a dashed line.  With
+    ``--trained`` the "before" curves are thin and faded, the "after" curves solid.
+    For the vanilla RNN the classical bound is drawn dotted when it is within the axes.
+    """
+    plt = _pyplot()
+    cfg = result["config"]
+    T = cfg["T"]
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=160)
+    phases = ["before", "after"] if cfg["trained"] else ["measured"]
+    lows, highs = [], []
+    labels = []  # [y, text, colour] of the per-step factor labels at t = 0
+    dashed = False
+    for kind, e in result["cells"].items():
+        color = COLORS.get(kind, None)
+        for phase in phases:
+            p = e[phase]
+            f = p["log10_grad_norm"]
+            ls = p["log10_grad_norm_logspace"]
+            faded = cfg["trained"] and phase == "before"
+            xs = [t for t, v in enumerate(f) if v is not None]
+            label = e["name"] + (" (%s training)" % phase if cfg["trained"] else "")
+            kw = dict(color=color, linewidth=1.2 if faded else 2.4, alpha=0.45 if faded else 1.0)
+            if xs:
+                ax.plot(xs, [f[t] for t in xs], label=label, **kw)
+                lows.append(min(f[t] for t in xs))
+                highs.append(max(f[t] for t in xs))
+            gap = [t for t, v in enumerate(f) if v is None and ls[t] is not None]
+            if gap:
+                span = sorted(set(gap) | {max(gap) + 1} if max(gap) + 1 <= T else set(gap))
+                ax.plot(span, [ls[t] for t in span], linestyle="--", label=None if xs else label, **kw)
+                dashed = True
+                lows.append(min(ls[t] for t in span))
+            if not faded and p["summary"] is not None:
+                s = p["summary"]
+                y0 = f[0] if f[0] is not None else ls[0]
+                if y0 is not None:
+                    labels.append([y0, "%s  x%.3f per step" % (e["name"], s["decay_per_step"]), color])
+    if lows and highs:
+        lo, hi = min(lows), max(highs)
+        for kind, e in result["cells"].items():
+            jr = e[phases[-1]]["jacobian"]
+            if jr["log10_bound"] is not None:
+                b = jr["log10_bound"]
+                xs = [t for t in range(T + 1) if b[t] is not None and lo - 1 <= b[t] <= hi + 1]
+                if len(xs) > 1:
+                    ax.plot(xs, [b[t] for t in xs], linestyle=":", color=COLORS.get(kind), linewidth=1.3,
+                            label="%s: bound $(\\|W_{hh}\\|\\gamma)^{T-t}$" % e["name"])
+    if lows and highs:
+        lo, hi = min(lows), max(highs)
+        tiny = math.log10(float(np.finfo(np.dtype(cfg["dtype"])).tiny))
+        if lo - 1 <= tiny <= hi + 1:
+            ax.axhline(tiny, color="#555555", linewidth=1.0, linestyle="-.")
+            ax.annotate("smallest normal %s (below: subnormal, then 0)" % cfg["dtype"], (T, tiny),
+                        xytext=(-4, 4), textcoords="offset points", ha="right", va="bottom", fontsize=8.5,
+                        color="#555555")
+        if dashed:
+            ax.plot([], [], color="#555555", linestyle="--", linewidth=2,
+                    label="float gradient underflowed: float64 log-space value")
+        # spread the labels at t = 0 so they do not overlap
+        sep = 0.055 * max(hi - lo, 1e-9)
+        labels.sort(key=lambda l: l[0])
+        for k in range(1, len(labels)):
+            labels[k][0] = max(labels[k][0], labels[k - 1][0] + sep)
+        for y, text, color in labels:
+            ax.annotate(text, (0, y), xytext=(8, 5), textcoords="offset points", va="bottom", color=color,
+                        fontsize=9.5, fontweight="bold")
+    ax.set_xlim(0, T)
+    ax.set_xlabel("time step t   (loss on the last step, t = %d)" % T, fontsize=11.5)
+    ax.set_ylabel(r"$\log_{10}\ \|\partial L/\partial h_t\|$", fontsize=12)
+    if title is None:
+        title = "Gradients flowing back in time: RNN vs LSTM vs GRU (H=%d, %s%s)" % (
+            cfg["H"], cfg["dtype"], "" if cfg["init"] == "default" else ", init %s%s" % (
+                cfg["init"], " r=%g" % cfg["radius"] if cfg["init"] == "scaled" else ""))
+    ax.set_title(title, fontsize=12)
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False, fontsize=9.5, loc="lower right")
+    for s in ("top", "right"):
+        ax.spines[s].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
