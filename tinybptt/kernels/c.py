@@ -126,3 +126,4 @@ def relu(x):
 
 def relu_backward(y, dy):
     return _unary_backward("relu_backward", y, dy)
+from .c_rnn import seq_forward, seq_backward, step_forward, step_backward  # noqa: E402,F401

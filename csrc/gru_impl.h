@@ -1,0 +1,200 @@
+/* gru_impl.h -- the GRU written once over the type `real`.
+ *
+ * Included twice by gru.c (float/f32, double/f64); see recurrent_common.h.
+ * No include guard on purpose.
+ *
+ *   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+ *   z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+ *   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+ *   h' = (1 - z) * n + z * h
+ *
+ * Because r multiplies only the h-side of the n gate, the x-side and h-side
+ * pre-activations cannot be summed into one buffer as for the LSTM: each step
+ * computes h @ W_hh^T into a scratch (B, 3H), and backward keeps two gradient
+ * buffers, dgx = dL/d(W_ih x + b_ih) and dgh = dL/d(W_hh h + b_hh), which
+ * differ only in the n columns (dgh_n = dgx_n * r).
+ *
+ * Workspace written by forward, read by backward:
+ *   gates (.., B, 3H)  the ACTIVATED gates r, z, n
+ *   hn    (.., B, H)   W_hn h + b_hn (needed for dL/dr)
+ */
+
+/* ---- the elementwise part of one step, shared by step and sequence kernels */
+
+/* gates (B, 3H): W_ih x on entry (no bias), activated r, z, n on exit. */
+static void FN(gru_pointwise_forward)(long B, long H,
+                                      const real *b_ih,   /* (3H,) or NULL */
+                                      const real *b_hh,   /* (3H,) or NULL */
+                                      const real *h_prev, /* (B, H) */
+                                      const real *ah,     /* (B, 3H): W_hh h (no bias) */
+                                      real *gates,        /* (B, 3H) in place */
+                                      real *hn,           /* (B, H) */
+                                      real *h_new)        /* (B, H) */
+{
+    for (long b = 0; b < B; b++) {
+        real *xr = gates + b * 3 * H, *xz = xr + H, *xn = xz + H;
+        const real *hr = ah + b * 3 * H, *hz = hr + H, *hh = hz + H;
+        for (long j = 0; j < H; j++) {
+            long k = b * H + j;
+            real r = FN(rc_sigmoid)(xr[j] + hr[j] + FN(rc_bias2)(b_ih, b_hh, j));
+            real z = FN(rc_sigmoid)(xz[j] + hz[j] + FN(rc_bias2)(b_ih, b_hh, H + j));
+            real a_hn = hh[j] + FN(rc_bias2)(b_hh, NULL, 2 * H + j);
+            real n = FN(rc_tanh)(xn[j] + FN(rc_bias2)(b_ih, NULL, 2 * H + j) + r * a_hn);
+            xr[j] = r; xz[j] = z; xn[j] = n;
+            hn[k] = a_hn;
+            h_new[k] = ((real)1 - z) * n + z * h_prev[k];
+        }
+    }
+}
+
+/* dh = dh_a + dh_b is the total gradient on h'.  Writes dgx, dgh and the
+   direct part of the gradient on h, dh * z, into dh_direct (which may be
+   the same buffer as dh_a); the caller adds dgh @ W_hh to it. */
+static void FN(gru_pointwise_backward)(long B, long H,
+                                       const real *gates,  /* (B, 3H) */
+                                       const real *hn,     /* (B, H) */
+                                       const real *h_prev, /* (B, H) */
+                                       const real *dh_a,   /* (B, H) */
+                                       const real *dh_b,   /* (B, H) or NULL */
+                                       real *dgx,          /* (B, 3H) */
+                                       real *dgh,          /* (B, 3H) */
+                                       real *dh_direct,    /* (B, H), may alias dh_a */
+                                       real *trace_h)      /* (B, H) or NULL */
+{
+    for (long b = 0; b < B; b++) {
+        const real *gr = gates + b * 3 * H, *gz = gr + H, *gn = gz + H;
+        real *xr = dgx + b * 3 * H, *xz = xr + H, *xn = xz + H;
+        real *hr = dgh + b * 3 * H, *hz = hr + H, *hh = hz + H;
+        for (long j = 0; j < H; j++) {
+            long k = b * H + j;
+            real r = gr[j], z = gz[j], n = gn[j];
+            real dh = dh_a[k] + (dh_b ? dh_b[k] : (real)0);
+            if (trace_h) trace_h[k] = dh;
+            real dan = dh * ((real)1 - z) * ((real)1 - n * n);       /* dL/d(n pre-tanh) */
+            real daz = dh * (h_prev[k] - n) * z * ((real)1 - z);
+            real dar = dan * hn[k] * r * ((real)1 - r);
+            xr[j] = dar; xz[j] = daz; xn[j] = dan;
+            hr[j] = dar; hz[j] = daz; hh[j] = dan * r;
+            dh_direct[k] = dh * z;
+        }
+    }
+}
+
+/* ---- one step */
+
+int FN(tb_gru_step_forward)(long B, long I, long H,
+                            const real *x,    /* (B, I) */
+                            const real *h,    /* (B, H) */
+                            const real *w_ih, /* (3H, I) */
+                            const real *w_hh, /* (3H, H) */
+                            const real *b_ih, /* (3H,) or NULL */
+                            const real *b_hh, /* (3H,) or NULL */
+                            real *gates,      /* (B, 3H) */
+                            real *hn,         /* (B, H) */
+                            real *h_new)      /* (B, H) */
+{
+    long G3 = 3 * H;
+    real *ah = (real *)rc_alloc((size_t)(B * G3) * sizeof(real));  /* (B, 3H) */
+    if (!ah) return 1;
+    GEMM(0, 1, B, G3, I, 1, x, I, w_ih, I, 0, gates, G3);  /* x @ W_ih^T */
+    GEMM(0, 1, B, G3, H, 1, h, H, w_hh, H, 0, ah, G3);     /* h @ W_hh^T */
+    FN(gru_pointwise_forward)(B, H, b_ih, b_hh, h, ah, gates, hn, h_new);
+    free(ah);
+    return 0;
+}
+
+int FN(tb_gru_step_backward)(long B, long I, long H,
+                             const real *x,     /* (B, I) */
+                             const real *h,     /* (B, H) */
+                             const real *w_ih,  /* (3H, I) */
+                             const real *w_hh,  /* (3H, H) */
+                             const real *gates, /* (B, 3H) */
+                             const real *hn,    /* (B, H) */
+                             const real *d_h,   /* (B, H) */
+                             real *dx,          /* (B, I) or NULL */
+                             real *dh,          /* (B, H) */
+                             real *dw_ih,       /* (3H, I) */
+                             real *dw_hh,       /* (3H, H) */
+                             real *db_ih,       /* (3H,) or NULL */
+                             real *db_hh)       /* (3H,) or NULL */
+{
+    long G3 = 3 * H;
+    real *dgx = (real *)rc_alloc((size_t)(2 * B * G3) * sizeof(real));  /* 2 x (B, 3H) */
+    if (!dgx) return 1;
+    real *dgh = dgx + B * G3;
+    FN(gru_pointwise_backward)(B, H, gates, hn, h, d_h, NULL, dgx, dgh, dh, NULL);
+    GEMM(0, 0, B, H, G3, 1, dgh, G3, w_hh, H, 1, dh, H);  /* dh = dh*z + dgh @ W_hh */
+    FN(rc_backward_gemms)(1, B, I, H, G3, dgx, dgh, x, h, NULL, w_ih,
+                          dx, dw_ih, dw_hh, db_ih, db_hh);
+    free(dgx);
+    return 0;
+}
+
+/* ---- a whole sequence */
+
+int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
+                           const real *x,    /* (T, B, I) */
+                           const real *h0,   /* (B, H) */
+                           const real *w_ih, /* (3H, I) */
+                           const real *w_hh, /* (3H, H) */
+                           const real *b_ih, /* (3H,) or NULL */
+                           const real *b_hh, /* (3H,) or NULL */
+                           real *gates,      /* (T, B, 3H) */
+                           real *hn,         /* (T, B, H) */
+                           real *out)        /* (T, B, H) */
+{
+    long G3 = 3 * H, BH = B * H;
+    /* one allocation: W_hh^T (H, 3H) packed once, then the per-step h-side (B, 3H) */
+    real *whhT = (real *)rc_alloc((size_t)(H * G3 + B * G3) * sizeof(real));
+    if (!whhT) return 1;
+    real *ah = whhT + H * G3;
+    FN(rc_transpose)(G3, H, w_hh, whhT);
+    GEMM(0, 1, T * B, G3, I, 1, x, I, w_ih, I, 0, gates, G3);  /* x @ W_ih^T for all t */
+    for (long t = 0; t < T; t++) {
+        const real *h_prev = t ? out + (t - 1) * BH : h0;
+        GEMM(0, 0, B, G3, H, 1, h_prev, H, whhT, G3, 0, ah, G3);  /* ah = h_{t-1} @ W_hh^T */
+        FN(gru_pointwise_forward)(B, H, b_ih, b_hh, h_prev, ah, gates + t * B * G3,
+                                  hn + t * BH, out + t * BH);
+    }
+    free(whhT);
+    return 0;
+}
+
+int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
+                            const real *x,     /* (T, B, I) */
+                            const real *h0,    /* (B, H) */
+                            const real *w_ih,  /* (3H, I) */
+                            const real *w_hh,  /* (3H, H) */
+                            const real *gates, /* (T, B, 3H) */
+                            const real *hn,    /* (T, B, H) */
+                            const real *out,   /* (T, B, H) */
+                            const real *d_out, /* (T, B, H) or NULL */
+                            const real *d_hn,  /* (B, H) or NULL */
+                            real *dx,          /* (T, B, I) or NULL */
+                            real *dh0,         /* (B, H) */
+                            real *dw_ih,       /* (3H, I) */
+                            real *dw_hh,       /* (3H, H) */
+                            real *db_ih,       /* (3H,) or NULL */
+                            real *db_hh,       /* (3H,) or NULL */
+                            real *trace_h)     /* (T, B, H) or NULL */
+{
+    long G3 = 3 * H, BH = B * H, TBG = T * B * G3;
+    real *dgx = (real *)rc_alloc((size_t)(2 * TBG) * sizeof(real));  /* 2 x (T, B, 3H) */
+    if (!dgx) return 1;
+    real *dgh = dgx + TBG;
+    real *dh = dh0;  /* the running gradient on h_t lives in dh0's buffer */
+    FN(rc_copy_or_zero)(BH, d_hn, dh);
+    for (long t = T - 1; t >= 0; t--) {
+        const real *h_prev = t ? out + (t - 1) * BH : h0;
+        real *dgh_t = dgh + t * B * G3;
+        FN(gru_pointwise_backward)(B, H, gates + t * B * G3, hn + t * BH, h_prev,
+                                   dh, d_out ? d_out + t * BH : NULL,
+                                   dgx + t * B * G3, dgh_t, dh,
+                                   trace_h ? trace_h + t * BH : NULL);
+        GEMM(0, 0, B, H, G3, 1, dgh_t, G3, w_hh, H, 1, dh, H);  /* dh_{t-1} += dgh_t @ W_hh */
+    }
+    FN(rc_backward_gemms)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih,
+                          dx, dw_ih, dw_hh, db_ih, db_hh);
+    free(dgx);
+    return 0;
+}

@@ -1,0 +1,204 @@
+/* lstm_impl.h -- the LSTM written once over the type `real`.
+ *
+ * Included twice by lstm.c (float/f32, double/f64); see recurrent_common.h.
+ * No include guard on purpose.
+ *
+ *   (i, f, g, o) = (sigmoid, sigmoid, tanh, sigmoid)(W_ih x + b_ih + W_hh h + b_hh)
+ *   c' = f*c + i*g,   h' = o*tanh(c')
+ *
+ * Workspace written by forward, read by backward:
+ *   gates  (.., B, 4H)  the ACTIVATED gates i, f, g, o (so every derivative
+ *                       is a polynomial in a saved output: y(1-y), 1-y^2)
+ *   tanh_c (.., B, H)   tanh(c')
+ */
+
+/* ---- the elementwise part of one step, shared by step and sequence kernels */
+
+/* gates (B, 4H): W_ih x + W_hh h on entry (no bias), activated i, f, g, o on exit. */
+static void FN(lstm_pointwise_forward)(long B, long H,
+                                       const real *b_ih,   /* (4H,) or NULL */
+                                       const real *b_hh,   /* (4H,) or NULL */
+                                       const real *c_prev, /* (B, H) */
+                                       real *gates,        /* (B, 4H) in place */
+                                       real *tanh_c,       /* (B, H) */
+                                       real *h_new,        /* (B, H) */
+                                       real *c_new)        /* (B, H) */
+{
+    for (long b = 0; b < B; b++) {
+        real *ai = gates + b * 4 * H, *af = ai + H, *ag = af + H, *ao = ag + H;
+        const real *cp = c_prev + b * H;
+        real *tc = tanh_c + b * H, *hn = h_new + b * H, *cn = c_new + b * H;
+        for (long j = 0; j < H; j++) {
+            real i = FN(rc_sigmoid)(ai[j] + FN(rc_bias2)(b_ih, b_hh, j));
+            real f = FN(rc_sigmoid)(af[j] + FN(rc_bias2)(b_ih, b_hh, H + j));
+            real g = FN(rc_tanh)(ag[j] + FN(rc_bias2)(b_ih, b_hh, 2 * H + j));
+            real o = FN(rc_sigmoid)(ao[j] + FN(rc_bias2)(b_ih, b_hh, 3 * H + j));
+            real c = f * cp[j] + i * g;
+            real t = FN(rc_tanh)(c);
+            ai[j] = i; af[j] = f; ag[j] = g; ao[j] = o;
+            cn[j] = c; tc[j] = t; hn[j] = o * t;
+        }
+    }
+}
+
+/* dh = dh_a + dh_b is the total gradient on h'; dc holds the gradient on c'
+   from later steps on entry and the gradient on c (the previous cell state)
+   on exit.  Writes dgates = dL/d(pre-activations), and optionally the total
+   gradients on h' and c' (the latter includes the path through h'). */
+static void FN(lstm_pointwise_backward)(long B, long H,
+                                        const real *gates,  /* (B, 4H) */
+                                        const real *tanh_c, /* (B, H) */
+                                        const real *c_prev, /* (B, H) */
+                                        const real *dh_a,   /* (B, H) */
+                                        const real *dh_b,   /* (B, H) or NULL */
+                                        real *dc,           /* (B, H) in/out */
+                                        real *dgates,       /* (B, 4H) */
+                                        real *trace_h,      /* (B, H) or NULL */
+                                        real *trace_c)      /* (B, H) or NULL */
+{
+    for (long b = 0; b < B; b++) {
+        const real *gi = gates + b * 4 * H, *gf = gi + H, *gg = gf + H, *go = gg + H;
+        real *di = dgates + b * 4 * H, *df = di + H, *dg = df + H, *dout = dg + H;
+        for (long j = 0; j < H; j++) {
+            long k = b * H + j;
+            real i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tanh_c[k];
+            real dh = dh_a[k] + (dh_b ? dh_b[k] : (real)0);
+            real dct = dc[k] + dh * o * ((real)1 - t * t);  /* total dL/dc' */
+            if (trace_h) trace_h[k] = dh;
+            if (trace_c) trace_c[k] = dct;
+            di[j] = dct * g * i * ((real)1 - i);
+            df[j] = dct * c_prev[k] * f * ((real)1 - f);
+            dg[j] = dct * i * ((real)1 - g * g);
+            dout[j] = dh * t * o * ((real)1 - o);
+            dc[k] = dct * f;
+        }
+    }
+}
+
+/* ---- one step */
+
+void FN(tb_lstm_step_forward)(long B, long I, long H,
+                              const real *x,    /* (B, I) */
+                              const real *h,    /* (B, H) */
+                              const real *c,    /* (B, H) */
+                              const real *w_ih, /* (4H, I) */
+                              const real *w_hh, /* (4H, H) */
+                              const real *b_ih, /* (4H,) or NULL */
+                              const real *b_hh, /* (4H,) or NULL */
+                              real *gates,      /* (B, 4H) */
+                              real *tanh_c,     /* (B, H) */
+                              real *h_new,      /* (B, H) */
+                              real *c_new)      /* (B, H) */
+{
+    long G4 = 4 * H;
+    GEMM(0, 1, B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);  /* a  = x @ W_ih^T */
+    GEMM(0, 1, B, G4, H, 1, h, H, w_hh, H, 1, gates, G4);  /* a += h @ W_hh^T */
+    FN(lstm_pointwise_forward)(B, H, b_ih, b_hh, c, gates, tanh_c, h_new, c_new);
+}
+
+int FN(tb_lstm_step_backward)(long B, long I, long H,
+                              const real *x,      /* (B, I) */
+                              const real *h,      /* (B, H) */
+                              const real *c,      /* (B, H) */
+                              const real *w_ih,   /* (4H, I) */
+                              const real *w_hh,   /* (4H, H) */
+                              const real *gates,  /* (B, 4H) */
+                              const real *tanh_c, /* (B, H) */
+                              const real *d_h,    /* (B, H) */
+                              const real *d_c,    /* (B, H) or NULL */
+                              real *dx,           /* (B, I) or NULL */
+                              real *dh,           /* (B, H) */
+                              real *dc,           /* (B, H) */
+                              real *dw_ih,        /* (4H, I) */
+                              real *dw_hh,        /* (4H, H) */
+                              real *db_ih,        /* (4H,) or NULL */
+                              real *db_hh)        /* (4H,) or NULL */
+{
+    long G4 = 4 * H;
+    real *dgates = (real *)rc_alloc((size_t)(B * G4) * sizeof(real));  /* (B, 4H) */
+    if (!dgates) return 1;
+    FN(rc_copy_or_zero)(B * H, d_c, dc);
+    FN(lstm_pointwise_backward)(B, H, gates, tanh_c, c, d_h, NULL, dc, dgates, NULL, NULL);
+    GEMM(0, 0, B, H, G4, 1, dgates, G4, w_hh, H, 0, dh, H);  /* dh = dgates @ W_hh */
+    FN(rc_backward_gemms)(1, B, I, H, G4, dgates, dgates, x, h, NULL, w_ih,
+                          dx, dw_ih, dw_hh, db_ih, db_hh);
+    free(dgates);
+    return 0;
+}
+
+/* ---- a whole sequence */
+
+int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
+                            const real *x,    /* (T, B, I) */
+                            const real *h0,   /* (B, H) */
+                            const real *c0,   /* (B, H) */
+                            const real *w_ih, /* (4H, I) */
+                            const real *w_hh, /* (4H, H) */
+                            const real *b_ih, /* (4H,) or NULL */
+                            const real *b_hh, /* (4H,) or NULL */
+                            real *gates,      /* (T, B, 4H) */
+                            real *tanh_c,     /* (T, B, H) */
+                            real *out,        /* (T, B, H) */
+                            real *c_out)      /* (T, B, H) */
+{
+    long G4 = 4 * H, BH = B * H;
+    real *whhT = (real *)rc_alloc((size_t)(H * G4) * sizeof(real));  /* (H, 4H) = W_hh^T */
+    if (!whhT) return 1;
+    FN(rc_transpose)(G4, H, w_hh, whhT);                        /* pack W_hh once */
+    GEMM(0, 1, T * B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);   /* x @ W_ih^T for all t */
+    for (long t = 0; t < T; t++) {
+        const real *h_prev = t ? out + (t - 1) * BH : h0;
+        const real *c_prev = t ? c_out + (t - 1) * BH : c0;
+        real *a = gates + t * B * G4;
+        GEMM(0, 0, B, G4, H, 1, h_prev, H, whhT, G4, 1, a, G4);  /* a += h_{t-1} @ W_hh^T */
+        FN(lstm_pointwise_forward)(B, H, b_ih, b_hh, c_prev, a, tanh_c + t * BH,
+                                   out + t * BH, c_out + t * BH);
+    }
+    free(whhT);
+    return 0;
+}
+
+int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
+                             const real *x,      /* (T, B, I) */
+                             const real *h0,     /* (B, H) */
+                             const real *c0,     /* (B, H) */
+                             const real *w_ih,   /* (4H, I) */
+                             const real *w_hh,   /* (4H, H) */
+                             const real *gates,  /* (T, B, 4H) */
+                             const real *tanh_c, /* (T, B, H) */
+                             const real *out,    /* (T, B, H) */
+                             const real *c_out,  /* (T, B, H) */
+                             const real *d_out,  /* (T, B, H) or NULL */
+                             const real *d_hn,   /* (B, H) or NULL */
+                             const real *d_cn,   /* (B, H) or NULL */
+                             real *dx,           /* (T, B, I) or NULL */
+                             real *dh0,          /* (B, H) */
+                             real *dc0,          /* (B, H) */
+                             real *dw_ih,        /* (4H, I) */
+                             real *dw_hh,        /* (4H, H) */
+                             real *db_ih,        /* (4H,) or NULL */
+                             real *db_hh,        /* (4H,) or NULL */
+                             real *trace_h,      /* (T, B, H) or NULL */
+                             real *trace_c)      /* (T, B, H) or NULL */
+{
+    long G4 = 4 * H, BH = B * H;
+    real *dgates = (real *)rc_alloc((size_t)(T * B * G4) * sizeof(real));  /* (T, B, 4H) */
+    if (!dgates) return 1;
+    /* the running gradients on h_t and c_t live in dh0's and dc0's buffers */
+    real *dh = dh0, *dc = dc0;
+    FN(rc_copy_or_zero)(BH, d_hn, dh);
+    FN(rc_copy_or_zero)(BH, d_cn, dc);
+    for (long t = T - 1; t >= 0; t--) {
+        const real *c_prev = t ? c_out + (t - 1) * BH : c0;
+        real *dg = dgates + t * B * G4;
+        FN(lstm_pointwise_backward)(B, H, gates + t * B * G4, tanh_c + t * BH, c_prev,
+                                    dh, d_out ? d_out + t * BH : NULL, dc, dg,
+                                    trace_h ? trace_h + t * BH : NULL,
+                                    trace_c ? trace_c + t * BH : NULL);
+        GEMM(0, 0, B, H, G4, 1, dg, G4, w_hh, H, 0, dh, H);  /* dh_{t-1} = dgates_t @ W_hh */
+    }
+    FN(rc_backward_gemms)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih,
+                          dx, dw_ih, dw_hh, db_ih, db_hh);
+    free(dgates);
+    return 0;
+}

@@ -1,0 +1,455 @@
+"""Reference recurrent kernels: RNN (tanh / relu), LSTM and GRU in plain NumPy.
+
+This is the oracle the C kernels (``kernels/c_rnn.py``) are tested against, and
+the place to read how backpropagation through time works.  For each cell, one
+step forward sits next to its backward; the sequence functions at the bottom
+are the obvious Python loop over time.
+
+Shapes: ``T`` time steps, ``B`` batch, ``I`` input size, ``H`` hidden size,
+``G`` gates (1 RNN, 4 LSTM, 3 GRU).  Weights follow ``torch.nn``:
+``w_ih (G*H, I)``, ``w_hh (G*H, H)``, ``b_ih, b_hh (G*H,)`` (or ``None``), gates
+stacked along the rows in PyTorch order: LSTM ``(i, f, g, o)``, GRU ``(r, z, n)``.
+
+Every backward pass works from saved forward OUTPUTS: tanh' = 1 - y*y and
+sigmoid' = y*(1 - y), which is why the forward saves the activated gates.
+
+Public functions (the same in both backends)::
+
+    seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh)  -> (out, c_out, saved)
+    seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True) -> dict
+    step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)   -> (h_new, c_new, saved)
+    step_backward(cell, saved, d_h, d_c=None, need_dx=True) -> dict
+"""
+import numpy as np
+
+from ..errors import DTypeError, ShapeError, describe
+from . import _validate as V
+from .numpy import sigmoid
+
+#: Number of gates of each cell.
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+
+# ====================================================================== helpers
+
+def _affine(x, h, w_ih, w_hh, b_ih, b_hh):
+    """Pre-activations ``x @ W_ih^T + b_ih + h @ W_hh^T + b_hh``, shape (B, G*H)."""
+    a = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        a += b_ih
+    if b_hh is not None:
+        a += b_hh
+    return a
+
+
+def _accumulate(grads, dax, dah, x, h):
+    """Add one step's weight and bias gradients into ``grads``.
+
+    ``dax`` is dL/d(W_ih x + b_ih) and ``dah`` is dL/d(W_hh h + b_hh), both
+    (B, G*H); they are the same array except for the GRU's n gate.  The weights
+    are used at every step, so their gradients are sums over steps.
+    """
+    grads["dw_ih"] += dax.T @ x
+    grads["dw_hh"] += dah.T @ h
+    if grads["db_ih"] is not None:
+        grads["db_ih"] += dax.sum(axis=0)
+    if grads["db_hh"] is not None:
+        grads["db_hh"] += dah.sum(axis=0)
+
+
+# ====================================================================== RNN
+# h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh or relu
+
+def rnn_step_forward(relu, x, h, w_ih, w_hh, b_ih, b_hh):
+    """One Elman RNN step; returns h' (B, H)."""
+    a = _affine(x, h, w_ih, w_hh, b_ih, b_hh)
+    return np.maximum(a, 0) if relu else np.tanh(a)
+
+
+def rnn_step_backward(relu, x, h, w_ih, w_hh, h_new, dh_new, grads):
+    """Backward of one RNN step.  ``dh_new`` is the total gradient on h'.
+
+    Accumulates weight gradients into ``grads``; returns (dx, dh).
+    """
+    if relu:
+        da = np.where(h_new > 0, dh_new, 0).astype(dh_new.dtype)
+    else:
+        da = dh_new * (1 - h_new * h_new)
+    _accumulate(grads, da, da, x, h)
+    return da @ w_ih, da @ w_hh
+
+
+# ====================================================================== LSTM
+# (i, f, g, o) = (sigmoid, sigmoid, tanh, sigmoid)(W_ih x + b_ih + W_hh h + b_hh)
+# c' = f * c + i * g
+# h' = o * tanh(c')
+
+def lstm_step_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """One LSTM step; returns (h', c', gates (B, 4H) activated i|f|g|o, tanh(c'))."""
+    H = h.shape[1]
+    a = _affine(x, h, w_ih, w_hh, b_ih, b_hh)
+    i = sigmoid(a[:, 0 * H:1 * H])
+    f = sigmoid(a[:, 1 * H:2 * H])
+    g = np.tanh(a[:, 2 * H:3 * H])
+    o = sigmoid(a[:, 3 * H:4 * H])
+    c_new = f * c + i * g
+    tanh_c = np.tanh(c_new)
+    h_new = o * tanh_c
+    return h_new, c_new, np.concatenate([i, f, g, o], axis=1), tanh_c
+
+
+def lstm_step_backward(x, h, c, w_ih, w_hh, gates, tanh_c, dh_new, dc_new, grads):
+    """Backward of one LSTM step.
+
+    ``dh_new`` is the total gradient on h'; ``dc_new`` the gradient reaching c'
+    from later steps only.  Accumulates weight gradients into ``grads``;
+    returns (dx, dh, dc, dc_total) where dc_total is the whole gradient on c'
+    (``dc_new`` plus the path through h' = o * tanh(c')).
+    """
+    i, f, g, o = np.split(gates, 4, axis=1)
+    dc_total = dc_new + dh_new * o * (1 - tanh_c * tanh_c)
+    di = dc_total * g
+    df = dc_total * c
+    dg = dc_total * i
+    do = dh_new * tanh_c
+    da = np.concatenate([di * i * (1 - i),   # through each gate's activation
+                         df * f * (1 - f),
+                         dg * (1 - g * g),
+                         do * o * (1 - o)], axis=1)
+    _accumulate(grads, da, da, x, h)
+    return da @ w_ih, da @ w_hh, dc_total * f, dc_total
+
+
+# ====================================================================== GRU
+# r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+# z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+# n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+# h' = (1 - z) * n + z * h
+
+def gru_step_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+    """One GRU step; returns (h', gates (B, 3H) activated r|z|n, hn = W_hn h + b_hn)."""
+    H = h.shape[1]
+    ax = x @ w_ih.T  # the x-side and h-side stay apart: r multiplies only the h-side of n
+    ah = h @ w_hh.T
+    if b_ih is not None:
+        ax += b_ih
+    if b_hh is not None:
+        ah += b_hh
+    r = sigmoid(ax[:, 0 * H:1 * H] + ah[:, 0 * H:1 * H])
+    z = sigmoid(ax[:, 1 * H:2 * H] + ah[:, 1 * H:2 * H])
+    hn = ah[:, 2 * H:3 * H]
+    n = np.tanh(ax[:, 2 * H:3 * H] + r * hn)
+    h_new = (1 - z) * n + z * h
+    return h_new, np.concatenate([r, z, n], axis=1), hn
+
+
+def gru_step_backward(x, h, w_ih, w_hh, gates, hn, dh_new, grads):
+    """Backward of one GRU step.  ``dh_new`` is the total gradient on h'.
+
+    Accumulates weight gradients into ``grads``; returns (dx, dh).
+    """
+    r, z, n = np.split(gates, 3, axis=1)
+    dn = dh_new * (1 - z)
+    dz = dh_new * (h - n)
+    dan = dn * (1 - n * n)        # gradient on n's pre-activation
+    dr = dan * hn
+    dar = dr * r * (1 - r)
+    daz = dz * z * (1 - z)
+    dax = np.concatenate([dar, daz, dan], axis=1)      # dL/d(W_ih x + b_ih)
+    dah = np.concatenate([dar, daz, dan * r], axis=1)  # dL/d(W_hh h + b_hh)
+    _accumulate(grads, dax, dah, x, h)
+    return dax @ w_ih, dah @ w_hh + dh_new * z
+
+
+# ====================================================================== dispatch on the cell
+
+def _one_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """One step of any cell: (h', c' or None, gates or None, tanh_c or None, hn or None)."""
+    if cell == "lstm":
+        h_new, c_new, gates, tanh_c = lstm_step_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        return h_new, c_new, gates, tanh_c, None
+    if cell == "gru":
+        h_new, gates, hn = gru_step_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+        return h_new, None, gates, None, hn
+    return rnn_step_forward(cell == "rnn_relu", x, h, w_ih, w_hh, b_ih, b_hh), None, None, None, None
+
+
+def _one_backward(cell, x, h, c, w_ih, w_hh, h_new, gates, tanh_c, hn, dh_new, dc_new, grads):
+    """Backward of one step of any cell: (dx, dh, dc or None, dc_total or None)."""
+    if cell == "lstm":
+        return lstm_step_backward(x, h, c, w_ih, w_hh, gates, tanh_c, dh_new, dc_new, grads)
+    if cell == "gru":
+        dx, dh = gru_step_backward(x, h, w_ih, w_hh, gates, hn, dh_new, grads)
+    else:
+        dx, dh = rnn_step_backward(cell == "rnn_relu", x, h, w_ih, w_hh, h_new, dh_new, grads)
+    return dx, dh, None, None
+
+
+def _zero_grads(s):
+    """Fresh zeroed weight/bias gradients for the weights in saved ``s``."""
+    return {
+        "dw_ih": np.zeros_like(s.w_ih),
+        "dw_hh": np.zeros_like(s.w_hh),
+        "db_ih": None if s.b_ih is None else np.zeros_like(s.b_ih),
+        "db_hh": None if s.b_hh is None else np.zeros_like(s.b_hh),
+    }
+
+
+# ====================================================================== the public interface
+
+class RecurrentSaved:
+    """What a forward call keeps for its backward call (both backends use this class).
+
+    Fields: ``kind`` ("seq" or "step"), ``cell``, the (contiguous) inputs
+    ``x, h0, c0, w_ih, w_hh, b_ih, b_hh``, the outputs ``out, c_out`` and the
+    workspace, whose shapes for a sequence are (for a step, drop the T)::
+
+        gates   (T, B, G*H)  activated gates: LSTM i|f|g|o, GRU r|z|n; None for RNN
+        tanh_c  (T, B, H)    LSTM only: tanh(c_t)
+        hn      (T, B, H)    GRU only: W_hn h_{t-1} + b_hn
+
+    For a step, ``x`` is (B, I), ``h0``/``c0`` the incoming state and
+    ``out``/``c_out`` the new state.  The arrays are references, not copies:
+    modifying ``out`` or the weights in place before backward changes the result.
+    """
+
+    __slots__ = ("kind", "cell", "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh",
+                 "out", "c_out", "gates", "tanh_c", "hn")
+
+    def __init__(self, **fields):
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+    def __repr__(self):
+        parts = ["%s=%s" % (k, tuple(getattr(self, k).shape)) for k in self.__slots__[2:]
+                 if getattr(self, k) is not None]
+        return "RecurrentSaved(%s %s, %s)" % (self.kind, self.cell, ", ".join(parts))
+
+
+def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """Run ``cell`` over a whole sequence.
+
+    x (T, B, I), h0 (B, H), c0 (B, H) for "lstm" else None, weights as in torch.nn.
+    Returns ``(out, c_out, saved)``: out (T, B, H) holds h_1..h_T, c_out (T, B, H)
+    holds c_1..c_T for "lstm" (else None), saved is for seq_backward.
+    """
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = check_forward(
+        "seq_forward", cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, step=False)
+    T = x.shape[0]
+    outs, c_outs, gates, tanh_cs, hns = [], [], [], [], []
+    h, c = h0, c0
+    for t in range(T):
+        h, c, g, tc, hn = _one_forward(cell, x[t], h, c, w_ih, w_hh, b_ih, b_hh)
+        outs.append(h)
+        c_outs.append(c)
+        gates.append(g)
+        tanh_cs.append(tc)
+        hns.append(hn)
+
+    def stack(items):
+        return None if items[0] is None else np.stack(items)
+
+    out, c_out = np.stack(outs), stack(c_outs)
+    saved = RecurrentSaved(kind="seq", cell=cell, x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh,
+                           b_ih=b_ih, b_hh=b_hh, out=out, c_out=c_out,
+                           gates=stack(gates), tanh_c=stack(tanh_cs), hn=stack(hns))
+    return out, c_out, saved
+
+
+def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True):
+    """Backpropagation through time for a seq_forward call.
+
+    d_out (T, B, H) is the gradient on ``out`` (None = zeros); d_hn (B, H) an extra
+    gradient on the final h (added to d_out[-1]); d_cn (B, H) the gradient on the
+    final c (LSTM only).  Returns a dict of freshly allocated arrays:
+    dx (T, B, I) or None when not need_dx, dh0, dc0 (LSTM, else None), dw_ih,
+    dw_hh, db_ih, db_hh (None without bias), and, when need_trace, trace_h (T, B, H):
+    trace_h[t] is the TOTAL gradient dL/d out[t] through every later step, and for
+    the LSTM trace_c[t], the total dL/d c_out[t] (including the path through out[t]).
+    """
+    s = saved
+    d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
+    T = s.x.shape[0]
+    grads = _zero_grads(s)
+    dh = np.zeros_like(s.h0) if d_hn is None else d_hn.copy()
+    dc = None
+    if cell == "lstm":
+        dc = np.zeros_like(s.h0) if d_cn is None else d_cn.copy()
+    dx = np.empty_like(s.x) if need_dx else None
+    trace_h = np.empty_like(s.out) if need_trace else None
+    trace_c = np.empty_like(s.out) if need_trace and cell == "lstm" else None
+
+    for t in reversed(range(T)):
+        if d_out is not None:
+            dh = dh + d_out[t]                 # now the total gradient on h_{t+1} = out[t]
+        if trace_h is not None:
+            trace_h[t] = dh
+        h_prev = s.h0 if t == 0 else s.out[t - 1]
+        c_prev = None if s.c0 is None else (s.c0 if t == 0 else s.c_out[t - 1])
+        dx_t, dh, dc, dc_total = _one_backward(
+            cell, s.x[t], h_prev, c_prev, s.w_ih, s.w_hh, s.out[t],
+            None if s.gates is None else s.gates[t],
+            None if s.tanh_c is None else s.tanh_c[t],
+            None if s.hn is None else s.hn[t], dh, dc, grads)
+        if trace_c is not None:
+            trace_c[t] = dc_total
+        if dx is not None:
+            dx[t] = dx_t
+
+    return dict(dx=dx, dh0=dh, dc0=dc, trace_h=trace_h, trace_c=trace_c, **grads)
+
+
+def step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """One step of ``cell``: x (B, I), h (B, H), c (B, H) for "lstm" else None.
+
+    Returns ``(h_new, c_new, saved)``; c_new is None unless the cell is "lstm".
+    """
+    x, h, c, w_ih, w_hh, b_ih, b_hh = check_forward(
+        "step_forward", cell, x, h, c, w_ih, w_hh, b_ih, b_hh, step=True)
+    h_new, c_new, gates, tanh_c, hn = _one_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)
+    saved = RecurrentSaved(kind="step", cell=cell, x=x, h0=h, c0=c, w_ih=w_ih, w_hh=w_hh,
+                           b_ih=b_ih, b_hh=b_hh, out=h_new, c_out=c_new,
+                           gates=gates, tanh_c=tanh_c, hn=hn)
+    return h_new, c_new, saved
+
+
+def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
+    """Backward of one step_forward call.
+
+    d_h (B, H) is the gradient on h_new (None = zeros), d_c (B, H) the gradient on
+    c_new (LSTM only, None = zeros).  Returns a dict of fresh arrays: dx (None
+    when not need_dx), dh, dc (LSTM, else None), dw_ih, dw_hh, db_ih, db_hh.
+    """
+    s = saved
+    d_h, d_c = check_step_backward(cell, s, d_h, d_c)
+    grads = _zero_grads(s)
+    dc_new = None
+    if cell == "lstm":
+        dc_new = np.zeros_like(s.h0) if d_c is None else d_c
+    dx, dh, dc, _ = _one_backward(cell, s.x, s.h0, s.c0, s.w_ih, s.w_hh, s.out,
+                                  s.gates, s.tanh_c, s.hn, d_h, dc_new, grads)
+    return dict(dx=dx if need_dx else None, dh=dh, dc=dc, **grads)
+
+
+# ====================================================================== validation
+# Shared with the C backend (kernels/c_rnn.py) so both raise identical errors.
+
+def _op(op, cell):
+    return "%s(%s)" % (op, cell)
+
+
+def check_cell(op, cell):
+    """Raise ShapeError unless ``cell`` is one of GATES; return its gate count G."""
+    if not isinstance(cell, str) or cell not in GATES:
+        raise ShapeError("%s: unknown cell %r; choose one of %s"
+                         % (op, cell, ", ".join(repr(k) for k in GATES)))
+    return GATES[cell]
+
+
+def _want(op, name, a, shape, meaning):
+    """Raise ShapeError unless ``a.shape == shape``; ``meaning`` says where the numbers come from."""
+    if tuple(a.shape) != tuple(shape):
+        raise ShapeError("%s: %s must have shape %s [%s], got %s"
+                         % (op, name, tuple(shape), meaning, tuple(a.shape)))
+
+
+def check_forward(op, cell, x, h, c, w_ih, w_hh, b_ih, b_hh, step):
+    """Validate the arguments of seq_forward (step=False) or step_forward (step=True).
+
+    Returns the same arguments, each C-contiguous (copied if it was not).
+    Sizes are read from x (T, B, I) or (B, I) and from h (B, H); everything
+    else must fit them.
+    """
+    G = check_cell(op, cell)
+    op = _op(op, cell)
+    hname, cname = ("h", "c") if step else ("h0", "c0")
+    if h is None:
+        raise ShapeError("%s: %s (the initial hidden state, (B, H)) is required; pass zeros if you have none"
+                         % (op, hname))
+    V.check_float(op, x, h, c, w_ih, w_hh, b_ih, b_hh)
+    if x is None:
+        raise ShapeError("%s: x is required" % op)
+    if step:
+        if x.ndim != 2:
+            raise ShapeError("%s: x must be 2-D (B, I), got shape %s" % (op, tuple(x.shape)))
+        B, I = x.shape
+    else:
+        if x.ndim != 3:
+            raise ShapeError("%s: x must be 3-D (T, B, I), got shape %s" % (op, tuple(x.shape)))
+        T, B, I = x.shape
+        if T == 0:
+            raise ShapeError("%s: x has T=0 time steps, got shape %s; a sequence needs at least one step"
+                             % (op, tuple(x.shape)))
+    if h.ndim != 2 or h.shape[0] != B:
+        raise ShapeError("%s: %s must have shape (%d, H) [B, H with B=%d from x %s], got %s"
+                         % (op, hname, B, B, tuple(x.shape), tuple(h.shape)))
+    H = h.shape[1]
+    if cell == "lstm":
+        if c is None:
+            raise ShapeError("%s: %s (the initial cell state, shape (%d, %d)) is required for an LSTM; "
+                             "pass zeros if you have none" % (op, cname, B, H))
+        _want(op, cname, c, (B, H), "B, H with B=%d, H=%d" % (B, H))
+    elif c is not None:
+        raise ShapeError("%s: %s must be None: only an LSTM has a cell state, got an array of shape %s"
+                         % (op, cname, tuple(c.shape)))
+    sizes = "G=%d, H=%d" % (G, H)
+    _want(op, "w_ih", w_ih, (G * H, I), "G*H, I with %s, I=%d" % (sizes, I))
+    _want(op, "w_hh", w_hh, (G * H, H), "G*H, H with %s" % sizes)
+    if b_ih is not None:
+        _want(op, "b_ih", b_ih, (G * H,), "G*H with %s" % sizes)
+    if b_hh is not None:
+        _want(op, "b_hh", b_hh, (G * H,), "G*H with %s" % sizes)
+    return tuple(V.contiguous(a) for a in (x, h, c, w_ih, w_hh, b_ih, b_hh))
+
+
+def _check_saved(op, cell, saved, kind):
+    check_cell(op, cell)
+    if not isinstance(saved, RecurrentSaved):
+        raise ShapeError("%s: saved must be what %s_forward returned, got %s"
+                         % (_op(op, cell), kind, type(saved).__name__))
+    if saved.kind != kind or saved.cell != cell:
+        raise ShapeError("%s: saved comes from %s_forward(%s), not %s_forward(%s)"
+                         % (_op(op, cell), saved.kind, saved.cell, kind, cell))
+
+
+def _check_grad(op, name, g, shape, dtype, meaning):
+    """Validate an incoming gradient (may be None): dtype of the forward pass, right shape."""
+    if g is None:
+        return None
+    V.check_float(op, g)
+    if g.dtype != dtype:
+        raise DTypeError("%s: %s is %s but the forward pass ran in %s (got %s); cast it with .astype(np.%s)"
+                         % (op, name, g.dtype, dtype, describe(g), dtype))
+    _want(op, name, g, shape, meaning)
+    return V.contiguous(g)
+
+
+def check_backward(op, cell, saved, kind, d_out, d_hn, d_cn):
+    """Validate seq_backward's gradients against the saved forward pass."""
+    _check_saved(op, cell, saved, kind)
+    op = _op(op, cell)
+    T, B, _ = saved.x.shape
+    H = saved.h0.shape[1]
+    dtype = saved.x.dtype
+    d_out = _check_grad(op, "d_out", d_out, (T, B, H), dtype, "T, B, H of out")
+    d_hn = _check_grad(op, "d_hn", d_hn, (B, H), dtype, "B, H of the final hidden state")
+    if cell != "lstm" and d_cn is not None:
+        raise ShapeError("%s: d_cn must be None: only an LSTM has a cell state" % op)
+    d_cn = _check_grad(op, "d_cn", d_cn, (B, H), dtype, "B, H of the final cell state")
+    return d_out, d_hn, d_cn
+
+
+def check_step_backward(cell, saved, d_h, d_c):
+    """Validate step_backward's gradients; a missing d_h becomes zeros."""
+    op = "step_backward"
+    _check_saved(op, cell, saved, "step")
+    op = _op(op, cell)
+    B, H = saved.h0.shape
+    dtype = saved.x.dtype
+    d_h = _check_grad(op, "d_h", d_h, (B, H), dtype, "B, H of h_new")
+    if d_h is None:
+        d_h = np.zeros((B, H), dtype=dtype)
+    if cell != "lstm" and d_c is not None:
+        raise ShapeError("%s: d_c must be None: only an LSTM has a cell state" % op)
+    d_c = _check_grad(op, "d_c", d_c, (B, H), dtype, "B, H of c_new")
+    return d_h, d_c
