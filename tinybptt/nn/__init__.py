@@ -9,12 +9,12 @@ strongly the loss reaches back to each time step::
     from tinybptt.nn import functional as F
 
     nn.manual_seed(0)
-    T, B, I, H = 20, 16, 3, 16
+    T, B, I, H = 10, 16, 3, 16
     lstm, head = nn.LSTM(I, H, forget_bias=1.0), nn.Linear(H, I)
     params = lstm.parameters() + head.parameters()
     opt = optim.Adam(params, lr=0.02)
     rng = np.random.default_rng(0)
-    for it in range(200):
+    for it in range(300):
         x = rng.standard_normal((T, B, I))
         out, (h_n, c_n) = lstm(x)              # out (T, B, H)
         loss = F.mse_loss(head(h_n[-1]), x[0])  # recall the first input at the end
