@@ -243,7 +243,7 @@ class _CheckpointedFunction(Function):
         h_n = np.stack([h for h, _ in states])
         c_n = np.stack([c for _, c in states]) if cell == "lstm" else None
         if any(ctx.needs_input_grad):
-            ctx.save_for_backward(x, layers, bounds)
+            ctx.save_for_backward(x, [lay[2:] for lay in layers], bounds)  # weights only: h0/c0 live in bounds[0]
             ctx.backend, ctx.cell, ctx.k, ctx.traces, ctx.stats = backend, cell, k, traces, stats
             if stats is not None:
                 stats.stored_bytes = nbytes_of(bounds)
@@ -252,14 +252,14 @@ class _CheckpointedFunction(Function):
     @staticmethod
     def backward(ctx, d_out, d_hn, d_cn=None):
         from .utils import nbytes_of
-        x, layers, bounds = ctx.saved_tensors
+        x, weights, bounds = ctx.saved_tensors
         backend, cell, k, traces, stats = ctx.backend, ctx.cell, ctx.k, ctx.traces, ctx.stats
-        L, T = len(layers), x.shape[0]
+        L, T = len(weights), x.shape[0]
         need_dx = ctx.needs_input_grad[0]
         grads = [dict(dw_ih=np.zeros_like(w_ih), dw_hh=np.zeros_like(w_hh),
                       db_ih=None if b_ih is None else np.zeros_like(b_ih),
                       db_hh=None if b_hh is None else np.zeros_like(b_hh))
-                 for (_h, _c, w_ih, w_hh, b_ih, b_hh) in layers]
+                 for (w_ih, w_hh, b_ih, b_hh) in weights]
         carry_h = [d_hn[l] for l in range(L)]
         carry_c = [d_cn[l] if d_cn is not None else None for l in range(L)]
         dx = np.empty_like(x) if need_dx else None
@@ -271,14 +271,14 @@ class _CheckpointedFunction(Function):
             e = min(s + k, T)
             # recompute this segment, all layers, keeping the kernel workspace
             saves, inp = [], x[s:e]
-            for l, (_h0, _c0, w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+            for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
                 h, c = bounds[si][l]
                 out, c_out, saved = backend.seq_forward(cell, inp, h, c, w_ih, w_hh, b_ih, b_hh)
                 saves.append(saved)
                 inp = out
             if stats is not None:
                 stats.peak_segment_bytes = max(stats.peak_segment_bytes,
-                                               nbytes_of(saves, exclude=(x,) + tuple(w for lay in layers for w in lay[2:])))
+                                               nbytes_of(saves, exclude=(x,) + tuple(w for lay in weights for w in lay)))
             # backpropagate through it, top layer first
             d_seg = d_out[s:e]
             for l in reversed(range(L)):
