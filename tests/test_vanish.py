@@ -1,0 +1,137 @@
+"""tinybptt vanish: end to end on small sizes; printed numbers == JSON numbers == independent computation."""
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+import tinybptt as tb
+from tinybptt import nn, vanish
+from tinybptt.inspect import numerics
+
+
+def _small(**kw):
+    args = dict(cells=["rnn", "lstm", "gru"], T=12, H=6, I=3, seed=0)
+    args.update(kw)
+    return vanish.run(progress=False, **args)
+
+
+def test_run_measures_all_cells_against_independent_backprop():
+    res = _small()
+    assert set(res["cells"]) == {"rnn", "lstm", "gru"}
+    T = 12
+    for kind, e in res["cells"].items():
+        p = e["measured"]
+        f = p["log10_grad_norm"]
+        assert len(f) == T + 1 and f[T] == pytest.approx(0.0, abs=1e-12)  # |dL/dh_T| = |u| = 1
+        # independent: rebuild the same layer and input, push u back with plain NumPy
+        layer = vanish.build_cell(kind, 3, 6, np.float64, seed=0)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((T, 1, 3))
+        u = rng.standard_normal((1, 6))
+        u /= np.linalg.norm(u)
+        spec = tb.inspect.cell_from_layer(layer)
+        tr = tb.inspect.run_cell(spec, x)
+        v = np.zeros(spec.state_dim)
+        v[:6] = u[0]
+        for t in range(T, 0, -1):
+            v = tb.inspect.step_jacobian(tr, t, 0).T @ v
+            assert f[t - 1] == pytest.approx(math.log10(np.linalg.norm(v[:6])), abs=1e-9)
+        s = p["summary"]
+        assert s["log10_ratio"] == pytest.approx(f[0] - f[T], abs=1e-12)
+        assert s["decay_per_step"] == pytest.approx(10 ** ((f[0] - f[T]) / T))
+        assert s["source"] == "float" and s["underflow_steps"] == []
+    assert res["cells"]["rnn"]["measured"]["jacobian"]["log10_bound"] is not None
+    assert res["cells"]["lstm"]["measured"]["log10_c_grad_norm"] is not None
+
+
+def test_default_cells_vanish_and_scaled_relu_explodes():
+    res = _small(cells=["rnn"], T=40, H=16)
+    assert res["cells"]["rnn"]["measured"]["summary"]["log10_ratio"] < -5
+    res = _small(cells=["rnn"], T=30, H=16, init="scaled", radius=1.5, nonlinearity="relu")
+    assert res["cells"]["rnn"]["measured"]["summary"]["log10_ratio"] > 1
+
+
+def test_scaled_init_sets_spectral_radius_of_every_gate_block():
+    nn.manual_seed(0)
+    layer = vanish.build_cell("gru", 3, 8, np.float64, init="scaled", radius=1.7)
+    W = layer.weight_hh_l0.data
+    for g in range(3):
+        assert tb.inspect.spectral_radius(W[g * 8:(g + 1) * 8]) == pytest.approx(1.7)
+    layer = vanish.build_cell("lstm", 3, 5, np.float64, init="orthogonal")
+    blk = layer.weight_hh_l0.data[5:10]
+    np.testing.assert_allclose(blk @ blk.T, np.eye(5), atol=1e-12)
+
+
+def test_clip_reports_norm_before_and_after():
+    res = _small(cells=["rnn"], T=20, H=8, init="scaled", radius=1.5, clip=0.25)
+    c = res["cells"]["rnn"]["measured"]["clip"]
+    assert c["norm_before"] == pytest.approx(res["cells"]["rnn"]["measured"]["param_grad_norm"], rel=1e-9)
+    assert c["norm_before"] > 0.25 and c["norm_after"] == pytest.approx(0.25, rel=1e-4)
+
+
+def test_float32_underflow_falls_back_to_log_space():
+    res = _small(cells=["rnn"], T=300, H=8, dtype="float32")
+    p = res["cells"]["rnn"]["measured"]
+    assert p["log10_grad_norm"][0] is None  # exactly zero in float32
+    assert p["log10_grad_norm_logspace"][0] is not None and p["log10_grad_norm_logspace"][0] < -45
+    s = p["summary"]
+    assert s["source"] == "log-space" and s["underflow_steps"]
+    assert s["log10_ratio"] == pytest.approx(p["log10_grad_norm_logspace"][0] - p["log10_grad_norm_logspace"][300])
+    text = vanish.render(res, unicode=False, color=False)
+    assert "log-space" in text and "exactly 0" in text
+
+
+def _table_rows(text):
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^(rnn \(tanh\)|lstm|gru)\s+(\S.*)$", line)
+        if m and "|" not in line and re.search(r"\de[+-]\d", line):
+            rows[m.group(1)] = m.group(2).split()
+    return rows
+
+
+def test_cli_prints_table_and_json_with_the_same_numbers(tmp_path, capsys):
+    jpath = tmp_path / "v.json"
+    rc = vanish.main(["--T", "16", "--H", "5", "--I", "3", "--json", str(jpath), "--quiet", "--no-color"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    data = json.loads(jpath.read_text())
+    assert data["config"]["T"] == 16 and data["config"]["H"] == 5 and data["config"]["cells"] == ["rnn", "lstm", "gru"]
+    rows = _table_rows(out)
+    assert set(rows) == {"rnn (tanh)", "lstm", "gru"}
+    steps = vanish.shown_steps(16)
+    assert steps == [16, 15, 12, 8, 4, 1, 0]
+    for kind, name in (("rnn", "rnn (tanh)"), ("lstm", "lstm"), ("gru", "gru")):
+        p = data["cells"][kind]["measured"]
+        vals = rows[name]
+        for k, t in enumerate(steps):
+            assert float(vals[k]) == pytest.approx(10 ** p["log10_grad_norm"][t], rel=6e-3)
+        assert float(vals[len(steps)]) == pytest.approx(p["summary"]["ratio"], rel=6e-3)
+        assert float(vals[len(steps) + 1]) == pytest.approx(p["summary"]["decay_per_step"], abs=1e-4)
+    assert "text" in data and "gru" in data["text"]
+
+
+def test_cli_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "v.png"
+    assert vanish.main(["--T", "10", "--H", "4", "--cells", "rnn,gru", "--plot", str(png), "--quiet"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_trained_mode_measures_before_and_after(tmp_path):
+    res = vanish.run(cells=["gru"], T=8, H=4, trained=True, train_steps=3, progress=False)
+    e = res["cells"]["gru"]
+    assert res["config"]["I"] == 2 and res["config"]["trained"]
+    assert len(e["before"]["log10_grad_norm"]) == 9 and len(e["after"]["log10_grad_norm"]) == 9
+    assert e["before"]["log10_grad_norm"] != e["after"]["log10_grad_norm"]  # the weights changed
+    assert [h["step"] for h in e["training"]["history"]][-1] == 3
+    text = vanish.render(res, unicode=False, color=False)
+    assert "BEFORE" in text and "AFTER" in text and "test MSE" in text
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        vanish.run(cells=["transformer"], T=5, H=3)
+    assert vanish.main(["--cells", "rnn,nope", "--T", "5", "--quiet"]) == 2
