@@ -1,0 +1,96 @@
+"""The tinybptt command: --help texts, dispatch, graph and train sub-commands, python -m tinybptt."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tinybptt import cli
+
+
+@pytest.mark.parametrize("cmd, words", [
+    (["--help"], ["vanish", "train", "graph", "bench", "examples"]),
+    (["vanish", "--help"], ["--cells", "--init", "--radius", "--forget-bias", "--clip", "--trained", "--plot", "--json"]),
+    (["train", "--help"], ["--task", "--cell", "--steps", "--clip", "--lr", "--json", "--eval-every"]),
+    (["graph", "--help"], ["--cell", "--out", "--table"]),
+])
+def test_help(cmd, words, capsys):
+    try:
+        rc = cli.main(cmd)
+    except SystemExit as exc:  # argparse exits after printing help
+        rc = exc.code
+    assert rc == 0
+    out = capsys.readouterr().out
+    for w in words:
+        assert w in out
+
+
+def test_no_command_and_unknown_command(capsys):
+    assert cli.main([]) == 2
+    assert "vanish" in capsys.readouterr().out
+    assert cli.main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_graph_writes_dot(tmp_path, capsys):
+    out = tmp_path / "g.dot"
+    assert cli.main(["graph", "--cell", "gru", "--T", "3", "--H", "2", "--out", str(out), "--table"]) == 0
+    src = out.read_text()
+    assert src.startswith("digraph") and "gru.l0 t=2" in src and "no-path" in src
+    assert "status" in capsys.readouterr().out  # the walk table
+
+
+def test_graph_svg_without_graphviz_falls_back_to_dot(tmp_path, monkeypatch, capsys):
+    from tinybptt.inspect import dot
+
+    monkeypatch.setattr(dot.shutil, "which", lambda name: None)
+    assert cli.main(["graph", "--T", "2", "--out", str(tmp_path / "g.svg")]) == 0
+    assert (tmp_path / "g.dot").exists() and not (tmp_path / "g.svg").exists()
+    assert "not installed" in capsys.readouterr().out
+
+
+def test_train_small_run_with_json(tmp_path, capsys):
+    j = tmp_path / "t.json"
+    rc = cli.main(["train", "--task", "adding", "--cell", "rnn,gru", "--T", "8", "--H", "4", "--steps", "4",
+                   "--eval-every", "2", "--test-size", "16", "--batch", "4", "--json", str(j), "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "test MSE" in out and "rnn (tanh)" in out and "gru" in out
+    data = json.loads(j.read_text())
+    assert [d["config"]["cell"] for d in data] == ["rnn", "gru"]
+    for d in data:
+        assert [h["step"] for h in d["history"]] == [0, 2, 4]
+        assert len(d["grad_log10_before"]) == 9 and len(d["grad_log10_after"]) == 9
+        assert d["baseline"] == pytest.approx(1 / 6)
+        line = [l for l in out.splitlines() if l.startswith(("rnn (tanh) ", "gru ")) and "s" in l.split()[-1]]
+        assert any(("%.4f" % d["final"]["test_loss"]) in l for l in line)
+
+
+def test_train_bad_cell(capsys):
+    assert cli.main(["train", "--cell", "lstm,xyz", "--steps", "1", "--quiet"]) == 2
+    assert "unknown cell" in capsys.readouterr().err
+
+
+def test_bench_missing_module(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tinybptt.bench", None)  # makes "from . import bench" raise ImportError
+    assert cli.main(["bench"]) == 2
+    assert "not available" in capsys.readouterr().err
+
+
+def test_bench_dispatch(monkeypatch):
+    import types
+
+    seen = {}
+    fake = types.ModuleType("tinybptt.bench")
+    fake.main = lambda argv: seen.setdefault("argv", argv) and 0
+    monkeypatch.setitem(sys.modules, "tinybptt.bench", fake)
+    import tinybptt
+
+    monkeypatch.setattr(tinybptt, "bench", fake, raising=False)
+    assert cli.main(["bench", "--quick", "x"]) == 0
+    assert seen["argv"] == ["--quick", "x"]
+
+
+def test_python_dash_m():
+    res = subprocess.run([sys.executable, "-m", "tinybptt", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "vanish" in res.stdout
