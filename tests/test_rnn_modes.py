@@ -183,6 +183,15 @@ def test_grad_trace_errors_and_reset(backend):
         lstm(x)
     with pytest.raises(GraphError, match="no_grad"):
         lstm.grad_trace
+    for mode in MODES:  # switching the trace off changes nothing else
+        a, b = nn.LSTM(2, 3, mode=mode), nn.LSTM(2, 3, mode=mode)
+        b.load_state_dict(a.state_dict())
+        b.record_grad_trace = False
+        for layer in (a, b):
+            layer(x)[0].sum().backward()
+        assert all(np.array_equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters()))
+        with pytest.raises(GraphError, match="record_grad_trace is False"):
+            b.grad_trace
 
 
 def _nodes(root):

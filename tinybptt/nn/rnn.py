@@ -572,6 +572,9 @@ class _LayerBase(_RecurrentBase):
             self._make_weights("_l%d" % l, self.input_size if l == 0 else self.hidden_size)
         self._trace_source = None
         self.checkpoint_stats = None
+        #: Record ``grad_trace`` during backward (costs one (T, B, H) array per layer,
+        #: and in ops/cell mode a retained gradient per step).  Set False to skip it.
+        self.record_grad_trace = True
 
     def _check_checkpoint(self, k):
         if k is None:
@@ -649,7 +652,7 @@ class _LayerBase(_RecurrentBase):
         cell, L = self.cell_type, self.num_layers
         lstm = cell == "lstm"
         kind = _kind(cell)
-        track = is_grad_enabled()
+        track = is_grad_enabled() and self.record_grad_trace
         self._trace_source = None
         if checkpoint is not None:
             out, h_n, c_n = self._forward_checkpointed(x, h0s, c0s, checkpoint, track)
@@ -738,6 +741,9 @@ class _LayerBase(_RecurrentBase):
         forward (or the forward ran under no_grad).
         """
         src = self._trace_source
+        if src is None and not self.record_grad_trace:
+            raise GraphError("%s.grad_trace: not recorded because layer.record_grad_trace is False; set it to True "
+                             "before the forward pass" % self._who)
         if src is None:
             raise GraphError("%s.grad_trace: no forward pass with gradients recorded yet (forward under no_grad() "
                              "records nothing); run out = layer(x), then loss.backward()" % self._who)
