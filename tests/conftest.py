@@ -22,6 +22,7 @@ settings.register_profile(
     deadline=None,
     max_examples=25,
     derandomize=True,
+    database=None,  # derandomized runs need no example database (and write no .hypothesis/ files)
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors, HealthCheck.function_scoped_fixture],
 )
