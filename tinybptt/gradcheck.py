@@ -264,13 +264,14 @@ class GradcheckReport:
         return "\n".join(lines)
 
     def __str__(self):
-        total = sum(r.n_compared for r in self.inputs)
+        total = sum(r.size for r in self.inputs)
         head = "gradcheck %s: %d input(s), %d element(s)%s, seed %d" % (
             "OK" if self.ok else "FAILED (%d failed)" % self.n_failed, len(self.inputs), total,
             ", fast mode" if self.fast else "", self.seed)
         rows = [("input", "shape", "dtype", "mode", "failed", "kinks", "max abs err", "max rel err", "worst")]
         for r in self.inputs:
-            rows.append((r.name, str(r.shape), str(r.dtype), r.mode, "%d of %d" % (r.n_failed, r.n_compared),
+            failed = "%d of %d%s" % (r.n_failed, r.n_compared, " projections" if r.mode == "fast" else "")
+            rows.append((r.name, str(r.shape), str(r.dtype), r.mode, failed,
                          str(len(r.kinks)), "%.3g" % r.max_abs_err, "%.3g" % r.max_rel_err,
                          "-" if r.worst_index is None else r.where()[len(r.name):]))
         widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
