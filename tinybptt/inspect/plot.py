@@ -49,6 +49,12 @@ def plot_norms(series, path, title=None, xlabel="time step t", ylabel=r"$\log_{1
     return path
 
 
+def _pow10(v):
+    from .numerics import fmt_pow10
+
+    return "0" if v is None else fmt_pow10(v, 1)
+
+
 def plot_vanish(result, path, title=None):
     """The ``tinybptt vanish`` figure: log10 ||dL/dh_t|| against t, one line per cell.
 
@@ -63,7 +69,6 @@ def plot_vanish(result, path, title=None):
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=160)
     phases = ["before", "after"] if cfg["trained"] else ["measured"]
     lows, highs = [], []
-    labels = []  # [y, text, colour] of the per-step factor labels at t = 0
     dashed = False
     for kind, e in result["cells"].items():
         color = COLORS.get(kind, None)
@@ -74,6 +79,10 @@ def plot_vanish(result, path, title=None):
             faded = cfg["trained"] and phase == "before"
             xs = [t for t, v in enumerate(f) if v is not None]
             label = e["name"] + (" (%s training)" % phase if cfg["trained"] else "")
+            if not faded and p.get("summary"):
+                sm = p["summary"]
+                label += ": x%.3f per step, |dL/dh_0| = %s" % (
+                    sm["decay_per_step"], _pow10(f[0] if f[0] is not None else ls[0]))
             kw = dict(color=color, linewidth=1.2 if faded else 2.4, alpha=0.45 if faded else 1.0)
             if xs:
                 ax.plot(xs, [f[t] for t in xs], label=label, **kw)
@@ -85,11 +94,6 @@ def plot_vanish(result, path, title=None):
                 ax.plot(span, [ls[t] for t in span], linestyle="--", label=None if xs else label, **kw)
                 dashed = True
                 lows.append(min(ls[t] for t in span))
-            if not faded and p["summary"] is not None:
-                s = p["summary"]
-                y0 = f[0] if f[0] is not None else ls[0]
-                if y0 is not None:
-                    labels.append([y0, "%s  x%.3f per step" % (e["name"], s["decay_per_step"]), color])
     if lows and highs:
         lo, hi = min(lows), max(highs)
         for kind, e in result["cells"].items():
@@ -99,7 +103,8 @@ def plot_vanish(result, path, title=None):
                 xs = [t for t in range(T + 1) if b[t] is not None and lo - 1 <= b[t] <= hi + 1]
                 if len(xs) > 1:
                     ax.plot(xs, [b[t] for t in xs], linestyle=":", color=COLORS.get(kind), linewidth=1.3,
-                            label="%s: bound $(\\|W_{hh}\\|\\gamma)^{T-t}$" % e["name"])
+                            label="%s: classical bound $(\\|W_{hh}\\|_2\\,\\gamma)^{T-t}$, $\\|W_{hh}\\|_2$ = %.2f"
+                            % (e["name"], jr["w_hh_spectral_norm"]))
     if lows and highs:
         lo, hi = min(lows), max(highs)
         tiny = math.log10(float(np.finfo(np.dtype(cfg["dtype"])).tiny))
@@ -111,27 +116,26 @@ def plot_vanish(result, path, title=None):
         if dashed:
             ax.plot([], [], color="#555555", linestyle="--", linewidth=2,
                     label="float gradient underflowed: float64 log-space value")
-        # spread the labels at t = 0 so they do not overlap
-        sep = 0.055 * max(hi - lo, 1e-9)
-        labels.sort(key=lambda l: l[0])
-        for k in range(1, len(labels)):
-            labels[k][0] = max(labels[k][0], labels[k - 1][0] + sep)
-        for y, text, color in labels:
-            ax.annotate(text, (0, y), xytext=(8, 5), textcoords="offset points", va="bottom", color=color,
-                        fontsize=9.5, fontweight="bold")
     ax.set_xlim(0, T)
     ax.set_xlabel("time step t   (loss on the last step, t = %d)" % T, fontsize=11.5)
     ax.set_ylabel(r"$\log_{10}\ \|\partial L/\partial h_t\|$", fontsize=12)
     if title is None:
-        title = "Gradients flowing back in time: RNN vs LSTM vs GRU (H=%d, %s%s)" % (
+        title = "Gradients flowing back in time: RNN vs LSTM vs GRU (H=%d, %s%s)%s" % (
             cfg["H"], cfg["dtype"], "" if cfg["init"] == "default" else ", init %s%s" % (
-                cfg["init"], " r=%g" % cfg["radius"] if cfg["init"] == "scaled" else ""))
+                cfg["init"], " r=%g" % cfg["radius"] if cfg["init"] == "scaled" else ""),
+            "\nbefore (faded) and after %d steps of training on the adding problem" % cfg["train_steps"]
+            if cfg["trained"] else "")
     ax.set_title(title, fontsize=12)
     ax.grid(True, alpha=0.3)
-    ax.legend(frameon=False, fontsize=9.5, loc="lower right")
+    n_entries = len(ax.get_legend_handles_labels()[0])
+    if n_entries > 4:  # many curves (--trained): legend under the axes, out of the way
+        fig.set_size_inches(9.5, 5.2 + 0.2 * ((n_entries + 1) // 2))
+        ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    else:
+        ax.legend(frameon=False, fontsize=9.5, loc="lower right")
     for s in ("top", "right"):
         ax.spines[s].set_visible(False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
