@@ -185,6 +185,7 @@ def summary_table(results):
     from .inspect.terminal import format_table
 
     rows = []
+    classify = bool(results) and tasks.TASKS[results[0]["config"]["task"]].loss != "mse"
     for r in results:
         c = r["config"]
         name = c["cell"] if c["cell"] != "rnn" else "rnn (%s)" % c["nonlinearity"]
@@ -196,8 +197,10 @@ def summary_table(results):
             if not g or g[0] is None or g[-1] is None:
                 return "-"
             return numerics.fmt_pow10(g[0] - g[-1])
-        rows.append([name, "%.4f" % f["test_loss"], "%.3f" % f["test_accuracy"] if "test_accuracy" in f else "-",
-                     "%.4f" % r["baseline"], ratio(b), ratio(a), "%.0f s" % r["train_seconds"]])
-    loss = "test MSE" if results and results[0]["config"]["task"] == "adding" else "test CE"
-    return format_table(["cell", loss, "accuracy", "baseline", "|dL/dh_0|/|dL/dh_T| before", "after", "time"], rows,
-                        align="lrrrrrr")
+        acc = ["%.3f" % f["test_accuracy"] if "test_accuracy" in f else "-"] if classify else []
+        rows.append([name, "%.4f" % f["test_loss"]] + acc +
+                    ["%.4f" % r["baseline"], ratio(b), ratio(a), "%.0f s" % r["train_seconds"]])
+    loss = "test CE" if classify else "test MSE"
+    headers = ["cell", loss] + (["accuracy"] if classify else []) + [
+        "baseline", "|dL/dh_0|/|dL/dh_T| before", "after", "train time"]
+    return format_table(headers, rows, align="l" + "r" * (len(headers) - 1))
