@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import tinybptt as tb
 from tinybptt.gradcheck import GradcheckWarning
-from tinybptt.testing import assert_gradients_match, float_arrays, shapes, tensors
+from tinybptt.testing import assert_gradients_match, broadcastable_shapes, float_arrays, shapes, tensors
 
 PLANT = 5.0  # the additive error planted in a backward
 
@@ -329,3 +329,32 @@ def test_bad_arguments():
         tb.gradcheck(lambda y: y * 2, [np.ones(3)])
     with pytest.raises(TypeError, match="must return a Tensor"):
         tb.gradcheck(lambda x: x.data, [leaf((2,))])
+
+
+# --------------------------------------------------------------------------- tinybptt.testing strategies
+
+
+@given(shape=shapes(min_dims=1, max_dims=3, min_side=2, max_side=3))
+def test_shapes_respect_bounds(shape):
+    assert 1 <= len(shape) <= 3 and all(2 <= s <= 3 for s in shape)
+
+
+@given(pair=broadcastable_shapes(shapes(max_dims=3)))
+def test_broadcastable_shapes_broadcast(pair):
+    shape, other = pair
+    out = np.broadcast_shapes(shape, other)
+    assert out[len(out) - len(shape):] == shape  # other never stretches shape's own axes
+
+
+@given(a=float_arrays(shapes(), dtype=np.float32, avoid=(0.0, 1.0), margin=0.1))
+def test_float_arrays_keep_away_from_kinks(a):
+    assert a.dtype == np.float32
+    assert np.all(np.isfinite(a))
+    assert np.all(np.abs(a) >= np.float32(0.1)) and np.all(np.abs(a - 1) >= np.float32(0.1) - 1e-7)
+    assert np.all(np.abs(a) <= 2.1)
+
+
+@given(t=tensors((2, 3), min_value=0.5, max_value=1.5, requires_grad=False))
+def test_tensors_strategy(t):
+    assert isinstance(t, tb.Tensor) and t.shape == (2, 3) and not t.requires_grad
+    assert t.dtype == np.float64 and np.all((t.data >= 0.5) & (t.data <= 1.5))
