@@ -231,9 +231,7 @@ def test_activations_at_plus_minus_1000_and_nan(backend, dtype):
     np.testing.assert_array_equal(dr, np.array([0, 0, 0, 1, 1, 0, 0, 1], dtype))
 
 
-@pytest.mark.parametrize("backend", [pytest.param(C, id="c", marks=needs_c), pytest.param(REF, id="numpy", marks=pytest.mark.xfail(
-    reason="kernels/numpy.py returns NumPy scalars for 0-D input (np.tanh of a 0-D array); "
-           "wrap results in np.asarray to match the C backend", strict=False))])
+@pytest.mark.parametrize("backend", [pytest.param(C, id="c", marks=needs_c), pytest.param(REF, id="numpy")])
 def test_activation_results_are_arrays_even_for_0d(backend):
     x = np.array(0.5)
     for name in ["tanh", "sigmoid", "relu"]:
@@ -298,9 +296,7 @@ def test_bad_matmul_shapes_raise_shape_error(backend):
 
 @pytest.mark.parametrize("backend", [
     pytest.param(C, id="c", marks=needs_c),
-    pytest.param(REF, id="numpy", marks=pytest.mark.xfail(
-        reason="kernels/numpy.py *_backward does not check that y and dy have the same shape "
-               "(NumPy broadcasts or raises a plain ValueError)", strict=False)),
+    pytest.param(REF, id="numpy"),
 ])
 @pytest.mark.parametrize("name", ["tanh_backward", "sigmoid_backward", "relu_backward"])
 def test_backward_shape_mismatch_raises_shape_error(backend, name):

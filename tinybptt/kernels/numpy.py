@@ -5,6 +5,7 @@ functions with the same signatures and must agree with these to rounding.
 """
 import numpy as np
 
+from ..errors import ShapeError, describe
 from . import _validate as V
 
 NAME = "numpy"
@@ -33,20 +34,26 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
 # ---------------------------------------------------------------- activations
 # Backward passes take the saved forward OUTPUT y.
 
+def _check_backward(op, y, dy):
+    V.check_float(op, y, dy)
+    if y.shape != dy.shape:
+        raise ShapeError("%s: y and dy must have the same shape, got %s" % (op, describe(y, dy)))
+
+
 def tanh(x):
     V.check_float("tanh", x)
-    return np.tanh(x)
+    return np.asarray(np.tanh(x))  # asarray: a 0-D input gives a 0-D array, not a NumPy scalar
 
 
 def tanh_backward(y, dy):
-    V.check_float("tanh_backward", y, dy)
-    return dy * (1 - y * y)
+    _check_backward("tanh_backward", y, dy)
+    return np.asarray(dy * (1 - y * y))
 
 
 def sigmoid(x):
     """Overflow-free logistic: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) for x < 0."""
     V.check_float("sigmoid", x)
-    out = np.empty_like(x)
+    out = np.empty(x.shape, dtype=x.dtype)
     pos = x >= 0
     out[pos] = 1 / (1 + np.exp(-x[pos]))
     e = np.exp(x[~pos])  # x < 0 or NaN here: exp cannot overflow
@@ -55,8 +62,8 @@ def sigmoid(x):
 
 
 def sigmoid_backward(y, dy):
-    V.check_float("sigmoid_backward", y, dy)
-    return dy * y * (1 - y)
+    _check_backward("sigmoid_backward", y, dy)
+    return np.asarray(dy * y * (1 - y))
 
 
 def relu(x):
@@ -65,6 +72,6 @@ def relu(x):
 
 
 def relu_backward(y, dy):
-    V.check_float("relu_backward", y, dy)
+    _check_backward("relu_backward", y, dy)
     return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
 from .numpy_rnn import seq_forward, seq_backward, step_forward, step_backward  # noqa: E402,F401
