@@ -194,8 +194,10 @@ def summary_table(results):
         a = r.get("grad_log10_after")
 
         def ratio(g):
-            if not g or g[0] is None or g[-1] is None:
+            if not g or g[-1] is None:
                 return "-"
+            if g[0] is None:
+                return "0 (underflow)"
             return numerics.fmt_pow10(g[0] - g[-1])
         acc = ["%.3f" % f["test_accuracy"] if "test_accuracy" in f else "-"] if classify else []
         rows.append([name, "%.4f" % f["test_loss"]] + acc +
