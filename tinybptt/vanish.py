@@ -316,6 +316,10 @@ def render(result, unicode=None, color=None, width=64):
                     what.append("holds %d subnormal values" % sub)
                 notes.append("%s: the %s gradient %s; ratio and per-step factor come from the float64 log-space "
                              "recomputation." % (e["name"], cfg["dtype"], " and ".join(what)))
+            if s["log10_ratio"] > 0:
+                notes.append("%s: the gradient GROWS on its way back (x%.4f per step, %s over %d steps): exploding "
+                             "gradients%s." % (e["name"], s["decay_per_step"], numerics.fmt_pow10(s["log10_ratio"]), T,
+                                               "" if cfg["clip"] else "; add --clip to see clipping"))
             if jr["log10_bound"] is not None:
                 notes.append("%s: classical bound ||dh_T/dh_t|| <= (||W_hh||_2 * max|act'|)^(T-t) with ||W_hh||_2 = "
                              "%.3f: bound at t=0 %s, actual ||dh_T/dh_0|| %s." % (

@@ -450,7 +450,7 @@ def _module_matches(m, node):
     d = node.__dict__ if hasattr(node, "__dict__") else {}
     if any(v is m for v in d.values()):
         return True
-    if not node.op.endswith(("sequence", "cell", "step")):
+    if not node.op.endswith(("sequence", "cell", "step", "checkpointed")):
         return False
     return (node.label or "").split(".")[0] == _module_label(m).split(".")[0]
 
