@@ -67,3 +67,12 @@ def matmul_shapes(op, a, b, trans_a, trans_b):
             % (op, M, Ka, Kb, N, trans_a, trans_b, describe(a, b))
         )
     return M, N, Ka, dtype
+
+
+def check_out(op, out, shape, dtype):
+    """``out`` given to a kernel must be a C-contiguous array of exactly ``shape`` and ``dtype``."""
+    check_shape(op, "out", out, shape)
+    if out.dtype != dtype:
+        raise DTypeError("%s: out has dtype %s but the result is %s; pass an out of dtype %s" % (op, out.dtype, dtype, dtype))
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ShapeError("%s: out must be a writeable C-contiguous array, got %s" % (op, describe(out)))

@@ -71,9 +71,7 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
     if out is None:
         out = np.empty((M, N), dtype=dtype)
     else:
-        V.check_shape("matmul", "out", out, (M, N))
-        if out.dtype != dtype or not out.flags.c_contiguous:
-            raise ShapeError("matmul: out must be a C-contiguous %s array, got %s" % (dtype, describe(out)))
+        V.check_out("matmul", out, (M, N), dtype)
         beta = 1.0 if accumulate else 0.0
     if M == 0 or N == 0:
         return out

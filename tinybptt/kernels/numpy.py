@@ -23,7 +23,7 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
     r = (a.T if trans_a else a) @ (b.T if trans_b else b)
     if out is None:
         return r
-    V.check_shape("matmul", "out", out, (M, N))
+    V.check_out("matmul", out, (M, N), dtype)
     if accumulate:
         out += r
     else:
