@@ -21,45 +21,39 @@
 
 /* ---- the elementwise part of one step, shared by step and sequence kernels */
 
-/* gates (B, 3H): W_ih x on entry (no bias), activated r, z, n on exit. */
-static void FN(gru_pointwise_forward)(long B, long H,
-                                      const real *b_ih,   /* (3H,) or NULL */
-                                      const real *b_hh,   /* (3H,) or NULL */
-                                      const real *h_prev, /* (B, H) */
-                                      const real *ah,     /* (B, 3H): W_hh h (no bias) */
-                                      real *gates,        /* (B, 3H) in place */
-                                      real *hn,           /* (B, H) */
-                                      real *h_new)        /* (B, H) */
+/* gates (B, 3H): W_ih x + b_ih on entry, activated r, z, n on exit.
+   ah (B, 3H): W_hh h + b_hh; its n columns are saved as hn. */
+RC_CLONES static void FN(gru_pointwise_forward)(long B, long H,
+                                      const real *restrict h_prev, /* (B, H) */
+                                      const real *restrict ah,     /* (B, 3H) */
+                                      real *restrict gates,        /* (B, 3H) in place */
+                                      real *restrict hn,           /* (B, H) */
+                                      real *restrict h_new)        /* (B, H) */
 {
     for (long b = 0; b < B; b++) {
         real *xr = gates + b * 3 * H, *xz = xr + H, *xn = xz + H;
         const real *hr = ah + b * 3 * H, *hz = hr + H, *hh = hz + H;
         for (long j = 0; j < H; j++) {
             long k = b * H + j;
-            real r = FN(rc_sigmoid)(xr[j] + hr[j] + FN(rc_bias2)(b_ih, b_hh, j));
-            real z = FN(rc_sigmoid)(xz[j] + hz[j] + FN(rc_bias2)(b_ih, b_hh, H + j));
-            real a_hn = hh[j] + FN(rc_bias2)(b_hh, NULL, 2 * H + j);
-            real n = FN(rc_tanh)(xn[j] + FN(rc_bias2)(b_ih, NULL, 2 * H + j) + r * a_hn);
+            real r = FN(rc_sigmoid)(xr[j] + hr[j]);
+            real z = FN(rc_sigmoid)(xz[j] + hz[j]);
+            real n = FN(rc_tanh)(xn[j] + r * hh[j]);
             xr[j] = r; xz[j] = z; xn[j] = n;
-            hn[k] = a_hn;
+            hn[k] = hh[j];
             h_new[k] = ((real)1 - z) * n + z * h_prev[k];
         }
     }
 }
 
-/* dh = dh_a + dh_b is the total gradient on h'.  Writes dgx, dgh and the
-   direct part of the gradient on h, dh * z, into dh_direct (which may be
-   the same buffer as dh_a); the caller adds dgh @ W_hh to it. */
-static void FN(gru_pointwise_backward)(long B, long H,
-                                       const real *gates,  /* (B, 3H) */
-                                       const real *hn,     /* (B, H) */
-                                       const real *h_prev, /* (B, H) */
-                                       const real *dh_a,   /* (B, H) */
-                                       const real *dh_b,   /* (B, H) or NULL */
-                                       real *dgx,          /* (B, 3H) */
-                                       real *dgh,          /* (B, 3H) */
-                                       real *dh_direct,    /* (B, H), may alias dh_a */
-                                       real *trace_h)      /* (B, H) or NULL */
+/* dh holds the total gradient on h' on entry and its direct part on h,
+   dh * z, on exit (the caller adds dgh @ W_hh).  Writes dgx and dgh. */
+RC_CLONES static void FN(gru_pointwise_backward)(long B, long H,
+                                       const real *restrict gates,  /* (B, 3H) */
+                                       const real *restrict hn,     /* (B, H) */
+                                       const real *restrict h_prev, /* (B, H) */
+                                       real *restrict dh,           /* (B, H) in/out */
+                                       real *restrict dgx,          /* (B, 3H) */
+                                       real *restrict dgh)          /* (B, 3H) */
 {
     for (long b = 0; b < B; b++) {
         const real *gr = gates + b * 3 * H, *gz = gr + H, *gn = gz + H;
@@ -67,15 +61,13 @@ static void FN(gru_pointwise_backward)(long B, long H,
         real *hr = dgh + b * 3 * H, *hz = hr + H, *hh = hz + H;
         for (long j = 0; j < H; j++) {
             long k = b * H + j;
-            real r = gr[j], z = gz[j], n = gn[j];
-            real dh = dh_a[k] + (dh_b ? dh_b[k] : (real)0);
-            if (trace_h) trace_h[k] = dh;
-            real dan = dh * ((real)1 - z) * ((real)1 - n * n);       /* dL/d(n pre-tanh) */
-            real daz = dh * (h_prev[k] - n) * z * ((real)1 - z);
+            real r = gr[j], z = gz[j], n = gn[j], d = dh[k];
+            real dan = d * ((real)1 - z) * ((real)1 - n * n);        /* dL/d(n pre-tanh) */
+            real daz = d * (h_prev[k] - n) * z * ((real)1 - z);
             real dar = dan * hn[k] * r * ((real)1 - r);
             xr[j] = dar; xz[j] = daz; xn[j] = dan;
             hr[j] = dar; hz[j] = daz; hh[j] = dan * r;
-            dh_direct[k] = dh * z;
+            dh[k] = d * z;
         }
     }
 }
@@ -96,9 +88,11 @@ int FN(tb_gru_step_forward)(long B, long I, long H,
     long G3 = 3 * H;
     real *ah = (real *)rc_alloc((size_t)(B * G3) * sizeof(real));  /* (B, 3H) */
     if (!ah) return 1;
-    GEMM(0, 1, B, G3, I, 1, x, I, w_ih, I, 0, gates, G3);  /* x @ W_ih^T */
-    GEMM(0, 1, B, G3, H, 1, h, H, w_hh, H, 0, ah, G3);     /* h @ W_hh^T */
-    FN(gru_pointwise_forward)(B, H, b_ih, b_hh, h, ah, gates, hn, h_new);
+    GEMM(0, 1, B, G3, I, 1, x, I, w_ih, I, 0, gates, G3);  /* x @ W_ih^T + b_ih */
+    FN(rc_add_bias_rows)(B, G3, gates, b_ih, NULL);
+    GEMM(0, 1, B, G3, H, 1, h, H, w_hh, H, 0, ah, G3);     /* h @ W_hh^T + b_hh */
+    FN(rc_add_bias_rows)(B, G3, ah, b_hh, NULL);
+    FN(gru_pointwise_forward)(B, H, h, ah, gates, hn, h_new);
     free(ah);
     return 0;
 }
@@ -122,7 +116,8 @@ int FN(tb_gru_step_backward)(long B, long I, long H,
     real *dgx = (real *)rc_alloc((size_t)(2 * B * G3) * sizeof(real));  /* 2 x (B, 3H) */
     if (!dgx) return 1;
     real *dgh = dgx + B * G3;
-    FN(gru_pointwise_backward)(B, H, gates, hn, h, d_h, NULL, dgx, dgh, dh, NULL);
+    memcpy(dh, d_h, (size_t)(B * H) * sizeof(real));
+    FN(gru_pointwise_backward)(B, H, gates, hn, h, dh, dgx, dgh);
     GEMM(0, 0, B, H, G3, 1, dgh, G3, w_hh, H, 1, dh, H);  /* dh = dh*z + dgh @ W_hh */
     FN(rc_backward_gemms)(1, B, I, H, G3, dgx, dgh, x, h, NULL, w_ih,
                           dx, dw_ih, dw_hh, db_ih, db_hh);
@@ -149,12 +144,14 @@ int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
     if (!whhT) return 1;
     real *ah = whhT + H * G3;
     FN(rc_transpose)(G3, H, w_hh, whhT);
-    GEMM(0, 1, T * B, G3, I, 1, x, I, w_ih, I, 0, gates, G3);  /* x @ W_ih^T for all t */
+    /* the input half of every step at once: x[t] @ W_ih^T + b_ih */
+    GEMM(0, 1, T * B, G3, I, 1, x, I, w_ih, I, 0, gates, G3);
+    FN(rc_add_bias_rows)(T * B, G3, gates, b_ih, NULL);
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         GEMM(0, 0, B, G3, H, 1, h_prev, H, whhT, G3, 0, ah, G3);  /* ah = h_{t-1} @ W_hh^T */
-        FN(gru_pointwise_forward)(B, H, b_ih, b_hh, h_prev, ah, gates + t * B * G3,
-                                  hn + t * BH, out + t * BH);
+        FN(rc_add_bias_rows)(B, G3, ah, b_hh, NULL);              /*     + b_hh */
+        FN(gru_pointwise_forward)(B, H, h_prev, ah, gates + t * B * G3, hn + t * BH, out + t * BH);
     }
     free(whhT);
     return 0;
@@ -187,10 +184,10 @@ int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
     for (long t = T - 1; t >= 0; t--) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         real *dgh_t = dgh + t * B * G3;
+        FN(rc_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
+        FN(rc_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
         FN(gru_pointwise_backward)(B, H, gates + t * B * G3, hn + t * BH, h_prev,
-                                   dh, d_out ? d_out + t * BH : NULL,
-                                   dgx + t * B * G3, dgh_t, dh,
-                                   trace_h ? trace_h + t * BH : NULL);
+                                   dh, dgx + t * B * G3, dgh_t);
         GEMM(0, 0, B, H, G3, 1, dgh_t, G3, w_hh, H, 1, dh, H);  /* dh_{t-1} += dgh_t @ W_hh */
     }
     FN(rc_backward_gemms)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih,

@@ -14,25 +14,23 @@
 
 /* ---- the elementwise part of one step, shared by step and sequence kernels */
 
-/* gates (B, 4H): W_ih x + W_hh h on entry (no bias), activated i, f, g, o on exit. */
-static void FN(lstm_pointwise_forward)(long B, long H,
-                                       const real *b_ih,   /* (4H,) or NULL */
-                                       const real *b_hh,   /* (4H,) or NULL */
-                                       const real *c_prev, /* (B, H) */
-                                       real *gates,        /* (B, 4H) in place */
-                                       real *tanh_c,       /* (B, H) */
-                                       real *h_new,        /* (B, H) */
-                                       real *c_new)        /* (B, H) */
+/* gates (B, 4H): the full pre-activations on entry, activated i, f, g, o on exit. */
+RC_CLONES static void FN(lstm_pointwise_forward)(long B, long H,
+                                       const real *restrict c_prev, /* (B, H) */
+                                       real *restrict gates,        /* (B, 4H) in place */
+                                       real *restrict tanh_c,       /* (B, H) */
+                                       real *restrict h_new,        /* (B, H) */
+                                       real *restrict c_new)        /* (B, H) */
 {
     for (long b = 0; b < B; b++) {
         real *ai = gates + b * 4 * H, *af = ai + H, *ag = af + H, *ao = ag + H;
         const real *cp = c_prev + b * H;
         real *tc = tanh_c + b * H, *hn = h_new + b * H, *cn = c_new + b * H;
         for (long j = 0; j < H; j++) {
-            real i = FN(rc_sigmoid)(ai[j] + FN(rc_bias2)(b_ih, b_hh, j));
-            real f = FN(rc_sigmoid)(af[j] + FN(rc_bias2)(b_ih, b_hh, H + j));
-            real g = FN(rc_tanh)(ag[j] + FN(rc_bias2)(b_ih, b_hh, 2 * H + j));
-            real o = FN(rc_sigmoid)(ao[j] + FN(rc_bias2)(b_ih, b_hh, 3 * H + j));
+            real i = FN(rc_sigmoid)(ai[j]);
+            real f = FN(rc_sigmoid)(af[j]);
+            real g = FN(rc_tanh)(ag[j]);
+            real o = FN(rc_sigmoid)(ao[j]);
             real c = f * cp[j] + i * g;
             real t = FN(rc_tanh)(c);
             ai[j] = i; af[j] = f; ag[j] = g; ao[j] = o;
@@ -41,20 +39,18 @@ static void FN(lstm_pointwise_forward)(long B, long H,
     }
 }
 
-/* dh = dh_a + dh_b is the total gradient on h'; dc holds the gradient on c'
-   from later steps on entry and the gradient on c (the previous cell state)
-   on exit.  Writes dgates = dL/d(pre-activations), and optionally the total
-   gradients on h' and c' (the latter includes the path through h'). */
-static void FN(lstm_pointwise_backward)(long B, long H,
-                                        const real *gates,  /* (B, 4H) */
-                                        const real *tanh_c, /* (B, H) */
-                                        const real *c_prev, /* (B, H) */
-                                        const real *dh_a,   /* (B, H) */
-                                        const real *dh_b,   /* (B, H) or NULL */
-                                        real *dc,           /* (B, H) in/out */
-                                        real *dgates,       /* (B, 4H) */
-                                        real *trace_h,      /* (B, H) or NULL */
-                                        real *trace_c)      /* (B, H) or NULL */
+/* dh is the total gradient on h'; dc holds the gradient reaching c' from
+   later steps on entry and the gradient on c (the previous cell state) on
+   exit.  Writes dgates = dL/d(pre-activations) and dc_total, the total
+   gradient on c' (including the path through h' = o * tanh(c')). */
+RC_CLONES static void FN(lstm_pointwise_backward)(long B, long H,
+                                        const real *restrict gates,  /* (B, 4H) */
+                                        const real *restrict tanh_c, /* (B, H) */
+                                        const real *restrict c_prev, /* (B, H) */
+                                        const real *restrict dh,     /* (B, H) */
+                                        real *restrict dc,           /* (B, H) in/out */
+                                        real *restrict dc_total,     /* (B, H) */
+                                        real *restrict dgates)       /* (B, 4H) */
 {
     for (long b = 0; b < B; b++) {
         const real *gi = gates + b * 4 * H, *gf = gi + H, *gg = gf + H, *go = gg + H;
@@ -62,14 +58,12 @@ static void FN(lstm_pointwise_backward)(long B, long H,
         for (long j = 0; j < H; j++) {
             long k = b * H + j;
             real i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tanh_c[k];
-            real dh = dh_a[k] + (dh_b ? dh_b[k] : (real)0);
-            real dct = dc[k] + dh * o * ((real)1 - t * t);  /* total dL/dc' */
-            if (trace_h) trace_h[k] = dh;
-            if (trace_c) trace_c[k] = dct;
+            real dct = dc[k] + dh[k] * o * ((real)1 - t * t);
+            dc_total[k] = dct;
             di[j] = dct * g * i * ((real)1 - i);
             df[j] = dct * c_prev[k] * f * ((real)1 - f);
             dg[j] = dct * i * ((real)1 - g * g);
-            dout[j] = dh * t * o * ((real)1 - o);
+            dout[j] = dh[k] * t * o * ((real)1 - o);
             dc[k] = dct * f;
         }
     }
@@ -93,7 +87,8 @@ void FN(tb_lstm_step_forward)(long B, long I, long H,
     long G4 = 4 * H;
     GEMM(0, 1, B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);  /* a  = x @ W_ih^T */
     GEMM(0, 1, B, G4, H, 1, h, H, w_hh, H, 1, gates, G4);  /* a += h @ W_hh^T */
-    FN(lstm_pointwise_forward)(B, H, b_ih, b_hh, c, gates, tanh_c, h_new, c_new);
+    FN(rc_add_bias_rows)(B, G4, gates, b_ih, b_hh);        /* a += b_ih + b_hh */
+    FN(lstm_pointwise_forward)(B, H, c, gates, tanh_c, h_new, c_new);
 }
 
 int FN(tb_lstm_step_backward)(long B, long I, long H,
@@ -115,10 +110,12 @@ int FN(tb_lstm_step_backward)(long B, long I, long H,
                               real *db_hh)        /* (4H,) or NULL */
 {
     long G4 = 4 * H;
-    real *dgates = (real *)rc_alloc((size_t)(B * G4) * sizeof(real));  /* (B, 4H) */
+    /* one allocation: dgates (B, 4H), then dc_total (B, H) */
+    real *dgates = (real *)rc_alloc((size_t)(B * G4 + B * H) * sizeof(real));
     if (!dgates) return 1;
+    real *dc_total = dgates + B * G4;
     FN(rc_copy_or_zero)(B * H, d_c, dc);
-    FN(lstm_pointwise_backward)(B, H, gates, tanh_c, c, d_h, NULL, dc, dgates, NULL, NULL);
+    FN(lstm_pointwise_backward)(B, H, gates, tanh_c, c, d_h, dc, dc_total, dgates);
     GEMM(0, 0, B, H, G4, 1, dgates, G4, w_hh, H, 0, dh, H);  /* dh = dgates @ W_hh */
     FN(rc_backward_gemms)(1, B, I, H, G4, dgates, dgates, x, h, NULL, w_ih,
                           dx, dw_ih, dw_hh, db_ih, db_hh);
@@ -145,14 +142,15 @@ int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
     real *whhT = (real *)rc_alloc((size_t)(H * G4) * sizeof(real));  /* (H, 4H) = W_hh^T */
     if (!whhT) return 1;
     FN(rc_transpose)(G4, H, w_hh, whhT);                        /* pack W_hh once */
-    GEMM(0, 1, T * B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);   /* x @ W_ih^T for all t */
+    /* the input half of every step at once: x[t] @ W_ih^T + b_ih + b_hh */
+    GEMM(0, 1, T * B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);
+    FN(rc_add_bias_rows)(T * B, G4, gates, b_ih, b_hh);
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
         real *a = gates + t * B * G4;
         GEMM(0, 0, B, G4, H, 1, h_prev, H, whhT, G4, 1, a, G4);  /* a += h_{t-1} @ W_hh^T */
-        FN(lstm_pointwise_forward)(B, H, b_ih, b_hh, c_prev, a, tanh_c + t * BH,
-                                   out + t * BH, c_out + t * BH);
+        FN(lstm_pointwise_forward)(B, H, c_prev, a, tanh_c + t * BH, out + t * BH, c_out + t * BH);
     }
     free(whhT);
     return 0;
@@ -182,8 +180,11 @@ int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              real *trace_c)      /* (T, B, H) or NULL */
 {
     long G4 = 4 * H, BH = B * H;
-    real *dgates = (real *)rc_alloc((size_t)(T * B * G4) * sizeof(real));  /* (T, B, 4H) */
+    /* one allocation: dgates (T, B, 4H), then a (B, H) home for dc_total when
+       trace_c is not wanted */
+    real *dgates = (real *)rc_alloc((size_t)(T * B * G4 + BH) * sizeof(real));
     if (!dgates) return 1;
+    real *dc_scratch = dgates + T * B * G4;
     /* the running gradients on h_t and c_t live in dh0's and dc0's buffers */
     real *dh = dh0, *dc = dc0;
     FN(rc_copy_or_zero)(BH, d_hn, dh);
@@ -191,10 +192,10 @@ int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     for (long t = T - 1; t >= 0; t--) {
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
         real *dg = dgates + t * B * G4;
-        FN(lstm_pointwise_backward)(B, H, gates + t * B * G4, tanh_c + t * BH, c_prev,
-                                    dh, d_out ? d_out + t * BH : NULL, dc, dg,
-                                    trace_h ? trace_h + t * BH : NULL,
-                                    trace_c ? trace_c + t * BH : NULL);
+        FN(rc_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
+        FN(rc_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
+        FN(lstm_pointwise_backward)(B, H, gates + t * B * G4, tanh_c + t * BH, c_prev, dh, dc,
+                                    trace_c ? trace_c + t * BH : dc_scratch, dg);
         GEMM(0, 0, B, H, G4, 1, dg, G4, w_hh, H, 0, dh, H);  /* dh_{t-1} = dgates_t @ W_hh */
     }
     FN(rc_backward_gemms)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih,

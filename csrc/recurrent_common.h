@@ -18,7 +18,8 @@
  *      library GEMM for the current type.
  *
  *   2. Small typed helpers (written for both types by one macro, like gemm.c
- *      and activations.c do): the overflow-free sigmoid, a transpose used to
+ *      and activations.c do): the overflow-free sigmoid and tanh (float32:
+ *      the branch-free vectorisable ones of vmath.h), a transpose used to
  *      pack W_hh once per sequence, column sums for bias gradients, and an
  *      allocator that treats size 0 as a valid request.
  */
@@ -29,6 +30,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tinybptt.h"
+#include "vmath.h"
+
+/* The elementwise gate loops are compiled three times (baseline x86-64, AVX2,
+   AVX-512) and the best one for the CPU is chosen at load time, as in
+   activations.c.  They are branch-free so that each clone vectorises. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RC_CLONES
+#endif
 
 #define RC_CAT2(a, b) a##_##b
 #define RC_CAT(a, b) RC_CAT2(a, b)
@@ -43,22 +54,35 @@ static void *rc_alloc(size_t n)
     return malloc(n ? n : 1);
 }
 
-#define RC_DEFINE_HELPERS(real, SUF, EXP, TANH)                                    \
-/* logistic 1/(1+e^-v), never calling exp on a large positive argument */        \
-static inline real rc_sigmoid_##SUF(real v)                                        \
-{                                                                                  \
-    if (v >= 0) return (real)1 / ((real)1 + EXP(-v));                              \
-    real e = EXP(v);                                                               \
-    return e / ((real)1 + e);                                                      \
-}                                                                                  \
+#define RC_DEFINE_HELPERS(real, SUF, SIGMOID, TANH)                                \
+/* float: vmath.h's branch-free, vectorisable forms; double: libm */             \
+static inline real rc_sigmoid_##SUF(real v) { return SIGMOID(v); }                 \
 static inline real rc_tanh_##SUF(real v) { return TANH(v); }                       \
-/* the sum of two optional bias vectors at index k (NULL means zeros) */          \
-static inline real rc_bias2_##SUF(const real *b1, const real *b2, long k)          \
+/* A[i, :] += b1 + b2 for each of M rows of N; NULL biases count as zeros.   \
+   The NULL tests sit outside the loops, which stay branch-free. */             \
+static void rc_add_bias_rows_##SUF(long M, long N,                                 \
+                                   real *A,        /* (M, N) */                    \
+                                   const real *b1, /* (N,) or NULL */              \
+                                   const real *b2) /* (N,) or NULL */              \
 {                                                                                  \
-    real s = 0;                                                                    \
-    if (b1) s += b1[k];                                                            \
-    if (b2) s += b2[k];                                                            \
-    return s;                                                                      \
+    if (!b1) { b1 = b2; b2 = NULL; }                                               \
+    if (!b1) return;                                                               \
+    for (long i = 0; i < M; i++) {                                                 \
+        real *restrict a = A + i * N;                                              \
+        if (b2) for (long j = 0; j < N; j++) a[j] += b1[j] + b2[j];                \
+        else    for (long j = 0; j < N; j++) a[j] += b1[j];                        \
+    }                                                                              \
+}                                                                                  \
+/* y += x over n elements; nothing if x is NULL */                                 \
+static void rc_add_##SUF(long n, real *restrict y, const real *restrict x)         \
+{                                                                                  \
+    if (!x) return;                                                                \
+    for (long k = 0; k < n; k++) y[k] += x[k];                                     \
+}                                                                                  \
+/* dst = src over n elements; nothing if dst is NULL (an unrequested trace) */    \
+static void rc_record_##SUF(long n, real *dst, const real *src)                    \
+{                                                                                  \
+    if (dst) memcpy(dst, src, (size_t)n * sizeof(real));                           \
 }                                                                                  \
 /* At (C, R) = A^T for A (R, C) */                                                 \
 static void rc_transpose_##SUF(long R, long C,                                     \
@@ -117,7 +141,7 @@ static void rc_backward_gemms_##SUF(long T, long B, long I, long H, long GH,    
     if (dx) tb_gemm_##SUF(0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);         \
 }
 
-RC_DEFINE_HELPERS(float, f32, expf, tanhf)
-RC_DEFINE_HELPERS(double, f64, exp, tanh)
+RC_DEFINE_HELPERS(float, f32, vm_sigmoid_f32, vm_tanh_f32)
+RC_DEFINE_HELPERS(double, f64, vm_sigmoid_f64, vm_tanh_f64)
 
 #endif /* TINYBPTT_RECURRENT_COMMON_H */

@@ -11,39 +11,26 @@
 
 /* ---- the elementwise part of one step, shared by step and sequence kernels */
 
-/* a (B, H): W_ih x + W_hh h on entry (no bias); h' = act(a + b_ih + b_hh) on exit. */
-static void FN(rnn_pointwise_forward)(int relu, long B, long H,
-                                      const real *b_ih, /* (H,) or NULL */
-                                      const real *b_hh, /* (H,) or NULL */
-                                      real *a)          /* (B, H) in place */
+/* a (B, H): the full pre-activation on entry, h' = act(a) on exit. */
+RC_CLONES static void FN(rnn_pointwise_forward)(int relu, long n, /* n = B*H */
+                                      real *restrict a) /* (B, H) in place */
 {
-    for (long b = 0; b < B; b++) {
-        real *ab = a + b * H;
-        for (long j = 0; j < H; j++) {
-            real v = ab[j] + FN(rc_bias2)(b_ih, b_hh, j);
-            if (relu) ab[j] = v > 0 ? v : (v != v ? v : (real)0);  /* NaN stays NaN */
-            else      ab[j] = FN(rc_tanh)(v);
-        }
-    }
+    if (relu)
+        for (long k = 0; k < n; k++) a[k] = !(a[k] <= 0) ? a[k] : (real)0;  /* NaN stays NaN */
+    else
+        for (long k = 0; k < n; k++) a[k] = FN(rc_tanh)(a[k]);
 }
 
-/* da = dh * act'(a), with dh = dh_a + dh_b the total gradient on h'.
-   trace_h, if not NULL, records dh. */
-static void FN(rnn_pointwise_backward)(int relu, long B, long H,
-                                       const real *h_new, /* (B, H) */
-                                       const real *dh_a,  /* (B, H) */
-                                       const real *dh_b,  /* (B, H) or NULL */
-                                       real *da,          /* (B, H) */
-                                       real *trace_h)     /* (B, H) or NULL */
+/* da = dh * act'(a), read from the saved output h'. */
+RC_CLONES static void FN(rnn_pointwise_backward)(int relu, long n,             /* n = B*H */
+                                       const real *restrict h_new,   /* (B, H) */
+                                       const real *restrict dh,      /* (B, H) total dL/dh' */
+                                       real *restrict da)            /* (B, H) */
 {
-    long n = B * H;
-    for (long k = 0; k < n; k++) {
-        real dh = dh_a[k] + (dh_b ? dh_b[k] : (real)0);
-        if (trace_h) trace_h[k] = dh;
-        real y = h_new[k];
-        if (relu) da[k] = y > 0 ? dh : (real)0;
-        else      da[k] = dh * ((real)1 - y * y);
-    }
+    if (relu)
+        for (long k = 0; k < n; k++) da[k] = h_new[k] > 0 ? dh[k] : (real)0;
+    else
+        for (long k = 0; k < n; k++) da[k] = dh[k] * ((real)1 - h_new[k] * h_new[k]);
 }
 
 /* ---- one step */
@@ -59,7 +46,8 @@ void FN(tb_rnn_step_forward)(int relu, long B, long I, long H,
 {
     GEMM(0, 1, B, H, I, 1, x, I, w_ih, I, 0, h_new, H);  /* a  = x @ W_ih^T */
     GEMM(0, 1, B, H, H, 1, h, H, w_hh, H, 1, h_new, H);  /* a += h @ W_hh^T */
-    FN(rnn_pointwise_forward)(relu, B, H, b_ih, b_hh, h_new);
+    FN(rc_add_bias_rows)(B, H, h_new, b_ih, b_hh);       /* a += b_ih + b_hh */
+    FN(rnn_pointwise_forward)(relu, B * H, h_new);
 }
 
 int FN(tb_rnn_step_backward)(int relu, long B, long I, long H,
@@ -78,7 +66,7 @@ int FN(tb_rnn_step_backward)(int relu, long B, long I, long H,
 {
     real *da = (real *)rc_alloc((size_t)(B * H) * sizeof(real));  /* (B, H) */
     if (!da) return 1;
-    FN(rnn_pointwise_backward)(relu, B, H, h_new, d_h, NULL, da, NULL);
+    FN(rnn_pointwise_backward)(relu, B * H, h_new, d_h, da);
     GEMM(0, 0, B, H, H, 1, da, H, w_hh, H, 0, dh, H);              /* dh = da @ W_hh */
     FN(rc_backward_gemms)(1, B, I, H, H, da, da, x, h, NULL, w_ih,
                           dx, dw_ih, dw_hh, db_ih, db_hh);
@@ -101,12 +89,14 @@ int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
     real *whhT = (real *)rc_alloc((size_t)(H * H) * sizeof(real));  /* (H, H) = W_hh^T */
     if (!whhT) return 1;
     FN(rc_transpose)(H, H, w_hh, whhT);                    /* pack W_hh once per sequence */
-    GEMM(0, 1, T * B, H, I, 1, x, I, w_ih, I, 0, out, H);  /* out[t] = x[t] @ W_ih^T, all t */
+    /* the input half of every step at once: out[t] = x[t] @ W_ih^T + b_ih + b_hh */
+    GEMM(0, 1, T * B, H, I, 1, x, I, w_ih, I, 0, out, H);
+    FN(rc_add_bias_rows)(T * B, H, out, b_ih, b_hh);
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         real *a = out + t * BH;
         GEMM(0, 0, B, H, H, 1, h_prev, H, whhT, H, 1, a, H);  /* a += h_{t-1} @ W_hh^T */
-        FN(rnn_pointwise_forward)(relu, B, H, b_ih, b_hh, a);
+        FN(rnn_pointwise_forward)(relu, BH, a);
     }
     free(whhT);
     return 0;
@@ -134,9 +124,9 @@ int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
     real *dh = dh0;  /* the running gradient on h_t lives in dh0's buffer */
     FN(rc_copy_or_zero)(BH, d_hn, dh);
     for (long t = T - 1; t >= 0; t--) {
-        FN(rnn_pointwise_backward)(relu, B, H, out + t * BH, dh,
-                                   d_out ? d_out + t * BH : NULL, da + t * BH,
-                                   trace_h ? trace_h + t * BH : NULL);
+        FN(rc_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
+        FN(rc_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
+        FN(rnn_pointwise_backward)(relu, BH, out + t * BH, dh, da + t * BH);
         GEMM(0, 0, B, H, H, 1, da + t * BH, H, w_hh, H, 0, dh, H);  /* dh_{t-1} = da_t @ W_hh */
     }
     FN(rc_backward_gemms)(T, B, I, H, H, da, da, x, h0, out, w_ih,
