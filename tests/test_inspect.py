@@ -453,3 +453,23 @@ def test_format_table_aligns():
     t = terminal.format_table(["a", "num"], [["x", "1"], ["yyy", "22"]], align="lr")
     lines = t.splitlines()
     assert lines[0] == "a    num" and lines[2] == "x      1" and lines[3] == "yyy   22"
+
+
+def test_sequence_node_is_expanded_without_modules():
+    nn.manual_seed(1)
+    gru = nn.GRU(2, 3, num_layers=2)
+    x = np.random.default_rng(1).standard_normal((7, 2, 2))
+    out = gru(x)[0]
+    loss = (out[-1] ** 2).sum()
+    w = walk(loss)
+    steps = w.nodes(kind="step")
+    assert len(steps) == 2 * 7 and {r.label for r in steps} == {"gru.l0", "gru.l1"}
+    ref = gru.grad_trace.norms()  # (layers, T), filled by the same backward
+    for r in steps:
+        layer = int(r.label[-1])
+        assert r.norm == pytest.approx(float(ref[layer, r.step]), rel=1e-12)
+    # each layer's steps follow its own sequence node, last step first
+    seq = w.nodes(op="gru_sequence")
+    assert len(seq) == 2
+    k = w.records.index(seq[0])
+    assert [r.step for r in w.records[k + 1:k + 8]] == list(range(6, -1, -1))

@@ -28,10 +28,15 @@ If the real gradient there is 0, it was *flushed*.  A node whose gradient is all
 zero because everything upstream of it underflowed is marked ``"underflow"``
 too, with a note naming the node where it happened.
 
-Coarse recurrent modes fuse a whole step (``mode="cell"``) or the whole
-sequence (``mode="sequence"``) into one node; pass the layers as
-``modules=[rnn]`` and the walk adds one ``"step"`` record per time step from the
-layer's ``grad_trace`` right after its node.
+Coarse recurrent modes fuse a whole step (``mode="cell"``: one node per step,
+tagged with its step, so the walk lists them as they are) or the whole sequence
+(``mode="sequence"``) into one node.  A sequence node is expanded automatically:
+the per-step gradients its backward deposits (the layer's ``grad_trace``) become
+one ``"step"`` record per time step (``h``, and ``c`` for the LSTM) right after
+the node.  ``modules=[layer]`` does the same from ``layer.grad_trace`` (also for
+cell mode and checkpointed layers).  Step records are judged from the trace alone:
+subnormal entries mean underflow, and an all-zero step right after a step whose
+largest entry was below sqrt(smallest normal) counts as flushed.
 """
 import copy
 import json
@@ -340,8 +345,13 @@ def walk(loss, roots=None, grad=None, params=None, modules=(), detect_underflow=
             if mask.any():
                 flushers.setdefault(k, set()).add(node.id)
 
+    slots = {}  # id(node) -> the TraceSlot a fused sequence node fills during its backward
+
     def hook(node, grads_out):
         recorded[id(node)] = grads_out
+        slot = node.__dict__.get("trace") if hasattr(node, "__dict__") else None
+        if slot is not None and hasattr(slot, "h"):
+            slots[id(node)] = slot
         if detect_underflow and _replayable(node):
             replay(node, grads_out)
 
@@ -399,10 +409,16 @@ def walk(loss, roots=None, grad=None, params=None, modules=(), detect_underflow=
             status_of[id(n)] = (status, allzero)
         records.append(rec)
         order += 1
+        claimed = False
         for m in modules or ():
             if id(m) not in expanded and _module_matches(m, n):
                 expanded.add(id(m))
+                claimed = True
                 records.extend(_trace_records(m))
+        if not claimed and id(n) in slots and getattr(slots[id(n)], "h", None) is not None:
+            sl = slots[id(n)]
+            records.extend(_trace_arrays(n.label or n.op, sl.h[None], None if sl.c is None else sl.c[None],
+                                         per_layer_label=False))
 
     for m in modules or ():
         if id(m) not in expanded:
@@ -460,13 +476,18 @@ def _trace_records(m):
     tr = getattr(m, "grad_trace", None)
     if tr is None or getattr(tr, "h", None) is None:
         return []
+    return _trace_arrays(_module_label(m), tr.h, getattr(tr, "c", None))
+
+
+def _trace_arrays(label, h, c, per_layer_label=True):
+    """Step records from trace arrays h (and c) of shape (L, T, B, H), last step first."""
     out = []
-    label = _module_label(m)
-    names = [("h", tr.h)] + ([("c", tr.c)] if getattr(tr, "c", None) is not None else [])
+    names = [("h", h)] + ([("c", c)] if c is not None else [])
     for name, arr in names:
         arr = np.asarray(arr)
         L, T = arr.shape[0], arr.shape[1]
         for l in range(L):
+            lab = "%s.l%d" % (label, l) if per_layer_label else label
             prev_max = None
             for t in range(T - 1, -1, -1):
                 g = arr[l, t]
@@ -484,9 +505,12 @@ def _trace_records(m):
                     if prev_max is not None and 0.0 < prev_max < math.sqrt(np.finfo(arr.dtype).tiny):
                         status = "underflow"
                         note = "zero after a gradient of %s at t=%d" % (numerics.fmt_sci(prev_max), t + 1)
+                    elif prev_max == 0.0 and out and out[-1].status == "underflow":
+                        status = "underflow"
+                        note = "zero because the gradient underflowed at a later step"
                 else:
                     status = "ok"
-                out.append(NodeRecord(None, "step", name, "%s.l%d" % (label, l), t, tuple(g.shape), str(arr.dtype),
+                out.append(NodeRecord(None, "step", name, lab, t, tuple(g.shape), str(arr.dtype),
                                       (10 ** lg if math.isfinite(lg) else 0.0), lg, mx, sub, 0, status, note=note))
                 prev_max = mx
     return out
