@@ -380,7 +380,9 @@ def build_parser(parser=None):
                    help="clip the parameter gradient to this norm and show the norm before and after")
     p.add_argument("--trained", action="store_true",
                    help="measure, train briefly on the adding problem, measure again")
-    p.add_argument("--train-steps", type=int, default=300, help="training steps with --trained (default 300)")
+    p.add_argument("--train-steps", type=int, default=300,
+                   help="training steps with --trained (default 300: about a minute; at T=100 the GRU solves the "
+                        "adding problem within ~300 steps, the LSTM needs ~1500-2000)")
     p.add_argument("--train-lr", type=float, default=1e-2, help="Adam learning rate with --trained")
     p.add_argument("--plot", metavar="FILE.png", help="write a plot of log10 ||dL/dh_t|| against t (matplotlib)")
     p.add_argument("--json", metavar="FILE", help="write every number shown, with the configuration")
