@@ -274,7 +274,7 @@ def render(result, unicode=None, color=None, width=64):
             lines.append("")
             lines.append("%s training on the adding problem (T=%d, %d steps, Adam lr %g, batch %d, clip %g):" % (
                 phase.upper(), T, cfg["train_steps"], cfg["train_lr"], cfg["train_batch"], cfg["train_clip"]))
-        headers = ["cell"] + ["t=%d" % t for t in steps] + ["|h_0|/|h_T| ratio", "per step"]
+        headers = ["cell"] + ["t=%d" % t for t in steps] + ["|dL/dh_0|/|dL/dh_T|", "factor/step"]
         rows = []
         for kind, e in result["cells"].items():
             p = e[phase]
