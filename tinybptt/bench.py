@@ -101,6 +101,10 @@ OPS_TARGET = 1.0
 #: (DESIGN.md: MKL through torch.matmul on the development machine), GFLOP/s.
 FLOOR_GFLOPS = {"float32": 135.0, "float64": 66.0}
 
+#: A ratio is marked noisy (``~``) when either side's timed runs have an interquartile range
+#: above this fraction of their median.
+NOISY_SPREAD = 0.5
+
 #: Relative tolerance of the loss / gradient-norm agreement check, per dtype.
 AGREE_RTOL = {"float32": 2e-3, "float64": 1e-7}
 
@@ -332,7 +336,7 @@ class NumpyRunner(Runner):
 class TinyRunner(Runner):
     """tinybptt.nn.<CELL>(I, H, dtype=..., mode=...) on a chosen kernel backend."""
 
-    def __init__(self, cell, x, params, mode, backend, layer_kwargs=None):
+    def __init__(self, cell, x, params, mode, backend, layer_kwargs=None, grad_trace=False):
         import tinybptt
         from tinybptt import kernels
         try:
@@ -348,6 +352,10 @@ class TinyRunner(Runner):
         T, B, I = x.shape
         H = params["weight_hh_l0"].shape[1]
         self.layer = cls(I, H, dtype=x.dtype, mode=mode, **(layer_kwargs or {}))
+        if hasattr(self.layer, "record_grad_trace"):
+            # No peer records per-step gradients; time the layer without its grad_trace
+            # unless asked (--grad-trace).
+            self.layer.record_grad_trace = bool(grad_trace)
         self.params = _tiny_named_params(self.layer)
         for name in PARAM_NAMES:
             p = self.params.get(name)
@@ -568,7 +576,7 @@ class JaxRunner(Runner):
         return {n: np.asarray(v) for n, v in self._grads.items()}
 
 
-def make_runner(contender, cell, x, params, layer_kwargs=None):
+def make_runner(contender, cell, x, params, layer_kwargs=None, grad_trace=False):
     if contender == "numpy":
         return NumpyRunner(cell, x, params)
     if contender == "torch":
@@ -578,9 +586,9 @@ def make_runner(contender, cell, x, params, layer_kwargs=None):
     if contender == "jax":
         return JaxRunner(cell, x, params)
     if contender == "tinybptt:numpy":
-        return TinyRunner(cell, x, params, "sequence", "numpy", layer_kwargs)
+        return TinyRunner(cell, x, params, "sequence", "numpy", layer_kwargs, grad_trace)
     if is_tinybptt(contender):
-        return TinyRunner(cell, x, params, contender.split(":", 1)[1], "c", layer_kwargs)
+        return TinyRunner(cell, x, params, contender.split(":", 1)[1], "c", layer_kwargs, grad_trace)
     raise ValueError("bench: unknown contender %r" % contender)
 
 
@@ -765,7 +773,7 @@ _RUNNERS = {}  # worker-side cache: runners kept between the rounds of one grid 
 
 def _runner_key(req):
     return json.dumps([req["contender"], req["cell"], req["shape"], req["dtype"], req.get("seed", 0),
-                       req.get("layer_kwargs")], sort_keys=True)
+                       req.get("layer_kwargs"), req.get("grad_trace", False)], sort_keys=True)
 
 
 def measure(req):
@@ -783,7 +791,7 @@ def measure(req):
         cell = req["cell"]
         T, B, I, H = req["shape"]
         x, params = make_problem(cell, T, B, I, H, req["dtype"], req.get("seed", 0))
-        runner = make_runner(req["contender"], cell, x, params, req.get("layer_kwargs"))
+        runner = make_runner(req["contender"], cell, x, params, req.get("layer_kwargs"), req.get("grad_trace", False))
         if req.get("keep"):
             _RUNNERS[key] = runner
     if req.get("reps") is None:
@@ -1152,7 +1160,7 @@ def run_grid(args, progress_enabled=True):
                                     "seed": args.seed, "repeat": per_round(args.repeat), "warmup": args.warmup,
                                     "budget": args.budget / rounds, "max_iter_s": args.max_iter_s,
                                     "min_repeat": per_round(min(args.min_repeat, args.repeat)),
-                                    "kernel_split": not args.no_split}
+                                    "kernel_split": not args.no_split, "grad_trace": args.grad_trace}
                             got = measure_row(pool, contenders, base, rounds, args.timeout, skip, args.stat)
                             desc = "%dt %s %s %s" % (threads, dtype, cell, cname)
                             for c in contenders:
@@ -1235,7 +1243,11 @@ def _fmt_ratio(v):
 
 
 def summarize(results, floor_gflops=None):
-    """One summary row per (threads, dtype, cell, config): times, best peer, ratios, targets."""
+    """One summary row per (threads, dtype, cell, config): times, best peer, ratios, targets.
+
+    ``floor_gflops`` maps (dtype, threads) to a measured GEMM rate for the FLOP
+    floor; without one, DESIGN.md's single-thread rate times the thread count.
+    """
     floor_gflops = floor_gflops or {}
     rows = {}
     order = []
@@ -1255,8 +1267,11 @@ def summarize(results, floor_gflops=None):
         best = min(peers, key=peers.get) if peers else None
         row["best_peer"] = best
         row["best_ms"] = peers.get(best)
-        gf = floor_gflops.get(row["dtype"], FLOOR_GFLOPS.get(row["dtype"]))
-        row["floor_ms"] = 1e3 * workload_flops(row["cell"], *row["shape"]) / (gf * 1e9) / row["threads"] if gf else None
+        gf = floor_gflops.get((row["dtype"], row["threads"]))
+        if gf is None and row["dtype"] in FLOOR_GFLOPS:
+            gf = FLOOR_GFLOPS[row["dtype"]] * row["threads"]
+        row["floor_gflops"] = gf
+        row["floor_ms"] = 1e3 * workload_flops(row["cell"], *row["shape"]) / (gf * 1e9) if gf else None
 
         def ratio(c, den):
             return ok[c]["total_ms"] / den if c in ok and den else None
@@ -1265,6 +1280,11 @@ def summarize(results, floor_gflops=None):
         row["npb_ratio"] = ratio("tinybptt:numpy", row["best_ms"])
         tops = ok.get("torch-ops")
         row["ops_ratio"] = ratio("tinybptt:ops", tops["total_ms"] if tops else None)
+        def noisy(c, den_c):
+            sp = [(ok.get(x) or {}).get("spread") for x in (c, den_c)]
+            return any(v is not None and v > NOISY_SPREAD for v in sp)
+        row["seq_noisy"] = noisy("tinybptt:sequence", best)
+        row["ops_noisy"] = noisy("tinybptt:ops", "torch-ops")
         row["seq_target"] = seq_target(row["config"])
         row["seq_pass"] = None if row["seq_ratio"] is None else row["seq_ratio"] <= row["seq_target"]
         row["ops_pass"] = None if row["ops_ratio"] is None else row["ops_ratio"] <= OPS_TARGET
@@ -1340,14 +1360,45 @@ def grid_tables(results, md=False, floor_gflops=None):
         stat = next((rr.get("stat") for rr in results if rr.get("stat")), "median")
         blocks.append(render_table(head, body, md, title="%s: %s ms per forward+backward" % (name, stat)))
         head2 = ["config", "seq / best peer", "target", "seq", "ops / torch-ops", "target", "ops",
-                 "cell / best peer", "np-backend / best peer"]
+                 "cell / best peer", "np-backend / best peer", "seq kernel / floor", "seq overhead"]
         body2 = []
         for r in rows:
-            body2.append([r["config"], _fmt_ratio(r["seq_ratio"]), "<=%.1fx" % r["seq_target"], _passfail(r["seq_pass"]),
-                          _fmt_ratio(r["ops_ratio"]), "<=%.1fx" % OPS_TARGET, _passfail(r["ops_pass"]),
-                          _fmt_ratio(r["cell_ratio"]), _fmt_ratio(r["npb_ratio"])])
+            seq = r["by"].get("tinybptt:sequence") or {}
+            kf = ov = "-"
+            if seq.get("kernel_calls") and r["floor_ms"]:
+                kf = _fmt_ratio(seq["kernel_ms"] / r["floor_ms"])
+                ov = "%.0f%%" % (100 * (seq["split_total_ms"] - seq["kernel_ms"]) / seq["split_total_ms"])
+            body2.append([r["config"], _fmt_ratio(r["seq_ratio"]) + ("~" if r["seq_noisy"] else ""),
+                          "<=%.1fx" % r["seq_target"], _passfail(r["seq_pass"]),
+                          _fmt_ratio(r["ops_ratio"]) + ("~" if r["ops_noisy"] else ""), "<=%.1fx" % OPS_TARGET,
+                          _passfail(r["ops_pass"]),
+                          _fmt_ratio(r["cell_ratio"]), _fmt_ratio(r["npb_ratio"]), kf, ov])
         blocks.append(render_table(head2, body2, md, title="%s: ratios (lower is better) and issue-5 targets" % name))
     return "\n\n".join(blocks), summary
+
+
+def headline_table(summary, md=False):
+    """mode="sequence" / best peer for every cell and config, one row per (threads, dtype, cell)."""
+    configs = list(dict.fromkeys(r["config"] for r in summary))
+    groups = list(dict.fromkeys((r["threads"], r["dtype"], r["cell"]) for r in summary))
+    head = ["threads", "dtype", "cell"] + configs + ["seq targets met", "ops targets met"]
+    body = []
+    for g in groups:
+        rows = {r["config"]: r for r in summary if (r["threads"], r["dtype"], r["cell"]) == g}
+        cells = []
+        for c in configs:
+            r = rows.get(c)
+            if r is None or r["seq_ratio"] is None:
+                cells.append("-")
+            else:
+                cells.append("%s%s %s (%s)" % (_fmt_ratio(r["seq_ratio"]), "~" if r["seq_noisy"] else "",
+                                               "PASS" if r["seq_pass"] else "FAIL",
+                                             SHORT.get(r["best_peer"], r["best_peer"])))
+        sp = [r["seq_pass"] for r in rows.values() if r["seq_pass"] is not None]
+        op = [r["ops_pass"] for r in rows.values() if r["ops_pass"] is not None]
+        body.append([g[0], g[1], g[2].upper()] + cells + ["%d/%d" % (sum(sp), len(sp)), "%d/%d" % (sum(op), len(op))])
+    return render_table(head, body, md, title="Headline: mode=\"sequence\" time / best peer's time (best peer in "
+                                              "brackets); target <=0.8x, <=1.1x on large")
 
 
 def split_table(results, md=False):
@@ -1375,7 +1426,7 @@ def split_table(results, md=False):
     return render_table(head, body, md, title="Forward/backward split; tinybptt kernel time vs Python/graph overhead")
 
 
-def notes_text(results, notes, md=False):
+def notes_text(results, notes, md=False, floor_gflops=None):
     lines = list(notes)
     for r in results:
         if r["status"] == "error":
@@ -1391,13 +1442,18 @@ def notes_text(results, notes, md=False):
         elif r.get("note"):
             lines.append("%s %s %s %dt %s: %s" % (r["cell"], r["config"], r["dtype"], r["threads"],
                                                    r["contender"], r["note"]))
-    legend = ("Legend: spread = interquartile range of the timed runs / median; kernel = time inside "
+    legend = ("Legend: spread = interquartile range of the timed runs / median; `~` after a ratio: one side's "
+              "spread exceeds %d%%, the ratio is noisy; kernel = time inside "
               "`tinybptt.kernels.backend` calls, overhead = the rest of the step (graph building, autograd, "
               "Python, NumPy glue), both from the fastest of up to 3 instrumented runs; `!` loss or gradient norms disagree with the reference peer; `*` a single timed run; "
               "`^` JAX backward = value_and_grad time minus the jitted loss time; "
-              "floor = workload GEMM FLOPs / single-thread GEMM rate (%s GFLOP/s float32, %s float64) / threads; "
+              "floor = the workload's GEMM FLOPs / %s; "
               "ratios use the best peer whose loss and gradient norms agree with the reference."
-              % (FLOOR_GFLOPS["float32"], FLOOR_GFLOPS["float64"]))
+              % ((100 * NOISY_SPREAD,) + (("the best GEMM GFLOP/s measured by this run's --gemm (%s)" % ", ".join(
+                  "%s %dt: %.0f" % (k[0], k[1], v) for k, v in sorted(floor_gflops.items())))
+                 if floor_gflops else
+                 "DESIGN.md's single-thread GEMM rate (%s GFLOP/s float32, %s float64) x threads"
+                 % (FLOOR_GFLOPS["float32"], FLOOR_GFLOPS["float64"]),)))
     out = [legend]
     if lines:
         out.append("Notes:")
@@ -1458,7 +1514,7 @@ def run_check(args, progress_enabled=True):
 
 
 def check_table(rows, md=False):
-    head = ["dtype", "cell", "config", "contender", "vs", "loss rel err", "grad max err / max|grad|", "result"]
+    head = ["dtype", "cell", "config", "contender", "vs", "loss rel err", "grad: max err / max abs", "result"]
     body = []
     for r in rows:
         if r["status"] == "ok":
@@ -1512,6 +1568,7 @@ def run_scaling(args, progress_enabled=True):
     prog = Progress(total, progress_enabled and not args.quiet)
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="tinybptt-bench-")
     common = {"op": "measure", "dtype": dtype, "seed": args.seed, "repeat": args.scaling_repeat, "warmup": 1,
+              "grad_trace": args.grad_trace,
               "budget": args.budget / 2, "max_iter_s": args.max_iter_s, "min_repeat": 1}
     with WorkerPool(threads, log_dir) as pool:
         for cell in cells:
@@ -1661,21 +1718,49 @@ def run_gemm(args):
     return rows, notes
 
 
+#: issue 5's GEMM targets: tb / torch.matmul GFLOP/s >= 0.85 for sizes 256-1024, tb / NumPy >= 1.0 for 16-128.
+GEMM_TORCH_TARGET = 0.85
+GEMM_NUMPY_TARGET = 1.0
+
+
 def gemm_table(rows, md=False):
+    """GFLOP/s per implementation and size, with the issue-5 GEMM targets as pass/fail columns."""
     if not rows:
         return ""
-    keys = []
+    impls = []
     for r in rows:
-        for k in r:
-            if k not in keys:
-                keys.append(k)
+        for k in (r.get("gflops") or {}):
+            if k not in impls:
+                impls.append(k)
+    head = ["n", "dtype", "threads", "kernel"] + ["%s GFLOP/s" % k.replace("_", " ") for k in impls] + [
+        "tb / torch", "target", "tb / numpy", "target"]
+    body = []
+    for r in rows:
+        g = r.get("gflops") or {}
+        n = r.get("size")
+        tt, tn = r.get("tb_over_torch"), r.get("tb_over_numpy")
+        t_target = t_res = n_target = n_res = "-"
+        if isinstance(n, int) and 256 <= n <= 1024 and tt is not None:
+            t_target, t_res = ">=%.2f" % GEMM_TORCH_TARGET, "PASS" if tt >= GEMM_TORCH_TARGET else "FAIL"
+        if isinstance(n, int) and 16 <= n <= 128 and tn is not None:
+            n_target, n_res = ">=%.2f" % GEMM_NUMPY_TARGET, "PASS" if tn >= GEMM_NUMPY_TARGET else "FAIL"
+        body.append([n, r.get("dtype", "-"), r.get("threads", "-"), r.get("kernel", "-")]
+                    + ["-" if g.get(k) is None else "%.1f" % g[k] for k in impls]
+                    + ["-" if tt is None else "%.2f" % tt, "%s %s" % (t_target, t_res) if t_res != "-" else "-",
+                       "-" if tn is None else "%.2f" % tn, "%s %s" % (n_target, n_res) if n_res != "-" else "-"])
+    return render_table(head, body, md, title="GEMM kernel runs (benchmarks/bench_gemm.py run(): each kernel checked "
+                                              "against the reference before it is timed; median GFLOP/s)")
 
-    def fmt(v):
-        if isinstance(v, float):
-            return "%.3g" % v if abs(v) < 100 else "%.0f" % v
-        return str(v)
-    body = [[fmt(r.get(k, "-")) for k in keys] for r in rows]
-    return render_table(keys, body, md, title="GEMM kernel runs (benchmarks/bench_gemm.py)")
+
+def gemm_floor_rates(rows):
+    """{(dtype, threads): best GFLOP/s any implementation reached} from the GEMM runs."""
+    rates = {}
+    for r in rows:
+        vals = [v for v in (r.get("gflops") or {}).values() if isinstance(v, (int, float))]
+        if vals:
+            key = (r.get("dtype"), r.get("threads"))
+            rates[key] = max(rates.get(key, 0.0), max(vals))
+    return rates
 
 
 # --------------------------------------------------------------------------- machine description
@@ -1728,7 +1813,7 @@ def machine_info():
 
 
 def machine_text(info, md=False):
-    keys = ("date", "cpu", "simd", "cores", "loadavg", "platform", "python", "numpy", "numpy_blas", "torch",
+    keys = ("date", "cpu", "simd", "cores", "loadavg", "loadavg_end", "platform", "python", "numpy", "numpy_blas", "torch",
             "jax", "jaxlib", "tinybptt_build", "git")
     lines = []
     for k in keys:
@@ -1741,10 +1826,13 @@ def machine_text(info, md=False):
 
 
 def plot_results(summary, path, scaling=None):
-    """Ratio-to-best-peer bars per cell and config, with the target lines; scaling curves beside."""
+    """Ratio-to-best-peer bars per cell and config, with the target lines (``path``); scaling
+    curves in ``<path>-scaling.png`` (or in ``path`` itself when there is no grid).  Returns the paths."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    if not summary:
+        return [plot_scaling(scaling, path, plt)] if scaling else []
     groups = []
     for r in summary:
         g = (r["threads"], r["dtype"], r["cell"])
@@ -1759,15 +1847,23 @@ def plot_results(summary, path, scaling=None):
         xs = np.arange(len(rows))
         width = 0.8 / len(series)
         for k, (key, label) in enumerate(series):
-            vals = [r[key] if r[key] is not None else np.nan for r in rows]
-            ax.bar(xs + (k - 1.5) * width, vals, width, label=label)
-        ax.axhline(0.8, color="green", ls="--", lw=1, label="target 0.8x")
+            vals = np.array([r[key] if r[key] is not None else np.nan for r in rows], dtype=float)
+            px = xs + (k - (len(series) - 1) / 2) * width
+            ax.plot(px, vals, "o", ms=7, label=label)
+            for x_, v in zip(px, vals):
+                if np.isfinite(v):
+                    ax.annotate("%.2f" % v, (x_, v), textcoords="offset points", xytext=(0, 6), ha="center",
+                                fontsize=6)
+        for x_, r in zip(xs, rows):  # the sequence-mode target of each config
+            ax.hlines(r["seq_target"], x_ - 0.45, x_ + 0.45, colors="green", linestyles="--", lw=1)
         ax.axhline(1.0, color="black", ls=":", lw=1)
         ax.set_xticks(xs)
         ax.set_xticklabels([r["config"] for r in rows])
         ax.set_yscale("log")
-        ax.set_ylabel("time ratio")
-        ax.set_title("%s %s, %d thread(s): lower is better" % (g[2].upper(), g[1], g[0]))
+        ax.set_ylabel("time ratio (log)")
+        ax.margins(y=0.25)
+        ax.set_title("%s %s, %d thread(s): tinybptt time / peer time, lower is better; "
+                     "green dashes: sequence target" % (g[2].upper(), g[1], g[0]), fontsize=9)
     axes[0, 0].legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -1775,32 +1871,36 @@ def plot_results(summary, path, scaling=None):
     paths = [path]
     if scaling:
         root, ext = os.path.splitext(path)
-        spath = root + "-scaling" + (ext or ".png")
-        fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
-        for j, axis in enumerate(("T", "H", "B")):
-            for cell in dict.fromkeys(r["cell"] for r in scaling):
-                rs = [r for r in scaling if r["cell"] == cell and r["axis"] == axis]
-                vals = [r["value"] for r in rs]
-                for c, style in (("tinybptt:sequence", "-o"), ("torch", "--s"), ("numpy", ":^")):
-                    ts = [_get(r.get(c), "total_ms") for r in rs]
-                    if any(t is not None for t in ts):
-                        axes[0, j].plot(vals, [np.nan if t is None else t for t in ts], style,
-                                        label="%s %s" % (cell, SHORT[c]))
-                mem = [_get(r.get("tinybptt:sequence"), "saved_bytes") for r in rs]
-                if any(m is not None for m in mem):
-                    axes[1, j].plot(vals, [np.nan if m is None else m / 2**20 for m in mem], "-o", label="%s seq" % cell)
-            for i in range(2):
-                axes[i, j].set_xscale("log")
-                axes[i, j].set_yscale("log")
-                axes[i, j].set_xlabel(axis)
-            axes[0, j].set_ylabel("ms per fwd+bwd")
-            axes[1, j].set_ylabel("MB saved by forward")
-        axes[0, 0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(spath, dpi=110)
-        plt.close(fig)
-        paths.append(spath)
+        paths.append(plot_scaling(scaling, root + "-scaling" + (ext or ".png"), plt))
     return paths
+
+
+def plot_scaling(scaling, spath, plt):
+    """Time and saved memory against T, H and B (log-log), one column per axis."""
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    for j, axis in enumerate(("T", "H", "B")):
+        for cell in dict.fromkeys(r["cell"] for r in scaling):
+            rs = [r for r in scaling if r["cell"] == cell and r["axis"] == axis]
+            vals = [r["value"] for r in rs]
+            for c, style in (("tinybptt:sequence", "-o"), ("torch", "--s"), ("numpy", ":^")):
+                ts = [_get(r.get(c), "total_ms") for r in rs]
+                if any(t is not None for t in ts):
+                    axes[0, j].plot(vals, [np.nan if t is None else t for t in ts], style,
+                                    label="%s %s" % (cell, SHORT[c]))
+            mem = [_get(r.get("tinybptt:sequence"), "saved_bytes") for r in rs]
+            if any(m is not None for m in mem):
+                axes[1, j].plot(vals, [np.nan if m is None else m / 2**20 for m in mem], "-o", label="%s seq" % cell)
+        for i in range(2):
+            axes[i, j].set_xscale("log")
+            axes[i, j].set_yscale("log")
+            axes[i, j].set_xlabel(axis)
+        axes[0, j].set_ylabel("ms per fwd+bwd")
+        axes[1, j].set_ylabel("MB saved by forward")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(spath, dpi=110)
+    plt.close(fig)
+    return spath
 
 
 # --------------------------------------------------------------------------- command line
@@ -1849,6 +1949,9 @@ def build_parser(prog="tinybptt bench"):
                    help="a contender whose warm-up iteration takes longer is timed once only (default 20)")
     p.add_argument("--skip-numpy-backend", type=_csv("config"), default=[],
                    help="configs on which to skip the NumPy-backend contender, e.g. large")
+    p.add_argument("--grad-trace", action="store_true",
+                   help="time tinybptt layers with layer.record_grad_trace on (their default); off by default "
+                        "because no peer records per-step gradients")
     p.add_argument("--no-split", action="store_true", help="skip the instrumented kernel/overhead runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a measurement is abandoned")
@@ -1864,6 +1967,9 @@ def build_parser(prog="tinybptt bench"):
     p.add_argument("--scaling-repeat", type=int, default=5)
     p.add_argument("--gemm", action="store_true", help="also run benchmarks/bench_gemm.py (GEMM GFLOP/s)")
     p.add_argument("--gemm-only", action="store_true", help="run only the GEMM kernel runs")
+    p.add_argument("--floor-from-gemm", action="store_true",
+                   help="FLOP floor from this run's best measured GEMM rate instead of DESIGN.md's 135/66 GFLOP/s "
+                        "(on a busy machine the measured rate is too low to be a floor)")
     p.add_argument("--gemm-sizes", type=_csv("size", conv=int), default=list(GEMM_SIZES))
     p.add_argument("--gemm-repeat", type=int, default=5)
     p.add_argument("--log-dir", help="where worker stderr logs go (default: a new temp dir)")
@@ -1888,54 +1994,76 @@ def main(argv=None, prog="tinybptt bench"):
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     command = "tinybptt bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    info = machine_info()
-    out = {"command": command, "machine": info}
-    text, md = [], ["Command: `%s`" % command, "", machine_text(info, md=True)]
-    notes = []
+    out = {"command": command, "machine": machine_info()}
     code = 0
-
     if args.check:
-        rows = run_check(args)
-        out["check"] = rows
-        text.append(check_table(rows))
-        md.append(check_table(rows, md=True))
-        if any(r["status"] == "ok" and not r["passed"] for r in rows):
+        out["check"] = run_check(args)
+        if any(r["status"] == "ok" and not r["passed"] for r in out["check"]):
             code = 1
     else:
-        summary = None
+        if args.gemm or args.gemm_only:  # first, so the grid's FLOP floor can use the measured rate
+            out["gemm"], out["gemm_notes"] = run_gemm(args)
+            if args.floor_from_gemm:
+                out["floor_gflops"] = [[k[0], k[1], v] for k, v in gemm_floor_rates(out["gemm"]).items()]
         if not (args.scaling_only or args.gemm_only):
-            results, notes = run_grid(args)
-            out["results"] = results
-            tables, summary = grid_tables(results)
-            out["summary"] = [{k: v for k, v in r.items() if k != "by"} for r in summary]
-            text += [tables, split_table(results), notes_text(results, notes)]
-            md += [grid_tables(results, md=True)[0], split_table(results, md=True), notes_text(results, notes, md=True)]
-        scaling = None
+            out["results"], out["notes"] = run_grid(args)
         if args.scaling or args.scaling_only:
-            scaling = run_scaling(args)
-            out["scaling"] = scaling
-            text.append(scaling_tables(scaling))
-            md.append(scaling_tables(scaling, md=True))
-        if args.gemm or args.gemm_only:
-            grows, gnotes = run_gemm(args)
-            out["gemm"] = grows
-            t = gemm_table(grows)
-            text += [x for x in (t, "\n".join(gnotes)) if x]
-            md += [x for x in (gemm_table(grows, md=True), "\n".join("- " + g for g in gnotes)) if x]
-        if args.plot and summary is not None:
+            out["scaling"] = run_scaling(args)
+        if args.plot and (out.get("results") or out.get("scaling")):
             try:
-                out["plots"] = plot_results(summary, args.plot, scaling)
-                text.append("plots: %s" % ", ".join(out["plots"]))
+                summary = summarize(out["results"], _floor(out)) if out.get("results") else None
+                out["plots"] = [os.path.abspath(p) for p in plot_results(summary, args.plot, out.get("scaling"))]
             except ImportError:
-                text.append("--plot: matplotlib is not installed; no plot written")
-    print("\n\n".join(text))
+                out.setdefault("notes", []).append("--plot: matplotlib is not installed; no plot written")
+    try:
+        out["machine"]["loadavg_end"] = " ".join("%.2f" % v for v in os.getloadavg())
+    except OSError:
+        pass
+    if out.get("results"):
+        out["summary"] = [{k: v for k, v in r.items() if k != "by"} for r in summarize(out["results"], _floor(out))]
+    print(render(out, md=False))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1, default=_json_default)
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write("\n\n".join(md) + "\n")
+            f.write(render(out, md=True, header=True, plot_dir=os.path.dirname(os.path.abspath(args.markdown)))
+                    + "\n")
     return code
+
+
+def _floor(out):
+    return {(d, t): v for d, t, v in out.get("floor_gflops") or []}
+
+
+def render(out, md=False, header=False, headline=True, plot_dir=None):
+    """All tables of one ``tinybptt bench`` run (the dict written by --json), as text or Markdown.
+
+    ``plot_dir``: the directory the Markdown will live in, for relative image links.
+    """
+    blocks = []
+    if header:
+        blocks += ["Command: `%s`" % out["command"], machine_text(out["machine"], md=md)]
+    if out.get("check"):
+        blocks.append(check_table(out["check"], md))
+    if out.get("gemm") or out.get("gemm_notes"):
+        blocks.append(gemm_table(out.get("gemm") or [], md))
+        blocks += [("- " if md else "") + n for n in out.get("gemm_notes") or []]
+    if out.get("results"):
+        floor = _floor(out)
+        tables, summary = grid_tables(out["results"], md, floor)
+        if headline:
+            blocks.append(headline_table(summary, md))
+        blocks += [tables, split_table(out["results"], md), notes_text(out["results"], out.get("notes") or [], md, floor)]
+    if out.get("scaling"):
+        blocks.append(scaling_tables(out["scaling"], md))
+    if out.get("plots"):
+        if md:
+            rel = [os.path.relpath(p, plot_dir) if plot_dir else p for p in out["plots"]]
+            blocks.append("\n\n".join("![%s](%s)" % (os.path.basename(p), p) for p in rel))
+        else:
+            blocks.append("plots: " + ", ".join(out["plots"]))
+    return "\n\n".join(b for b in blocks if b)
 
 
 if __name__ == "__main__":
