@@ -7,13 +7,13 @@ checker (``tinybptt.gradcheck``) and tools to inspect gradient flow
 (``tinybptt.inspect``).
 """
 from . import ops  # noqa: F401  (binds operators and methods onto Tensor)
-from .autograd import (Context, Function, Tensor, backward_hook, is_grad_enabled, no_grad,
+from .autograd import (Context, Function, Tensor, backward_hook, forward_hook, is_grad_enabled, no_grad,
                        node_scope, tensor)
 from .errors import BackendError, DTypeError, GraphError, ShapeError, TinyBPTTError
 from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck
 from .kernels import available_backends, get_backend, set_backend
 from .ops import concat, exp, log, matmul, relu, sigmoid, split, stack, tanh
-from . import bptt, nn, optim  # noqa: F401,E402  (recurrent layers, optimisers, truncated/checkpointed BPTT)
+from . import bptt, inspect, nn, optim  # noqa: F401,E402  (layers, optimisers, truncated/checkpointed BPTT, gradient-flow inspection)
 
 __version__ = "0.1.0"
 

@@ -34,10 +34,10 @@ class Linear(Module):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.dtype = np.dtype(dtype)
         k = 1.0 / np.sqrt(self.in_features) if self.in_features else 0.0
-        self.weight = Parameter(np.empty((self.out_features, self.in_features)), dtype=self.dtype)
+        self.weight = Parameter(np.zeros((self.out_features, self.in_features), dtype=self.dtype), dtype=self.dtype)
         init.uniform_(self.weight, -k, k)
         if bias:
-            self.bias = Parameter(np.empty(self.out_features), dtype=self.dtype)
+            self.bias = Parameter(np.zeros(self.out_features, dtype=self.dtype), dtype=self.dtype)
             init.uniform_(self.bias, -k, k)
         else:
             self.register_parameter("bias", None)
@@ -69,7 +69,7 @@ class Embedding(Module):
         super().__init__()
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         self.dtype = np.dtype(dtype)
-        self.weight = Parameter(np.empty((self.num_embeddings, self.embedding_dim)), dtype=self.dtype)
+        self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim), dtype=self.dtype), dtype=self.dtype)
         init.normal_(self.weight)
 
     def forward(self, ids):
