@@ -110,8 +110,9 @@ void tb_relu_backward_f64(long n, const double *y, const double *dy, double *dx)
  *   rnn   nothing besides out (the activation's output is h itself)
  *   lstm  gates (T, B, 4H): activated i, f, g, o;  tanh_c (T, B, H): tanh(c_t)
  *   gru   gates (T, B, 3H): activated r, z, n;     hn (T, B, H): W_hn h_{t-1} + b_hn
- * (for a step, drop the T).  Backward allocates its own scratch (dgates) and
- * returns nonzero if that allocation fails.
+ * (for a step, drop the T).  Functions returning int malloc their own
+ * scratch (W_hh^T packed once per sequence, the GRU's per-step W_hh h, dgates
+ * in backward) and return nonzero if that allocation fails.
  *
  * Sequence backward:
  *   d_out (T, B, H) gradient on out, NULL = zeros; d_hn, d_cn (B, H) extra

@@ -34,13 +34,24 @@ def _p(a):
 def _saved_arrays(s):
     """The saved arrays, C-contiguous (a no-op for what this backend saved; a
     saved from the NumPy backend may hold views, and is accepted too)."""
-    return RecurrentSaved(**{k: getattr(s, k) if k in ("kind", "cell") else contiguous(getattr(s, k))
-                             for k in RecurrentSaved.__slots__})
+    if all(a is None or a.flags.c_contiguous for a in (s.gates, s.tanh_c, s.hn)):
+        return s  # inputs and outputs were made contiguous by forward already
+    return RecurrentSaved(s.kind, s.cell, *[contiguous(getattr(s, k)) for k in RecurrentSaved.__slots__[2:]])
+
+
+_FUNCS = {}  # (name, dtype) -> the C function tb_<name>_<f32|f64>, looked up once
+
+
+def _fn(name, dtype):
+    f = _FUNCS.get((name, dtype))
+    if f is None:
+        f = _FUNCS[(name, dtype)] = getattr(lib, "tb_%s_%s" % (name, _SUFFIX[dtype]))
+    return f
 
 
 def _call(op, cell, name, dtype, *args):
     """Call ``tb_<name>_<f32|f64>``; a nonzero return means scratch allocation failed."""
-    rc = getattr(lib, "tb_%s_%s" % (name, _SUFFIX[dtype]))(*args)
+    rc = _fn(name, dtype)(*args)
     if rc:
         raise MemoryError("%s(%s): the C kernel could not allocate its scratch memory" % (op, cell))
 
@@ -140,7 +151,7 @@ def step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
     c_new = gates = tanh_c = hn = None
     base, pre = _base(cell)
     common = pre + (B, I, H)
-    fn = getattr(lib, "tb_%s_step_forward_%s" % (base, _SUFFIX[dt]))
+    fn = _fn(base + "_step_forward", dt)
     if cell == "lstm":
         c_new = np.empty((B, H), dtype=dt)
         gates = np.empty((B, 4 * H), dtype=dt)

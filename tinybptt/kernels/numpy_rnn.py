@@ -216,9 +216,13 @@ class RecurrentSaved:
     __slots__ = ("kind", "cell", "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh",
                  "out", "c_out", "gates", "tanh_c", "hn")
 
-    def __init__(self, **fields):
-        for name in self.__slots__:
-            setattr(self, name, fields.get(name))
+    def __init__(self, kind, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, c_out,
+                 gates=None, tanh_c=None, hn=None):
+        self.kind, self.cell = kind, cell
+        self.x, self.h0, self.c0 = x, h0, c0
+        self.w_ih, self.w_hh, self.b_ih, self.b_hh = w_ih, w_hh, b_ih, b_hh
+        self.out, self.c_out = out, c_out
+        self.gates, self.tanh_c, self.hn = gates, tanh_c, hn
 
     def __repr__(self):
         parts = ["%s=%s" % (k, tuple(getattr(self, k).shape)) for k in self.__slots__[2:]
