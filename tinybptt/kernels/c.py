@@ -55,11 +55,12 @@ def get_flush_to_zero():
 
 def _as_operand(a, trans):
     """(C-contiguous array, trans flag) describing the same op(a), copying only if needed."""
-    if a.flags.c_contiguous:
-        return a, trans
-    if a.flags.f_contiguous:  # a is the transpose of a C-contiguous array
-        return a.T, not trans
-    return np.ascontiguousarray(a), trans
+    if a.flags.aligned:  # a misaligned view (np.frombuffer at an odd offset) is copied: C assumes alignment
+        if a.flags.c_contiguous:
+            return a, trans
+        if a.flags.f_contiguous:  # a is the transpose of a C-contiguous array
+            return a.T, not trans
+    return np.array(a, order="C"), trans  # a fresh, aligned copy
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
@@ -72,6 +73,15 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
         out = np.empty((M, N), dtype=dtype)
     else:
         V.check_out("matmul", out, (M, N), dtype)
+        if M and N and (np.may_share_memory(out, a) or np.may_share_memory(out, b)):
+            # out overlaps an operand (matmul(x, w, out=x)): the GEMM would read
+            # what it already overwrote, so compute into a fresh array first
+            r = matmul(a, b, trans_a, trans_b)
+            if accumulate:
+                out += r
+            else:
+                out[...] = r
+            return out
         beta = 1.0 if accumulate else 0.0
     if M == 0 or N == 0:
         return out
