@@ -19,7 +19,10 @@ def check_float(op, *arrays):
         if a is None:
             continue
         if not isinstance(a, np.ndarray):
-            raise DTypeError("%s: expected NumPy arrays, got %s" % (op, type(a).__name__))
+            what = ("a NumPy scalar of dtype %s" % a.dtype if isinstance(a, np.generic)
+                    else "a %s" % type(a).__name__)
+            raise DTypeError("%s: expected NumPy arrays, got %s; pass np.asarray(value, dtype=np.float64)"
+                             % (op, what))
         if a.dtype not in FLOAT_DTYPES:
             raise DTypeError(
                 "%s: unsupported dtype %s (got %s); kernels take float32 or float64. "
@@ -48,10 +51,15 @@ def check_shape(op, name, a, shape):
 
 
 def contiguous(a):
-    """``a`` itself if C-contiguous, else a C-contiguous copy (handles negative strides)."""
-    if a is None or a.flags.c_contiguous:
+    """``a`` itself if C-contiguous and aligned, else a C-contiguous copy.
+
+    Copies views with gaps or negative strides (``x[::-1]``, ``x[:, ::2]``,
+    ``x.T``), broadcast views with zero strides, and misaligned views
+    (``np.frombuffer`` at an odd byte offset), so C always gets one aligned block.
+    """
+    if a is None or (a.flags.c_contiguous and a.flags.aligned):
         return a
-    return np.ascontiguousarray(a)
+    return np.array(a, order="C")  # always a fresh, aligned copy (ascontiguousarray keeps a misaligned one)
 
 
 def matmul_shapes(op, a, b, trans_a, trans_b):
@@ -74,5 +82,8 @@ def check_out(op, out, shape, dtype):
     check_shape(op, "out", out, shape)
     if out.dtype != dtype:
         raise DTypeError("%s: out has dtype %s but the result is %s; pass an out of dtype %s" % (op, out.dtype, dtype, dtype))
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ShapeError("%s: out must be a writeable C-contiguous array, got %s" % (op, describe(out)))
+    if not (out.flags.c_contiguous and out.flags.writeable and out.flags.aligned):
+        raise ShapeError("%s: out must be a writeable, aligned, C-contiguous array, got %s (strides %s%s); "
+                         "pass np.empty(%s, dtype=np.%s)" % (op, describe(out), out.strides,
+                                                               "" if out.flags.writeable else ", read-only",
+                                                               tuple(shape), dtype))
