@@ -2,6 +2,11 @@
 
 This module is the oracle.  The C backend (``kernels/c.py``) exposes the same
 functions with the same signatures and must agree with these to rounding.
+
+Like the C kernels, these compute IEEE results silently, whatever ``np.seterr``
+says: overflow gives inf, ``inf * 0`` gives NaN, tiny values underflow to 0,
+and no NumPy warning is raised.  To find where a NaN or Inf first appears, use
+``tinybptt.inspect.detect_anomaly()``.
 """
 import numpy as np
 
@@ -20,7 +25,8 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
     adds to what is there instead) and ``out`` is returned.
     """
     M, N, K, dtype = V.matmul_shapes("matmul", a, b, trans_a, trans_b)
-    r = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    with np.errstate(all="ignore"):  # inf * 0 = NaN, overflow = inf: silently, as in C
+        r = (a.T if trans_a else a) @ (b.T if trans_b else b)
     if out is None:
         return r
     V.check_out("matmul", out, (M, N), dtype)
@@ -47,7 +53,8 @@ def tanh(x):
 
 def tanh_backward(y, dy):
     _check_backward("tanh_backward", y, dy)
-    return np.asarray(dy * (1 - y * y))
+    with np.errstate(all="ignore"):  # dy = inf at a saturated y = +-1 gives inf * 0 = NaN, silently
+        return np.asarray(dy * (1 - y * y))
 
 
 def sigmoid(x):
@@ -55,15 +62,17 @@ def sigmoid(x):
     V.check_float("sigmoid", x)
     out = np.empty(x.shape, dtype=x.dtype)
     pos = x >= 0
-    out[pos] = 1 / (1 + np.exp(-x[pos]))
-    e = np.exp(x[~pos])  # x < 0 or NaN here: exp cannot overflow
-    out[~pos] = e / (1 + e)
+    with np.errstate(under="ignore"):  # exp(-1000) = 0 is the right answer, even under np.seterr(all="raise")
+        out[pos] = 1 / (1 + np.exp(-x[pos]))
+        e = np.exp(x[~pos])  # x < 0 or NaN here: exp cannot overflow
+        out[~pos] = e / (1 + e)
     return out
 
 
 def sigmoid_backward(y, dy):
     _check_backward("sigmoid_backward", y, dy)
-    return np.asarray(dy * y * (1 - y))
+    with np.errstate(all="ignore"):  # dy = inf at a saturated y gives inf * 0 = NaN, silently
+        return np.asarray(dy * y * (1 - y))
 
 
 def relu(x):
