@@ -3,6 +3,12 @@
 ``log_softmax`` and ``softmax`` are Functions computed in the stable form
 (subtract the row maximum before exponentiating), so logits of +-1000 give
 finite values and gradients; ``cross_entropy`` is ``nll_loss(log_softmax(x))``.
+
+Non-finite logits: ``-inf`` is a class of probability 0 (log-probability
+``-inf``, gradient 0), so masking with ``-inf`` works.  A row whose softmax is
+undefined -- it holds a NaN or a ``+inf``, or only ``-inf`` -- comes out all
+NaN, values and gradients, as in PyTorch, so ``tinybptt.inspect.detect_anomaly``
+can name it.  None of this raises a NumPy warning.
 """
 import numpy as np
 
@@ -25,18 +31,24 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis=-1):
-        m = np.max(x, axis=axis, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0)  # rows of all -inf stay -inf instead of NaN
-        z = x - m
-        y = z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
-        ctx.save_for_backward(y)
         ctx.axis = axis
+        if x.ndim and x.shape[axis] == 0:  # no classes: nothing to normalise
+            ctx.save_for_backward(x)
+            return x.copy()
+        # IEEE arithmetic does the right thing silently: exp underflows to 0 for
+        # logits far below the maximum; a row holding NaN or +inf (max - max is
+        # NaN) or only -inf (-inf - -inf is NaN) becomes NaN throughout.
+        with np.errstate(all="ignore"):
+            z = x - np.max(x, axis=axis, keepdims=True)
+            y = z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+        ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g - np.exp(y) * np.sum(g, axis=ctx.axis, keepdims=True)
+        with np.errstate(all="ignore"):  # exp(-inf) * inf: a NaN gradient, without a warning
+            return g - np.exp(y) * np.sum(g, axis=ctx.axis, keepdims=True)
 
 
 class Softmax(Function):
@@ -46,38 +58,56 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis=-1):
-        m = np.max(x, axis=axis, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0)
-        e = np.exp(x - m)
-        y = e / np.sum(e, axis=axis, keepdims=True)
-        ctx.save_for_backward(y)
         ctx.axis = axis
+        if x.ndim and x.shape[axis] == 0:
+            ctx.save_for_backward(x)
+            return x.copy()
+        with np.errstate(all="ignore"):  # see LogSoftmax.forward
+            e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+            y = e / np.sum(e, axis=axis, keepdims=True)
+        ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return y * (g - np.sum(g * y, axis=ctx.axis, keepdims=True))
+        with np.errstate(all="ignore"):
+            return y * (g - np.sum(g * y, axis=ctx.axis, keepdims=True))
+
+
+def _axis(who, x, axis):
+    """``axis`` as an int, checked against ``x`` (a 0-D tensor has the one axis -1/0)."""
+    nd = max(x.ndim, 1)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -nd <= axis < nd:
+        raise ShapeError("%s: axis %r is out of range for an input of shape %s (%d-D); use an axis in [%d, %d]"
+                         % (who, axis, tuple(x.shape), x.ndim, -nd, nd - 1))
+    return int(axis)
 
 
 def log_softmax(x, axis=-1):
     """Log of the softmax along ``axis``, computed stably (Tensor in, Tensor out)."""
-    return LogSoftmax.apply(_tensor(x, "log_softmax"), axis=axis)
+    x = _tensor(x, "log_softmax")
+    return LogSoftmax.apply(x, axis=_axis("log_softmax", x, axis))
 
 
 def softmax(x, axis=-1):
     """Softmax along ``axis``, computed stably (Tensor in, Tensor out)."""
-    return Softmax.apply(_tensor(x, "softmax"), axis=axis)
+    x = _tensor(x, "softmax")
+    return Softmax.apply(x, axis=_axis("softmax", x, axis))
 
 
-def _reduce(loss, reduction, who):
+def _reduce(loss, reduction, who, shape=None):
+    if reduction not in _REDUCTIONS:
+        raise ValueError("%s: reduction must be one of %s, got %r" % (who, _REDUCTIONS, reduction))
     if reduction == "mean":
+        if loss.size == 0:
+            raise ShapeError("%s: reduction='mean' over no elements (input shape %s); a mean of nothing is "
+                             "undefined -- use reduction='sum' (which gives 0) or skip empty batches"
+                             % (who, tuple(loss.shape if shape is None else shape)))
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError("%s: reduction must be one of %s, got %r" % (who, _REDUCTIONS, reduction))
+    return loss
 
 
 def _targets(target, lead_shape, C, who):
@@ -105,11 +135,11 @@ def nll_loss(log_probs, target, reduction="mean"):
         raise ShapeError("%s: log_probs must have a class axis, got %s" % (who, describe(log_probs.data)))
     C = log_probs.shape[-1]
     t = _targets(target, log_probs.shape[:-1], C, who).reshape(-1)
-    flat = log_probs.reshape(-1, C)
+    flat = log_probs.reshape(t.size, C)
     picked = -flat[np.arange(t.size), t]
     if reduction == "none":
         return picked.reshape(log_probs.shape[:-1])
-    return _reduce(picked, reduction, who)
+    return _reduce(picked, reduction, who, log_probs.shape)
 
 
 def cross_entropy(logits, target, reduction="mean"):
@@ -123,6 +153,10 @@ def cross_entropy(logits, target, reduction="mean"):
     if logits.ndim < 1:
         raise ShapeError("cross_entropy: logits must have a class axis, got %s" % describe(logits.data))
     _targets(target, logits.shape[:-1], logits.shape[-1], "cross_entropy")
+    if reduction not in _REDUCTIONS:
+        raise ValueError("cross_entropy: reduction must be one of %s, got %r" % (_REDUCTIONS, reduction))
+    if reduction == "mean" and logits.size == 0:
+        _reduce(logits, reduction, "cross_entropy")  # raises the clear error
     return nll_loss(log_softmax(logits, axis=-1), target, reduction)
 
 
@@ -134,4 +168,4 @@ def mse_loss(input, target, reduction="mean"):
         raise ShapeError("mse_loss: input and target must have the same shape, got %s"
                          % describe(input.data, target.data))
     d = input - target
-    return _reduce(d * d, reduction, "mse_loss")
+    return _reduce(d * d, reduction, "mse_loss", input.shape)
