@@ -12,41 +12,83 @@ except ImportError:  # NumPy < 2
     _byte_bounds = np.byte_bounds
 
 
-def _params(params):
+def _params(params, who="clip_grad_norm_"):
     if isinstance(params, Tensor):
         return [params]
-    return list(params)
+    if hasattr(params, "parameters") and callable(params.parameters):
+        params = params.parameters()  # a Module: its parameters
+    try:
+        out = list(params)
+    except TypeError:
+        raise TypeError("%s: expected a Tensor or an iterable of Tensors (e.g. model.parameters()), got %s"
+                        % (who, type(params).__name__)) from None
+    for k, p in enumerate(out):
+        if not isinstance(p, Tensor):
+            raise TypeError("%s: expected Tensors (e.g. model.parameters()), item %d is a %s"
+                            % (who, k, type(p).__name__))
+    return out
 
 
-def clip_grad_norm_(params, max_norm, norm_type=2.0):
+def _pnorm(values, p):
+    """The p-norm of the non-negative float64 array ``values`` without overflow or underflow.
+
+    Squaring a gradient of 1e200 overflows to inf, and squaring one of 1e-200
+    underflows to 0; dividing by the largest element first keeps every power in
+    [0, 1].  inf and NaN come out as inf and NaN.
+    """
+    if values.size == 0:
+        return 0.0
+    m = float(np.max(values))
+    if p == float("inf") or m == 0.0 or not np.isfinite(m):
+        return m
+    with np.errstate(under="ignore"):
+        return m * float(np.sum((values / m) ** p)) ** (1.0 / p)
+
+
+def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scale the gradients of ``params`` so that their joint norm is at most ``max_norm``.
 
     The norm is taken over all gradients together, as if concatenated into one
-    vector (``norm_type`` 2 by default; ``float('inf')`` for the max-abs norm).
-    Returns the total norm *before* clipping (a float).  Parameters without a
-    gradient are skipped.
+    vector (``norm_type`` 2 by default; ``float('inf')`` for the max-abs norm),
+    computed in float64 without overflow or underflow.  Returns the total norm
+    *before* clipping (a float).  Parameters without a gradient are skipped.
+
+    A non-finite total norm (a NaN or inf gradient) raises ``GraphError`` when
+    ``error_if_nonfinite``; otherwise, as in PyTorch, the gradients are scaled
+    by ``max_norm / total`` all the same (0 for inf, NaN for NaN), silently.
     """
-    grads = [p for p in _params(params) if p.grad is not None]
+    who = "clip_grad_norm_"
+    grads = [p for p in _params(params, who) if p.grad is not None]
+    max_norm, norm_type = float(max_norm), float(norm_type)
+    if not max_norm >= 0:
+        raise ValueError("%s: max_norm must be a number >= 0, got %r" % (who, max_norm))
+    if not norm_type > 0:
+        raise ValueError("%s: norm_type must be > 0 (2.0 for the Euclidean norm, float('inf') for max-abs), "
+                         "got %r" % (who, norm_type))
     if not grads:
         return 0.0
-    norm_type = float(norm_type)
-    if norm_type == float("inf"):
-        total = max(float(np.max(np.abs(p.grad))) if p.grad.size else 0.0 for p in grads)
-    else:
-        total = float(sum(float(np.sum(np.abs(p.grad.astype(np.float64)) ** norm_type)) for p in grads)) ** (1.0 / norm_type)
-    coef = float(max_norm) / (total + 1e-6)
-    if coef < 1.0:
-        for p in grads:
-            p.grad = p.grad * np.asarray(coef, dtype=p.grad.dtype)
+    norms = np.array([_pnorm(np.abs(np.asarray(p.grad, dtype=np.float64)).ravel(), norm_type) for p in grads])
+    total = _pnorm(norms, norm_type)
+    if not np.isfinite(total) and error_if_nonfinite:
+        from ..errors import GraphError
+        bad = [k for k, n in enumerate(norms) if not np.isfinite(n)]
+        raise GraphError("%s: the total gradient norm is %s (gradients of parameters %s, shapes %s, are not "
+                         "finite); look for the op that made them with tinybptt.inspect.detect_anomaly()"
+                         % (who, total, bad, [tuple(grads[k].shape) for k in bad]))
+    coef = max_norm / (total + 1e-6)
+    if not coef >= 1.0:  # also when coef is NaN (a NaN total), as PyTorch does
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN
+            for p in grads:
+                p.grad = p.grad * np.asarray(coef, dtype=p.grad.dtype)
     return total
 
 
 def clip_grad_value_(params, clip_value):
     """Clamp every gradient element of ``params`` into [-clip_value, clip_value] (in place)."""
     c = float(clip_value)
-    if c < 0:
-        raise ValueError("clip_grad_value_: clip_value must be >= 0, got %r" % clip_value)
-    for p in _params(params):
+    if not c >= 0:
+        raise ValueError("clip_grad_value_: clip_value must be a number >= 0, got %r" % clip_value)
+    for p in _params(params, "clip_grad_value_"):
         if p.grad is not None:
             p.grad = np.clip(p.grad, -c, c)
 
