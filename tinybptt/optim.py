@@ -17,27 +17,55 @@ truncated BPTT with k2 > k1 does) uses the right Jacobians.
 import numpy as np
 
 from .autograd import Tensor
-from .errors import GraphError
+from .errors import GraphError, ShapeError
 
 
 class Optimizer:
     """Base class: holds the parameter list and per-parameter state."""
 
     def __init__(self, params, defaults):
+        who = type(self).__name__
         if isinstance(params, Tensor):
             params = [params]
-        self.params = list(params)
+        elif hasattr(params, "parameters") and callable(params.parameters):
+            raise TypeError("%s: got a %s; pass its parameters: %s(model.parameters(), ...)"
+                            % (who, type(params).__name__, who))
+        try:
+            self.params = list(params)
+        except TypeError:
+            raise TypeError("%s: params must be an iterable of Parameters (e.g. model.parameters()), got %s"
+                            % (who, type(params).__name__)) from None
         if not self.params:
-            raise ValueError("%s: got an empty parameter list" % type(self).__name__)
-        for p in self.params:
+            raise ValueError("%s: got an empty parameter list" % who)
+        seen = set()
+        for k, p in enumerate(self.params):
             if not isinstance(p, Tensor) or not p.requires_grad:
                 raise GraphError("%s: every parameter must be a Tensor with requires_grad=True, got %r"
-                                 % (type(self).__name__, type(p).__name__ if not isinstance(p, Tensor) else p))
+                                 % (who, type(p).__name__ if not isinstance(p, Tensor) else p))
+            if id(p) in seen:  # it would be updated twice per step
+                raise ValueError("%s: parameter %d (shape %s) appears more than once in the list; pass each "
+                                 "parameter once" % (who, k, tuple(p.shape)))
+            seen.add(id(p))
         for k, v in defaults.items():
-            if isinstance(v, (int, float)) and v < 0:
-                raise ValueError("%s: %s must be >= 0, got %r" % (type(self).__name__, k, v))
+            try:
+                ok = float(v) >= 0  # False for NaN
+            except (TypeError, ValueError):
+                raise TypeError("%s: %s must be a number, got %r" % (who, k, v)) from None
+            if not ok or not np.isfinite(float(v)):
+                raise ValueError("%s: %s must be >= 0 and finite, got %r" % (who, k, v))
         self.defaults = defaults
         self.state = {}  # id(param) -> dict of NumPy arrays / counters
+
+    def _grad(self, k, p):
+        """``p.grad`` checked against the parameter: a gradient of another shape would broadcast into
+        (and silently reshape) the parameter."""
+        g = p.grad
+        if not isinstance(g, np.ndarray):
+            g = np.asarray(g)
+        if g.shape != p.shape:
+            raise ShapeError("%s.step: parameter %d has shape %s but its .grad has shape %s; a gradient must "
+                             "have its parameter's shape" % (type(self).__name__, k, tuple(p.shape), g.shape))
+        return g
 
     def zero_grad(self):
         """Forget every parameter's gradient."""
@@ -62,10 +90,10 @@ class SGD(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient."""
-        for p in self.params:
+        for k, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            g = p.grad
+            g = self._grad(k, p)
             if self.weight_decay:
                 g = g + self.weight_decay * p.data
             if self.momentum:
@@ -87,7 +115,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay))
-        b1, b2 = betas
+        try:
+            b1, b2 = (float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise ValueError("Adam: betas must be a pair of numbers (b1, b2), got %r" % (betas,)) from None
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError("Adam: betas must lie in [0, 1), got %r" % (betas,))
         self.lr, self.betas, self.eps, self.weight_decay = float(lr), (float(b1), float(b2)), float(eps), float(weight_decay)
@@ -95,10 +126,10 @@ class Adam(Optimizer):
     def step(self):
         """Update every parameter that has a gradient."""
         b1, b2 = self.betas
-        for p in self.params:
+        for k, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            g = p.grad
+            g = self._grad(k, p)
             if self.weight_decay:
                 g = g + self.weight_decay * p.data
             st = self.state.setdefault(id(p), {"step": 0, "m": np.zeros_like(p.data), "v": np.zeros_like(p.data)})
