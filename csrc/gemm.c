@@ -73,6 +73,9 @@ DEFINE_GEMM_REF(double, f64)
 
 /* Row counts up to this many MR-panels read B in place (when op(B) = B). */
 #define DIRECT_B_PANELS 2
+/* Up to this many rows use the unpacked kernels of gemm_small.h. */
+#define SMALL_ROWS_MAX 4
+#define SMALL_DOTS_MAX 4
 
 /* ------------------------------------------------------------------ */
 /* Run-time CPU dispatch                                              */
@@ -105,10 +108,13 @@ static const tb_gemm_kernel *kernel_by_name(const char *name)
 #include <stdio.h>
 static tb_gemm_kernel tuned;
 static int direct_b_panels = DIRECT_B_PANELS;
+static long small_rows_max = SMALL_ROWS_MAX, small_dots_max = SMALL_DOTS_MAX;
 static const tb_gemm_kernel *tune(const tb_gemm_kernel *k)
 {
     const char *e = getenv("TB_GEMM_BLOCKS");
     if (getenv("TB_GEMM_DIRECT")) direct_b_panels = atoi(getenv("TB_GEMM_DIRECT"));
+    if (getenv("TB_GEMM_ROWS")) small_rows_max = atol(getenv("TB_GEMM_ROWS"));
+    if (getenv("TB_GEMM_DOTS")) small_dots_max = atol(getenv("TB_GEMM_DOTS"));
     if (!e) return k;
     tuned = *k;
     sscanf(e, "%d,%d,%d,%d,%d,%d", &tuned.f32.kc, &tuned.f32.mc, &tuned.f32.nc,
@@ -117,6 +123,8 @@ static const tb_gemm_kernel *tune(const tb_gemm_kernel *k)
 }
 #else
 #define direct_b_panels DIRECT_B_PANELS
+#define small_rows_max SMALL_ROWS_MAX
+#define small_dots_max SMALL_DOTS_MAX
 #define tune(k) (k)
 #endif
 
@@ -197,6 +205,8 @@ static void *workspace(size_t bytes)
 #define PARALLEL_MIN_WORK (1L << 21)
 
 static long min_l(long a, long b) { return a < b ? a : b; }
+
+
 static long round_up(long a, long b) { return (a + b - 1) / b * b; }
 /* Block size <= blk that splits n into equal pieces: ceil(n / ceil(n / blk)). */
 static long balanced(long n, long blk)
@@ -223,18 +233,25 @@ static void scale_c_##SUF(long M, long N, real beta, real *C, long ldc)         
 static void pack_a_##SUF(int ta, const real *A, long lda, long i0, long p0,            \
                          long mc, long kc, int MR, long q0, long q1, real *Ap)         \
 {                                                                                      \
+    if (ta) {   /* op(A)[i, p] = A[p, i]: walk the rows of A, each one contiguous     \
+                   across all panels (a row stride of 4 KB walked down one panel     \
+                   would keep hitting the same cache sets) */                        \
+        for (long p = 0; p < kc; p++) {                                                \
+            const real *restrict src = A + (p0 + p) * lda + i0;                        \
+            for (long q = q0; q < q1; q++) {                                           \
+                long ir = q * MR, m = min_l(MR, mc - ir);                              \
+                real *restrict dst = Ap + ir * kc + p * MR;                            \
+                for (long i = 0; i < m; i++) dst[i] = src[ir + i];                     \
+            }                                                                          \
+        }                                                                              \
+        return;                                                                        \
+    }                                                                                  \
     for (long q = q0; q < q1; q++) {                                                   \
         long ir = q * MR, m = min_l(MR, mc - ir);                                      \
         real *restrict dst = Ap + ir * kc;                                             \
-        if (ta) {          /* op(A)[i, p] = A[p, i]: rows of A are contiguous in i */  \
-            const real *src = A + p0 * lda + i0 + ir;                                  \
-            for (long p = 0; p < kc; p++, src += lda, dst += MR)                       \
-                for (long i = 0; i < m; i++) dst[i] = src[i];                          \
-        } else {                                                                       \
-            for (long i = 0; i < m; i++) {                                             \
-                const real *restrict src = A + (i0 + ir + i) * lda + p0;               \
-                for (long p = 0; p < kc; p++) dst[p * MR + i] = src[p];                \
-            }                                                                          \
+        for (long i = 0; i < m; i++) {                                                 \
+            const real *restrict src = A + (i0 + ir + i) * lda + p0;                   \
+            for (long p = 0; p < kc; p++) dst[p * MR + i] = src[p];                    \
         }                                                                              \
     }                                                                                  \
 }                                                                                      \
@@ -245,16 +262,26 @@ static void pack_b_##SUF(int tb, const real *B, long ldb, long p0, long j0,     
                          long kc, long nc, int NR, long q0, long q1, long qoff,        \
                          real *Bp)                                                     \
 {                                                                                      \
+    if (!tb) {   /* op(B)[p, j] = B[p, j]: walk the rows of B, each contiguous        \
+                    across all panels (cache-set friendly, see pack_a) */             \
+        for (long p = 0; p < kc; p++) {                                                \
+            const real *restrict src = B + (p0 + p) * ldb + j0;                        \
+            for (long q = q0; q < q1; q++) {                                           \
+                long jr = q * NR, n = min_l(NR, nc - jr);                              \
+                real *restrict dst = Bp + (q - qoff) * NR * kc + p * NR;               \
+                if (n == NR) memcpy(dst, src + jr, (size_t)NR * sizeof(real));         \
+                else {                                                                 \
+                    for (long j = 0; j < n; j++) dst[j] = src[jr + j];                 \
+                    for (long j = n; j < NR; j++) dst[j] = 0;                          \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+        return;                                                                        \
+    }                                                                                  \
     for (long q = q0; q < q1; q++) {                                                   \
         long jr = q * NR, n = min_l(NR, nc - jr);                                      \
         real *restrict dst = Bp + (q - qoff) * NR * kc;                                \
-        if (!tb) {         /* op(B)[p, j] = B[p, j]: copy n-wide row pieces */         \
-            const real *src = B + p0 * ldb + j0 + jr;                                  \
-            for (long p = 0; p < kc; p++, src += ldb, dst += NR) {                     \
-                for (long j = 0; j < n; j++) dst[j] = src[j];                          \
-                for (long j = n; j < NR; j++) dst[j] = 0;                              \
-            }                                                                          \
-        } else {           /* op(B)[p, j] = B[j, p]: transpose, 32 depths at a time */ \
+        {                  /* op(B)[p, j] = B[j, p]: transpose, 32 depths at a time */ \
             for (long pb = 0; pb < kc; pb += 32) {                                     \
                 long pe = min_l(kc, pb + 32);                                          \
                 for (long j = 0; j < n; j++) {                                         \
@@ -332,7 +359,8 @@ static void blocked_##SUF(const tb_kernel_##SUF *kd, int nt, int id,            
             long kc = min_l(KC, K - pc);                                               \
             real beta_k = pc == 0 ? beta : 1;                                          \
             share_##SUF(npi, nt, id, &lo, &hi);                                        \
-            pack_a_##SUF(ta, A, lda, ic, pc, mc, kc, MR, lo, hi, Ap);                  \
+            if (!ta && kd->pack_an) kd->pack_an(A, lda, ic, pc, mc, kc, lo, hi, Ap);   \
+            else pack_a_##SUF(ta, A, lda, ic, pc, mc, kc, MR, lo, hi, Ap);             \
             for (long jc = 0; jc < N; jc += NC) {                                      \
                 long nc = min_l(NC, N - jc);                                           \
                 long npj = (nc + NR - 1) / NR;                                         \
@@ -348,7 +376,9 @@ static void blocked_##SUF(const tb_kernel_##SUF *kd, int nt, int id,            
                     }                                                                  \
                 } else {                                                               \
                     share_##SUF(npj, nt, id, &lo, &hi);                                \
-                    pack_b_##SUF(tb, B, ldb, pc, jc, kc, nc, NR, lo, hi, 0, Bp);       \
+                    if (tb && kd->pack_bt)                                             \
+                        kd->pack_bt(B, ldb, pc, jc, kc, nc, lo, hi, 0, Bp);            \
+                    else pack_b_##SUF(tb, B, ldb, pc, jc, kc, nc, NR, lo, hi, 0, Bp);  \
                     b = Bp; bstep = (long)NR * kc; rsb = NR;                           \
                 }                                                                      \
                 TB_BARRIER(nt);                                                        \
@@ -361,6 +391,31 @@ static void blocked_##SUF(const tb_kernel_##SUF *kd, int nt, int id,            
     }                                                                                  \
 }                                                                                      \
                                                                                        \
+/* Few rows of C: run the unpacked kernels of gemm_small.h over groups of          \
+   TB_SMALL_M rows (each group streams all of B; B stays in L2/L3 between          \
+   groups).  Returns 0 when the blocked path should be used instead. */             \
+static int small_##SUF(const tb_kernel_##SUF *kd, int ta, int tb, long M, long N,      \
+                       long K, real alpha, const real *A, long lda, const real *B,     \
+                       long ldb, real beta, real *C, long ldc)                         \
+{                                                                                      \
+    tb_small_##SUF f = tb ? kd->dots : kd->rows;                                       \
+    if (!f || M > (tb ? small_dots_max : small_rows_max)) return 0;                   \
+    const real *a = A;                                                                 \
+    long rsa = ta ? 1 : lda, csa = ta ? lda : 1;                                       \
+    if (tb && ta) {   /* dots wants contiguous rows of op(A): copy them */             \
+        real *At = (size_t)M * K <= ((size_t)1 << 18) ?                                \
+                   (real *)workspace((size_t)M * K * sizeof(real)) : NULL;             \
+        if (!At) return 0;                                                             \
+        for (long i = 0; i < M; i++)                                                   \
+            for (long p = 0; p < K; p++) At[i * K + p] = A[p * lda + i];               \
+        a = At; rsa = K; csa = 1;                                                      \
+    }                                                                                  \
+    for (long i = 0; i < M; i += TB_SMALL_M)                                           \
+        f(min_l(TB_SMALL_M, M - i), N, K, alpha, a + i * rsa, rsa, csa, B, ldb,        \
+          beta, C + i * ldc, ldc);                                                     \
+    return 1;                                                                          \
+}                                                                                      \
+                                                                                       \
 void tb_gemm_##SUF(int trans_a, int trans_b, long M, long N, long K,                   \
                    real alpha, const real *A, long lda,                                \
                    const real *B, long ldb,                                            \
@@ -369,10 +424,12 @@ void tb_gemm_##SUF(int trans_a, int trans_b, long M, long N, long K,            
     if (M <= 0 || N <= 0) return;                                                      \
     if (K <= 0 || alpha == 0) { scale_c_##SUF(M, N, beta, C, ldc); return; }           \
     const tb_kernel_##SUF *kd = &kernel()->SUF;                                        \
+    if (small_##SUF(kd, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) \
+        return;                                                                        \
     const int MR = kd->mr, NR = kd->nr;                                                \
     long kc = balanced(K, kd->kc);                                                     \
     long mc = round_up(balanced(M, kd->mc), MR);                                       \
-    int direct_b = !trans_b && M <= (long)direct_b_panels * MR;                          \
+    int direct_b = !trans_b && M <= (long)direct_b_panels * MR;                        \
     long nb = direct_b ? NR : round_up(min_l(kd->nc, N), NR);                          \
     size_t a_elems = (size_t)round_up(mc * kc, 64 / sizeof(real));                     \
     real *ws = (real *)workspace((a_elems + (size_t)nb * kc) * sizeof(real));          \

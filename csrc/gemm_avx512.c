@@ -43,6 +43,8 @@
 #define MSTORE_f32 _mm512_mask_storeu_ps
 #define FMADD_f32 _mm512_fmadd_ps
 #define MUL_f32 _mm512_mul_ps
+#define ADD_f32 _mm512_add_ps
+#define HSUM_f32 _mm512_reduce_add_ps
 
 #define V_f64 __m512d
 #define K_f64 __mmask8
@@ -55,6 +57,8 @@
 #define MSTORE_f64 _mm512_mask_storeu_pd
 #define FMADD_f64 _mm512_fmadd_pd
 #define MUL_f64 _mm512_mul_pd
+#define ADD_f64 _mm512_add_pd
+#define HSUM_f64 _mm512_reduce_add_pd
 
 /* body_<T>(m, nv, masked, ...): m rows, nv (1 or 2) vectors per row, and if
    `masked` the last vector is limited to the columns in mask km.  m, nv and
@@ -76,7 +80,12 @@ INL void body_##T(const int m, const int nv, const int masked, long kc,         
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                        \
         if (nv == 2) _mm_prefetch((const char *)(c + i * ldc + 2 * W) - 1, _MM_HINT_T0); \
     }                                                                                  \
+    /* B is read in place (row stride ldb) for small M: hardware prefetchers do        \
+       not follow a stride of whole pages, so fetch PFD rows ahead by hand */           \
+    const long PFD = m <= 2 ? 24 : m <= 6 ? 12 : 6;                                    \
     for (long p = 0; p < kc; p++) {                                                    \
+        _mm_prefetch((const char *)(b + PFD * rsb), _MM_HINT_T0);                      \
+        if (nv == 2) _mm_prefetch((const char *)(b + PFD * rsb + 2 * W) - 1, _MM_HINT_T0); \
         V_##T b0 = mask0 ? MLOAD_##T(km, b) : LOAD_##T(b), b1 = b0;                    \
         if (nv == 2) b1 = mask1 ? MLOAD_##T(km, b + W) : LOAD_##T(b + W);              \
         _Pragma("GCC unroll 16")                                                       \
@@ -156,6 +165,157 @@ DEFINE_BODY(f64, double)
 INSTANCES(f32, float)
 INSTANCES(f64, double)
 
+#include "gemm_small.h"
+TB_SMALL_BODIES(f32, float)
+TB_SMALL_BODIES(f64, double)
+
+
+/* ------------------------------------------------------------------ */
+/* Packing with in-register transposes                                */
+/* ------------------------------------------------------------------ */
+
+/* r[0..15] <- transpose of the 16 x 16 floats r[i][j]: unpack 32-bit pairs,
+   then 64-bit pairs, then two rounds of 128-bit lane shuffles. */
+INL void tr16_f32(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) {   /* u[4k+c], lane L: rows 4k..4k+3 of column 4L+c */
+        __m512d a = _mm512_castps_pd(t[4 * k]), b = _mm512_castps_pd(t[4 * k + 2]);
+        __m512d c = _mm512_castps_pd(t[4 * k + 1]), d = _mm512_castps_pd(t[4 * k + 3]);
+        u[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        u[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        u[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        u[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 a = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+        __m512 b = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+        __m512 e = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+        __m512 f = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(a, e, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(a, e, 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(b, f, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(b, f, 0xDD);
+    }
+}
+
+/* r[0..7] <- transpose of the 8 x 8 doubles r[i][j]. */
+INL void tr8_f64(__m512d r[8])
+{
+    __m512d t[8];
+    for (int k = 0; k < 4; k++) {   /* t[2k+c], lane L: rows 2k, 2k+1 of column 2L+c */
+        t[2 * k] = _mm512_unpacklo_pd(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_pd(r[2 * k], r[2 * k + 1]);
+    }
+    for (int c = 0; c < 2; c++) {
+        __m512d a = _mm512_shuffle_f64x2(t[c], t[2 + c], 0x88);
+        __m512d b = _mm512_shuffle_f64x2(t[c], t[2 + c], 0xDD);
+        __m512d e = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0x88);
+        __m512d f = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0xDD);
+        r[c] = _mm512_shuffle_f64x2(a, e, 0x88);
+        r[4 + c] = _mm512_shuffle_f64x2(a, e, 0xDD);
+        r[2 + c] = _mm512_shuffle_f64x2(b, f, 0x88);
+        r[6 + c] = _mm512_shuffle_f64x2(b, f, 0xDD);
+    }
+}
+
+/* Load up to 16 rows (rows >= nrows are zero) of `cols` (<= 16) floats from
+   src + i*ld, transpose, and store column p (p < cols) at dst + p*dstep under
+   mask `keep` (the lanes of one packed row).  Same for doubles with 8. */
+INL void tile_f32(const float *src, long ld, long nrows, long cols, float *dst, long dstep,
+                  __mmask16 keep)
+{
+    __m512 r[16];
+    __mmask16 lm = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+    for (int i = 0; i < 16; i++)
+        r[i] = i < nrows ? _mm512_maskz_loadu_ps(lm, src + i * ld) : _mm512_setzero_ps();
+    tr16_f32(r);
+    if (cols == 16)
+        for (int p = 0; p < 16; p++) _mm512_mask_storeu_ps(dst + p * dstep, keep, r[p]);
+    else
+        for (int p = 0; p < cols; p++) _mm512_mask_storeu_ps(dst + p * dstep, keep, r[p]);
+}
+
+INL void tile_f64(const double *src, long ld, long nrows, long cols, double *dst, long dstep,
+                  __mmask8 keep)
+{
+    __m512d r[8];
+    __mmask8 lm = cols >= 8 ? 0xFF : (__mmask8)((1u << cols) - 1);
+    for (int i = 0; i < 8; i++)
+        r[i] = i < nrows ? _mm512_maskz_loadu_pd(lm, src + i * ld) : _mm512_setzero_pd();
+    tr8_f64(r);
+    if (cols == 8)
+        for (int p = 0; p < 8; p++) _mm512_mask_storeu_pd(dst + p * dstep, keep, r[p]);
+    else
+        for (int p = 0; p < cols; p++) _mm512_mask_storeu_pd(dst + p * dstep, keep, r[p]);
+}
+
+/* A not transposed: panel q of op(A)[i0:+mc, p0:+kc] gets Ap[q*MR*kc + p*MR + i]
+   = A[i0 + q*MR + i, p0 + p].  14 rows: one 16 x 16 transpose (f32) or an
+   8 x 8 plus a 6 x 8 one (f64) per block of depths. */
+static TGT void pack_an_f32(const float *A, long lda, long i0, long p0, long mc, long kc,
+                            long q0, long q1, float *Ap)
+{
+    for (long q = q0; q < q1; q++) {
+        long ir = q * MR, m = mc - ir < MR ? mc - ir : MR;
+        const float *src = A + (i0 + ir) * lda + p0;
+        float *dst = Ap + ir * kc;
+        for (long p = 0; p < kc; p += 16)
+            tile_f32(src + p, lda, m, kc - p < 16 ? kc - p : 16, dst + p * MR, MR, 0x3FFF);
+    }
+}
+
+static TGT void pack_an_f64(const double *A, long lda, long i0, long p0, long mc, long kc,
+                            long q0, long q1, double *Ap)
+{
+    for (long q = q0; q < q1; q++) {
+        long ir = q * MR, m = mc - ir < MR ? mc - ir : MR;
+        const double *src = A + (i0 + ir) * lda + p0;
+        double *dst = Ap + ir * kc;
+        for (long p = 0; p < kc; p += 8) {
+            long cols = kc - p < 8 ? kc - p : 8;
+            tile_f64(src + p, lda, m, cols, dst + p * MR, MR, 0xFF);
+            if (m > 8) tile_f64(src + 8 * lda + p, lda, m - 8, cols, dst + p * MR + 8, MR, 0x3F);
+        }
+    }
+}
+
+/* B transposed: panel q of op(B)[p0:+kc, j0:+nc] = B[j0:+nc, p0:+kc]^T gets
+   Bp[(q-qoff)*NR*kc + p*NR + j] = B[j0 + q*NR + j, p0 + p], zero past nc. */
+static TGT void pack_bt_f32(const float *B, long ldb, long p0, long j0, long kc, long nc,
+                            long q0, long q1, long qoff, float *Bp)
+{
+    for (long q = q0; q < q1; q++) {
+        long jr = q * 32, n = nc - jr < 32 ? nc - jr : 32;
+        const float *src = B + (j0 + jr) * ldb + p0;
+        float *dst = Bp + (q - qoff) * 32 * kc;
+        for (long p = 0; p < kc; p += 16) {
+            long cols = kc - p < 16 ? kc - p : 16;
+            tile_f32(src + p, ldb, n, cols, dst + p * 32, 32, 0xFFFF);
+            tile_f32(src + 16 * ldb + p, ldb, n - 16, cols, dst + p * 32 + 16, 32, 0xFFFF);
+        }
+    }
+}
+
+static TGT void pack_bt_f64(const double *B, long ldb, long p0, long j0, long kc, long nc,
+                            long q0, long q1, long qoff, double *Bp)
+{
+    for (long q = q0; q < q1; q++) {
+        long jr = q * 16, n = nc - jr < 16 ? nc - jr : 16;
+        const double *src = B + (j0 + jr) * ldb + p0;
+        double *dst = Bp + (q - qoff) * 16 * kc;
+        for (long p = 0; p < kc; p += 8) {
+            long cols = kc - p < 8 ? kc - p : 8;
+            tile_f64(src + p, ldb, n, cols, dst + p * 16, 16, 0xFF);
+            tile_f64(src + 8 * ldb + p, ldb, n - 8, cols, dst + p * 16 + 8, 16, 0xFF);
+        }
+    }
+}
+
 #define TABLE(T)                                                                       \
     { 0, full_##T##_m1, full_##T##_m2, full_##T##_m3, full_##T##_m4, full_##T##_m5,    \
       full_##T##_m6, full_##T##_m7, full_##T##_m8, full_##T##_m9, full_##T##_m10,      \
@@ -169,8 +329,8 @@ INSTANCES(f64, double)
    B in L2 across the row panels. */
 static const tb_gemm_kernel k_avx512 = {
     "avx512f (f32 14x32, f64 14x16)",
-    { MR, 32, 384, 1008, 384, TABLE(f32) },
-    { MR, 16, 256, 504, 256, TABLE(f64) },
+    { MR, 32, 384, 1008, 384, TABLE(f32), rows_f32, dots_f32, pack_an_f32, pack_bt_f32 },
+    { MR, 16, 256, 504, 256, TABLE(f64), rows_f64, dots_f64, pack_an_f64, pack_bt_f64 },
 };
 
 const tb_gemm_kernel *tb_gemm_kernel_avx512(void) { return &k_avx512; }

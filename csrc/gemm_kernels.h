@@ -35,18 +35,44 @@ typedef void (*tb_ukr_edge_f32)(long kc, const float *a, const float *b, long rs
 typedef void (*tb_ukr_edge_f64)(long kc, const double *a, const double *b, long rsb,
                                 double *c, long ldc, double alpha, double beta, long n);
 
+/* Optional unpacked paths for M <= TB_SMALL_M rows (gemm_small.h):
+     rows: op(B) = B,   dots: op(B) = B^T (then csa must be 1).
+   op(A)[i, p] = A[i*rsa + p*csa]; C = alpha op(A) op(B) + beta C. */
+#define TB_SMALL_M 4
+typedef void (*tb_small_f32)(long M, long N, long K, float alpha, const float *A, long rsa,
+                             long csa, const float *B, long ldb, float beta, float *C, long ldc);
+typedef void (*tb_small_f64)(long M, long N, long K, double alpha, const double *A, long rsa,
+                             long csa, const double *B, long ldb, double beta, double *C, long ldc);
+
+/* Optional vectorised packing (else gemm.c's plain loops), same layouts as
+   pack_a / pack_b in gemm.c: an = op(A) = A (not transposed), bt = op(B) = B^T. */
+typedef void (*tb_pack_an_f32)(const float *A, long lda, long i0, long p0, long mc, long kc,
+                               long q0, long q1, float *Ap);
+typedef void (*tb_pack_an_f64)(const double *A, long lda, long i0, long p0, long mc, long kc,
+                               long q0, long q1, double *Ap);
+typedef void (*tb_pack_bt_f32)(const float *B, long ldb, long p0, long j0, long kc, long nc,
+                               long q0, long q1, long qoff, float *Bp);
+typedef void (*tb_pack_bt_f64)(const double *B, long ldb, long p0, long j0, long kc, long nc,
+                               long q0, long q1, long qoff, double *Bp);
+
 /* Register tile MR x NR and cache blocks KC (depth), MC (rows of packed A),
    NC (columns of packed B) for one dtype.  ukr[m] / edge[m] are the kernels
-   for m rows; edge[] may be all NULL. */
+   for m rows; edge[] may be all NULL, and so may the rest. */
 typedef struct {
     int mr, nr, kc, mc, nc;
     tb_ukr_f32 ukr[TB_MAX_MR + 1];
     tb_ukr_edge_f32 edge[TB_MAX_MR + 1];
+    tb_small_f32 rows, dots;
+    tb_pack_an_f32 pack_an;
+    tb_pack_bt_f32 pack_bt;
 } tb_kernel_f32;
 typedef struct {
     int mr, nr, kc, mc, nc;
     tb_ukr_f64 ukr[TB_MAX_MR + 1];
     tb_ukr_edge_f64 edge[TB_MAX_MR + 1];
+    tb_small_f64 rows, dots;
+    tb_pack_an_f64 pack_an;
+    tb_pack_bt_f64 pack_bt;
 } tb_kernel_f64;
 
 typedef struct {
