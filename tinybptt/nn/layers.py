@@ -22,6 +22,20 @@ def as_input(x, dtype, who):
     return Tensor(_as_array(arr, dtype))
 
 
+def _size(who, name, v, minimum):
+    """A layer size: an int (not a bool, not 2.5) >= minimum."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError("%s: %s must be an integer >= %d, got %r" % (who, name, minimum, v))
+    return int(v)
+
+
+def _float_dtype(who, dtype):
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise DTypeError("%s: dtype must be float32 or float64, got %s" % (who, dt))
+    return dt
+
+
 class Linear(Module):
     """``y = x @ weight.T + bias`` over the last axis of ``x`` (..., in_features).
 
@@ -31,8 +45,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float64):
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        self.dtype = np.dtype(dtype)
+        self.in_features = _size("Linear", "in_features", in_features, 1)
+        self.out_features = _size("Linear", "out_features", out_features, 1)
+        self.dtype = _float_dtype("Linear", dtype)
         k = 1.0 / np.sqrt(self.in_features) if self.in_features else 0.0
         self.weight = Parameter(np.zeros((self.out_features, self.in_features), dtype=self.dtype), dtype=self.dtype)
         init.uniform_(self.weight, -k, k)
@@ -67,8 +82,9 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, dtype=np.float64):
         super().__init__()
-        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
-        self.dtype = np.dtype(dtype)
+        self.num_embeddings = _size("Embedding", "num_embeddings", num_embeddings, 1)
+        self.embedding_dim = _size("Embedding", "embedding_dim", embedding_dim, 1)
+        self.dtype = _float_dtype("Embedding", dtype)
         self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim), dtype=self.dtype), dtype=self.dtype)
         init.normal_(self.weight)
 
@@ -76,8 +92,9 @@ class Embedding(Module):
         who = "Embedding(%d, %d)" % (self.num_embeddings, self.embedding_dim)
         idx = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         if idx.dtype.kind == "f":
-            if not np.all(idx == np.round(idx)):
-                raise DTypeError("%s: ids must be integers, got dtype %s" % (who, idx.dtype))
+            if not (np.all(np.isfinite(idx)) and np.all(idx == np.round(idx))):  # inf would cast to garbage
+                raise DTypeError("%s: ids must be integers, got dtype %s with non-integral or non-finite values"
+                                 % (who, idx.dtype))
             idx = idx.astype(np.int64)
         if idx.dtype.kind not in "iu":
             raise DTypeError("%s: ids must be integers, got dtype %s" % (who, idx.dtype))
