@@ -135,7 +135,16 @@ def truncated_bptt(model, inputs, targets, loss_fn, optimizer=None, k1=None, k2=
     if time_axis is None:
         time_axis = 1 if getattr(model, "batch_first", False) else 0
     x_all = inputs if isinstance(inputs, Tensor) else np.asarray(inputs)
+    for name, a in (("inputs", x_all), ("targets", targets)):
+        nd = len(np.shape(a))
+        if isinstance(time_axis, bool) or not isinstance(time_axis, (int, np.integer)) or not -nd <= time_axis < nd:
+            raise ShapeError("truncated_bptt: time_axis=%r does not exist in %s of shape %s; pass time_axis=0 "
+                             "for (T, B, ...) data or 1 for batch_first (B, T, ...)"
+                             % (time_axis, name, tuple(np.shape(a))))
     T = x_all.shape[time_axis]
+    if T == 0:
+        raise ShapeError("truncated_bptt: inputs have no time steps (shape %s, time_axis=%d)"
+                         % (tuple(x_all.shape), time_axis))
     if np.shape(targets)[time_axis] != T:
         raise ShapeError("truncated_bptt: inputs have %d steps along axis %d but targets have %d (shapes %s, %s)"
                          % (T, time_axis, np.shape(targets)[time_axis], tuple(x_all.shape), np.shape(targets)))
