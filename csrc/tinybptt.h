@@ -1,7 +1,7 @@
 /*
  * tinybptt.h -- the whole C API of tinybptt, in one place.
  *
- * This file is read twice: by the C compiler (every csrc/*.c includes it) and,
+ * This file is read twice: by the C compiler (every C source in csrc includes it) and,
  * verbatim, by cffi's cdef() in csrc/build_ffi.py.  It therefore contains no
  * preprocessor lines at all: no include guards, no macros, no #include.
  *
