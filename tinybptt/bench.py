@@ -429,8 +429,10 @@ class TorchRunner(Runner):
 class TorchOpsRunner(Runner):
     """A PyTorch eager Python loop of primitive ops: the op-level peer of mode="ops".
 
-    One step: ``a = x[t] @ W_ih^T + h @ W_hh^T + b`` (matmul, matmul, add, add),
-    then the gate nonlinearities and state update op by op; outputs stacked.
+    The same op sequence as tinybptt's ``mode="ops"`` (``nn.rnn.ops_step``): per step
+    ``gi = x[t] @ W_ih^T + b_ih``, ``gh = h @ W_hh^T + b_hh``, then ``a = gi + gh``
+    split into gates (GRU: gi and gh split separately), the gate nonlinearities and
+    the state update op by op; outputs stacked.
     """
 
     def __init__(self, cell, x, params):
@@ -449,10 +451,9 @@ class TorchOpsRunner(Runner):
         h = torch.zeros(B, H, dtype=x.dtype)
         outs = []
         if self.cell == "lstm":
-            b = bih + bhh
             c = torch.zeros(B, H, dtype=x.dtype)
             for t in range(T):
-                a = x[t] @ wih + h @ whh + b
+                a = (x[t] @ wih + bih) + (h @ whh + bhh)
                 i, f, g, o = a.chunk(4, 1)
                 i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
                 c = f * c + i * g
@@ -470,9 +471,8 @@ class TorchOpsRunner(Runner):
                 h = (1 - z) * n + z * h
                 outs.append(h)
         else:
-            b = bih + bhh
             for t in range(T):
-                h = torch.tanh(x[t] @ wih + h @ whh + b)
+                h = torch.tanh((x[t] @ wih + bih) + (h @ whh + bhh))
                 outs.append(h)
         out = torch.stack(outs)
         return (out * out).sum()
@@ -883,6 +883,10 @@ def worker_main(family, threads):
                 res = measure(req)
             elif req["op"] == "gemm":
                 res = gemm_run(req)
+            elif req["op"] == "drop":  # end of a grid row: forget the kept runners
+                _RUNNERS.clear()
+                gc.collect()
+                res = {}
             elif req["op"] == "info":
                 res = worker_info(family)
             else:
@@ -990,6 +994,12 @@ class WorkerPool:
         if w is None or w.proc.poll() is not None:
             w = self.workers[family] = Worker(family, self.threads, self.log_dir)
         return w.request(req, timeout)
+
+    def broadcast(self, req, timeout=60.0):
+        """Send ``req`` to every live worker (e.g. ``{"op": "drop"}``)."""
+        for w in self.workers.values():
+            if w.proc.poll() is None:
+                w.request(req, timeout)
 
     def close(self):
         for w in self.workers.values():
@@ -1107,6 +1117,8 @@ def measure_row(pool, contenders, base, rounds, timeout, skip=None, stat="median
             if rnd > 0:
                 req["reps"] = reps[c]
                 req["rewarm"] = out[c]["warmup_s"] < 0.25
+            if last and rnd > 0:  # instrumented runs: 3 when cheap, 1 for slow configs
+                req["split_repeat"] = 3 if out[c]["warmup_s"] < 0.3 else 1
             res = pool.request(family_of(c), req, timeout=timeout)
             if not res.get("ok"):
                 out[c] = res
@@ -1123,6 +1135,7 @@ def measure_row(pool, contenders, base, rounds, timeout, skip=None, stat="median
                 for k in ("fwd_samples", "bwd_samples", "total_samples"):
                     out[c][k] += res.pop(k)
                 out[c].update(res)
+    pool.broadcast({"op": "drop"})
     for c, res in out.items():
         if res is not None and res.get("ok"):
             add_medians(res, stat)
