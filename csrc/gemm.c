@@ -71,11 +71,16 @@ void tb_gemm_ref_##SUF(int trans_a, int trans_b, long M, long N, long K,        
 DEFINE_GEMM_REF(float, f32)
 DEFINE_GEMM_REF(double, f64)
 
-/* Row counts up to this many MR-panels read B in place (when op(B) = B). */
+/* When op(B) = B, the micro-kernel reads B in place (no packing) if M is at
+   most this many MR-panels (little reuse to pay for packing) or if all of B
+   fits in about half an L2 (it then stays cached however it is walked). */
 #define DIRECT_B_PANELS 2
-/* Up to this many rows use the unpacked kernels of gemm_small.h. */
+#define DIRECT_B_BYTES (512.0 * 1024)
+/* Up to this many rows use the unpacked kernels of gemm_small.h (rows of B
+   streamed when op(B) = B; dot products when op(B) = B^T, from 5 rows on only
+   if K >= 128).  Measured on Zen 4 against the blocked path. */
 #define SMALL_ROWS_MAX 4
-#define SMALL_DOTS_MAX 4
+#define SMALL_DOTS_MAX 16
 
 /* ------------------------------------------------------------------ */
 /* Run-time CPU dispatch                                              */
@@ -399,7 +404,10 @@ static int small_##SUF(const tb_kernel_##SUF *kd, int ta, int tb, long M, long N
                        long ldb, real beta, real *C, long ldc)                         \
 {                                                                                      \
     tb_small_##SUF f = tb ? kd->dots : kd->rows;                                       \
-    if (!f || M > (tb ? small_dots_max : small_rows_max)) return 0;                   \
+    if (!f) return 0;                                                                  \
+    /* dot products pay a lane reduction per element of C: only with depth */        \
+    if (tb ? M > TB_SMALL_M && (M > small_dots_max || K < 128) : M > small_rows_max)   \
+        return 0;                                                                      \
     const real *a = A;                                                                 \
     long rsa = ta ? 1 : lda, csa = ta ? lda : 1;                                       \
     if (tb && ta) {   /* dots wants contiguous rows of op(A): copy them */             \
@@ -429,7 +437,8 @@ void tb_gemm_##SUF(int trans_a, int trans_b, long M, long N, long K,            
     const int MR = kd->mr, NR = kd->nr;                                                \
     long kc = balanced(K, kd->kc);                                                     \
     long mc = round_up(balanced(M, kd->mc), MR);                                       \
-    int direct_b = !trans_b && M <= (long)direct_b_panels * MR;                        \
+    int direct_b = !trans_b && (M <= (long)direct_b_panels * MR                        \
+                                || (double)K * N * sizeof(real) <= DIRECT_B_BYTES);   \
     long nb = direct_b ? NR : round_up(min_l(kd->nc, N), NR);                          \
     size_t a_elems = (size_t)round_up(mc * kc, 64 / sizeof(real));                     \
     real *ws = (real *)workspace((a_elems + (size_t)nb * kc) * sizeof(real));          \
