@@ -267,17 +267,23 @@ static void pack_b_##SUF(int tb, const real *B, long ldb, long p0, long j0,     
                          long kc, long nc, int NR, long q0, long q1, long qoff,        \
                          real *Bp)                                                     \
 {                                                                                      \
-    if (!tb) {   /* op(B)[p, j] = B[p, j]: walk the rows of B, each contiguous        \
-                    across all panels (cache-set friendly, see pack_a) */             \
-        for (long p = 0; p < kc; p++) {                                                \
-            const real *restrict src = B + (p0 + p) * ldb + j0;                        \
+    if (!tb) {   /* op(B)[p, j] = B[p, j]: 8 rows of B at a time, each walked          \
+                    across all panels: 8 sequential read streams, and each panel      \
+                    gets 8 contiguous rows (a whole column panel walked with a       \
+                    4 KB row stride, or one row scattered over panels a multiple    \
+                    of 4 KB apart, would keep hitting the same cache sets) */        \
+        for (long pb = 0; pb < kc; pb += 8) {                                          \
+            long pe = min_l(kc, pb + 8);                                               \
             for (long q = q0; q < q1; q++) {                                           \
                 long jr = q * NR, n = min_l(NR, nc - jr);                              \
-                real *restrict dst = Bp + (q - qoff) * NR * kc + p * NR;               \
-                if (n == NR) memcpy(dst, src + jr, (size_t)NR * sizeof(real));         \
-                else {                                                                 \
-                    for (long j = 0; j < n; j++) dst[j] = src[jr + j];                 \
-                    for (long j = n; j < NR; j++) dst[j] = 0;                          \
+                const real *src = B + (p0 + pb) * ldb + j0 + jr;                       \
+                real *restrict dst = Bp + (q - qoff) * NR * kc + pb * NR;              \
+                for (long p = pb; p < pe; p++, src += ldb, dst += NR) {                \
+                    if (n == NR && NR * sizeof(real) == 128) memcpy(dst, src, 128);    \
+                    else {                                                             \
+                        for (long j = 0; j < n; j++) dst[j] = src[j];                  \
+                        for (long j = n; j < NR; j++) dst[j] = 0;                      \
+                    }                                                                  \
                 }                                                                      \
             }                                                                          \
         }                                                                              \

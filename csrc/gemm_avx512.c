@@ -330,7 +330,7 @@ static TGT void pack_bt_f64(const double *B, long ldb, long p0, long j0, long kc
 static const tb_gemm_kernel k_avx512 = {
     "avx512f (f32 14x32, f64 14x16)",
     { MR, 32, 384, 1008, 384, TABLE(f32), rows_f32, dots_f32, pack_an_f32, pack_bt_f32 },
-    { MR, 16, 256, 504, 256, TABLE(f64), rows_f64, dots_f64, pack_an_f64, pack_bt_f64 },
+    { MR, 16, 256, 1008, 256, TABLE(f64), rows_f64, dots_f64, pack_an_f64, pack_bt_f64 },
 };
 
 const tb_gemm_kernel *tb_gemm_kernel_avx512(void) { return &k_avx512; }
