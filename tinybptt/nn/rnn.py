@@ -112,11 +112,16 @@ class _StepFunction(Function):
     @staticmethod
     def backward(ctx, d_h, d_c=None):
         (saved,) = ctx.saved_tensors
-        if ctx.trace is not None and ctx.cell == "lstm":
-            # the total gradient on c_new also flows through h_new = o * tanh(c_new), inside this node
-            H = d_h.shape[1]
-            o = saved.gates[:, 3 * H:]
-            ctx.trace.add(None, d_c + d_h * o * (1 - saved.tanh_c * saved.tanh_c))
+        if ctx.trace is not None:
+            # d_h is the total gradient on h_new (the engine gathered every consumer's share
+            # before calling this backward); the total gradient on c_new also flows through
+            # h_new = o * tanh(c_new), inside this node
+            d_c_total = None
+            if ctx.cell == "lstm":
+                H = d_h.shape[1]
+                o = saved.gates[:, 3 * H:]
+                d_c_total = d_c + d_h * o * (1 - saved.tanh_c * saved.tanh_c)
+            ctx.trace.add(d_h, d_c_total)
         g = ctx.backend.step_backward(ctx.cell, saved, d_h, d_c, need_dx=ctx.needs_input_grad[0])
         return _grads_tuple(g, "dx", "dh", "dc")
 
@@ -684,21 +689,25 @@ class _LayerBase(_RecurrentBase):
                             if self.mode == "ops":
                                 h, c = ops_step(cell, x_t, h, c, w_ih_t, w_hh_t, b_ih, b_hh)
                                 c_src = c
-                            else:  # the fused node reports dL/dc_t itself (part of it flows inside the node)
-                                c_src = TraceSlot() if lstm and track else None
+                                if track and h.requires_grad:
+                                    h.retain_grad()
+                                    if lstm:
+                                        c.retain_grad()
+                            else:
+                                # the fused node deposits dL/dh_t and dL/dc_t in a slot during backward,
+                                # so the layer need not keep h_t (and with it the whole graph) alive
+                                c_src = TraceSlot() if track else None
                                 res = fn.apply(x_t, h, c, w_ih, w_hh, b_ih, b_hh, cell=cell, trace=c_src)
                                 h, c = res if lstm else (res, None)
-                        if track and h.requires_grad:
-                            h.retain_grad()
-                            if c_src is not None and self.mode == "ops":
-                                c.retain_grad()
                         hs.append(h)
                         cs.append(c_src)
                     with node_scope(label=label):
                         out = stack(hs)
                     h_last.append(h)
                     c_last.append(c)
-                    sources.append((hs, cs) if track else None)
+                    # ops mode reads the retained .grad of h_t and c_t, so it keeps them (and the
+                    # last unrolled graph) until the next forward; cell mode keeps only its slots
+                    sources.append(((hs if self.mode == "ops" else None), cs) if track else None)
                 inp = out
             out = inp
             with node_scope(label=kind):
@@ -763,16 +772,20 @@ class _LayerBase(_RecurrentBase):
                     if lstm and s.c is not None:
                         cs[l] = s.c
             else:
-                h_list, c_list = s  # c_list: retained c tensors (ops) or TraceSlots (cell)
+                h_list, c_list = s  # ops: retained h and c tensors; cell: None and TraceSlots
                 for t in range(T):
-                    if h_list[t].grad is not None:
+                    if mode == "ops":
+                        gh = h_list[t].grad
+                        gc = c_list[t].grad if lstm else None
+                    else:
+                        slot = c_list[t]
+                        gh, gc = (None, None) if slot is None else (slot.h, slot.c)
+                    if gh is not None:
                         reached = True
-                        hs[l, t] = h_list[t].grad
-                    if lstm and c_list[t] is not None:
-                        gc = c_list[t].grad if mode == "ops" else c_list[t].c
-                        if gc is not None:
-                            reached = True
-                            cs[l, t] = gc
+                        hs[l, t] = gh
+                    if lstm and gc is not None:
+                        reached = True
+                        cs[l, t] = gc
         if not reached:
             raise GraphError("%s.grad_trace: no gradient has reached this layer since its last forward pass; "
                              "call loss.backward() on a loss that depends on its output first" % self._who)
