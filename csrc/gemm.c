@@ -79,7 +79,7 @@ DEFINE_GEMM_REF(double, f64)
 /* Up to this many rows use the unpacked kernels of gemm_small.h (rows of B
    streamed when op(B) = B; dot products when op(B) = B^T, from 5 rows on only
    if K >= 128).  Measured on Zen 4 against the blocked path. */
-#define SMALL_ROWS_MAX 4
+#define SMALL_ROWS_MAX 5
 #define SMALL_DOTS_MAX 16
 
 /* ------------------------------------------------------------------ */
@@ -232,11 +232,12 @@ static void scale_c_##SUF(long M, long N, real beta, real *C, long ldc)         
     }                                                                                  \
 }                                                                                      \
                                                                                        \
-/* Pack micro-panels [q0, q1) of op(A)[i0:+mc, p0:+kc]: panel q holds rows             \
-   q*MR.. as Ap[q*MR*kc + p*MR + i].  Rows past mc in the last panel are left          \
-   unwritten: the m-row kernel instance never reads them. */                           \
+/* Pack micro-panels [q0, q1) of op(A)[i0:+mc, p0:+kc]: panel q holds the ms (<= MR)   \
+   rows q*ms.. as Ap[q*MR*kc + p*MR + i].  Rows past ms (or mc) are left unwritten:   \
+   the m-row kernel instance never reads them. */                                      \
 static void pack_a_##SUF(int ta, const real *A, long lda, long i0, long p0,            \
-                         long mc, long kc, int MR, long q0, long q1, real *Ap)         \
+                         long mc, long kc, int MR, long ms, long q0, long q1,          \
+                         real *Ap)                                                     \
 {                                                                                      \
     if (ta) {   /* op(A)[i, p] = A[p, i]: walk the rows of A, each one contiguous     \
                    across all panels (a row stride of 4 KB walked down one panel     \
@@ -244,16 +245,16 @@ static void pack_a_##SUF(int ta, const real *A, long lda, long i0, long p0,     
         for (long p = 0; p < kc; p++) {                                                \
             const real *restrict src = A + (p0 + p) * lda + i0;                        \
             for (long q = q0; q < q1; q++) {                                           \
-                long ir = q * MR, m = min_l(MR, mc - ir);                              \
-                real *restrict dst = Ap + ir * kc + p * MR;                            \
+                long ir = q * ms, m = min_l(ms, mc - ir);                              \
+                real *restrict dst = Ap + q * MR * kc + p * MR;                        \
                 for (long i = 0; i < m; i++) dst[i] = src[ir + i];                     \
             }                                                                          \
         }                                                                              \
         return;                                                                        \
     }                                                                                  \
     for (long q = q0; q < q1; q++) {                                                   \
-        long ir = q * MR, m = min_l(MR, mc - ir);                                      \
-        real *restrict dst = Ap + ir * kc;                                             \
+        long ir = q * ms, m = min_l(ms, mc - ir);                                      \
+        real *restrict dst = Ap + q * MR * kc;                                         \
         for (long i = 0; i < m; i++) {                                                 \
             const real *restrict src = A + (i0 + ir + i) * lda + p0;                   \
             for (long p = 0; p < kc; p++) dst[p * MR + i] = src[p];                    \
@@ -306,11 +307,11 @@ static void pack_b_##SUF(int tb, const real *B, long ldb, long p0, long j0,     
     }                                                                                  \
 }                                                                                      \
                                                                                        \
-/* Tiles [t0, t1) of an mc x nc block of C; tile t is row panel t / npj,               \
+/* Tiles [t0, t1) of an mc x nc block of C; tile t is row panel t / npj (ms rows),     \
    column panel t % npj.  B micro-panel jr is at b + jr*bstep with row stride          \
    rsb; a ragged last column panel (nc % NR) is at bedge, row stride NR. */            \
-static void tiles_##SUF(const tb_kernel_##SUF *kd, long t0, long t1, long mc, long nc, \
-                        long kc, const real *Ap, const real *b, long bstep, long rsb,  \
+static void tiles_##SUF(const tb_kernel_##SUF *kd, long t0, long t1, long mc, long ms, \
+                        long nc, long kc, const real *Ap, const real *b, long bstep, long rsb,  \
                         const real *bedge, real alpha, real beta,                      \
                         real *C, long ldc)                                             \
 {                                                                                      \
@@ -318,10 +319,10 @@ static void tiles_##SUF(const tb_kernel_##SUF *kd, long t0, long t1, long mc, lo
     long npj = (nc + NR - 1) / NR;                                                     \
     real tmp[TB_MAX_MR * TB_MAX_NR] __attribute__((aligned(64)));                      \
     for (long t = t0; t < t1; t++) {                                                   \
-        long ir = (t / npj) * MR, jr = (t % npj) * NR;                                 \
-        int m = (int)min_l(MR, mc - ir);                                               \
+        long ir = (t / npj) * ms, jr = (t % npj) * NR;                                 \
+        int m = (int)min_l(ms, mc - ir);                                               \
         long n = min_l(NR, nc - jr);                                                   \
-        const real *ap = Ap + ir * kc;                                                 \
+        const real *ap = Ap + (t / npj) * MR * kc;                                     \
         real *c = C + ir * ldc + jr;                                                   \
         tb_ukr_##SUF ukr = kd->ukr[m];                                                 \
         if (n == NR) {                                                                 \
@@ -366,12 +367,15 @@ static void blocked_##SUF(const tb_kernel_##SUF *kd, int nt, int id,            
     for (long ic = 0; ic < M; ic += MC) {                                              \
         long mc = min_l(MC, M - ic);                                                   \
         long npi = (mc + MR - 1) / MR;                                                 \
+        /* balanced row panels: M = 16 as 8 + 8, not 14 + 2 (a 2-row panel streams    \
+           all of B for little work); the packed stride stays MR */                   \
+        long ms = (mc + npi - 1) / npi;                                                \
         for (long pc = 0; pc < K; pc += KC) {                                          \
             long kc = min_l(KC, K - pc);                                               \
             real beta_k = pc == 0 ? beta : 1;                                          \
             share_##SUF(npi, nt, id, &lo, &hi);                                        \
-            if (!ta && kd->pack_an) kd->pack_an(A, lda, ic, pc, mc, kc, lo, hi, Ap);   \
-            else pack_a_##SUF(ta, A, lda, ic, pc, mc, kc, MR, lo, hi, Ap);             \
+            if (!ta && kd->pack_an) kd->pack_an(A, lda, ic, pc, mc, kc, ms, lo, hi, Ap); \
+            else pack_a_##SUF(ta, A, lda, ic, pc, mc, kc, MR, ms, lo, hi, Ap);         \
             for (long jc = 0; jc < N; jc += NC) {                                      \
                 long nc = min_l(NC, N - jc);                                           \
                 long npj = (nc + NR - 1) / NR;                                         \
@@ -394,7 +398,7 @@ static void blocked_##SUF(const tb_kernel_##SUF *kd, int nt, int id,            
                 }                                                                      \
                 TB_BARRIER(nt);                                                        \
                 share_##SUF(npi * npj, nt, id, &lo, &hi);                              \
-                tiles_##SUF(kd, lo, hi, mc, nc, kc, Ap, b, bstep, rsb, bedge,          \
+                tiles_##SUF(kd, lo, hi, mc, ms, nc, kc, Ap, b, bstep, rsb, bedge,      \
                             alpha, beta_k, C + ic * ldc + jc, ldc);                    \
                 TB_BARRIER(nt);                                                        \
             }                                                                          \
@@ -424,8 +428,9 @@ static int small_##SUF(const tb_kernel_##SUF *kd, int ta, int tb, long M, long N
             for (long p = 0; p < K; p++) At[i * K + p] = A[p * lda + i];               \
         a = At; rsa = K; csa = 1;                                                      \
     }                                                                                  \
-    for (long i = 0; i < M; i += TB_SMALL_M)                                           \
-        f(min_l(TB_SMALL_M, M - i), N, K, alpha, a + i * rsa, rsa, csa, B, ldb,        \
+    long g = balanced(M, TB_SMALL_M);   /* M = 5 as 3 + 2, not 4 + 1 */                \
+    for (long i = 0; i < M; i += g)                                                    \
+        f(min_l(g, M - i), N, K, alpha, a + i * rsa, rsa, csa, B, ldb,                 \
           beta, C + i * ldc, ldc);                                                     \
     return 1;                                                                          \
 }                                                                                      \

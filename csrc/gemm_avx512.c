@@ -254,28 +254,28 @@ INL void tile_f64(const double *src, long ld, long nrows, long cols, double *dst
         for (int p = 0; p < cols; p++) _mm512_mask_storeu_pd(dst + p * dstep, keep, r[p]);
 }
 
-/* A not transposed: panel q of op(A)[i0:+mc, p0:+kc] gets Ap[q*MR*kc + p*MR + i]
-   = A[i0 + q*MR + i, p0 + p].  14 rows: one 16 x 16 transpose (f32) or an
+/* A not transposed: panel q (rows q*ms.., ms <= MR) of op(A)[i0:+mc, p0:+kc]
+   gets Ap[q*MR*kc + p*MR + i] = A[i0 + q*ms + i, p0 + p].  14 rows: one 16 x 16 transpose (f32) or an
    8 x 8 plus a 6 x 8 one (f64) per block of depths. */
 static TGT void pack_an_f32(const float *A, long lda, long i0, long p0, long mc, long kc,
-                            long q0, long q1, float *Ap)
+                            long ms, long q0, long q1, float *Ap)
 {
     for (long q = q0; q < q1; q++) {
-        long ir = q * MR, m = mc - ir < MR ? mc - ir : MR;
+        long ir = q * ms, m = mc - ir < ms ? mc - ir : ms;
         const float *src = A + (i0 + ir) * lda + p0;
-        float *dst = Ap + ir * kc;
+        float *dst = Ap + q * MR * kc;
         for (long p = 0; p < kc; p += 16)
             tile_f32(src + p, lda, m, kc - p < 16 ? kc - p : 16, dst + p * MR, MR, 0x3FFF);
     }
 }
 
 static TGT void pack_an_f64(const double *A, long lda, long i0, long p0, long mc, long kc,
-                            long q0, long q1, double *Ap)
+                            long ms, long q0, long q1, double *Ap)
 {
     for (long q = q0; q < q1; q++) {
-        long ir = q * MR, m = mc - ir < MR ? mc - ir : MR;
+        long ir = q * ms, m = mc - ir < ms ? mc - ir : ms;
         const double *src = A + (i0 + ir) * lda + p0;
-        double *dst = Ap + ir * kc;
+        double *dst = Ap + q * MR * kc;
         for (long p = 0; p < kc; p += 8) {
             long cols = kc - p < 8 ? kc - p : 8;
             tile_f64(src + p, lda, m, cols, dst + p * MR, MR, 0xFF);

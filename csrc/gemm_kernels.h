@@ -47,9 +47,9 @@ typedef void (*tb_small_f64)(long M, long N, long K, double alpha, const double 
 /* Optional vectorised packing (else gemm.c's plain loops), same layouts as
    pack_a / pack_b in gemm.c: an = op(A) = A (not transposed), bt = op(B) = B^T. */
 typedef void (*tb_pack_an_f32)(const float *A, long lda, long i0, long p0, long mc, long kc,
-                               long q0, long q1, float *Ap);
+                               long ms, long q0, long q1, float *Ap);
 typedef void (*tb_pack_an_f64)(const double *A, long lda, long i0, long p0, long mc, long kc,
-                               long q0, long q1, double *Ap);
+                               long ms, long q0, long q1, double *Ap);
 typedef void (*tb_pack_bt_f32)(const float *B, long ldb, long p0, long j0, long kc, long nc,
                                long q0, long q1, long qoff, float *Bp);
 typedef void (*tb_pack_bt_f64)(const double *B, long ldb, long p0, long j0, long kc, long nc,
