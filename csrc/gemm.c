@@ -2,7 +2,7 @@
  *
  * Two implementations with one signature:
  *   tb_gemm_ref_*  the plain triple loop: obviously correct, used by tests;
- *   tb_gemm_*      the packed, cache-blocked GEMM the library calls.
+ *   tb_gemm_*      the fast GEMM the library calls, described below.
  *
  * The blocked GEMM follows the BLIS / GotoBLAS structure.  With MR x NR the
  * register tile of the micro-kernel and KC, MC, NC the cache blocks:
@@ -17,23 +17,28 @@
  *           for jr in NC step NR             B micro-panels streamed from L2
  *             micro-kernel: C[ir:+MR, jr:+NR] = alpha*Ap@Bp + beta'*C
  *
- * beta' is beta for the first depth block and 1 afterwards.  Packing does the
- * transposes, so one micro-kernel serves all four trans combinations.  The
- * micro-kernel (gemm_kernels.h) is chosen once by run-time CPU dispatch:
- * AVX-512F, else AVX2+FMA, else portable C.
+ * beta' is beta for the first depth block and 1 afterwards (beta == 0 never
+ * reads C).  Packing does the transposes, so one micro-kernel serves all four
+ * trans combinations.  The micro-kernels (gemm_kernels.h) are chosen once by
+ * run-time CPU dispatch: AVX-512F (gemm_avx512.c), else AVX2+FMA
+ * (gemm_avx2.c), else portable C (gemm_portable.c).  Blocks are split evenly
+ * (M = 1024 with MC = 1008 runs as 2 x 512, not 1008 + 16).
  *
- * Small M (the RNN step: batch B rows, B = 1..16) gets two shortcuts:
- *   - B is not packed when op(B) = B: the micro-kernel reads NR-wide rows of B
- *     in place (row stride ldb); only a ragged last column panel is copied.
- *     Packing B would cost about as much as the whole product when there are
- *     only one or two A micro-panels to reuse it.
- *   - the micro-kernel is instantiated for every row count m = 1..MR, so an
- *     M edge (M = 1, M = 16 = 14 + 2, ...) computes no padded rows.
+ * Small M matters most here (an RNN step is (B, H) @ (H, G*H) with B = 1..64):
+ *   - M <= 5 (op(B) = B) or M <= 16 (op(B) = B^T, K >= 128): no packing at all;
+ *     gemm_small.h streams rows of B, or takes dot products with rows of B^T.
+ *   - op(B) = B and M <= 8 MR-panels (or all of B in half an L2): B is read
+ *     in place by the micro-kernel (row stride ldb), never packed; packing
+ *     costs about as much as the product when few row panels reuse it.
+ *   - the micro-kernel is instantiated for every row count m = 1..MR and the
+ *     row panels are balanced (M = 16 runs as 8 + 8, not 14 + 2), so an M
+ *     edge computes no padded rows; AVX-512 masks handle N edges in place.
  *
- * Scratch memory comes from a per-thread buffer (grown on demand, freed at
- * thread exit), so calls do not malloc after warm-up and the library stays
- * thread-safe.  With tb_set_num_threads(n > 1) and OpenMP, large products
- * split packing and the tile loop over n threads; one thread is the default.
+ * Scratch memory comes from a per-thread buffer (grown on demand, bounded by
+ * the block sizes, freed at thread exit), so calls do not malloc after
+ * warm-up and the library stays thread-safe.  With tb_set_num_threads(n > 1)
+ * and OpenMP, large products split packing and the tile loop over n threads;
+ * one thread is the default.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +79,7 @@ DEFINE_GEMM_REF(double, f64)
 /* When op(B) = B, the micro-kernel reads B in place (no packing) if M is at
    most this many MR-panels (little reuse to pay for packing) or if all of B
    fits in about half an L2 (it then stays cached however it is walked). */
-#define DIRECT_B_PANELS 2
+#define DIRECT_B_PANELS 8
 #define DIRECT_B_BYTES (512.0 * 1024)
 /* Up to this many rows use the unpacked kernels of gemm_small.h (rows of B
    streamed when op(B) = B; dot products when op(B) = B^T, from 5 rows on only
@@ -290,19 +295,18 @@ static void pack_b_##SUF(int tb, const real *B, long ldb, long p0, long j0,     
         }                                                                              \
         return;                                                                        \
     }                                                                                  \
-    for (long q = q0; q < q1; q++) {                                                   \
+    for (long q = q0; q < q1; q++) {   /* op(B)[p, j] = B[j, p]: transpose,          \
+                                          32 depths at a time */                      \
         long jr = q * NR, n = min_l(NR, nc - jr);                                      \
         real *restrict dst = Bp + (q - qoff) * NR * kc;                                \
-        {                  /* op(B)[p, j] = B[j, p]: transpose, 32 depths at a time */ \
-            for (long pb = 0; pb < kc; pb += 32) {                                     \
-                long pe = min_l(kc, pb + 32);                                          \
-                for (long j = 0; j < n; j++) {                                         \
-                    const real *restrict src = B + (j0 + jr + j) * ldb + p0;           \
-                    for (long p = pb; p < pe; p++) dst[p * NR + j] = src[p];           \
-                }                                                                      \
-                for (long j = n; j < NR; j++)                                          \
-                    for (long p = pb; p < pe; p++) dst[p * NR + j] = 0;                \
+        for (long pb = 0; pb < kc; pb += 32) {                                         \
+            long pe = min_l(kc, pb + 32);                                              \
+            for (long j = 0; j < n; j++) {                                             \
+                const real *restrict src = B + (j0 + jr + j) * ldb + p0;               \
+                for (long p = pb; p < pe; p++) dst[p * NR + j] = src[p];               \
             }                                                                          \
+            for (long j = n; j < NR; j++)                                              \
+                for (long p = pb; p < pe; p++) dst[p * NR + j] = 0;                    \
         }                                                                              \
     }                                                                                  \
 }                                                                                      \
