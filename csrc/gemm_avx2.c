@@ -27,7 +27,9 @@
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                        \
         _mm_prefetch((const char *)(c + i * ldc + 2 * W) - 1, _MM_HINT_T0);            \
     }                                                                                  \
-    for (long p = 0; p < kc; p++) {                                                    \
+    for (long p = 0; p < kc; p++) {   /* B may be read in place (row stride ldb): */  \
+        _mm_prefetch((const char *)(b + 8 * rsb), _MM_HINT_T0);   /* fetch ahead */    \
+        _mm_prefetch((const char *)(b + 8 * rsb + 2 * W) - 1, _MM_HINT_T0);            \
         VEC b0 = LOAD(b), b1 = LOAD(b + W);                                            \
         _Pragma("GCC unroll 8")                                                        \
         for (int i = 0; i < m; i++) {                                                  \

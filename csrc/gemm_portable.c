@@ -54,8 +54,8 @@ INST64(1) INST64(2) INST64(3) INST64(4)
 
 static const tb_gemm_kernel k_portable = {
     "portable",
-    { MR, NR, 256, 256, 1024, { 0, up_f32_m1, up_f32_m2, up_f32_m3, up_f32_m4 } },
-    { MR, NR, 256, 128, 512, { 0, up_f64_m1, up_f64_m2, up_f64_m3, up_f64_m4 } },
+    { MR, NR, 256, 256, 1024, { 0, up_f32_m1, up_f32_m2, up_f32_m3, up_f32_m4 }, { 0 }, 0, 0, 0, 0 },
+    { MR, NR, 256, 128, 512, { 0, up_f64_m1, up_f64_m2, up_f64_m3, up_f64_m4 }, { 0 }, 0, 0, 0, 0 },
 };
 
 const tb_gemm_kernel *tb_gemm_kernel_portable(void) { return &k_portable; }
