@@ -127,6 +127,7 @@ def run(sizes=DEFAULT_SIZES, dtype="float32", threads=1, repeat=7):
     dtype = np.dtype(dtype).type
     suf = "f32" if dtype == np.float32 else "f64"
     ct = "float *" if dtype == np.float32 else "double *"
+    tb_threads_before = lib.tb_get_num_threads()
     lib.tb_set_num_threads(int(threads))
     _set_blas_threads(int(threads))
     if torch is not None:
@@ -136,6 +137,14 @@ def run(sizes=DEFAULT_SIZES, dtype="float32", threads=1, repeat=7):
     gemm = getattr(lib, "tb_gemm_" + suf)
     rng = np.random.default_rng(0)
     rows = []
+    try:
+        _run_sizes(sizes, dtype, threads, repeat, rows, rng, np, ffi, lib, kc, torch, gemm, ct, kernel)
+    finally:
+        lib.tb_set_num_threads(tb_threads_before)
+    return rows
+
+
+def _run_sizes(sizes, dtype, threads, repeat, rows, rng, np, ffi, lib, kc, torch, gemm, ct, kernel):
     for n in sizes:
         n = int(n)
         a = rng.standard_normal((n, n)).astype(dtype)
@@ -165,7 +174,6 @@ def run(sizes=DEFAULT_SIZES, dtype="float32", threads=1, repeat=7):
             "tb_over_torch": gf["tb_ffi"] / gf["torch"] if gf["torch"] else None,
             "tb_over_numpy": gf["tb_ffi"] / gf["numpy"],
         })
-    return rows
 
 
 def format_table(rows):
