@@ -58,7 +58,8 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     by ``max_norm / total`` all the same (0 for inf, NaN for NaN), silently.
     """
     who = "clip_grad_norm_"
-    grads = [p for p in _params(params, who) if p.grad is not None]
+    params = _params(params, who)
+    grads = [p for p in params if p.grad is not None]
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not max_norm >= 0:
         raise ValueError("%s: max_norm must be a number >= 0, got %r" % (who, max_norm))
@@ -71,10 +72,11 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     total = _pnorm(norms, norm_type)
     if not np.isfinite(total) and error_if_nonfinite:
         from ..errors import GraphError
-        bad = [k for k, n in enumerate(norms) if not np.isfinite(n)]
+        bad = [grads[k] for k, n in enumerate(norms) if not np.isfinite(n)]
+        index = {id(p): k for k, p in enumerate(params)}
         raise GraphError("%s: the total gradient norm is %s (gradients of parameters %s, shapes %s, are not "
                          "finite); look for the op that made them with tinybptt.inspect.detect_anomaly()"
-                         % (who, total, bad, [tuple(grads[k].shape) for k in bad]))
+                         % (who, total, [index[id(p)] for p in bad], [tuple(p.shape) for p in bad]))
     coef = max_norm / (total + 1e-6)
     if not coef >= 1.0:  # also when coef is NaN (a NaN total), as PyTorch does
         with np.errstate(invalid="ignore"):  # inf * 0 = NaN
