@@ -242,9 +242,9 @@ BAD_INPUT = [
      ["clip_grad_norm_", "norm_type"]),
     ("clip-arrays", lambda: nn.utils.clip_grad_norm_([np.zeros(2)], 1.0), TypeError,
      ["clip_grad_norm_", "ndarray", "model.parameters()"]),
-    ("clip-nonfinite", lambda: nn.utils.clip_grad_norm_([_param((2,)), _inf_grad_param()], 1.0,
-                                                        error_if_nonfinite=True),
-     GraphError, ["clip_grad_norm_", "inf", "parameters [1]", "(3,)", "detect_anomaly"]),
+    ("clip-nonfinite", lambda: nn.utils.clip_grad_norm_([nn.Parameter(np.zeros(2)), _param((2,)), _inf_grad_param()],
+                                                        1.0, error_if_nonfinite=True),
+     GraphError, ["clip_grad_norm_", "inf", "parameters [2]", "(3,)", "detect_anomaly"]),
     ("clip-value-nan", lambda: nn.utils.clip_grad_value_([_param((2,))], float("nan")), ValueError,
      ["clip_grad_value_", "nan"]),
     # ---- gradcheck and truncated BPTT
