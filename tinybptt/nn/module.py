@@ -157,6 +157,8 @@ class Module:
     def to(self, dtype):
         """Convert every parameter to ``dtype`` (float32 or float64) in place; returns self."""
         dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise DTypeError("%s.to: dtype must be float32 or float64, got %s" % (type(self).__name__, dtype))
         for m in self.modules():
             for name, p in m._parameters.items():
                 if p is not None and p.dtype != dtype:
