@@ -206,6 +206,7 @@ BAD_INPUT = [
      ["LSTM(", "(h0, c0)", "ndarray"]),
     ("RNN-complex", lambda: nn.RNN(3, 4)(X.astype(complex)), DTypeError, ["RNN(", "complex128"]),
     ("RNN-hidden0", lambda: nn.RNN(3, 0), ValueError, ["RNN", "hidden_size", "0"]),
+    ("Module-to-int", lambda: nn.LSTM(3, 4).to(np.int32), DTypeError, ["LSTM.to", "int32", "float32 or float64"]),
     ("RNN-mode", lambda: nn.RNN(3, 4, mode="fast"), ValueError, ["RNN", "mode", "'fast'"]),
     ("LSTMCell-input", lambda: nn.LSTMCell(3, 4)(np.ones((2, 5))), ShapeError,
      ["LSTMCell(input_size=3, hidden_size=4)", "(B, 3)", "(2, 5)"]),
