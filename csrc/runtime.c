@@ -19,7 +19,7 @@ const char *tb_gemm_kernel_name(void);
 
 const char *tb_build_info(void)
 {
-    static char info[256];
+    static _Thread_local char info[256]; /* per thread: two threads may ask at once */
     snprintf(info, sizeof info, "tinybptt C kernels; gemm=%s; openmp=%s; compiler=%s",
              tb_gemm_kernel_name(),
 #ifdef _OPENMP
