@@ -13,6 +13,7 @@
 ``main(argv=None)`` returns the exit code; the console script calls ``sys.exit`` on it.
 """
 import argparse
+import importlib
 import json
 import sys
 
@@ -154,7 +155,7 @@ def graph_main(argv=None):
 def bench_main(argv=None):
     """``tinybptt bench``: hands its arguments to ``tinybptt.bench.main``."""
     try:
-        from . import bench
+        bench = importlib.import_module("tinybptt.bench")
     except ImportError as exc:
         print("tinybptt bench: the benchmark module tinybptt.bench is not available (%s)" % exc, file=sys.stderr)
         return 2
