@@ -708,18 +708,10 @@ def test_recurrent_kernels_saturate_without_warnings(K, cell, dtype, strict_fp):
         assert np.all(np.abs(out) <= 1)
 
 
-NONFINITE_NUMPY_RNN = pytest.mark.xfail(
-    strict=True, raises=(FloatingPointError, RuntimeWarning),
-    reason="kernels/numpy_rnn.py: the reference's backward matmuls warn 'invalid value encountered in matmul' "
-           "(inf * 0) for an Inf input; needs np.errstate(invalid='ignore') as in kernels/numpy.py")
-
-
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("special", [np.inf, -np.inf, np.nan], ids=["inf", "-inf", "nan"])
 @pytest.mark.parametrize("K", [pytest.param(KC, id="c", marks=needs_c), pytest.param(KN, id="numpy")])
-def test_recurrent_kernels_with_nonfinite_input(request, K, cell, special):
-    if K is KN and not np.isnan(special):
-        request.applymarker(NONFINITE_NUMPY_RNN)
+def test_recurrent_kernels_with_nonfinite_input(K, cell, special):
     rng = np.random.default_rng(9)
     a = rnn_args(rng, cell, 6, 3, 2, 4)
     a["x"][2, 1, 0] = special  # step 2, sample 1
@@ -901,10 +893,6 @@ sys.exit(3)
 
 
 @needs_c
-@pytest.mark.xfail(strict=True, reason="kernels/numpy_rnn.check_backward checks saved.kind/cell but not the shapes "
-                                       "of saved's arrays; c_rnn.seq_backward then reads past saved.out "
-                                       "(ASan: heap-buffer-overflow in rc_record_f64, recurrent_common.h, "
-                                       "from tb_rnn_seq_backward_f64)")
 def test_seq_backward_refuses_a_saved_whose_arrays_were_replaced():
     r = subprocess.run([sys.executable, "-c", textwrap.dedent(_TAMPER.format(backend="c"))],
                        capture_output=True, text=True, timeout=120)

@@ -34,7 +34,7 @@ def _p(a):
 def _saved_arrays(s):
     """The saved arrays, C-contiguous (a no-op for what this backend saved; a
     saved from the NumPy backend may hold views, and is accepted too)."""
-    if all(a is None or a.flags.c_contiguous for a in (s.gates, s.tanh_c, s.hn)):
+    if all(a is None or a.flags.c_contiguous for a in map(s.__getattribute__, RecurrentSaved.__slots__[2:])):
         return s  # inputs and outputs were made contiguous by forward already
     return RecurrentSaved(s.kind, s.cell, *[contiguous(getattr(s, k)) for k in RecurrentSaved.__slots__[2:]])
 

@@ -20,6 +20,8 @@ Public functions (the same in both backends)::
     step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)   -> (h_new, c_new, saved)
     step_backward(cell, saved, d_h, d_c=None, need_dx=True) -> dict
 """
+import functools
+
 import numpy as np
 
 from ..errors import DTypeError, ShapeError, describe
@@ -31,6 +33,18 @@ GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
 # ====================================================================== helpers
+def _ieee(fn):
+    """Run a kernel with IEEE results and no NumPy warnings, like the C backend.
+
+    An Inf in the input legitimately produces Inf/NaN (e.g. inf * 0 in a matmul);
+    the reference must return those values, not warn or raise under np.seterr.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return fn(*args, **kwargs)
+    return wrapper
+
 
 def _affine(x, h, w_ih, w_hh, b_ih, b_hh):
     """Pre-activations ``x @ W_ih^T + b_ih + h @ W_hh^T + b_hh``, shape (B, G*H)."""
@@ -230,6 +244,7 @@ class RecurrentSaved:
         return "RecurrentSaved(%s %s, %s)" % (self.kind, self.cell, ", ".join(parts))
 
 
+@_ieee
 def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     """Run ``cell`` over a whole sequence.
 
@@ -260,6 +275,7 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     return out, c_out, saved
 
 
+@_ieee
 def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True):
     """Backpropagation through time for a seq_forward call.
 
@@ -303,6 +319,7 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     return dict(dx=dx, dh0=dh, dc0=dc, trace_h=trace_h, trace_c=trace_c, **grads)
 
 
+@_ieee
 def step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
     """One step of ``cell``: x (B, I), h (B, H), c (B, H) for "lstm" else None.
 
@@ -317,6 +334,7 @@ def step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
     return h_new, c_new, saved
 
 
+@_ieee
 def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
     """Backward of one step_forward call.
 
@@ -414,6 +432,39 @@ def _check_saved(op, cell, saved, kind):
     if saved.kind != kind or saved.cell != cell:
         raise ShapeError("%s: saved comes from %s_forward(%s), not %s_forward(%s)"
                          % (_op(op, cell), saved.kind, saved.cell, kind, cell))
+    _check_saved_arrays(_op(op, cell), saved)
+
+
+def _check_saved_arrays(op, s):
+    """Every array in ``saved`` still has the shape and dtype its forward pass gave it.
+
+    ``saved`` is a plain object a user can reach; if one of its arrays were replaced
+    by a smaller one, the C backward would read past the end of it.
+    """
+    G = GATES[s.cell]
+    arrays = {"x": s.x, "h0": s.h0, "w_ih": s.w_ih}
+    for name, a in arrays.items():
+        if not isinstance(a, np.ndarray) or a.ndim < 1:
+            raise ShapeError("%s: saved.%s is not an array from the forward pass (got %r)" % (op, name, type(a).__name__))
+    lead = s.x.shape[:-1]  # (T, B) for a sequence, (B,) for a step
+    I, H = s.x.shape[-1], s.h0.shape[-1]
+    dtype = s.x.dtype
+    state = lead if s.kind == "step" else lead[1:]
+    want = {
+        "h0": state + (H,), "w_ih": (G * H, I), "w_hh": (G * H, H), "out": lead + (H,),
+        "b_ih": (G * H,) if s.b_ih is not None else None, "b_hh": (G * H,) if s.b_hh is not None else None,
+        "c0": state + (H,) if s.cell == "lstm" else None, "c_out": lead + (H,) if s.cell == "lstm" else None,
+        "gates": lead + (G * H,) if s.cell in ("lstm", "gru") else None,
+        "tanh_c": lead + (H,) if s.cell == "lstm" else None, "hn": lead + (H,) if s.cell == "gru" else None,
+    }
+    for name, shape in want.items():
+        a = getattr(s, name)
+        if shape is None:
+            continue
+        if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
+            raise ShapeError("%s: saved.%s was changed after the forward pass: expected a %s array "
+                             "of shape %s, got %s; run the forward again instead of editing saved"
+                             % (op, name, dtype, shape, describe(a) if isinstance(a, np.ndarray) else type(a).__name__))
 
 
 def _check_grad(op, name, g, shape, dtype, meaning):
