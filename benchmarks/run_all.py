@@ -38,11 +38,11 @@ SECTIONS = [
      ["--dtype", "float32", "--threads", "1", "--budget", "1", "--repeat", "30",
       "--skip-numpy-backend", "large", "--plot", "benchmarks/results/grid-f32-1t.png"]),
     ("grid-f32-2t", "float32, 2 threads",
-     ["--dtype", "float32", "--threads", "2", "--budget", "0.8", "--repeat", "20", "--no-split",
-      "--skip-numpy-backend", "large"]),
+     ["--dtype", "float32", "--threads", "2", "--budget", "0.6", "--repeat", "20", "--no-split",
+      "--skip-numpy-backend", "large", "--max-iter-s", "2"]),
     ("grid-f64-1t", "float64, 1 thread (mode=\"sequence\" against the peers; the ops target is float32 only)",
-     ["--dtype", "float64", "--threads", "1", "--budget", "0.8", "--repeat", "20", "--no-split",
-      "--modes", "sequence", "--backends", "c", "--peers", "torch,jax,numpy"]),
+     ["--dtype", "float64", "--threads", "1", "--budget", "0.6", "--repeat", "20", "--no-split",
+      "--modes", "sequence", "--backends", "c", "--peers", "torch,jax,numpy", "--max-iter-s", "2.5"]),
     ("scaling", "Scaling with T, H, B and checkpointed BPTT (LSTM, float32, 1 thread)",
      ["--scaling-only", "--cells", "lstm", "--dtype", "float32", "--threads", "1",
       "--plot", "benchmarks/results/scaling.png"]),
@@ -168,7 +168,7 @@ def assemble(sections):
                   "Command: `%s` (wall time %.0f s%s)." % (sec.get("command", d.get("command")), sec.get("wall_s", 0),
                                                            ", exit code %d" % sec["exit_code"]
                                                            if sec.get("exit_code") else ""),
-                  "", bench.render(d, md=True, headline=False, plot_dir=HERE), ""]
+                  "", bench.render(d, md=True, headline=False, plot_dir=HERE, embed_plots=False), ""]
     with open(RESULTS_MD, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
     print("wrote %s" % RESULTS_MD)

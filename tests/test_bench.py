@@ -297,4 +297,5 @@ def test_cli_check_passes_on_agreeing_contenders(tmp_path, capsys):
     compared = [r for r in rows if r["status"] == "ok"]
     assert compared and all(r["passed"] for r in compared)
     assert {r["ref"] for r in compared} == {"numpy"}
-    assert "PASS" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "e-1" in printed and " ok" in printed and "FAIL" not in printed

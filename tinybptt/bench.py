@@ -678,7 +678,7 @@ def timed_runs(runner, reps):
 
 def plan_reps(first_s, repeat, budget=2.0, max_iter_s=20.0, min_repeat=3):
     """How many timed runs: ``repeat`` capped so they take about ``budget`` seconds, at least
-    ``min_repeat``; none (the warm-up time is the only sample) past ``max_iter_s`` per iteration."""
+    ``min_repeat``; 0 past ``max_iter_s`` per iteration (the caller then times a single run)."""
     if first_s > max_iter_s:
         return 0
     return max(1, min(repeat, max(min_repeat, int(budget / max(first_s, 1e-6)))))
@@ -709,11 +709,8 @@ def time_runner(runner, repeat, warmup=1, budget=2.0, max_iter_s=20.0, min_repea
     out = warm_up(runner, warmup)
     reps = plan_reps(out["warmup_s"], repeat, budget, max_iter_s, min_repeat)
     if reps == 0:
-        out["note"] = "one run only (%.1f s per iteration)" % out["warmup_s"]
-        w = 1e3 * out["warmup_s"]
-        out.update(fwd_samples=[float("nan")], bwd_samples=[float("nan")], total_samples=[w])
-    else:
-        out.update(timed_runs(runner, reps))
+        out["note"] = "a single timed run (%.1f s per iteration > --max-iter-s)" % out["warmup_s"]
+    out.update(timed_runs(runner, max(reps, 1)))
     return add_medians(out)
 
 
@@ -798,11 +795,10 @@ def measure(req):
         res = warm_up(runner, req.get("warmup", 1))
         reps = plan_reps(res["warmup_s"], req.get("repeat", 10), req.get("budget", 2.0),
                          req.get("max_iter_s", 20.0), req.get("min_repeat", 3))
-        if reps == 0:
-            res["note"] = "one run only (%.1f s per iteration)" % res["warmup_s"]
-            res.update(fwd_samples=[], bwd_samples=[], total_samples=[1e3 * res["warmup_s"]])
-        else:
-            res.update(timed_runs(runner, reps))
+        if reps == 0:  # too slow for the budget: one timed run, and no further rounds
+            res["note"] = "a single timed run (%.1f s per iteration > --max-iter-s)" % res["warmup_s"]
+            res["single"] = True
+        res.update(timed_runs(runner, max(reps, 1)))
     else:
         res = {}
         if req.get("rewarm"):
@@ -1124,7 +1120,7 @@ def measure_row(pool, contenders, base, rounds, timeout, skip=None, stat="median
                 out[c] = res
                 continue
             if rnd == 0:
-                reps[c] = len(res["fwd_samples"])
+                reps[c] = 0 if res.get("single") else len(res["fwd_samples"])
                 if reps[c] == 0 and rounds > 1:  # too slow for more rounds: finish it now
                     req2 = dict(req, reps=0, final=True, keep=False, split_repeat=1)
                     fin = pool.request(family_of(c), req2, timeout=timeout)
@@ -1527,18 +1523,38 @@ def run_check(args, progress_enabled=True):
 
 
 def check_table(rows, md=False):
-    head = ["dtype", "cell", "config", "contender", "vs", "loss rel err", "grad: max err / max abs", "result"]
+    """One row per (dtype, cell, config); per contender the larger of its loss error and its
+    gradient error relative to the reference (max |g - g_ref| / max |g_ref|), PASS/FAIL."""
+    contenders = list(dict.fromkeys(r["contender"] for r in rows))
+    keys = list(dict.fromkeys((r["dtype"], r["cell"], r["config"]) for r in rows))
+    by = {(r["dtype"], r["cell"], r["config"], r["contender"]): r for r in rows}
+    head = ["dtype", "cell", "config", "vs"] + [SHORT.get(c, c) for c in contenders]
     body = []
-    for r in rows:
-        if r["status"] == "ok":
-            res = "PASS" if r["passed"] else "FAIL"
-            body.append([r["dtype"], r["cell"], r["config"], r["contender"], r["ref"],
-                         "%.1e" % r["loss_err"], "%.1e" % r["grad_err"], res])
-        else:
-            body.append([r["dtype"], r["cell"], r["config"], r["contender"], r["ref"] or "-", "-", "-",
-                         r["status"] + (": " + r["note"] if r.get("note") else "")])
-    return render_table(head, body, md, title="Correctness check: every contender's loss and full weight gradients "
-                                              "against the reference, same weights and input")
+    fails = []
+    for k in keys:
+        line = list(k)
+        ref = next((by[k + (c,)]["ref"] for c in contenders if (k + (c,)) in by), None)
+        line.append(SHORT.get(ref, ref) if ref else "-")
+        for c in contenders:
+            r = by.get(k + (c,))
+            if r is None:
+                line.append("-")
+            elif r["status"] == "ok":
+                line.append("%.0e %s" % (max(r["loss_err"], r["grad_err"]), "ok" if r["passed"] else "FAIL"))
+            elif r["status"] == "reference":
+                line.append("(ref)")
+            else:
+                line.append(r["status"])
+                if r.get("note"):
+                    fails.append("%s %s %s %s: %s" % (k + (c, r["note"])))
+        body.append(line)
+    text = render_table(head, body, md, title="Correctness check: each contender's loss and full weight gradients "
+                                              "against the reference for the same weights and input (largest "
+                                              "relative error; ok = within 1e-9 float64 / 1e-4 float32 for the "
+                                              "loss, 10x that for the gradients)")
+    if fails:
+        text += "\n\n" + "\n".join(("- " if md else "  ") + f for f in fails)
+    return text
 
 
 # --------------------------------------------------------------------------- scaling runs
@@ -2006,6 +2022,8 @@ def main(argv=None, prog="tinybptt bench"):
             parser.error(str(exc))
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if any(t < 1 for t in args.threads):
+        parser.error("--threads: thread counts must be at least 1")
     command = "tinybptt bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     out = {"command": command, "machine": machine_info()}
     code = 0
@@ -2049,14 +2067,34 @@ def _floor(out):
     return {(d, t): v for d, t, v in out.get("floor_gflops") or []}
 
 
-def render(out, md=False, header=False, headline=True, plot_dir=None):
+def load_warning(machine):
+    """A warning when the 1-minute load average exceeded 3/4 of the cores at the start or end."""
+    cores = machine.get("cores") or 1
+    loads = []
+    for key in ("loadavg", "loadavg_end"):
+        try:
+            loads.append(float(str(machine.get(key, "")).split()[0]))
+        except (ValueError, IndexError):
+            pass
+    if loads and max(loads) > 0.75 * cores:
+        return ("Warning: the machine was busy (1-minute load average up to %.1f on %d cores): other processes "
+                "competed for the CPU, absolute times are inflated and multi-thread results especially are "
+                "unreliable; compare ratios and look at the spread." % (max(loads), cores))
+    return None
+
+
+def render(out, md=False, header=False, headline=True, plot_dir=None, embed_plots=True):
     """All tables of one ``tinybptt bench`` run (the dict written by --json), as text or Markdown.
 
-    ``plot_dir``: the directory the Markdown will live in, for relative image links.
+    ``plot_dir``: the directory the Markdown will live in, for relative image links;
+    ``embed_plots=False`` names the plot files instead of embedding them.
     """
     blocks = []
     if header:
         blocks += ["Command: `%s`" % out["command"], machine_text(out["machine"], md=md)]
+    warn = load_warning(out.get("machine") or {}) if any(out.get(k) for k in ("results", "scaling", "gemm")) else None
+    if warn:
+        blocks.append(("**%s**" if md else "%s") % warn)
     if out.get("check"):
         blocks.append(check_table(out["check"], md))
     if out.get("gemm") or out.get("gemm_notes"):
@@ -2071,9 +2109,12 @@ def render(out, md=False, header=False, headline=True, plot_dir=None):
     if out.get("scaling"):
         blocks.append(scaling_tables(out["scaling"], md))
     if out.get("plots"):
-        if md:
-            rel = [os.path.relpath(p, plot_dir) if plot_dir else p for p in out["plots"]]
+        rel = [os.path.relpath(p, plot_dir) if plot_dir else p for p in out["plots"]]
+        if md and embed_plots:
             blocks.append("\n\n".join("![%s](%s)" % (os.path.basename(p), p) for p in rel))
+        elif md:
+            blocks.append("Plots written by this run (not in git: `*.png` is ignored): "
+                          + ", ".join("`%s`" % p for p in rel))
         else:
             blocks.append("plots: " + ", ".join(out["plots"]))
     return "\n\n".join(b for b in blocks if b)
