@@ -1285,6 +1285,9 @@ def summarize(results, floor_gflops=None):
         def ratio(c, den):
             return ok[c]["total_ms"] / den if c in ok and den else None
         row["seq_ratio"] = ratio("tinybptt:sequence", row["best_ms"])
+        mins = {c: r.get("total_min_ms") for c, r in ok.items() if not is_tinybptt(c) and r.get("total_min_ms")}
+        seq_min = (ok.get("tinybptt:sequence") or {}).get("total_min_ms")
+        row["seq_ratio_min"] = seq_min / min(mins.values()) if seq_min and mins else None
         row["cell_ratio"] = ratio("tinybptt:cell", row["best_ms"])
         row["npb_ratio"] = ratio("tinybptt:numpy", row["best_ms"])
         tops = ok.get("torch-ops")
@@ -1368,7 +1371,7 @@ def grid_tables(results, md=False, floor_gflops=None):
                         + [SHORT.get(r["best_peer"], "-") if r["best_peer"] else "-"])
         stat = next((rr.get("stat") for rr in results if rr.get("stat")), "median")
         blocks.append(render_table(head, body, md, title="%s: %s ms per forward+backward" % (name, stat)))
-        head2 = ["config", "seq / best peer", "target", "seq", "ops / torch-ops", "target", "ops",
+        head2 = ["config", "seq / best peer", "target", "seq", "same, fastest runs", "ops / torch-ops", "target", "ops",
                  "cell / best peer", "np-backend / best peer", "seq kernel / floor", "seq overhead"]
         body2 = []
         for r in rows:
@@ -1378,7 +1381,7 @@ def grid_tables(results, md=False, floor_gflops=None):
                 kf = _fmt_ratio(seq["kernel_ms"] / r["floor_ms"])
                 ov = "%.0f%%" % (100 * (seq["split_total_ms"] - seq["kernel_ms"]) / seq["split_total_ms"])
             body2.append([r["config"], _fmt_ratio(r["seq_ratio"]) + ("~" if r["seq_noisy"] else ""),
-                          "<=%.1fx" % r["seq_target"], _passfail(r["seq_pass"]),
+                          "<=%.1fx" % r["seq_target"], _passfail(r["seq_pass"]), _fmt_ratio(r["seq_ratio_min"]),
                           _fmt_ratio(r["ops_ratio"]) + ("~" if r["ops_noisy"] else ""), "<=%.1fx" % OPS_TARGET,
                           _passfail(r["ops_pass"]),
                           _fmt_ratio(r["cell_ratio"]), _fmt_ratio(r["npb_ratio"]), kf, ov])
@@ -1452,7 +1455,8 @@ def notes_text(results, notes, md=False, floor_gflops=None):
             lines.append("%s %s %s %dt %s: %s" % (r["cell"], r["config"], r["dtype"], r["threads"],
                                                    r["contender"], r["note"]))
     legend = ("Legend: spread = interquartile range of the timed runs / median; `~` after a ratio: one side's "
-              "spread exceeds %d%%, the ratio is noisy; kernel = time inside "
+              "spread exceeds %d%%, the ratio is noisy; `same, fastest runs`: the sequence ratio from each side's "
+              "fastest run instead of the median (steadier when the machine is busy); kernel = time inside "
               "`tinybptt.kernels.backend` calls, overhead = the rest of the step (graph building, autograd, "
               "Python, NumPy glue), both from the fastest of up to 3 instrumented runs; `!` loss or gradient norms disagree with the reference peer; `*` a single timed run; "
               "`^` JAX backward = value_and_grad time minus the jitted loss time; "
