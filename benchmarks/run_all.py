@@ -1,7 +1,8 @@
 """Produce benchmarks/RESULTS.md: every table of the benchmark suite, with the command behind it.
 
     python benchmarks/run_all.py              # the full run (about 20 minutes on the 2-core machine)
-    python benchmarks/run_all.py --quick      # a fast dry run of every section (tiny sizes, 1 repeat)
+    python benchmarks/run_all.py --quick      # a fast dry run of every section (tiny sizes, 1 repeat),
+                                              # written to $TMPDIR/tinybptt-bench-quick/, not over RESULTS.md
     python benchmarks/run_all.py --only grid-f32-1t,gemm   # re-run some sections, keep the others
 
 Each section is one ``tinybptt bench ...`` command (run as ``python -m tinybptt.bench ...``,
@@ -72,6 +73,8 @@ def run_section(name, args, quick=False):
     os.makedirs(RESULTS_DIR, exist_ok=True)
     js = os.path.join(RESULTS_DIR, name + ".json")
     args = quick_args(name, args) if quick else list(args)
+    if quick:  # plots of a dry run go with its JSON, not over the real ones
+        args = [os.path.join(RESULTS_DIR, os.path.basename(a)) if a.endswith(".png") else a for a in args]
     cmd = [sys.executable, "-m", "tinybptt.bench"] + args + ["--json", js]
     shown = "tinybptt bench " + " ".join(shlex.quote(a) for a in args)
     print("== %s: %s" % (name, shown), flush=True)
@@ -168,7 +171,7 @@ def assemble(sections):
                   "Command: `%s` (wall time %.0f s%s)." % (sec.get("command", d.get("command")), sec.get("wall_s", 0),
                                                            ", exit code %d" % sec["exit_code"]
                                                            if sec.get("exit_code") else ""),
-                  "", bench.render(d, md=True, headline=False, plot_dir=HERE, embed_plots=False), ""]
+                  "", bench.render(d, md=True, headline=False, plot_dir=os.path.dirname(RESULTS_MD), embed_plots=False), ""]
     with open(RESULTS_MD, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
     print("wrote %s" % RESULTS_MD)
@@ -181,6 +184,12 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat: check the pipeline only")
     p.add_argument("--assemble-only", action="store_true", help="only rebuild RESULTS.md from stored JSON")
     args = p.parse_args(argv)
+    global RESULTS_DIR, RESULTS_MD
+    if args.quick:  # a dry run never overwrites the real results
+        import tempfile
+        RESULTS_DIR = os.path.join(tempfile.gettempdir(), "tinybptt-bench-quick")
+        RESULTS_MD = os.path.join(RESULTS_DIR, "RESULTS.md")
+        print("--quick: writing to %s" % RESULTS_DIR)
     names = [n for n, _, _ in SECTIONS]
     only = names if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in names]
