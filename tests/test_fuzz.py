@@ -33,7 +33,9 @@ except ImportError:  # the C extension is not built
 pytestmark = pytest.mark.skipif(KC is None, reason="C extension not built")
 
 SANITIZED = bool(os.environ.get("TINYBPTT_SANITIZED"))
-FUZZ = settings(max_examples=80 if SANITIZED else 250, deadline=None, derandomize=True, database=None,
+# CI runs a fixed (derandomized) set of examples; TINYBPTT_FUZZ_EXAMPLES=N fuzzes deeper with fresh random ones
+DEEP = int(os.environ.get("TINYBPTT_FUZZ_EXAMPLES", "0"))
+FUZZ = settings(max_examples=DEEP or (80 if SANITIZED else 250), deadline=None, derandomize=not DEEP, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 FLOATS = [np.dtype(np.float32), np.dtype(np.float64)]
@@ -98,11 +100,12 @@ def values(rng, shape, dtype, kind, scale=1.0):
     return np.asarray(v).astype(dtype)  # (a 0-D draw is a NumPy scalar, not an array)
 
 
-def assert_same(name, got, want, dtype, scale=None):
+def assert_same(name, got, want, dtype, scale=None, rtol32=5e-5):
     """``got`` equals ``want``: NaN where NaN, equal infinities, finite values to rounding.
 
     ``scale`` (same shape, >= 0) bounds the size of the terms that were summed, for
-    a tolerance that survives cancellation: |got - want| <= tol * scale.
+    a tolerance that survives cancellation: |got - want| <= tol * scale.  ``rtol32``: the
+    float32 tolerance (rounding compounds over the time steps of a recurrent kernel).
     """
     assert got.shape == want.shape, "%s: shape %s != %s" % (name, got.shape, want.shape)
     assert got.dtype == want.dtype, "%s: dtype %s != %s" % (name, got.dtype, want.dtype)
@@ -112,7 +115,7 @@ def assert_same(name, got, want, dtype, scale=None):
     inf_g, inf_w = np.isinf(got), np.isinf(want)
     assert np.array_equal(got[inf_g | inf_w], want[inf_g | inf_w]), "%s: infinities differ" % name
     fin = np.isfinite(got) & np.isfinite(want)
-    tol = 5e-5 if dtype == np.float32 else 1e-11
+    tol = rtol32 if dtype == np.float32 else 1e-11
     bound = tol * (1.0 + (np.abs(want) if scale is None else scale))
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(got.astype(np.float64) - want.astype(np.float64))
@@ -183,12 +186,12 @@ def test_matmul_matches_reference(M, N, K, dtype, ta, tb, la, lb, kind, out_mode
        M=st.integers(0, 4), N=st.integers(0, 4), K=st.integers(0, 4), dK=st.integers(-2, 2),
        ndim_a=st.sampled_from([2, 2, 2, 1, 3]), la=st.sampled_from(LAYOUTS))
 def test_matmul_bad_input_same_error_from_both_backends(da, db, M, N, K, dK, ndim_a, la):
-    valid = da == db and da in FLOATS and dK == 0 and ndim_a == 2 and K + dK >= 0
-    if valid:
-        dK = 1  # always something wrong
+    Kb = max(K + dK, 0)
+    if da == db and da in FLOATS and Kb == K and ndim_a == 2:
+        Kb = K + 1  # always something wrong
     shape_a = {1: (K,), 2: (M, K), 3: (2, M, K)}[ndim_a]
     a = relayout(np.ones(shape_a).astype(da), la)
-    b = np.ones((max(K + dK, 0), N)).astype(db)
+    b = np.ones((Kb, N)).astype(db)
     err_n, err_c = both(lambda Kb: Kb.matmul(a, b), errors=True)
     assert isinstance(err_n, (ShapeError, DTypeError)), "reference accepted %s" % ((a.shape, a.dtype, b.shape, b.dtype),)
     assert type(err_c) is type(err_n) and str(err_c) == str(err_n)
@@ -291,9 +294,9 @@ def test_sequence_kernels_match_reference(case):
     args = [views[k] for k in ORDER]
     out_n, c_n, s_n = silent(lambda: KN.seq_forward(cell, *args))
     out_c, c_c, s_c = KC.seq_forward(cell, *args)
-    assert_same("out", out_c, out_n, dtype)
+    assert_same("out", out_c, out_n, dtype, rtol32=2e-4)
     if cell == "lstm":
-        assert_same("c_out", c_c, c_n, dtype)
+        assert_same("c_out", c_c, c_n, dtype, rtol32=2e-4)
     else:
         assert c_c is None and c_n is None
     d_out = relayout(values(rng, (T, B, H), dtype, "normal"), layouts["d"]) if gflags["d_out"] else None
@@ -307,7 +310,7 @@ def test_sequence_kernels_match_reference(case):
         if g_n[k] is None:
             assert g_c[k] is None, k
         else:
-            assert_same(k, g_c[k], g_n[k], dtype)
+            assert_same(k, g_c[k], g_n[k], dtype, rtol32=2e-4)
     for k, v in before.items():
         assert v is None or np.array_equal(views[k], v, equal_nan=True), "%s was modified" % k
 
@@ -324,9 +327,9 @@ def test_step_kernels_match_reference(case):
     args = [views[k] for k in ORDER]
     h_n, c_n, s_n = silent(lambda: KN.step_forward(cell, *args))
     h_c, c_c, s_c = KC.step_forward(cell, *args)
-    assert_same("h_new", h_c, h_n, dtype)
+    assert_same("h_new", h_c, h_n, dtype, rtol32=2e-4)
     if cell == "lstm":
-        assert_same("c_new", c_c, c_n, dtype)
+        assert_same("c_new", c_c, c_n, dtype, rtol32=2e-4)
     d_h = values(rng, (B, H), dtype, "normal") if gflags["d_out"] else None
     d_c = values(rng, (B, H), dtype, "normal") if gflags["d_cn"] and cell == "lstm" else None
     g_n = silent(lambda: KN.step_backward(cell, s_n, d_h, d_c, need_dx=gflags["need_dx"]))
@@ -335,7 +338,7 @@ def test_step_kernels_match_reference(case):
         if g_n[k] is None:
             assert g_c[k] is None, k
         else:
-            assert_same(k, g_c[k], g_n[k], dtype)
+            assert_same(k, g_c[k], g_n[k], dtype, rtol32=2e-4)
 
 
 @FUZZ
@@ -386,7 +389,7 @@ def test_recurrent_bad_input_same_error_from_both_backends(case, target, how, st
 # --------------------------------------------------------------------------- whole layers, both backends
 
 
-@settings(FUZZ, max_examples=25)
+@settings(FUZZ, max_examples=DEEP or 25)
 @given(kind=st.sampled_from(["RNN", "LSTM", "GRU"]), L=st.integers(1, 2), T=st.integers(1, 4), B=st.integers(1, 3),
        I=st.integers(1, 4), H=st.integers(1, 4), batch_first=st.booleans(), unbatched=st.booleans(),
        layout=st.sampled_from(LAYOUTS), in_dtype=st.sampled_from(["float64", "float32", "float16", "int64", "bool"]),
