@@ -123,7 +123,16 @@ int FN(tb_lstm_step_backward)(long B, long I, long H,
     return 0;
 }
 
-/* ---- a whole sequence */
+/* ---- a whole sequence
+ *
+ * Forward: the input half of every step is one GEMM over all T*B rows
+ * (gates = x @ W_ih^T); W_hh^T is packed once (rc_pack) and each step adds
+ * h_{t-1} @ W_hh^T + b_ih + b_hh in one register-tiled pass (rc_mm), then
+ * the gate nonlinearities.  Backward walks the steps in reverse, keeping every
+ * step's dgates in one (T, B, 4H) scratch block laid out for the weight
+ * gradients, which are then one GEMM over all steps; the bias gradients are
+ * summed step by step while dgates is still in cache.
+ */
 
 int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
                             const real *x,    /* (T, B, I) */
@@ -139,20 +148,20 @@ int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
                             real *c_out)      /* (T, B, H) */
 {
     long G4 = 4 * H, BH = B * H;
-    real *whhT = (real *)rc_alloc((size_t)(H * G4) * sizeof(real));  /* (H, 4H) = W_hh^T */
-    if (!whhT) return 1;
-    FN(rc_transpose)(G4, H, w_hh, whhT);                        /* pack W_hh once */
-    /* the input half of every step at once: x[t] @ W_ih^T + b_ih + b_hh */
-    GEMM(0, 1, T * B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);
-    FN(rc_add_bias_rows)(T * B, G4, gates, b_ih, b_hh);
+    real *bsum = (real *)rc_scratch(RC_SLOT_MISC, (size_t)G4 * sizeof(real));  /* b_ih + b_hh */
+    FN(rc_panel) whhT;                                          /* W_hh^T (H, 4H), packed once */
+    if (!bsum || FN(rc_pack)(&whhT, H, G4, w_hh, H, 1)) return 1;
+    const real *bias = FN(rc_bias_sum)(G4, b_ih, b_hh, bsum);
+    GEMM(0, 1, T * B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);  /* x[t] @ W_ih^T, all steps */
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
         real *a = gates + t * B * G4;
-        GEMM(0, 0, B, G4, H, 1, h_prev, H, whhT, G4, 1, a, G4);  /* a += h_{t-1} @ W_hh^T */
+        FN(rc_mm)(B, h_prev, H, &whhT, a, G4, 1, bias);      /* a += h_{t-1} @ W_hh^T + b */
         FN(lstm_pointwise_forward)(B, H, c_prev, a, tanh_c + t * BH, out + t * BH, c_out + t * BH);
     }
-    free(whhT);
+    FN(rc_panel_free)(&whhT);
+    rc_scratch_done(RC_SLOT_MISC);
     return 0;
 }
 
@@ -180,11 +189,15 @@ int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              real *trace_c)      /* (T, B, H) or NULL */
 {
     long G4 = 4 * H, BH = B * H;
-    /* one allocation: dgates (T, B, 4H), then a (B, H) home for dc_total when
-       trace_c is not wanted */
-    real *dgates = (real *)rc_alloc((size_t)(T * B * G4 + BH) * sizeof(real));
+    /* one scratch block: dgates (T, B, 4H), a (B, H) home for dc_total when
+       trace_c is not wanted, the bias gradient's running sum (4H,) */
+    real *dgates = (real *)rc_scratch(RC_SLOT_DGATES, (size_t)(T * B * G4 + BH + G4) * sizeof(real));
     if (!dgates) return 1;
     real *dc_scratch = dgates + T * B * G4;
+    real *db = (db_ih || db_hh) ? dc_scratch + BH : NULL;
+    if (db) memset(db, 0, (size_t)G4 * sizeof(real));
+    FN(rc_panel) whh;                                           /* W_hh (4H, H), packed once */
+    if (FN(rc_pack)(&whh, G4, H, w_hh, H, 0)) return 1;
     /* the running gradients on h_t and c_t live in dh0's and dc0's buffers */
     real *dh = dh0, *dc = dc0;
     FN(rc_copy_or_zero)(BH, d_hn, dh);
@@ -196,10 +209,12 @@ int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
         FN(rc_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
         FN(lstm_pointwise_backward)(B, H, gates + t * B * G4, tanh_c + t * BH, c_prev, dh, dc,
                                     trace_c ? trace_c + t * BH : dc_scratch, dg);
-        GEMM(0, 0, B, H, G4, 1, dg, G4, w_hh, H, 0, dh, H);  /* dh_{t-1} = dgates_t @ W_hh */
+        FN(rc_colsum_acc)(B, G4, dg, G4, db);                /* db += column sums of dgates_t */
+        FN(rc_mm)(B, dg, G4, &whh, dh, H, 0, NULL);          /* dh_{t-1} = dgates_t @ W_hh */
     }
-    FN(rc_backward_gemms)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih,
-                          dx, dw_ih, dw_hh, db_ih, db_hh);
-    free(dgates);
-    return 0;
+    FN(rc_panel_free)(&whh);
+    int rc = FN(rc_seq_weight_grads)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh);
+    if (db) FN(rc_add2)(G4, db_ih, db_hh, db);
+    rc_scratch_done(RC_SLOT_DGATES);
+    return rc;
 }

@@ -141,7 +141,106 @@ static void rc_backward_gemms_##SUF(long T, long B, long I, long H, long GH,    
     if (dx) tb_gemm_##SUF(0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);         \
 }
 
+/* ---- the per-step product (recurrent_mm.c) ------------------------------
+   W_hh is packed once per sequence into column panels; every step then calls
+   rc_mm: C (M, N) = [C if accumulate] + [init (N,) if not NULL] + A (M, K) @ op(W) (K, N).
+   rc_pack allocates P->p (free with rc_panel_free) and returns nonzero when
+   out of memory.  op(W) is W (K, N) with row stride ldw, or, if trans, the
+   transpose of W (N, K).  tinybptt.h declares the test entry points
+   (tb_recurrent_mm_*, and the plain-loop reference tb_recurrent_mm_ref_*). */
+/* Per-thread scratch buffers (64-byte aligned, contents undefined), one per
+   slot, kept between calls; NULL when out of memory.  A function must not use
+   a slot that a function it calls also uses. */
+enum { RC_SLOT_PANEL = 0, RC_SLOT_DGATES = 1, RC_SLOT_MISC = 2, RC_SLOT_DW = 3 };
+void *rc_scratch(int slot, size_t bytes);
+void rc_scratch_done(int slot);  /* after use: gives very large buffers back */
+
+/* op(W) (K, N) as VL-wide column panels: element (k, n) at p[(n/vl)*qs + k*ks + n%vl].
+   Packed (owned, in the panel scratch slot): qs = K*vl, ks = vl.  W itself when
+   op(W) = W and N is a multiple of vl: qs = vl, ks = ldw (nothing copied). */
+typedef struct { const float *p; long K, N, vl, qs, ks; int owned; } rc_panel_f32;
+typedef struct { const double *p; long K, N, vl, qs, ks; int owned; } rc_panel_f64;
+int rc_pack_f32(rc_panel_f32 *P, long K, long N, const float *W, long ldw, int trans);
+int rc_pack_f64(rc_panel_f64 *P, long K, long N, const double *W, long ldw, int trans);
+void rc_panel_free_f32(rc_panel_f32 *P);
+void rc_panel_free_f64(rc_panel_f64 *P);
+void rc_mm_f32(long M, const float *A, long lda, const rc_panel_f32 *P,
+               float *C, long ldc, int accumulate, const float *init);
+void rc_mm_f64(long M, const double *A, long lda, const rc_panel_f64 *P,
+               double *C, long ldc, int accumulate, const double *init);
+
+#define RC_DEFINE_SEQ_HELPERS(real, SUF)                                             \
+/* After a sequence's backward loop: the weight gradients (and dx), each a sum  \
+   or a map over all T*B rows, as few big GEMMs as possible.                      \
+     dgx = dL/d(W_ih x_t + b_ih),  dgh = dL/d(W_hh h_{t-1} + b_hh)  (T, B, GH)     \
+   When they are one buffer (RNN, LSTM), dW_ih and dW_hh are ONE product:          \
+     [dW_ih | dW_hh] = dgx^T @ [x_t | h_{t-1}]  over all rows,                     \
+   so dgx is packed once and the product is twice as wide; the rows               \
+   [x_t | h_{t-1}] are gathered into a scratch buffer first (a copy of x and      \
+   out, cheap next to the product).  The GRU (dgx != dgh) takes two products.    \
+   dW_ih, dW_hh ACCUMULATE; dx (if not NULL) is WRITTEN.  Returns nonzero if a    \
+   scratch buffer could not be allocated. */                                      \
+static int rc_seq_weight_grads_##SUF(long T, long B, long I, long H, long GH,        \
+                                     const real *dgx,  /* (T, B, GH) */             \
+                                     const real *dgh,  /* (T, B, GH) */             \
+                                     const real *x,    /* (T, B, I) */              \
+                                     const real *h0,   /* (B, H) */                 \
+                                     const real *out,  /* (T, B, H) */              \
+                                     const real *w_ih, /* (GH, I) */                \
+                                     real *dx,         /* (T, B, I) or NULL */      \
+                                     real *dw_ih,      /* (GH, I) */                \
+                                     real *dw_hh)      /* (GH, H) */                \
+{                                                                                  \
+    long TB = T * B, IH = I + H;                                                   \
+    if (TB == 0) return 0;                                                         \
+    if (dgx == dgh) {                                                              \
+        real *xh = (real *)rc_scratch(RC_SLOT_MISC, (size_t)(TB * IH) * sizeof(real)); \
+        real *dw = (real *)rc_scratch(RC_SLOT_DW, (size_t)(GH * IH) * sizeof(real));   \
+        if (!xh || !dw) return 1;                                                  \
+        for (long t = 0; t < T; t++) {                                             \
+            const real *hp = t ? out + (t - 1) * B * H : h0;                       \
+            for (long b = 0; b < B; b++) {                                         \
+                real *row = xh + (t * B + b) * IH;                                 \
+                memcpy(row, x + (t * B + b) * I, (size_t)I * sizeof(real));        \
+                memcpy(row + I, hp + b * H, (size_t)H * sizeof(real));             \
+            }                                                                      \
+        }                                                                          \
+        tb_gemm_##SUF(1, 0, GH, IH, TB, 1, dgx, GH, xh, IH, 0, dw, IH);            \
+        for (long g = 0; g < GH; g++) {                                            \
+            const real *src = dw + g * IH;                                         \
+            real *a = dw_ih + g * I, *b = dw_hh + g * H;                           \
+            for (long k = 0; k < I; k++) a[k] += src[k];                           \
+            for (long k = 0; k < H; k++) b[k] += src[I + k];                       \
+        }                                                                          \
+        rc_scratch_done(RC_SLOT_MISC);                                             \
+        rc_scratch_done(RC_SLOT_DW);                                               \
+    } else {                                                                       \
+        tb_gemm_##SUF(1, 0, GH, I, TB, 1, dgx, GH, x, I, 1, dw_ih, I);             \
+        tb_gemm_##SUF(1, 0, GH, H, B, 1, dgh, GH, h0, H, 1, dw_hh, H);             \
+        if (T > 1)                                                                 \
+            tb_gemm_##SUF(1, 0, GH, H, (T - 1) * B, 1, dgh + B * GH, GH, out, H,   \
+                          1, dw_hh, H);                                            \
+    }                                                                              \
+    if (dx) tb_gemm_##SUF(0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);         \
+    return 0;                                                                      \
+}                                                                                  \
+/* b = b1 + b2 (either may be NULL); returns b, or NULL when both are NULL */      \
+static const real *rc_bias_sum_##SUF(long n, const real *b1, const real *b2, real *b) \
+{                                                                                  \
+    if (!b1 && !b2) return NULL;                                                   \
+    for (long j = 0; j < n; j++) b[j] = (b1 ? b1[j] : (real)0) + (b2 ? b2[j] : (real)0); \
+    return b;                                                                      \
+}                                                                                  \
+/* db[j] += v[j] over n elements, then db2[j] += v[j] (each skipped if NULL) */    \
+static void rc_add2_##SUF(long n, real *db, real *db2, const real *v)              \
+{                                                                                  \
+    if (db) for (long j = 0; j < n; j++) db[j] += v[j];                            \
+    if (db2) for (long j = 0; j < n; j++) db2[j] += v[j];                          \
+}
+
 RC_DEFINE_HELPERS(float, f32, vm_sigmoid_f32, vm_tanh_f32)
 RC_DEFINE_HELPERS(double, f64, vm_sigmoid_f64, vm_tanh_f64)
+RC_DEFINE_SEQ_HELPERS(float, f32)
+RC_DEFINE_SEQ_HELPERS(double, f64)
 
 #endif /* TINYBPTT_RECURRENT_COMMON_H */

@@ -74,7 +74,14 @@ int FN(tb_rnn_step_backward)(int relu, long B, long I, long H,
     return 0;
 }
 
-/* ---- a whole sequence */
+/* ---- a whole sequence
+ *
+ * Forward: the input half of every step is one GEMM over all T*B rows, written
+ * straight into out; W_hh^T is packed once and each step adds
+ * h_{t-1} @ W_hh^T + b_ih + b_hh in one register-tiled pass (rc_mm).
+ * Backward keeps every step's da in one scratch block, sums the bias
+ * gradient step by step and ends with one weight-gradient GEMM over all steps.
+ */
 
 int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
                            const real *x,    /* (T, B, I) */
@@ -86,19 +93,19 @@ int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
                            real *out)        /* (T, B, H) */
 {
     long BH = B * H;
-    real *whhT = (real *)rc_alloc((size_t)(H * H) * sizeof(real));  /* (H, H) = W_hh^T */
-    if (!whhT) return 1;
-    FN(rc_transpose)(H, H, w_hh, whhT);                    /* pack W_hh once per sequence */
-    /* the input half of every step at once: out[t] = x[t] @ W_ih^T + b_ih + b_hh */
-    GEMM(0, 1, T * B, H, I, 1, x, I, w_ih, I, 0, out, H);
-    FN(rc_add_bias_rows)(T * B, H, out, b_ih, b_hh);
+    real *bsum = (real *)rc_scratch(RC_SLOT_MISC, (size_t)H * sizeof(real));  /* b_ih + b_hh */
+    FN(rc_panel) whhT;                                     /* W_hh^T (H, H), packed once */
+    if (!bsum || FN(rc_pack)(&whhT, H, H, w_hh, H, 1)) return 1;
+    const real *bias = FN(rc_bias_sum)(H, b_ih, b_hh, bsum);
+    GEMM(0, 1, T * B, H, I, 1, x, I, w_ih, I, 0, out, H);  /* out[t] = x[t] @ W_ih^T, all steps */
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         real *a = out + t * BH;
-        GEMM(0, 0, B, H, H, 1, h_prev, H, whhT, H, 1, a, H);  /* a += h_{t-1} @ W_hh^T */
+        FN(rc_mm)(B, h_prev, H, &whhT, a, H, 1, bias);       /* a += h_{t-1} @ W_hh^T + b */
         FN(rnn_pointwise_forward)(relu, BH, a);
     }
-    free(whhT);
+    FN(rc_panel_free)(&whhT);
+    rc_scratch_done(RC_SLOT_MISC);
     return 0;
 }
 
@@ -119,18 +126,26 @@ int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
                             real *trace_h)     /* (T, B, H) or NULL */
 {
     long BH = B * H;
-    real *da = (real *)rc_alloc((size_t)(T * BH) * sizeof(real));  /* (T, B, H) */
+    /* one scratch block: da (T, B, H), the bias gradient's running sum (H,) */
+    real *da = (real *)rc_scratch(RC_SLOT_DGATES, (size_t)(T * BH + H) * sizeof(real));
     if (!da) return 1;
+    real *db = (db_ih || db_hh) ? da + T * BH : NULL;
+    if (db) memset(db, 0, (size_t)H * sizeof(real));
+    FN(rc_panel) whh;                                      /* W_hh (H, H), packed once */
+    if (FN(rc_pack)(&whh, H, H, w_hh, H, 0)) return 1;
     real *dh = dh0;  /* the running gradient on h_t lives in dh0's buffer */
     FN(rc_copy_or_zero)(BH, d_hn, dh);
     for (long t = T - 1; t >= 0; t--) {
+        real *da_t = da + t * BH;
         FN(rc_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
         FN(rc_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
-        FN(rnn_pointwise_backward)(relu, BH, out + t * BH, dh, da + t * BH);
-        GEMM(0, 0, B, H, H, 1, da + t * BH, H, w_hh, H, 0, dh, H);  /* dh_{t-1} = da_t @ W_hh */
+        FN(rnn_pointwise_backward)(relu, BH, out + t * BH, dh, da_t);
+        FN(rc_colsum_acc)(B, H, da_t, H, db);
+        FN(rc_mm)(B, da_t, H, &whh, dh, H, 0, NULL);        /* dh_{t-1} = da_t @ W_hh */
     }
-    FN(rc_backward_gemms)(T, B, I, H, H, da, da, x, h0, out, w_ih,
-                          dx, dw_ih, dw_hh, db_ih, db_hh);
-    free(da);
-    return 0;
+    FN(rc_panel_free)(&whh);
+    int rc = FN(rc_seq_weight_grads)(T, B, I, H, H, da, da, x, h0, out, w_ih, dx, dw_ih, dw_hh);
+    if (db) FN(rc_add2)(H, db_ih, db_hh, db);
+    rc_scratch_done(RC_SLOT_DGATES);
+    return rc;
 }

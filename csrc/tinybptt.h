@@ -449,4 +449,34 @@ int tb_gru_seq_backward_f64(long T, long B, long I, long H,
                             double *db_ih,         /* (3H,) or NULL */
                             double *db_hh,         /* (3H,) or NULL */
                             double *trace_h);      /* (T, B, H) or NULL */
+/* ---- The per-step product of the sequence kernels (csrc/recurrent_mm.c).
+   W_hh is packed once per sequence into column panels and every step runs one
+   register-blocked tile loop over it.  These entry points exist for tests and
+   benchmarks: C (M, N) = [C if accumulate, else init (N,) if not NULL, else 0]
+   + A (M, K) @ op(W), op(W) = W (K, N) or, if trans, W^T for W (N, K).
+   tb_recurrent_mm_* packs op(W) once and runs the product `reps` times
+   (reps >= 1; returns nonzero if out of memory); *_ref_* is the plain loop.
+   tb_recurrent_mm_kernel names the instruction set in use; tb_recurrent_mm_use
+   switches it ("avx512", "avx2", "portable"; for tests) and returns 0 if the
+   CPU has it, 1 (unchanged) if not. */
+const char *tb_recurrent_mm_kernel(void);
+int tb_recurrent_mm_use(const char *name);
+int tb_recurrent_mm_f32(long M, long N, long K,
+                        const float *A, long lda,     /* (M, K) */
+                        const float *W, long ldw,     /* (K, N), or (N, K) if trans */
+                        int trans,
+                        float *C, long ldc,           /* (M, N) */
+                        int accumulate,
+                        const float *init,            /* (N,) or NULL */
+                        long reps);
+int tb_recurrent_mm_f64(long M, long N, long K,
+                        const double *A, long lda, const double *W, long ldw, int trans,
+                        double *C, long ldc, int accumulate, const double *init, long reps);
+void tb_recurrent_mm_ref_f32(long M, long N, long K,
+                             const float *A, long lda, const float *W, long ldw, int trans,
+                             float *C, long ldc, int accumulate, const float *init);
+void tb_recurrent_mm_ref_f64(long M, long N, long K,
+                             const double *A, long lda, const double *W, long ldw, int trans,
+                             double *C, long ldc, int accumulate, const double *init);
+
 /* RECURRENT-API-END */
