@@ -10,8 +10,16 @@ also holds the validation both backends share):
 
 Python allocates every output and the forward workspace (``gates``, ``tanh_c``,
 ``hn``, see ``numpy_rnn.RecurrentSaved``), and keeps the workspace in ``saved``;
-the C kernels (csrc/rnn.c, lstm.c, gru.c) only allocate their own scratch and
+the C kernels (csrc/rnn.c, lstm.c, gru.c) only use their own scratch and
 return nonzero if that fails, which becomes a MemoryError here.
+
+Speed.  For a small problem (T=50, B=1, H=32) the C work is a few
+microseconds, so this wrapper's own cost matters: arguments that are already
+right (the common case: a layer's own parameters and outputs) pass one cheap
+check (``_plain``, shape tuples); anything else goes through the shared
+validation (``check_forward`` / ``check_backward``), which raises the same
+errors as the NumPy backend or makes the copies C needs.  The C pointers made
+for the forward call are kept with ``saved`` and reused by backward.
 """
 import numpy as np
 
@@ -20,15 +28,50 @@ from ._validate import contiguous
 from .numpy_rnn import (RecurrentSaved, check_backward, check_forward,
                         check_step_backward)
 
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-_CTYPE = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]"}
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_SUFFIX = {_F32: "f32", _F64: "f64"}
+_CTYPE = {_F32: ffi.typeof("float[]"), _F64: ffi.typeof("double[]")}
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+_NULL = ffi.NULL
+_from_buffer = ffi.from_buffer
+_ndarray = np.ndarray
 
 
 def _p(a):
     """C pointer to C-contiguous float array ``a``; NULL for None."""
     if a is None:
-        return ffi.NULL
-    return ffi.from_buffer(_CTYPE[a.dtype], a, require_writable=False)
+        return _NULL
+    return _from_buffer(_CTYPE[a.dtype], a)  # (require_writable=False is the default, and a keyword costs)
+
+
+def _plain(a, dt):
+    """``a`` is an aligned, C-contiguous ndarray of dtype ``dt`` (None passes): usable by C as it is."""
+    if a is None:
+        return True
+    if type(a) is not _ndarray or a.dtype != dt:
+        return False
+    f = a.flags
+    return f.c_contiguous and f.aligned
+
+
+class _CSaved(RecurrentSaved):
+    """A RecurrentSaved made by this backend's forward, with its C pointers kept for backward.
+
+    ``ptrs`` pairs the arrays the pointers were made from with the pointers; backward
+    uses them only while every one of those arrays is still the one in ``saved`` (a
+    replaced array goes through the full check).  The base class's slot names are
+    listed again so that code walking ``type(saved).__slots__`` (nn.utils.nbytes_of,
+    memory accounting) sees every array."""
+
+    __slots__ = RecurrentSaved.__slots__ + ("ptrs",)
+
+
+def _same(arrays, current):
+    """Every array in ``arrays`` is the very object in ``current`` (same order)."""
+    for a, b in zip(arrays, current):
+        if a is not b:
+            return False
+    return True
 
 
 def _saved_arrays(s):
@@ -64,76 +107,140 @@ def _base(cell):
 
 
 def _zeros_like_or_none(a):
-    return None if a is None else np.zeros_like(a)
+    return None if a is None else np.zeros(a.shape, a.dtype)
 
 
 # ---------------------------------------------------------------- sequence
 
+def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """True if the arguments need neither an error nor a copy (then check_forward is skipped)."""
+    G = _GATES.get(cell) if type(cell) is str else None
+    if G is None or type(x) is not _ndarray or x.ndim != 3 or type(h0) is not _ndarray:
+        return False
+    dt = x.dtype
+    if dt is not _F32 and dt is not _F64:
+        return False
+    T, B, I = x.shape
+    H = h0.shape[-1] if h0.ndim == 2 else -1
+    GH = G * H
+    if (T == 0 or h0.shape != (B, H) or (c0 is not None) != (cell == "lstm")
+            or (c0 is not None and type(c0) is _ndarray and c0.shape != (B, H))
+            or getattr(w_ih, "shape", None) != (GH, I) or getattr(w_hh, "shape", None) != (GH, H)
+            or (b_ih is not None and getattr(b_ih, "shape", None) != (GH,))
+            or (b_hh is not None and getattr(b_hh, "shape", None) != (GH,))):
+        return False
+    return (_plain(x, dt) and _plain(h0, dt) and _plain(c0, dt) and _plain(w_ih, dt) and _plain(w_hh, dt)
+            and _plain(b_ih, dt) and _plain(b_hh, dt))
+
+
 def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     """Run ``cell`` over a whole sequence; see kernels.numpy_rnn.seq_forward."""
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh = check_forward(
-        "seq_forward", cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, step=False)
+    if not _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh = check_forward(
+            "seq_forward", cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, step=False)
     T, B, I = x.shape
     H = h0.shape[1]
     dt = x.dtype
+    ct = _CTYPE[dt]
+    fb = _from_buffer
     out = np.empty((T, B, H), dtype=dt)
     c_out = gates = tanh_c = hn = None
-    base, pre = _base(cell)
-    common = pre + (T, B, I, H)
+    px, ph0, pwi, pwh, pout = fb(ct, x), fb(ct, h0), fb(ct, w_ih), fb(ct, w_hh), fb(ct, out)
+    pbi = _NULL if b_ih is None else fb(ct, b_ih)
+    pbh = _NULL if b_hh is None else fb(ct, b_hh)
     if cell == "lstm":
         c_out = np.empty((T, B, H), dtype=dt)
         gates = np.empty((T, B, 4 * H), dtype=dt)
         tanh_c = np.empty((T, B, H), dtype=dt)
-        _call("seq_forward", cell, "lstm_seq_forward", dt, *common,
-              _p(x), _p(h0), _p(c0), _p(w_ih), _p(w_hh), _p(b_ih), _p(b_hh),
-              _p(gates), _p(tanh_c), _p(out), _p(c_out))
+        pc0, pg, ptc, pcout = fb(ct, c0), fb(ct, gates), fb(ct, tanh_c), fb(ct, c_out)
+        ptrs = ((x, h0, c0, w_ih, w_hh, gates, tanh_c, out, c_out), (px, ph0, pc0, pwi, pwh, pg, ptc, pout, pcout))
+        rc = _fn("lstm_seq_forward", dt)(T, B, I, H, px, ph0, pc0, pwi, pwh, pbi, pbh, pg, ptc, pout, pcout)
     elif cell == "gru":
         gates = np.empty((T, B, 3 * H), dtype=dt)
         hn = np.empty((T, B, H), dtype=dt)
-        _call("seq_forward", cell, "gru_seq_forward", dt, *common,
-              _p(x), _p(h0), _p(w_ih), _p(w_hh), _p(b_ih), _p(b_hh),
-              _p(gates), _p(hn), _p(out))
+        pg, phn = fb(ct, gates), fb(ct, hn)
+        ptrs = ((x, h0, w_ih, w_hh, gates, hn, out), (px, ph0, pwi, pwh, pg, phn, pout))
+        rc = _fn("gru_seq_forward", dt)(T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pg, phn, pout)
     else:
-        _call("seq_forward", cell, "rnn_seq_forward", dt, *common,
-              _p(x), _p(h0), _p(w_ih), _p(w_hh), _p(b_ih), _p(b_hh), _p(out))
-    saved = RecurrentSaved(kind="seq", cell=cell, x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh,
-                           b_ih=b_ih, b_hh=b_hh, out=out, c_out=c_out,
-                           gates=gates, tanh_c=tanh_c, hn=hn)
+        ptrs = ((x, h0, w_ih, w_hh, out), (px, ph0, pwi, pwh, pout))
+        rc = _fn("rnn_seq_forward", dt)(int(cell == "rnn_relu"), T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pout)
+    if rc:
+        raise MemoryError("seq_forward(%s): the C kernel could not allocate its scratch memory" % cell)
+    saved = _CSaved("seq", cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, c_out, gates, tanh_c, hn)
+    saved.ptrs = ptrs + (b_ih, b_hh)
     return out, c_out, saved
+
+
+# the saved arrays backward reads through the kept pointers, in forward's order
+_SAVED_GET = {
+    "lstm": lambda s: (s.x, s.h0, s.c0, s.w_ih, s.w_hh, s.gates, s.tanh_c, s.out, s.c_out),
+    "gru": lambda s: (s.x, s.h0, s.w_ih, s.w_hh, s.gates, s.hn, s.out),
+    "rnn_tanh": lambda s: (s.x, s.h0, s.w_ih, s.w_hh, s.out),
+    "rnn_relu": lambda s: (s.x, s.h0, s.w_ih, s.w_hh, s.out),
+}
+
+
+def _grad_ok(g, shape, dt):
+    return g is None or (type(g) is _ndarray and g.shape == shape and _plain(g, dt))
 
 
 def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True):
     """Backpropagation through time; see kernels.numpy_rnn.seq_backward."""
     s = saved
-    d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
-    s = _saved_arrays(s)
-    T, B, I = s.x.shape
-    H = s.h0.shape[1]
-    dt = s.x.dtype
-    dx = np.empty_like(s.x) if need_dx else None
-    dh0 = np.empty_like(s.h0)
-    dc0 = np.empty_like(s.h0) if cell == "lstm" else None
-    dw_ih, dw_hh = np.zeros_like(s.w_ih), np.zeros_like(s.w_hh)
-    db_ih, db_hh = _zeros_like_or_none(s.b_ih), _zeros_like_or_none(s.b_hh)
-    trace_h = np.empty_like(s.out) if need_trace else None
-    trace_c = np.empty_like(s.out) if need_trace and cell == "lstm" else None
-    base, pre = _base(cell)
-    common = pre + (T, B, I, H)
-    grads = (_p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh))
-    if cell == "lstm":
-        _call("seq_backward", cell, "lstm_seq_backward", dt, *common,
-              _p(s.x), _p(s.h0), _p(s.c0), _p(s.w_ih), _p(s.w_hh),
-              _p(s.gates), _p(s.tanh_c), _p(s.out), _p(s.c_out),
-              _p(d_out), _p(d_hn), _p(d_cn), _p(dx), _p(dh0), _p(dc0),
-              *grads, _p(trace_h), _p(trace_c))
-    elif cell == "gru":
-        _call("seq_backward", cell, "gru_seq_backward", dt, *common,
-              _p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.hn), _p(s.out),
-              _p(d_out), _p(d_hn), _p(dx), _p(dh0), *grads, _p(trace_h))
+    if (type(s) is _CSaved and s.cell == cell and s.kind == "seq" and s.b_ih is s.ptrs[2]
+            and s.b_hh is s.ptrs[3] and _same(s.ptrs[0], _SAVED_GET[cell](s))):
+        # this backend's own forward, untouched: its shapes were checked then
+        T, B, I = s.x.shape
+        H = s.h0.shape[1]
+        dt = s.x.dtype
+        if not (_grad_ok(d_out, (T, B, H), dt) and _grad_ok(d_hn, (B, H), dt)
+                and (_grad_ok(d_cn, (B, H), dt) if cell == "lstm" else d_cn is None)):
+            d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
+        ptrs = s.ptrs[1]
     else:
-        _call("seq_backward", cell, "rnn_seq_backward", dt, *common,
-              _p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.out),
-              _p(d_out), _p(d_hn), _p(dx), _p(dh0), *grads, _p(trace_h))
+        d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
+        s = _saved_arrays(s)
+        T, B, I = s.x.shape
+        H = s.h0.shape[1]
+        dt = s.x.dtype
+        ptrs = None
+    ct = _CTYPE[dt]
+    fb = _from_buffer
+    GH = _GATES[cell] * H
+    dx = np.empty((T, B, I), dt) if need_dx else None
+    dh0 = np.empty((B, H), dt)
+    dc0 = np.empty((B, H), dt) if cell == "lstm" else None
+    dw_ih, dw_hh = np.zeros((GH, I), dt), np.zeros((GH, H), dt)
+    db_ih = None if s.b_ih is None else np.zeros(GH, dt)
+    db_hh = None if s.b_hh is None else np.zeros(GH, dt)
+    trace_h = np.empty((T, B, H), dt) if need_trace else None
+    trace_c = np.empty((T, B, H), dt) if need_trace and cell == "lstm" else None
+    grads = (fb(ct, dw_ih), fb(ct, dw_hh), _NULL if db_ih is None else fb(ct, db_ih),
+             _NULL if db_hh is None else fb(ct, db_hh))
+    pd_out = _NULL if d_out is None else fb(ct, d_out)
+    pd_hn = _NULL if d_hn is None else fb(ct, d_hn)
+    pdx = _NULL if dx is None else fb(ct, dx)
+    pth = _NULL if trace_h is None else fb(ct, trace_h)
+    if cell == "lstm":
+        if ptrs is None:
+            ptrs = (_p(s.x), _p(s.h0), _p(s.c0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.tanh_c), _p(s.out),
+                    _p(s.c_out))
+        rc = _fn("lstm_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, _NULL if d_cn is None else fb(ct, d_cn),
+                                          pdx, fb(ct, dh0), fb(ct, dc0), *grads, pth,
+                                          _NULL if trace_c is None else fb(ct, trace_c))
+    elif cell == "gru":
+        if ptrs is None:
+            ptrs = (_p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.hn), _p(s.out))
+        rc = _fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, dh0), *grads, pth)
+    else:
+        if ptrs is None:
+            ptrs = (_p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.out))
+        else:  # forward's pointers: x, h0, w_ih, w_hh, out
+            ptrs = ptrs[:5]
+        rc = _fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
+                                         fb(ct, dh0), *grads, pth)
+    if rc:
+        raise MemoryError("seq_backward(%s): the C kernel could not allocate its scratch memory" % cell)
     return dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
                 trace_h=trace_h, trace_c=trace_c)
 
@@ -179,10 +286,10 @@ def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
     B, I = s.x.shape
     H = s.h0.shape[1]
     dt = s.x.dtype
-    dx = np.empty_like(s.x) if need_dx else None
-    dh = np.empty_like(s.h0)
-    dc = np.empty_like(s.h0) if cell == "lstm" else None
-    dw_ih, dw_hh = np.zeros_like(s.w_ih), np.zeros_like(s.w_hh)
+    dx = np.empty((B, I), dt) if need_dx else None
+    dh = np.empty((B, H), dt)
+    dc = np.empty((B, H), dt) if cell == "lstm" else None
+    dw_ih, dw_hh = np.zeros(s.w_ih.shape, dt), np.zeros(s.w_hh.shape, dt)
     db_ih, db_hh = _zeros_like_or_none(s.b_ih), _zeros_like_or_none(s.b_hh)
     base, pre = _base(cell)
     common = pre + (B, I, H)
