@@ -45,8 +45,23 @@ _forward_hooks = []  # callables (ctx, inputs, outputs) run after each op's forw
 _node_counter = itertools.count()
 
 
-@contextlib.contextmanager
-def no_grad():
+class _Scope(contextlib.ContextDecorator):
+    """Base of the small context managers below: a class, not a generator, because
+    the "ops" mode of a recurrent layer enters one per time step (a generator-based
+    context manager costs about four times as much).  Each entry pushes the state it
+    replaces, so one instance may be nested or reused (also as a decorator)."""
+
+    __slots__ = ("_saved",)
+
+    def __exit__(self, *exc):
+        self._restore(self._saved.pop())
+        return False
+
+    def _recreate_cm(self):  # ContextDecorator: reuse this instance for every call
+        return self
+
+
+class no_grad(_Scope):
     """Inside this block ops build no graph: results do not require grad.
 
     Use it for evaluation and for optimiser updates::
@@ -54,10 +69,19 @@ def no_grad():
         with tinybptt.no_grad():
             pred = model(x)
     """
-    prev, _state.grad_enabled = _state.grad_enabled, False
-    try:
-        yield
-    finally:
+
+    __slots__ = ()
+
+    def __init__(self):
+        self._saved = []
+
+    def __enter__(self):
+        st = _state
+        self._saved.append(st.grad_enabled)
+        st.grad_enabled = False
+
+    @staticmethod
+    def _restore(prev):
         _state.grad_enabled = prev
 
 
@@ -66,21 +90,28 @@ def is_grad_enabled():
     return _state.grad_enabled
 
 
-@contextlib.contextmanager
-def node_scope(label=None, step=None):
+class node_scope(_Scope):
     """Tag every node created inside with ``label`` and/or time ``step``.
 
     The recurrent layers wrap each time step in ``node_scope(label="lstm.l0", step=t)``
     so that an inspection of the unrolled graph can say which step a node belongs to.
     """
-    prev = (_state.label, _state.step)
-    if label is not None:
-        _state.label = label
-    if step is not None:
-        _state.step = step
-    try:
-        yield
-    finally:
+
+    __slots__ = ("label", "step")
+
+    def __init__(self, label=None, step=None):
+        self.label, self.step, self._saved = label, step, []
+
+    def __enter__(self):
+        st = _state
+        self._saved.append((st.label, st.step))
+        if self.label is not None:
+            st.label = self.label
+        if self.step is not None:
+            st.step = self.step
+
+    @staticmethod
+    def _restore(prev):
         _state.label, _state.step = prev
 
 
@@ -305,8 +336,7 @@ class Context:
         """Drop saved values: the node can no longer be backpropagated."""
         self.saved_tensors = None
         self.freed = True
-        for k in list(self.__dict__):
-            del self.__dict__[k]
+        self.__dict__.clear()
 
     def describe(self):
         """``matmul [lstm.l0, t=3] #42`` -- how errors and inspections name this node."""
@@ -345,6 +375,12 @@ class Function:
     """
 
     name = None  # the op name shown in the graph; defaults to the lower-cased class name
+    #: True if ``backward`` accepts None for an output that received no gradient
+    #: (instead of an array of zeros the engine would otherwise allocate for it).
+    accepts_none_grads = False
+    #: True if every array ``backward`` returns is newly allocated and shared with
+    #: nothing else, so the engine may keep it as a leaf's ``.grad`` without copying.
+    fresh_grads = False
 
     @classmethod
     def op_name(cls):
@@ -364,42 +400,62 @@ class Function:
         arrays = []
         needs = []
         any_needs = False
-        grad_enabled = _state.grad_enabled
-        for a in args:
-            if isinstance(a, Tensor):
-                arrays.append(a.data)
-                r = a.requires_grad and grad_enabled
-                needs.append(r)
-                any_needs = any_needs or r
-            else:
-                arrays.append(a)
+        if _state.grad_enabled:
+            for a in args:
+                if isinstance(a, Tensor):
+                    arrays.append(a.data)
+                    if a.requires_grad:
+                        needs.append(True)
+                        any_needs = True
+                    else:
+                        needs.append(False)
+                else:
+                    arrays.append(a)
+                    needs.append(False)
+        else:
+            for a in args:
+                arrays.append(a.data if isinstance(a, Tensor) else a)
                 needs.append(False)
         ctx = Context(cls, args if any_needs else None, tuple(needs))
         raw = cls.forward(ctx, *arrays, **kwargs)
-        multi = isinstance(raw, tuple)
-        outs = raw if multi else (raw,)
         if _forward_hooks:
+            outs = raw if isinstance(raw, tuple) else (raw,)
             for hook in list(_forward_hooks):
                 hook(ctx, arrays, outs)
+        if not isinstance(raw, tuple):  # one output: the common case, kept short
+            if type(raw) is not np.ndarray:
+                raw = np.asarray(raw)
+            t = _new_tensor(raw, any_needs, ctx if any_needs else None, 0)
+            if any_needs:
+                ctx.out_meta = ((raw.shape, raw.dtype),)
+            return t
         results = []
-        for k, o in enumerate(outs):
+        meta = []
+        for k, o in enumerate(raw):
             if not isinstance(o, np.ndarray):
                 if o is None:
                     results.append(None)
+                    meta.append((None, None))
                     continue
                 o = np.asarray(o)
-            t = Tensor.__new__(Tensor)
-            t.data = o
-            t.grad = None
-            t.requires_grad = any_needs
-            t._ctx = ctx if any_needs else None
-            t._index = k
-            t._retain = False
-            t._topo = None
-            results.append(t)
+            results.append(_new_tensor(o, any_needs, ctx if any_needs else None, k))
+            meta.append((o.shape, o.dtype))
         if any_needs:
-            ctx.out_meta = tuple((None, None) if o is None else (o.shape, o.dtype) for o in outs)
-        return tuple(results) if multi else results[0]
+            ctx.out_meta = tuple(meta)
+        return tuple(results)
+
+
+def _new_tensor(data, requires_grad, ctx, index):
+    """A Tensor made by an op: ``data`` is already a float ndarray (no checks, no copy)."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = requires_grad
+    t._ctx = ctx
+    t._index = index
+    t._retain = False
+    t._topo = None
+    return t
 
 
 # --------------------------------------------------------------------------- the backward pass
@@ -451,7 +507,7 @@ def backward(root, grad=None, retain_graph=False):
                 "backward: grad can be omitted only for a one-element output; this one has shape %s. "
                 "Pass grad= of that shape, or reduce to a scalar loss first (e.g. .sum())." % (tuple(root.shape),)
             )
-        grad = np.ones_like(root.data)
+        grad = np.ones(root.data.shape, root.data.dtype)
     else:
         grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
         if grad.shape != root.shape:
@@ -467,6 +523,7 @@ def backward(root, grad=None, retain_graph=False):
 
     pending = {id(root._ctx): [None] * len(root._ctx.out_meta)}
     pending[id(root._ctx)][root._index] = grad
+    hooks = _backward_hooks
     for node in order:
         grads_out = pending.pop(id(node), None)
         if grads_out is None:  # no gradient reached this node (e.g. only an unused output)
@@ -479,33 +536,49 @@ def backward(root, grad=None, retain_graph=False):
                 "retain_graph=True only if you really mean to backprop through the same graph twice."
                 % node.describe()
             )
-        grads_out = tuple(
-            g if g is not None else (np.zeros(shape, dtype) if shape is not None else None)
-            for g, (shape, dtype) in zip(grads_out, node.out_meta)
-        )
-        for hook in _backward_hooks:
-            hook(node, grads_out)
-        grads_in = node.fn.backward(node, *grads_out)
+        fn = node.fn
+        for g in grads_out:
+            if g is None and (hooks or not fn.accepts_none_grads):  # outputs nothing reached: zeros
+                grads_out = [
+                    g if g is not None else (np.zeros(shape, dtype) if shape is not None else None)
+                    for g, (shape, dtype) in zip(grads_out, node.out_meta)
+                ]
+                break
+        grads_out = tuple(grads_out)
+        if hooks:
+            for hook in hooks:
+                hook(node, grads_out)
+            fn = node.fn  # a hook may wrap the node's Function (inspect's anomaly mode does)
+        grads_in = fn.backward(node, *grads_out)
         if not isinstance(grads_in, tuple):
             grads_in = (grads_in,)
-        if len(grads_in) < len(node.inputs):
+        inputs = node.inputs
+        if len(grads_in) < len(inputs):
             raise GraphError(
-                "backward of %s returned %d gradients for %d inputs" % (node.describe(), len(grads_in), len(node.inputs))
+                "backward of %s returned %d gradients for %d inputs" % (node.describe(), len(grads_in), len(inputs))
             )
-        for t, g, need in zip(node.inputs, grads_in, node.needs_input_grad):
+        fresh = fn.fresh_grads
+        for t, g, need in zip(inputs, grads_in, node.needs_input_grad):
             if not need or g is None:
                 continue
-            if not isinstance(g, np.ndarray):  # 0-D arithmetic in a backward returns NumPy scalars
+            if type(g) is not np.ndarray:  # 0-D arithmetic in a backward returns NumPy scalars
                 g = np.asarray(g)
-            if g.shape != t.shape:
+            td = t.data
+            if g.shape != td.shape:
                 raise ShapeError(
                     "backward of %s produced a gradient of shape %s for an input of shape %s"
-                    % (node.describe(), g.shape, t.shape)
+                    % (node.describe(), g.shape, td.shape)
                 )
-            if g.dtype != t.dtype:
-                g = g.astype(t.dtype)
+            if g.dtype != td.dtype:
+                g = g.astype(td.dtype)
+                fresh_g = True
+            else:
+                fresh_g = fresh
             if t._ctx is None:
-                t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)
+                if t.grad is None:
+                    t.grad = g if fresh_g else g.copy()
+                else:
+                    t.grad = _accumulate(t.grad, g)
             else:
                 if t._retain:
                     t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)

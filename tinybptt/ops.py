@@ -84,6 +84,9 @@ class Mul(Function):
     def backward(ctx, g):
         b, a = ctx.saved_tensors
         sa, sb = ctx.shapes
+        x, y = ctx.inputs
+        if x is y:  # x * x: both gradients go to one tensor; g*x + g*x == 2*(g*x) exactly
+            return unbroadcast(g * a, sa) * 2, None
         return (unbroadcast(g * b, sa) if b is not None else None,
                 unbroadcast(g * a, sb) if a is not None else None)
 
@@ -284,9 +287,22 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        if ctx.axis is not None and not ctx.keepdims:
+        if ctx.axis is None:  # a total: every element gets the one value g, a read-only zero-stride view
+            return _spread(g, ctx.shape)
+        if not ctx.keepdims:
             g = np.expand_dims(g, ctx.axis)
         return np.broadcast_to(g, ctx.shape)
+
+
+def _spread(g, shape):
+    """``np.broadcast_to(g, shape)`` for a one-element ``g``, without its Python-level machinery."""
+    if g.size != 1:
+        return np.broadcast_to(g, shape)
+    if not g.flags.c_contiguous:
+        g = g.copy()
+    v = np.ndarray(shape, dtype=g.dtype, buffer=g, strides=(0,) * len(shape))
+    v.flags.writeable = False
+    return v
 
 
 class Mean(Function):
@@ -389,6 +405,9 @@ class Concat(Function):
 class Stack(Function):
     @staticmethod
     def forward(ctx, *xs, axis=0):
+        ctx.axis = axis
+        if len(xs) == 1 and axis == 0 and isinstance(xs[0], np.ndarray):  # one layer's h_n: a copy with a new axis
+            return xs[0][None].copy()
         try:
             out = np.stack(xs, axis=axis)
         except (ValueError, np.exceptions.AxisError) as exc:

@@ -35,7 +35,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function, Tensor, is_grad_enabled, node_scope
 from ..errors import DTypeError, GraphError, ShapeError, describe
-from ..ops import relu, sigmoid, split, stack, tanh
+from ..ops import GetItem, relu, sigmoid, split, stack, tanh
 from . import init
 from .module import Module, Parameter
 
@@ -47,6 +47,18 @@ CELL_MODES = ("cell", "ops")
 def _kind(cell):
     """"rnn_tanh" -> "rnn", "lstm" -> "lstm": the short name used in node labels."""
     return "rnn" if cell.startswith("rnn") else cell
+
+
+_LABELS = {}
+
+
+def _layer_label(kind, l):
+    """``"lstm.l0"``: the node label of layer l (made once)."""
+    key = (kind, l)
+    label = _LABELS.get(key)
+    if label is None:
+        label = _LABELS[key] = "%s.l%d" % (kind, l)
+    return label
 
 
 # =========================================================================== the "ops" step
@@ -100,6 +112,8 @@ class _StepFunction(Function):
     Outputs h_new, plus c_new for the LSTM.
     """
 
+    fresh_grads = True  # step_backward allocates every gradient it returns
+
     @staticmethod
     def forward(ctx, x, h, c, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
         backend = kernels.backend
@@ -150,6 +164,9 @@ class _SequenceFunction(Function):
     slices ``out[-1]``, ``c_out[-1]``: only the last row of c_out may receive a
     gradient (the kernel's interface has no per-step dL/dc input).
     """
+
+    accepts_none_grads = True  # an unused c_out needs no (T, B, H) array of zeros
+    fresh_grads = True  # seq_backward allocates every gradient it returns
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
@@ -550,6 +567,9 @@ class GRUCell(_CellBase):
 # =========================================================================== layers
 
 
+_WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
+
+
 class _LayerBase(_RecurrentBase):
     def __init__(self, cell_type, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None):
@@ -591,34 +611,59 @@ class _LayerBase(_RecurrentBase):
     def layer_weights(self, l):
         """``(weight_ih_l{l}, weight_hh_l{l}, bias_ih_l{l}, bias_hh_l{l})`` (biases None without bias)."""
         g = self._parameters
-        return g["weight_ih_l%d" % l], g["weight_hh_l%d" % l], g["bias_ih_l%d" % l], g["bias_hh_l%d" % l]
+        names = _WEIGHT_NAMES.get(l)
+        if names is None:
+            names = _WEIGHT_NAMES[l] = tuple(n % l for n in ("weight_ih_l%d", "weight_hh_l%d", "bias_ih_l%d",
+                                                             "bias_hh_l%d"))
+        return g[names[0]], g[names[1]], g[names[2]], g[names[3]]
 
     # ------------------------------------------------------------------ validation
     def _input(self, x):
-        who = self._who
-        x = _as_tensor(x, self.dtype, who, "input")
-        layout = "(B, T, %d)" % self.input_size if self.batch_first else "(T, B, %d)" % self.input_size
-        if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
+        if not (isinstance(x, Tensor) and x.data.dtype == self.dtype):
+            x = _as_tensor(x, self.dtype, self._who, "input")
+        shape = x.data.shape
+        if len(shape) not in (2, 3) or shape[-1] != self.input_size:
+            layout = "(B, T, %d)" % self.input_size if self.batch_first else "(T, B, %d)" % self.input_size
             raise ShapeError("%s: input must have shape %s (or (T, %d) unbatched), got %s"
-                             % (who, layout, self.input_size, describe(x.data)))
-        batched = x.ndim == 3
+                             % (self._who, layout, self.input_size, describe(x.data)))
+        batched = len(shape) == 3
         if not batched:
-            x = x.reshape(x.shape[0], 1, self.input_size)
+            x = x.reshape(shape[0], 1, self.input_size)
         elif self.batch_first:
             x = x.transpose(1, 0, 2)
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ShapeError("%s: input has no %s (shape %s)" % (who, "time steps" if x.shape[0] == 0 else "batch",
+        shape = x.data.shape
+        if shape[0] == 0 or shape[1] == 0:
+            raise ShapeError("%s: input has no %s (shape %s)" % (self._who, "time steps" if shape[0] == 0 else "batch",
                                                               describe(x.data)))
         return x, batched
 
+    def _zero_state(self, B):
+        """A (B, H) zero initial state: a read-only leaf Tensor, made once per (B, dtype) and reused.
+
+        The kernels only read it and, not requiring grad, it never receives a gradient."""
+        cache = self.__dict__.get("_zeros_cache")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_zeros_cache", cache)
+        key = (B, self.dtype, self.hidden_size)
+        t = cache.get(key)
+        if t is None:
+            z = np.zeros((B, self.hidden_size), dtype=self.dtype)
+            z.flags.writeable = False
+            if len(cache) > 8:
+                cache.clear()
+            t = cache[key] = Tensor(z)
+        return t
+
     def _initial_state(self, state, B, batched):
         """Per-layer lists of h0 and c0 Tensors (c0 None except LSTM)."""
-        who, L, H = self._who, self.num_layers, self.hidden_size
+        L = self.num_layers
         lstm = self.cell_type == "lstm"
-        want = (L, B, H) if batched else (L, H)
         if state is None:
-            zeros = [Tensor(np.zeros((B, H), dtype=self.dtype)) for _ in range(L)]
-            return zeros, ([Tensor(np.zeros((B, H), dtype=self.dtype)) for _ in range(L)] if lstm else [None] * L)
+            z = self._zero_state(B)
+            return [z] * L, ([z] * L if lstm else [None] * L)
+        who, H = self._who, self.hidden_size
+        want = (L, B, H) if batched else (L, H)
         if lstm:
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise ShapeError("%s: the initial state must be a tuple (h0, c0), each of shape %s; got %s"
@@ -657,7 +702,7 @@ class _LayerBase(_RecurrentBase):
         cell, L = self.cell_type, self.num_layers
         lstm = cell == "lstm"
         kind = _kind(cell)
-        track = is_grad_enabled() and self.record_grad_trace
+        track = self.record_grad_trace and is_grad_enabled()
         self._trace_source = None
         if checkpoint is not None:
             out, h_n, c_n = self._forward_checkpointed(x, h0s, c0s, checkpoint, track)
@@ -665,7 +710,7 @@ class _LayerBase(_RecurrentBase):
             inp = x
             h_last, c_last, sources = [], [], []
             for l in range(L):
-                label = "%s.l%d" % (kind, l)
+                label = _layer_label(kind, l)
                 w_ih, w_hh, b_ih, b_hh = self.layer_weights(l)
                 h, c = h0s[l], c0s[l]
                 if self.mode == "sequence":
@@ -673,8 +718,8 @@ class _LayerBase(_RecurrentBase):
                     with node_scope(label=label):
                         res = sequence_function(cell).apply(inp, h, c, w_ih, w_hh, b_ih, b_hh, cell=cell, trace=slot)
                         out, c_out = res if lstm else (res, None)
-                        h_last.append(out[-1])
-                        c_last.append(c_out[-1] if lstm else None)
+                        h_last.append(GetItem.apply(out, idx=-1))  # out[-1]
+                        c_last.append(GetItem.apply(c_out, idx=-1) if lstm else None)
                     sources.append(slot)
                 else:
                     with node_scope(label=label):
