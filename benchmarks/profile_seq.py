@@ -1,0 +1,121 @@
+"""Quick in-process A/B timing of tinybptt against its peers (a development aid).
+
+``tinybptt bench`` is the measurement of record (one worker process per library,
+thread pinning, agreement checks).  This script is the fast loop used while
+optimising: every contender of a row lives in THIS process (threads pinned
+before any import), they are timed in interleaved rounds, and both the median
+and the minimum of the runs are reported, with ratios to the best peer.
+
+    python benchmarks/profile_seq.py --cells lstm --configs tiny,small \
+        --contenders seq,torch,jax --rounds 5 --reps 20
+
+Contenders: seq, cell, ops (tinybptt C backend), np (tinybptt NumPy backend),
+torch, jax, torch-ops, numpy (the hand-written NumPy BPTT).
+``--profile seq`` runs cProfile over tinybptt's iterations instead of timing.
+"""
+import argparse
+import os
+import sys
+
+
+def _pin(threads):
+    s = str(threads)
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[k] = s
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=%s intra_op_parallelism_threads=%d" % (
+        "false" if threads == 1 else "true", threads)
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", default="lstm,gru,rnn")
+    ap.add_argument("--configs", default="tiny,small,medium,long")
+    ap.add_argument("--contenders", default="seq,torch,jax")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=10, help="timed runs per contender per round")
+    ap.add_argument("--budget", type=float, default=1.0, help="max seconds per contender per round")
+    ap.add_argument("--profile", default=None, help="cProfile this tinybptt contender (seq/cell/ops)")
+    ap.add_argument("--ftz", action="store_true", help="tinybptt.set_flush_to_zero(True)")
+    args = ap.parse_args(argv)
+    _pin(args.threads)
+
+    import gc
+    import statistics
+    import time
+
+    import numpy as np
+
+    import tinybptt
+    from tinybptt import bench
+
+    tinybptt.set_num_threads(args.threads)
+    if args.ftz:
+        tinybptt.set_flush_to_zero(True)
+    if any(c in ("torch", "torch-ops") for c in args.contenders.split(",")):
+        import torch
+        torch.set_num_threads(args.threads)
+
+    names = {"seq": "tinybptt:sequence", "cell": "tinybptt:cell", "ops": "tinybptt:ops",
+             "np": "tinybptt:numpy"}
+    peers = ("torch", "jax", "torch-ops", "numpy")
+    for cell in args.cells.split(","):
+        for cfg in args.configs.split(","):
+            cname, (T, B, I, H) = bench.parse_config(cfg)
+            x, params = bench.make_problem(cell, T, B, I, H, args.dtype)
+            runners = {}
+            for c in args.contenders.split(","):
+                runners[c] = bench.make_runner(names.get(c, c), cell, x, params)
+            if args.profile:
+                import cProfile
+                import pstats
+                r = runners[args.profile]
+                for _ in range(3):
+                    r.step()
+                pr = cProfile.Profile()
+                n = max(3, int(args.reps))
+                pr.enable()
+                for _ in range(n):
+                    r.step()
+                pr.disable()
+                print("== cProfile %s %s %s, %d iterations" % (args.profile, cell, cname, n))
+                pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+                continue
+            samples = {c: [] for c in runners}
+            losses = {}
+            for c, r in runners.items():  # warm-up (JAX compiles here)
+                for _ in range(2):
+                    _, _, _, h = r.step()
+                losses[c] = r.loss_value(h)
+            for _ in range(args.rounds):
+                for c, r in runners.items():
+                    t_start = time.perf_counter()
+                    for _ in range(args.reps):
+                        gc.collect()
+                        _, _, tot, _ = r.step()
+                        samples[c].append(1e3 * tot)
+                        if time.perf_counter() - t_start > args.budget:
+                            break
+            med = {c: statistics.median(s) for c, s in samples.items()}
+            mn = {c: min(s) for c, s in samples.items()}
+            best = [c for c in runners if c in peers and c != "numpy"]
+            bmed = min((med[c] for c in best), default=None)
+            bmin = min((mn[c] for c in best), default=None)
+            print("%s %s %s (T,B,I,H)=%s" % (cell, cname, args.dtype, (T, B, I, H)))
+            for c in runners:
+                line = "  %-10s median %9.3f ms  min %9.3f ms  n=%3d  loss %.6g" % (
+                    c, med[c], mn[c], len(samples[c]), losses[c])
+                if bmed and c not in peers:
+                    line += "   ratio med %.2fx  min %.2fx" % (med[c] / bmed, mn[c] / bmin)
+                print(line)
+            sys.stdout.flush()
+            del runners
+            gc.collect()
+    np.seterr(all="warn")
+
+
+if __name__ == "__main__":
+    main()
