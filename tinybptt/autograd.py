@@ -37,11 +37,11 @@ class _ThreadState(threading.local):
         self.grad_enabled = True
         self.label = None  # tags given to nodes created inside node_scope()
         self.step = None
+        self.backward_hooks = []  # callables (ctx, grads_out) run as each node is backpropagated
+        self.forward_hooks = []  # callables (ctx, inputs, outputs) run after each op's forward (empty: no cost)
 
 
 _state = _ThreadState()
-_backward_hooks = []  # callables (ctx, grads_out) run as each node is backpropagated
-_forward_hooks = []  # callables (ctx, inputs, outputs) run after each op's forward (empty: no cost)
 _node_counter = itertools.count()
 
 
@@ -121,12 +121,15 @@ def backward_hook(fn):
 
     ``grads_out`` is the tuple of gradients of the node's outputs (NumPy arrays).
     This is how ``tinybptt.inspect`` sees the gradient that reached each node.
+    Hooks are per thread, like ``no_grad``: they see backward passes run by the
+    thread that installed them.
     """
-    _backward_hooks.append(fn)
+    hooks = _state.backward_hooks
+    hooks.append(fn)
     try:
         yield
     finally:
-        _backward_hooks.remove(fn)
+        hooks.remove(fn)
 
 
 @contextlib.contextmanager
@@ -135,13 +138,15 @@ def forward_hook(fn):
 
     ``inputs`` are the forward's arguments (NumPy arrays where the argument was a
     Tensor), ``outputs`` the tuple of arrays it returned.  ``tinybptt.inspect``'s
-    anomaly mode uses it to name the first node that produced NaN or Inf.
+    anomaly mode uses it to name the first node that produced NaN or Inf.  Hooks
+    are per thread: they see the ops of the thread that installed them.
     """
-    _forward_hooks.append(fn)
+    hooks = _state.forward_hooks
+    hooks.append(fn)
     try:
         yield
     finally:
-        _forward_hooks.remove(fn)
+        hooks.remove(fn)
 
 
 # --------------------------------------------------------------------------- Tensor
@@ -418,9 +423,10 @@ class Function:
                 needs.append(False)
         ctx = Context(cls, args if any_needs else None, tuple(needs))
         raw = cls.forward(ctx, *arrays, **kwargs)
-        if _forward_hooks:
+        hooks = _state.forward_hooks
+        if hooks:
             outs = raw if isinstance(raw, tuple) else (raw,)
-            for hook in list(_forward_hooks):
+            for hook in list(hooks):
                 hook(ctx, arrays, outs)
         if not isinstance(raw, tuple):  # one output: the common case, kept short
             if type(raw) is not np.ndarray:
@@ -523,7 +529,7 @@ def backward(root, grad=None, retain_graph=False):
 
     pending = {id(root._ctx): [None] * len(root._ctx.out_meta)}
     pending[id(root._ctx)][root._index] = grad
-    hooks = _backward_hooks
+    hooks = _state.backward_hooks
     for node in order:
         grads_out = pending.pop(id(node), None)
         if grads_out is None:  # no gradient reached this node (e.g. only an unused output)

@@ -6,6 +6,8 @@ gradient per forward argument.  Binary elementwise ops follow NumPy
 broadcasting, so their backward must *un-broadcast*: sum the gradient over the
 axes that broadcasting stretched, giving each input a gradient of its own shape.
 """
+import math
+
 import numpy as np
 
 from . import kernels
@@ -27,7 +29,7 @@ def unbroadcast(grad, shape):
 
 
 def _shape(x):
-    return x.shape if isinstance(x, np.ndarray) else np.shape(x)
+    return x.shape if type(x) is np.ndarray else np.shape(x)
 
 
 def _broadcast_error(op, a, b):
@@ -171,9 +173,13 @@ class MatMul(Function):
             raise ShapeError(
                 "matmul: expected a of shape (..., K) and b of shape (K, N), got %s" % describe(a, b)
             )
-        lead, K, N = a.shape[:-1], b.shape[0], b.shape[1]
-        a2 = a.reshape(-1, K)
         need_a, need_b = ctx.needs_input_grad
+        if a.ndim == 2:  # the common case: no reshapes
+            ctx.save_for_backward(a if need_b else None, b if need_a else None)
+            ctx.lead = None
+            return kernels.backend.matmul(a, b)
+        lead, K, N = a.shape[:-1], b.shape[0], b.shape[1]
+        a2 = a.reshape(math.prod(lead), K)  # not (-1, K): NumPy cannot infer -1 when K == 0
         ctx.save_for_backward(a2 if need_b else None, b if need_a else None)
         ctx.lead = lead
         return kernels.backend.matmul(a2, b).reshape(lead + (N,))
@@ -181,10 +187,13 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx, g):
         a2, b = ctx.saved_tensors
-        g2 = g.reshape(-1, g.shape[-1])
+        lead = ctx.lead
+        g2 = g if lead is None else g.reshape(-1, g.shape[-1])
         da = db = None
         if b is not None:  # dL/da = g @ b^T
-            da = kernels.backend.matmul(g2, b, trans_b=True).reshape(ctx.lead + (b.shape[0],))
+            da = kernels.backend.matmul(g2, b, trans_b=True)
+            if lead is not None:
+                da = da.reshape(lead + (b.shape[0],))
         if a2 is not None:  # dL/db = a^T @ g
             db = kernels.backend.matmul(a2, g2, trans_a=True)
         return da, db
@@ -393,13 +402,18 @@ class Concat(Function):
             out = np.concatenate(xs, axis=axis)
         except (ValueError, np.exceptions.AxisError) as exc:
             raise ShapeError("concat: cannot concatenate %s along axis %d (%s)" % (describe(*xs), axis, exc)) from None
-        ctx.axis = axis
-        ctx.splits = np.cumsum([x.shape[axis] for x in xs])[:-1]
+        ax = axis % out.ndim
+        ctx.axis = ax
+        bounds, n = [0], 0
+        for x in xs:
+            n += x.shape[ax]
+            bounds.append(n)
+        ctx.bounds = bounds
         return out
 
     @staticmethod
     def backward(ctx, g):
-        return tuple(np.split(g, ctx.splits, axis=ctx.axis))
+        return tuple(np.split(g, ctx.bounds[1:-1], axis=ctx.axis))
 
 
 class Stack(Function):
@@ -418,6 +432,8 @@ class Stack(Function):
     @staticmethod
     def backward(ctx, g):
         n = g.shape[ctx.axis]
+        if ctx.axis == 0:
+            return tuple(g[k] for k in range(n))  # views
         return tuple(np.take(g, k, axis=ctx.axis) for k in range(n))
 
 
@@ -426,6 +442,14 @@ class Split(Function):
 
     @staticmethod
     def forward(ctx, x, sections=None, axis=0):
+        if type(sections) is int and sections > 0 and type(axis) is int and -x.ndim <= axis < x.ndim:
+            ax = axis % x.ndim
+            n = x.shape[ax]
+            if n % sections == 0:  # equal sections: plain slices (views), as np.split makes
+                ctx.axis = ax
+                w = n // sections
+                lead = (slice(None),) * ax
+                return tuple(x[lead + (slice(k * w, (k + 1) * w),)] for k in range(sections))
         try:
             parts = np.split(x, sections, axis=axis)
         except (ValueError, np.exceptions.AxisError) as exc:
