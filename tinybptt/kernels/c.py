@@ -72,8 +72,41 @@ def _as_operand(a, trans):
     return np.array(a, order="C"), trans  # a fresh, aligned copy
 
 
+_ndarray = np.ndarray
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _plain_operand(a, trans):
+    """(C-contiguous array, trans) for an aligned C- or F-contiguous 2-D float ndarray; else None."""
+    f = a.flags
+    if not f.aligned:
+        return None
+    if f.c_contiguous:
+        return a, trans
+    if f.f_contiguous:
+        return a.T, not trans
+    return None
+
+
 def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
     """``op(a) @ op(b)`` for 2-D float arrays; see kernels.numpy.matmul."""
+    if out is None and type(a) is _ndarray and type(b) is _ndarray:
+        # the common case (an op's forward or backward): checked in a few comparisons;
+        # anything unusual takes the validating path below, which names the problem
+        dt = a.dtype
+        if (dt is _F32 or dt is _F64) and b.dtype is dt and a.ndim == 2 and b.ndim == 2:
+            pa, pb = _plain_operand(a, trans_a), _plain_operand(b, trans_b)
+            if pa is not None and pb is not None:
+                (a, ta), (b, tb) = pa, pb
+                M, K = (a.shape[1], a.shape[0]) if ta else a.shape
+                Kb, N = (b.shape[1], b.shape[0]) if tb else b.shape
+                if K == Kb:
+                    out = np.empty((M, N), dt)
+                    if M and N:
+                        fn("gemm", dt)(int(ta), int(tb), M, N, K, 1.0, _from_buffer(_CTYPE[dt], a), a.shape[1],
+                                       _from_buffer(_CTYPE[dt], b), b.shape[1], 0.0,
+                                       _from_buffer(_CTYPE[dt], out), N)
+                    return out
     M, N, K, dtype = V.matmul_shapes("matmul", a, b, trans_a, trans_b)
     a, trans_a = _as_operand(a, trans_a)
     b, trans_b = _as_operand(b, trans_b)
@@ -103,21 +136,38 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
 
 # ---------------------------------------------------------------- activations
 
+def _plain(a):
+    """``a`` is an aligned, C-contiguous float32/float64 ndarray (usable by C as it is)."""
+    if type(a) is not _ndarray:
+        return False
+    dt = a.dtype
+    if dt is not _F32 and dt is not _F64:
+        return False
+    f = a.flags
+    return f.c_contiguous and f.aligned
+
+
 def _unary(name, x):
-    V.check_float(name, x)
-    x = V.contiguous(x)
-    y = np.empty_like(x)
-    fn(name, x.dtype)(x.size, ptr(x), ptr(y))
+    if not _plain(x):
+        V.check_float(name, x)
+        x = V.contiguous(x)
+    dt = x.dtype
+    y = np.empty(x.shape, dt)
+    ct = _CTYPE[dt]
+    fn(name, dt)(x.size, _from_buffer(ct, x), _from_buffer(ct, y))
     return y
 
 
 def _unary_backward(name, y, dy):
-    V.check_float(name, y, dy)
-    if y.shape != dy.shape:
-        raise ShapeError("%s: y and dy must have the same shape, got %s" % (name, describe(y, dy)))
-    y, dy = V.contiguous(y), V.contiguous(dy)
-    dx = np.empty_like(dy)
-    fn(name, y.dtype)(y.size, ptr(y), ptr(dy), ptr(dx))
+    if not (_plain(y) and _plain(dy) and y.dtype is dy.dtype and y.shape == dy.shape):
+        V.check_float(name, y, dy)
+        if y.shape != dy.shape:
+            raise ShapeError("%s: y and dy must have the same shape, got %s" % (name, describe(y, dy)))
+        y, dy = V.contiguous(y), V.contiguous(dy)
+    dt = y.dtype
+    dx = np.empty(dy.shape, dt)
+    ct = _CTYPE[dt]
+    fn(name, dt)(y.size, _from_buffer(ct, y), _from_buffer(ct, dy), _from_buffer(ct, dx))
     return dx
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function, Tensor, is_grad_enabled, node_scope
 from ..errors import DTypeError, GraphError, ShapeError, describe
-from ..ops import GetItem, relu, sigmoid, split, stack, tanh
+from ..ops import GetItem, concat, relu, sigmoid, split, stack, tanh
 from . import init
 from .module import Module, Parameter
 
@@ -90,6 +90,26 @@ def ops_step(cell, x, h, c, w_ih_t, w_hh_t, b_ih, b_hh):
         n = tanh(x_n + r * h_n)
         return (1 - z) * n + z * h, None
     a = gi + gh
+    if cell == "lstm":
+        a_i, a_f, a_g, a_o = split(a, 4, axis=1)
+        i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
+        c_new = f * c + i * g
+        return o * tanh(c_new), c_new
+    return (tanh(a) if cell == "rnn_tanh" else relu(a)), None
+
+
+def _ops_step_joint(cell, x, h, c, w_cat_t, b):
+    """``ops_step`` for RNN and LSTM with one gate product per step, as a layer runs it.
+
+    ``x W_ih^T + h W_hh^T`` is ``[x, h] @ [W_ih^T; W_hh^T]``: the layer stacks the
+    transposed weights once per forward (``w_cat_t`` (I+H, G*H), a concat node) and
+    sums the biases once (``b``, or None), so a step is concat, matmul, add and the
+    gate ops -- three nodes where two products and three adds were five.  Same
+    formulas, same intermediates (h, c and the gates), every node tagged with its step.
+    """
+    a = concat([x, h], axis=1) @ w_cat_t
+    if b is not None:
+        a = a + b
     if cell == "lstm":
         a_i, a_f, a_g, a_o = split(a, 4, axis=1)
         i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
@@ -725,6 +745,9 @@ class _LayerBase(_RecurrentBase):
                     with node_scope(label=label):
                         if self.mode == "ops":
                             w_ih_t, w_hh_t = w_ih.T, w_hh.T
+                            if cell != "gru":  # one gate product per step (see _ops_step_joint)
+                                w_cat_t = concat([w_ih_t, w_hh_t], axis=0)
+                                b_cat = b_ih if b_hh is None else (b_hh if b_ih is None else b_ih + b_hh)
                         else:
                             fn = step_function(cell)
                     hs, cs = [], []
@@ -732,7 +755,10 @@ class _LayerBase(_RecurrentBase):
                         with node_scope(label=label, step=t):
                             x_t = inp[t]
                             if self.mode == "ops":
-                                h, c = ops_step(cell, x_t, h, c, w_ih_t, w_hh_t, b_ih, b_hh)
+                                if cell == "gru":
+                                    h, c = ops_step(cell, x_t, h, c, w_ih_t, w_hh_t, b_ih, b_hh)
+                                else:
+                                    h, c = _ops_step_joint(cell, x_t, h, c, w_cat_t, b_cat)
                                 c_src = c
                                 if track and h.requires_grad:
                                     h.retain_grad()
