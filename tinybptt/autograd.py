@@ -471,23 +471,34 @@ def topological_order(root):
     """Nodes reachable from ``root``, each after every node that consumes its outputs.
 
     Iterative depth-first search with an explicit stack: a recursive version
-    would overflow Python's stack on a long unrolled sequence.
+    would overflow Python's stack on a long unrolled sequence.  A node is
+    expanded when popped (its inputs pushed in reverse, so the first input is
+    explored first), and a ``(node,)`` marker pushed under its inputs appends it
+    to the post-order once they are all done.
     """
     order = []
-    if root._ctx is None:
+    rc = root._ctx
+    if rc is None:
         return order
-    visited = {id(root._ctx)}
-    stack = [(root._ctx, iter(root._ctx.inputs or ()))]
+    visited = set()
+    stack = [rc]
+    push, pop, done = stack.append, stack.pop, order.append
     while stack:
-        node, children = stack[-1]
-        for t in children:
-            if isinstance(t, Tensor) and t._ctx is not None and id(t._ctx) not in visited:
-                visited.add(id(t._ctx))
-                stack.append((t._ctx, iter(t._ctx.inputs or ())))
-                break
-        else:  # all inputs done: post-order
-            stack.pop()
-            order.append(node)
+        node = pop()
+        if type(node) is tuple:  # all inputs done: post-order
+            done(node[0])
+            continue
+        if node in visited:
+            continue
+        visited.add(node)
+        push((node,))
+        inputs = node.inputs
+        if inputs:
+            for t in reversed(inputs):
+                if isinstance(t, Tensor):
+                    c = t._ctx
+                    if c is not None and c not in visited:
+                        push(c)
     order.reverse()  # root first
     return order
 
@@ -527,11 +538,17 @@ def backward(root, grad=None, retain_graph=False):
         root._topo = topological_order(root)
     order = root._topo
 
-    pending = {id(root._ctx): [None] * len(root._ctx.out_meta)}
-    pending[id(root._ctx)][root._index] = grad
+    rc = root._ctx
+    pending = {rc: [None] * len(rc.out_meta)}  # node -> gradients of its outputs gathered so far
+    pending[rc][root._index] = grad
+    # Sums the engine made in this pass (id -> array), so only it holds them: further
+    # contributions are added in place instead of allocating a new sum each time (a
+    # weight used at every step of an unrolled graph gets T contributions).
+    owned = {}
     hooks = _state.backward_hooks
+    take = pending.pop
     for node in order:
-        grads_out = pending.pop(id(node), None)
+        grads_out = take(node, None)
         if grads_out is None:  # no gradient reached this node (e.g. only an unused output)
             continue
         if node.freed:
@@ -544,6 +561,8 @@ def backward(root, grad=None, retain_graph=False):
             )
         fn = node.fn
         for g in grads_out:
+            if owned:
+                owned.pop(id(g), None)  # handed on now: no longer the engine's to modify
             if g is None and (hooks or not fn.accepts_none_grads):  # outputs nothing reached: zeros
                 grads_out = [
                     g if g is not None else (np.zeros(shape, dtype) if shape is not None else None)
@@ -556,7 +575,7 @@ def backward(root, grad=None, retain_graph=False):
                 hook(node, grads_out)
             fn = node.fn  # a hook may wrap the node's Function (inspect's anomaly mode does)
         grads_in = fn.backward(node, *grads_out)
-        if not isinstance(grads_in, tuple):
+        if type(grads_in) is not tuple:
             grads_in = (grads_in,)
         inputs = node.inputs
         if len(grads_in) < len(inputs):
@@ -580,18 +599,33 @@ def backward(root, grad=None, retain_graph=False):
                 fresh_g = True
             else:
                 fresh_g = fresh
-            if t._ctx is None:
-                if t.grad is None:
-                    t.grad = g if fresh_g else g.copy()
+            c = t._ctx
+            if c is None:  # a leaf
+                cur = t.grad
+                if cur is None:
+                    if not fresh_g:
+                        g = g.copy()
+                    t.grad = owned[id(g)] = g
+                elif id(cur) in owned:
+                    np.add(cur, g, out=cur)
                 else:
-                    t.grad = _accumulate(t.grad, g)
+                    s = _accumulate(cur, g)
+                    t.grad = owned[id(s)] = s
+                continue
+            if t._retain:
+                t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)
+            slots = pending.get(c)
+            if slots is None:
+                slots = pending[c] = [None] * len(c.out_meta)
+            k = t._index
+            cur = slots[k]
+            if cur is None:
+                slots[k] = g
+            elif id(cur) in owned:
+                np.add(cur, g, out=cur)
             else:
-                if t._retain:
-                    t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)
-                slots = pending.get(id(t._ctx))
-                if slots is None:
-                    slots = pending[id(t._ctx)] = [None] * len(t._ctx.out_meta)
-                slots[t._index] = _accumulate(slots[t._index], g)
+                s = _accumulate(cur, g)
+                slots[k] = owned[id(s)] = s
         if not retain_graph:
             node.free()
     if root._retain:

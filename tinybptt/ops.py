@@ -41,10 +41,16 @@ def _broadcast_error(op, a, b):
 # --------------------------------------------------------------------------- elementwise binary
 
 
+# (The shapes of the operands are read inline, ``x.shape if type(x) is ndarray``, and the
+# gradients un-broadcast only when the shapes differ: these ops run once per node of an
+# unrolled graph, and a function call per operand is a measurable share of their cost.)
+
+
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (_shape(a), _shape(b))
+        ctx.shapes = (a.shape if type(a) is np.ndarray else np.shape(a),
+                      b.shape if type(b) is np.ndarray else np.shape(b))
         try:
             return a + b
         except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
@@ -53,13 +59,15 @@ class Add(Function):
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        return unbroadcast(g, sa), unbroadcast(g, sb)
+        gs = g.shape
+        return (g if gs == sa else unbroadcast(g, sa)), (g if gs == sb else unbroadcast(g, sb))
 
 
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (_shape(a), _shape(b))
+        ctx.shapes = (a.shape if type(a) is np.ndarray else np.shape(a),
+                      b.shape if type(b) is np.ndarray else np.shape(b))
         try:
             return a - b
         except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
@@ -68,15 +76,17 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        return unbroadcast(g, sa), unbroadcast(-g, sb)
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g, sa) if need_a else None), (unbroadcast(-g, sb) if need_b else None)
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         need_a, need_b = ctx.needs_input_grad
-        ctx.save_for_backward(b if need_a else None, a if need_b else None)
-        ctx.shapes = (_shape(a), _shape(b))
+        ctx.saved_tensors = (b if need_a else None, a if need_b else None)
+        ctx.shapes = (a.shape if type(a) is np.ndarray else np.shape(a),
+                      b.shape if type(b) is np.ndarray else np.shape(b))
         try:
             return a * b
         except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
@@ -89,8 +99,16 @@ class Mul(Function):
         x, y = ctx.inputs
         if x is y:  # x * x: both gradients go to one tensor; g*x + g*x == 2*(g*x) exactly
             return unbroadcast(g * a, sa) * 2, None
-        return (unbroadcast(g * b, sa) if b is not None else None,
-                unbroadcast(g * a, sb) if a is not None else None)
+        ga = gb = None
+        if b is not None:
+            ga = g * b
+            if ga.shape != sa:
+                ga = unbroadcast(ga, sa)
+        if a is not None:
+            gb = g * a
+            if gb.shape != sb:
+                gb = unbroadcast(gb, sb)
+        return ga, gb
 
 
 class Div(Function):
@@ -206,8 +224,10 @@ class MatMul(Function):
 class Tanh(Function):
     @staticmethod
     def forward(ctx, x):
-        y = np.asarray(kernels.backend.tanh(x))  # a 0-D result may come back as a NumPy scalar
-        ctx.save_for_backward(y)
+        y = kernels.backend.tanh(x)
+        if type(y) is not np.ndarray:  # a 0-D result may come back as a NumPy scalar
+            y = np.asarray(y)
+        ctx.saved_tensors = (y,)
         return y
 
     @staticmethod
@@ -219,8 +239,10 @@ class Tanh(Function):
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, x):
-        y = np.asarray(kernels.backend.sigmoid(x))  # a 0-D result may come back as a NumPy scalar
-        ctx.save_for_backward(y)
+        y = kernels.backend.sigmoid(x)
+        if type(y) is not np.ndarray:  # a 0-D result may come back as a NumPy scalar
+            y = np.asarray(y)
+        ctx.saved_tensors = (y,)
         return y
 
     @staticmethod
@@ -475,12 +497,13 @@ def _operand(self, other):
 
 
 def _binary(fn, reflected=False):
+    apply = fn.apply
     if reflected:
         def method(self, other):
-            return fn.apply(_operand(self, other), self)
+            return apply(other if isinstance(other, Tensor) else _operand(self, other), self)
     else:
         def method(self, other):
-            return fn.apply(self, _operand(self, other))
+            return apply(self, other if isinstance(other, Tensor) else _operand(self, other))
     return method
 
 
