@@ -99,28 +99,19 @@ def _call(op, cell, name, dtype, *args):
         raise MemoryError("%s(%s): the C kernel could not allocate its scratch memory" % (op, cell))
 
 
-def _base(cell):
-    """The C kernel family of a cell, and the extra leading argument the rnn kernels take."""
-    if cell in ("rnn_tanh", "rnn_relu"):
-        return "rnn", (int(cell == "rnn_relu"),)
-    return cell, ()
-
-
-def _zeros_like_or_none(a):
-    return None if a is None else np.zeros(a.shape, a.dtype)
-
-
 # ---------------------------------------------------------------- sequence
 
-def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-    """True if the arguments need neither an error nor a copy (then check_forward is skipped)."""
+def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
+    """True if the arguments need neither an error nor a copy (then check_forward is skipped).
+
+    ``ndim`` is 3 for a sequence (x (T, B, I)) and 2 for one step (x (B, I))."""
     G = _GATES.get(cell) if type(cell) is str else None
-    if G is None or type(x) is not _ndarray or x.ndim != 3 or type(h0) is not _ndarray:
+    if G is None or type(x) is not _ndarray or x.ndim != ndim or type(h0) is not _ndarray:
         return False
     dt = x.dtype
     if dt is not _F32 and dt is not _F64:
         return False
-    T, B, I = x.shape
+    T, B, I = x.shape if ndim == 3 else (1,) + x.shape
     H = h0.shape[-1] if h0.ndim == 2 else -1
     GH = G * H
     if (T == 0 or h0.shape != (B, H) or (c0 is not None) != (cell == "lstm")
@@ -249,61 +240,93 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
 
 def step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
     """One step of ``cell``; see kernels.numpy_rnn.step_forward."""
-    x, h, c, w_ih, w_hh, b_ih, b_hh = check_forward(
-        "step_forward", cell, x, h, c, w_ih, w_hh, b_ih, b_hh, step=True)
+    if not _forward_ok(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, ndim=2):
+        x, h, c, w_ih, w_hh, b_ih, b_hh = check_forward(
+            "step_forward", cell, x, h, c, w_ih, w_hh, b_ih, b_hh, step=True)
     B, I = x.shape
     H = h.shape[1]
     dt = x.dtype
+    ct = _CTYPE[dt]
+    fb = _from_buffer
     h_new = np.empty((B, H), dtype=dt)
     c_new = gates = tanh_c = hn = None
-    base, pre = _base(cell)
-    common = pre + (B, I, H)
-    fn = _fn(base + "_step_forward", dt)
+    px, ph, pwi, pwh, pout = fb(ct, x), fb(ct, h), fb(ct, w_ih), fb(ct, w_hh), fb(ct, h_new)
+    pbi = _NULL if b_ih is None else fb(ct, b_ih)
+    pbh = _NULL if b_hh is None else fb(ct, b_hh)
     if cell == "lstm":
         c_new = np.empty((B, H), dtype=dt)
         gates = np.empty((B, 4 * H), dtype=dt)
         tanh_c = np.empty((B, H), dtype=dt)
-        fn(*common, _p(x), _p(h), _p(c), _p(w_ih), _p(w_hh), _p(b_ih), _p(b_hh),
-           _p(gates), _p(tanh_c), _p(h_new), _p(c_new))
+        pc, pg, ptc, pcn = fb(ct, c), fb(ct, gates), fb(ct, tanh_c), fb(ct, c_new)
+        _fn("lstm_step_forward", dt)(B, I, H, px, ph, pc, pwi, pwh, pbi, pbh, pg, ptc, pout, pcn)
+        ptrs = ((x, h, c, w_ih, w_hh, gates, tanh_c), (px, ph, pc, pwi, pwh, pg, ptc))
     elif cell == "gru":
         gates = np.empty((B, 3 * H), dtype=dt)
         hn = np.empty((B, H), dtype=dt)
-        _call("step_forward", cell, "gru_step_forward", dt, *common,
-              _p(x), _p(h), _p(w_ih), _p(w_hh), _p(b_ih), _p(b_hh), _p(gates), _p(hn), _p(h_new))
+        pg, phn = fb(ct, gates), fb(ct, hn)
+        _call("step_forward", cell, "gru_step_forward", dt, B, I, H, px, ph, pwi, pwh, pbi, pbh, pg, phn, pout)
+        ptrs = ((x, h, w_ih, w_hh, gates, hn), (px, ph, pwi, pwh, pg, phn))
     else:
-        fn(*common, _p(x), _p(h), _p(w_ih), _p(w_hh), _p(b_ih), _p(b_hh), _p(h_new))
-    saved = RecurrentSaved(kind="step", cell=cell, x=x, h0=h, c0=c, w_ih=w_ih, w_hh=w_hh,
-                           b_ih=b_ih, b_hh=b_hh, out=h_new, c_out=c_new,
-                           gates=gates, tanh_c=tanh_c, hn=hn)
+        _fn("rnn_step_forward", dt)(int(cell == "rnn_relu"), B, I, H, px, ph, pwi, pwh, pbi, pbh, pout)
+        ptrs = ((x, h, w_ih, w_hh, h_new), (px, ph, pwi, pwh, pout))
+    saved = _CSaved("step", cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, gates, tanh_c, hn)
+    saved.ptrs = ptrs + (b_ih, b_hh)
     return h_new, c_new, saved
+
+
+# the saved arrays step_backward reads through the kept pointers, in forward's order
+_STEP_GET = {
+    "lstm": lambda s: (s.x, s.h0, s.c0, s.w_ih, s.w_hh, s.gates, s.tanh_c),
+    "gru": lambda s: (s.x, s.h0, s.w_ih, s.w_hh, s.gates, s.hn),
+    "rnn_tanh": lambda s: (s.x, s.h0, s.w_ih, s.w_hh, s.out),
+    "rnn_relu": lambda s: (s.x, s.h0, s.w_ih, s.w_hh, s.out),
+}
 
 
 def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
     """Backward of one step_forward call; see kernels.numpy_rnn.step_backward."""
     s = saved
-    d_h, d_c = check_step_backward(cell, s, d_h, d_c)
-    s = _saved_arrays(s)
-    B, I = s.x.shape
-    H = s.h0.shape[1]
-    dt = s.x.dtype
+    if (type(s) is _CSaved and s.cell == cell and s.kind == "step" and s.b_ih is s.ptrs[2]
+            and s.b_hh is s.ptrs[3] and _same(s.ptrs[0], _STEP_GET[cell](s))):
+        # this backend's own forward, untouched: its shapes were checked then
+        B, I = s.x.shape
+        H = s.h0.shape[1]
+        dt = s.x.dtype
+        if d_h is None or not (_grad_ok(d_h, (B, H), dt)
+                               and (_grad_ok(d_c, (B, H), dt) if cell == "lstm" else d_c is None)):
+            d_h, d_c = check_step_backward(cell, s, d_h, d_c)
+        ptrs = s.ptrs[1]
+    else:
+        d_h, d_c = check_step_backward(cell, s, d_h, d_c)
+        s = _saved_arrays(s)
+        B, I = s.x.shape
+        H = s.h0.shape[1]
+        dt = s.x.dtype
+        ptrs = None
+    ct = _CTYPE[dt]
+    fb = _from_buffer
+    GH = _GATES[cell] * H
     dx = np.empty((B, I), dt) if need_dx else None
     dh = np.empty((B, H), dt)
     dc = np.empty((B, H), dt) if cell == "lstm" else None
-    dw_ih, dw_hh = np.zeros(s.w_ih.shape, dt), np.zeros(s.w_hh.shape, dt)
-    db_ih, db_hh = _zeros_like_or_none(s.b_ih), _zeros_like_or_none(s.b_hh)
-    base, pre = _base(cell)
-    common = pre + (B, I, H)
-    grads = (_p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh))
+    dw_ih, dw_hh = np.zeros((GH, I), dt), np.zeros((GH, H), dt)
+    db_ih = None if s.b_ih is None else np.zeros(GH, dt)
+    db_hh = None if s.b_hh is None else np.zeros(GH, dt)
+    grads = (fb(ct, dw_ih), fb(ct, dw_hh), _NULL if db_ih is None else fb(ct, db_ih),
+             _NULL if db_hh is None else fb(ct, db_hh))
+    pdx = _NULL if dx is None else fb(ct, dx)
     if cell == "lstm":
-        _call("step_backward", cell, "lstm_step_backward", dt, *common,
-              _p(s.x), _p(s.h0), _p(s.c0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.tanh_c),
-              _p(d_h), _p(d_c), _p(dx), _p(dh), _p(dc), *grads)
+        if ptrs is None:
+            ptrs = (_p(s.x), _p(s.h0), _p(s.c0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.tanh_c))
+        _call("step_backward", cell, "lstm_step_backward", dt, B, I, H, *ptrs,
+              fb(ct, d_h), _NULL if d_c is None else fb(ct, d_c), pdx, fb(ct, dh), fb(ct, dc), *grads)
     elif cell == "gru":
-        _call("step_backward", cell, "gru_step_backward", dt, *common,
-              _p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.hn),
-              _p(d_h), _p(dx), _p(dh), *grads)
+        if ptrs is None:
+            ptrs = (_p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.hn))
+        _call("step_backward", cell, "gru_step_backward", dt, B, I, H, *ptrs, fb(ct, d_h), pdx, fb(ct, dh), *grads)
     else:
-        _call("step_backward", cell, "rnn_step_backward", dt, *common,
-              _p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.out),
-              _p(d_h), _p(dx), _p(dh), *grads)
+        if ptrs is None:
+            ptrs = (_p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.out))
+        _call("step_backward", cell, "rnn_step_backward", dt, int(cell == "rnn_relu"), B, I, H, *ptrs,
+              fb(ct, d_h), pdx, fb(ct, dh), *grads)
     return dict(dx=dx, dh=dh, dc=dc, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
