@@ -150,7 +150,7 @@ int FN(tb_gru_step_backward)(long B, long I, long H,
  * weight-gradient GEMMs over all steps.
  */
 
-int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
+RC_CLONES int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
                            const real *x,    /* (T, B, I) */
                            const real *h0,   /* (B, H) */
                            const real *w_ih, /* (3H, I) */
@@ -176,7 +176,7 @@ int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
     return 0;
 }
 
-int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
+RC_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             const real *x,     /* (T, B, I) */
                             const real *h0,    /* (B, H) */
                             const real *w_ih,  /* (3H, I) */

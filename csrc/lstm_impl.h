@@ -134,7 +134,7 @@ int FN(tb_lstm_step_backward)(long B, long I, long H,
  * summed step by step while dgates is still in cache.
  */
 
-int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
+RC_CLONES int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
                             const real *x,    /* (T, B, I) */
                             const real *h0,   /* (B, H) */
                             const real *c0,   /* (B, H) */
@@ -165,7 +165,7 @@ int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
     return 0;
 }
 
-int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
+RC_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              const real *x,      /* (T, B, I) */
                              const real *h0,     /* (B, H) */
                              const real *c0,     /* (B, H) */

@@ -83,7 +83,7 @@ int FN(tb_rnn_step_backward)(int relu, long B, long I, long H,
  * gradient step by step and ends with one weight-gradient GEMM over all steps.
  */
 
-int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
+RC_CLONES int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
                            const real *x,    /* (T, B, I) */
                            const real *h0,   /* (B, H) */
                            const real *w_ih, /* (H, I) */
@@ -109,7 +109,7 @@ int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
     return 0;
 }
 
-int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
+RC_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
                             const real *x,     /* (T, B, I) */
                             const real *h0,    /* (B, H) */
                             const real *w_ih,  /* (H, I) */
