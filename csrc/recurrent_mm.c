@@ -148,6 +148,34 @@ RC_DEFINE_PACK(float, f32)
 RC_DEFINE_PACK(double, f64)
 
 /* ------------------------------------------------------------------ */
+/* Threads                                                            */
+/* ------------------------------------------------------------------ */
+/* How many threads a product of `work` multiply-adds over `groups` panel groups
+   gets: 1 unless built with OpenMP, tb_set_num_threads(n > 1), and the product
+   is big enough to pay for waking them (a few microseconds). */
+#define RC_PARALLEL_MIN_WORK (1 << 21)
+#ifdef _OPENMP
+#include <omp.h>
+static int rc_threads(double work, long groups)
+{
+    int nt = tb_get_num_threads();
+    if (nt <= 1 || work < RC_PARALLEL_MIN_WORK || groups < 2) return 1;
+    return nt < groups ? nt : (int)groups;
+}
+#define RC_OMP_PARALLEL(nt, ...)                                                    \
+    do {                                                                            \
+        _Pragma("omp parallel num_threads(nt)")                                     \
+        {                                                                           \
+            long nt_ = omp_get_num_threads(), id_ = omp_get_thread_num();           \
+            __VA_ARGS__                                                             \
+        }                                                                           \
+    } while (0)
+#else
+static int rc_threads(double work, long groups) { (void)work; (void)groups; return 1; }
+#define RC_OMP_PARALLEL(nt, ...) do { long nt_ = 1, id_ = 0; __VA_ARGS__ } while (0)
+#endif
+
+/* ------------------------------------------------------------------ */
 /* Tiles                                                              */
 /* ------------------------------------------------------------------ */
 /* RC_TILE(...) defines, for one instruction set and dtype, the always-inline
@@ -246,16 +274,17 @@ static ATTR void rc_tile_any_##SUF##_##tag(int mr, int np, long K,              
     }                                                                               \
 }                                                                                   \
 /* C (M, N) = [C] + [init] + A (M, K) @ op(W): panel q of op(W) at P + q*qs,        \
-   row k of a panel at + k*ks (see rc_tile above). */                               \
-static ATTR void rc_mm_##SUF##_##tag(long M, long N, long K,                        \
-                                     const real *A, long lda,                       \
-                                     const real *P, long qs, long ks,               \
-                                     real *C, long ldc, int acc, const real *init)  \
+   row k of a panel at + k*ks (see rc_tile above).  Panel groups g0 <= g < g1. */   \
+static ATTR void rc_mm_part_##SUF##_##tag(long M, long N, long K,                   \
+                                          const real *A, long lda,                  \
+                                          const real *P, long qs, long ks,          \
+                                          real *C, long ldc, int acc,               \
+                                          const real *init, long g0, long g1)       \
 {                                                                                   \
     const long vl = VL, nq = (N + VL - 1) / VL;                                     \
     const int mrmax = M <= MRA ? MRA : MRB, npmax = M <= MRA ? NPA : NPB;           \
     real tmp[8 * 4 * VL] __attribute__((aligned(64)));                              \
-    for (long q0 = 0; q0 < nq; q0 += npmax) {                                       \
+    for (long q0 = g0 * npmax; q0 < nq && q0 < g1 * npmax; q0 += npmax) {          \
         int np = nq - q0 < npmax ? (int)(nq - q0) : npmax;                          \
         long n0 = q0 * vl, w = N - n0;  /* columns left from n0 */                  \
         int ragged = w < np * vl;                                                   \
@@ -283,6 +312,25 @@ static ATTR void rc_mm_##SUF##_##tag(long M, long N, long K,                    
                 memcpy(Ci + r * ldc, tmp + r * tw, (size_t)w * sizeof(real));       \
         }                                                                           \
     }                                                                               \
+}                                                                                   \
+/* The whole product; with tb_set_num_threads(n > 1) and OpenMP, a big product      \
+   (H = 256 and up) splits its panel groups over the threads. */                    \
+static ATTR void rc_mm_##SUF##_##tag(long M, long N, long K,                        \
+                                     const real *A, long lda,                       \
+                                     const real *P, long qs, long ks,               \
+                                     real *C, long ldc, int acc, const real *init)  \
+{                                                                                   \
+    const long npmax = M <= MRA ? NPA : NPB;                                        \
+    const long ng = ((N + VL - 1) / VL + npmax - 1) / npmax;  /* panel groups */    \
+    int nt = rc_threads((double)M * N * K, ng);                                     \
+    if (nt <= 1) {                                                                  \
+        rc_mm_part_##SUF##_##tag(M, N, K, A, lda, P, qs, ks, C, ldc, acc, init, 0, ng); \
+        return;                                                                     \
+    }                                                                               \
+    RC_OMP_PARALLEL(nt, {                                                           \
+        long g0 = ng * id_ / nt_, g1 = ng * (id_ + 1) / nt_;                        \
+        rc_mm_part_##SUF##_##tag(M, N, K, A, lda, P, qs, ks, C, ldc, acc, init, g0, g1); \
+    });                                                                             \
 }
 
 /* ---- portable C (any compiler, any CPU): "vectors" of 4 / 2 lanes */

@@ -169,3 +169,36 @@ def test_scratch_reuse_after_a_larger_call(cell):
             assert second[key] is None
         else:
             assert np.array_equal(v, second[key]), key
+
+
+# ---------------------------------------------------------------- 4. threads
+
+def test_threaded_product_and_sequence_equal_single_thread():
+    """With two threads a big per-step product splits its column panels between them;
+    each element is still computed by one thread in the same order, so the results
+    are bit-for-bit those of one thread (and skipped when built without OpenMP)."""
+    import tinybptt
+    if "openmp=yes" not in KC.build_info():
+        pytest.skip("built without OpenMP")
+    rng = np.random.default_rng(3)
+    M, N, K = 16, 530, 256  # 2.2M multiply-adds: above the threading threshold; ragged last panel
+    A = rng.standard_normal((M, K)).astype(np.float32)
+    W = rng.standard_normal((N, K)).astype(np.float32)
+    init = rng.standard_normal(N).astype(np.float32)
+    before = tinybptt.get_num_threads()
+    results = []
+    a = _inputs(rng, "lstm", 3, 8, 16, 256, "both", np.float32)
+    args = (a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"])
+    d = rng.standard_normal((3, 8, 256)).astype(np.float32)
+    try:
+        for nt in (1, 2):
+            tinybptt.set_num_threads(nt)
+            C = np.zeros((M, N), np.float32)
+            assert lib.tb_recurrent_mm_f32(M, N, K, _ptr(A), K, _ptr(W), K, 1, _ptr(C), N, 0, _ptr(init), 1) == 0
+            out, c_out, s = KC.seq_forward("lstm", *args)
+            g = KC.seq_backward("lstm", s, d)
+            results.append([C, out, c_out] + [g[k] for k in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")])
+    finally:
+        tinybptt.set_num_threads(before)
+    for u, v in zip(*results):
+        assert np.array_equal(u, v)
