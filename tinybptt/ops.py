@@ -146,7 +146,10 @@ class Pow(Function):
         a, b, y = ctx.saved_tensors
         sa, sb = ctx.shapes
         need_a, need_b = ctx.needs_input_grad
-        da = unbroadcast(g * b * a ** (b - 1), sa) if need_a else None
+        da = None
+        if need_a:  # d(a^b)/da = b a^(b-1): infinite for a = 0, b < 1 (e.g. sqrt at 0), as IEEE says
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                da = unbroadcast(g * b * a ** (b - 1), sa)
         db = None
         if need_b:  # d(a^b)/db = a^b log a, defined for a > 0
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -267,7 +270,7 @@ class Relu(Function):
 class Exp(Function):
     @staticmethod
     def forward(ctx, x):
-        with np.errstate(over="ignore"):  # exp(1000) = inf is the right answer
+        with np.errstate(over="ignore", under="ignore"):  # exp(1000) = inf, exp(-1000) = 0: right answers
             y = np.exp(x)
         ctx.save_for_backward(y)
         return y
@@ -275,7 +278,8 @@ class Exp(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g * y
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # IEEE results, no warnings
+            return g * y
 
 
 class Log(Function):
