@@ -2071,8 +2071,13 @@ def _floor(out):
     return {(d, t): v for d, t, v in out.get("floor_gflops") or []}
 
 
-def load_warning(machine):
-    """A warning when the 1-minute load average exceeded 3/4 of the cores at the start or end."""
+def load_warning(machine, threads=1):
+    """A warning when other processes likely competed for the cores this run used.
+
+    The 1-minute load average counts this run's own ``threads`` busy threads too;
+    the rest is other work.  It is harmful once it exceeds the cores this run
+    left free (plus a margin): any at all for a run using every core.
+    """
     cores = machine.get("cores") or 1
     loads = []
     for key in ("loadavg", "loadavg_end"):
@@ -2080,11 +2085,22 @@ def load_warning(machine):
             loads.append(float(str(machine.get(key, "")).split()[0]))
         except (ValueError, IndexError):
             pass
-    if loads and max(loads) > 0.75 * cores:
-        return ("Warning: the machine was busy (1-minute load average up to %.1f on %d cores): other processes "
-                "competed for the CPU, absolute times are inflated and multi-thread results especially are "
-                "unreliable; compare ratios and look at the spread." % (max(loads), cores))
+    if not loads:
+        return None
+    others = max(loads) - threads
+    if others > max(cores - threads, 0) + 0.25:
+        return ("Warning: the machine was busy (1-minute load average up to %.1f on %d cores, this run using %d "
+                "thread%s): other processes competed for the CPU, so absolute times are inflated and %s; compare "
+                "ratios and look at the spread." % (max(loads), cores, threads, "" if threads == 1 else "s",
+                                                    "multi-thread results (which then suffer badly, for every "
+                                                    "contender) are unreliable" if threads > 1 else
+                                                    "some rows may be disturbed"))
     return None
+
+
+def _run_threads(out):
+    ts = [r.get("threads", 1) for key in ("results", "scaling", "gemm") for r in out.get(key) or []]
+    return max(ts) if ts else 1
 
 
 def render(out, md=False, header=False, headline=True, plot_dir=None, embed_plots=True):
@@ -2096,7 +2112,8 @@ def render(out, md=False, header=False, headline=True, plot_dir=None, embed_plot
     blocks = []
     if header:
         blocks += ["Command: `%s`" % out["command"], machine_text(out["machine"], md=md)]
-    warn = load_warning(out.get("machine") or {}) if any(out.get(k) for k in ("results", "scaling", "gemm")) else None
+    warn = (load_warning(out.get("machine") or {}, _run_threads(out))
+            if any(out.get(k) for k in ("results", "scaling", "gemm")) else None)
     if warn:
         blocks.append(("**%s**" if md else "%s") % warn)
     if out.get("check"):
