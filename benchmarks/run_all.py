@@ -138,7 +138,8 @@ def assemble(sections):
         "- Contenders: tinybptt `mode=\"sequence\"` (seq), `\"cell\"`, `\"ops\"` on the C backend and `mode=\"sequence\"` on "
         "the NumPy backend (np-backend); peers `torch.nn.LSTM/GRU/RNN` (torch), `jax.jit(jax.value_and_grad(loss))` "
         "over `lax.scan` with the input projection hoisted (jax), a PyTorch eager loop of primitive ops per step "
-        "(torch-ops: `x[t] @ W_ih^T + h @ W_hh^T + b`, gate nonlinearities and state update op by op), and a "
+        "(torch-ops: the same op sequence as tinybptt's `mode=\"ops\"`: `x[t] @ W_ih^T + b_ih`, `h @ W_hh^T + b_hh`, "
+        "their sum split into gates, nonlinearities and state update op by op), and a "
         "hand-written NumPy BPTT (numpy-bptt).  tinybptt layers run with `layer.record_grad_trace = False` "
         "(no peer records per-step gradients).",
         "- Each contender runs in a worker process started with OMP/MKL/OPENBLAS_NUM_THREADS and XLA_FLAGS "
@@ -151,6 +152,10 @@ def assemble(sections):
         "counts as best peer.  The correctness section compares full gradients element by element.",
         "- Times are medians of the timed runs after warm-up.  Budget: per measurement, `--budget` seconds of "
         "timed runs (at least 3 runs, at most `--repeat`), so slow contenders on the large config get 3 runs; "
+        "in the 2-thread and float64 sections a contender whose warm-up iteration exceeds `--max-iter-s` gets a "
+        "single timed run (`*`).  The NumPy-backend contender is skipped on the large config (too slow for the "
+        "budget; noted under each table), and the float64 section times mode=\"sequence\" against torch, jax and "
+        "numpy-bptt only (the ops target is a float32 one).  "
         "`spread` (interquartile range / median) tells how noisy each one was, `~` flags ratios where it "
         "exceeds 50%.",
         "- `kernel` / `overhead`: extra runs with every `tinybptt.kernels.backend` function wrapped in a timer; "
