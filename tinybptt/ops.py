@@ -228,8 +228,6 @@ class Tanh(Function):
     @staticmethod
     def forward(ctx, x):
         y = kernels.backend.tanh(x)
-        if type(y) is not np.ndarray:  # a 0-D result may come back as a NumPy scalar
-            y = np.asarray(y)
         ctx.saved_tensors = (y,)
         return y
 
@@ -243,8 +241,6 @@ class Sigmoid(Function):
     @staticmethod
     def forward(ctx, x):
         y = kernels.backend.sigmoid(x)
-        if type(y) is not np.ndarray:  # a 0-D result may come back as a NumPy scalar
-            y = np.asarray(y)
         ctx.saved_tensors = (y,)
         return y
 
@@ -257,8 +253,8 @@ class Sigmoid(Function):
 class Relu(Function):
     @staticmethod
     def forward(ctx, x):
-        y = np.asarray(kernels.backend.relu(x))  # a 0-D result may come back as a NumPy scalar
-        ctx.save_for_backward(y)
+        y = kernels.backend.relu(x)
+        ctx.saved_tensors = (y,)
         return y
 
     @staticmethod
