@@ -430,12 +430,17 @@ int tb_recurrent_mm_use(const char *name)
     return 1;
 }
 
+/* Largest op(W) read in place (about an L2); larger ones are packed into panels. */
+#define RC_DIRECT_MAX_BYTES (1024.0 * 1024)
+
 #define RC_DEFINE_API(real, SUF, VLF, MMF)                                          \
 int rc_pack_##SUF(rc_panel_##SUF *P, long K, long N, const real *W, long ldw, int trans) \
 {                                                                                   \
     long vl = rc_impl()->VLF, nq = (N + vl - 1) / vl;                               \
     P->K = K; P->N = N; P->vl = vl;                                                 \
-    if (!trans && N % vl == 0) {  /* W's rows are whole panels already: read in place */ \
+    if (!trans && N % vl == 0 && (double)K * N * sizeof(real) <= RC_DIRECT_MAX_BYTES) {      \
+        /* W's rows are whole panels already: read in place (a big W is packed anyway:     \
+           walking its rows a page apart per k misses the TLB at every step) */             \
         P->p = W; P->qs = vl; P->ks = ldw; P->owned = 0;                            \
         return 0;                                                                   \
     }                                                                               \
