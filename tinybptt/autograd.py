@@ -17,6 +17,7 @@ final cell state); the engine gathers the gradients of all outputs of a node
 before calling its backward.
 """
 import contextlib
+import gc
 import itertools
 import threading
 
@@ -537,6 +538,27 @@ def backward(root, grad=None, retain_graph=False):
     if root._topo is None:
         root._topo = topological_order(root)
     order = root._topo
+    # The pass allocates a few Python objects per node and creates no reference cycles,
+    # so collections of the cyclic GC during it are pure cost: on an unrolled graph of
+    # 10^4 nodes they took about a fifth of the time.  Pause it (if on) for big graphs.
+    paused = len(order) >= GC_PAUSE_MIN_NODES and gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        _backward_pass(root, grad, order, retain_graph)
+    finally:
+        if paused:
+            gc.enable()
+    if root._retain:
+        root.grad = _accumulate(root.grad, grad)
+
+
+#: Graphs with at least this many nodes run their backward pass with the cyclic GC paused.
+GC_PAUSE_MIN_NODES = 512
+
+
+def _backward_pass(root, grad, order, retain_graph):
+    """The loop of ``backward``: each node's gradients, in topological order."""
 
     rc = root._ctx
     pending = {rc: [None] * len(rc.out_meta)}  # node -> gradients of its outputs gathered so far
@@ -628,5 +650,3 @@ def backward(root, grad=None, retain_graph=False):
                 slots[k] = owned[id(s)] = s
         if not retain_graph:
             node.free()
-    if root._retain:
-        root.grad = _accumulate(root.grad, grad)
