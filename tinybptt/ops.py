@@ -98,7 +98,11 @@ class Mul(Function):
         sa, sb = ctx.shapes
         x, y = ctx.inputs
         if x is y:  # x * x: both gradients go to one tensor; g*x + g*x == 2*(g*x) exactly
-            return unbroadcast(g * a, sa) * 2, None
+            r = unbroadcast(g * a, sa)  # a new array: doubled in place, no second temporary
+            if type(r) is np.ndarray:
+                np.multiply(r, 2, out=r)
+                return r, None
+            return r * 2, None
         ga = gb = None
         if b is not None:
             ga = g * b
