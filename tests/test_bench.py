@@ -299,3 +299,42 @@ def test_cli_check_passes_on_agreeing_contenders(tmp_path, capsys):
     assert {r["ref"] for r in compared} == {"numpy"}
     printed = capsys.readouterr().out
     assert "e-1" in printed and " ok" in printed and "FAIL" not in printed
+
+
+def test_gc_protocol_pauses_the_collector_and_restores_it():
+    """timeit's convention: one collection before the batch, none inside it, state restored."""
+    import gc
+
+    starts = []
+
+    def count(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            starts.append(1)
+
+    gc.callbacks.append(count)
+    try:
+        assert gc.isenabled()
+        with bench.gc_protocol() as gcp:
+            n_after_enter = len(starts)
+            assert not gc.isenabled()
+            for _ in range(3):
+                gcp.before_run()
+            assert len(starts) == n_after_enter  # no collection per run
+        assert gc.isenabled()
+        assert n_after_enter == 1
+
+        starts.clear()
+        with bench.gc_protocol(each_run=True) as gcp:
+            for _ in range(3):
+                gcp.before_run()
+        assert len(starts) == 4  # the older protocol: one per run, plus the one on entry
+
+        gc.disable()  # a caller who had it off keeps it off
+        try:
+            with bench.gc_protocol():
+                pass
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(count)

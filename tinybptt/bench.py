@@ -652,27 +652,62 @@ def _median_ms(xs):
     return 1e3 * statistics.median(xs) if xs else None
 
 
-def warm_up(runner, warmup=1):
+class gc_protocol:
+    """The garbage collector during a batch of timed runs: timeit's convention.
+
+    Collect once before the batch, keep the cyclic collector off while it runs
+    (so no collection pause lands inside one contender's timing), restore it
+    after.  ``each_run=True`` is the older protocol: a full ``gc.collect()``
+    before every run.  That measures a cold start: a full collection walks the
+    whole heap (about 10 ms with NumPy alone, more with PyTorch or JAX loaded),
+    and the first Python and NumPy operations after it run several times slower
+    (a 1600-element NumPy multiply: about 1 us warm, 40 us right after a
+    collection), which swamps the tiny configs for every contender and most for
+    the ones that do more in Python.  A training loop never collects between steps.
+    """
+
+    def __init__(self, each_run=False):
+        self.each_run = bool(each_run)
+        self.was_enabled = None
+
+    def __enter__(self):
+        gc.collect()
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+        return self
+
+    def before_run(self):
+        if self.each_run:
+            gc.collect()
+
+    def __exit__(self, *exc):
+        if self.was_enabled:
+            gc.enable()
+
+
+def warm_up(runner, warmup=1, gc_each_run=False):
     """Run ``warmup`` untimed iterations; returns the fastest one's time, the loss and gradient norms."""
     first = handle = None
-    for _ in range(max(1, warmup)):
-        gc.collect()
-        _, _, total, handle = runner.step()
-        first = total if first is None else min(first, total)
+    with gc_protocol(gc_each_run) as gcp:
+        for _ in range(max(1, warmup)):
+            gcp.before_run()
+            _, _, total, handle = runner.step()
+            first = total if first is None else min(first, total)
     grads = runner.grads()
     return {"loss": runner.loss_value(handle), "warmup_s": first,
             "grad_norms": {n: float(np.linalg.norm(np.asarray(grads[n], dtype=np.float64))) for n in PARAM_NAMES}}
 
 
-def timed_runs(runner, reps):
-    """``reps`` timed iterations -> lists of forward, backward and total times in ms."""
+def timed_runs(runner, reps, gc_each_run=False):
+    """``reps`` timed iterations -> lists of forward, backward and total times in ms (see gc_protocol)."""
     f, b, t = [], [], []
-    for _ in range(reps):
-        gc.collect()
-        fwd, bwd, total, _ = runner.step()
-        f.append(1e3 * fwd)
-        b.append(1e3 * bwd)
-        t.append(1e3 * total)
+    with gc_protocol(gc_each_run) as gcp:
+        for _ in range(reps):
+            gcp.before_run()
+            fwd, bwd, total, _ = runner.step()
+            f.append(1e3 * fwd)
+            b.append(1e3 * bwd)
+            t.append(1e3 * total)
     return {"fwd_samples": f, "bwd_samples": b, "total_samples": t}
 
 
@@ -704,35 +739,36 @@ def add_medians(res, stat="median"):
     return res
 
 
-def time_runner(runner, repeat, warmup=1, budget=2.0, max_iter_s=20.0, min_repeat=3):
+def time_runner(runner, repeat, warmup=1, budget=2.0, max_iter_s=20.0, min_repeat=3, gc_each_run=False):
     """Warm up, then time up to ``repeat`` iterations (see plan_reps); medians in ms."""
-    out = warm_up(runner, warmup)
+    out = warm_up(runner, warmup, gc_each_run)
     reps = plan_reps(out["warmup_s"], repeat, budget, max_iter_s, min_repeat)
     if reps == 0:
         out["note"] = "a single timed run (%.1f s per iteration > --max-iter-s)" % out["warmup_s"]
-    out.update(timed_runs(runner, max(reps, 1)))
+    out.update(timed_runs(runner, max(reps, 1), gc_each_run))
     return add_medians(out)
 
 
-def kernel_split(runner, reps):
+def kernel_split(runner, reps, gc_each_run=False):
     """Kernel time (fwd, bwd), whole-step time and kernel calls of an instrumented iteration.
 
     Of ``reps`` instrumented iterations the fastest is reported, so the kernel
     share and the overhead (step minus kernels) come from one undisturbed run.
     """
     k_fwd, k_bwd, calls, totals = [], [], [], []
-    for _ in range(max(1, reps)):
-        gc.collect()
-        with KernelTimer(runner.kernel_module) as kt:
-            t0 = time.perf_counter()
-            kt.phase = "fwd"
-            h = runner.forward()
-            kt.phase = "bwd"
-            runner.backward(h)
-            totals.append(time.perf_counter() - t0)
-        k_fwd.append(kt.seconds["fwd"])
-        k_bwd.append(kt.seconds["bwd"])
-        calls.append(kt.calls["fwd"] + kt.calls["bwd"])
+    with gc_protocol(gc_each_run) as gcp:
+        for _ in range(max(1, reps)):
+            gcp.before_run()
+            with KernelTimer(runner.kernel_module) as kt:
+                t0 = time.perf_counter()
+                kt.phase = "fwd"
+                h = runner.forward()
+                kt.phase = "bwd"
+                runner.backward(h)
+                totals.append(time.perf_counter() - t0)
+            k_fwd.append(kt.seconds["fwd"])
+            k_bwd.append(kt.seconds["bwd"])
+            calls.append(kt.calls["fwd"] + kt.calls["bwd"])
     best = min(range(len(totals)), key=totals.__getitem__)  # the least disturbed instrumented run
     return {"kernel_fwd_ms": 1e3 * k_fwd[best], "kernel_bwd_ms": 1e3 * k_bwd[best],
             "kernel_ms": 1e3 * (k_fwd[best] + k_bwd[best]), "split_total_ms": 1e3 * totals[best],
@@ -782,6 +818,7 @@ def measure(req):
     iteration when ``rewarm`` is set.  ``final`` adds the kernel split, the
     memory profile and/or the gradients.
     """
+    gc_each = bool(req.get("gc_each_run", False))
     key = _runner_key(req)
     runner = _RUNNERS.get(key)
     if runner is None:
@@ -792,22 +829,22 @@ def measure(req):
         if req.get("keep"):
             _RUNNERS[key] = runner
     if req.get("reps") is None:
-        res = warm_up(runner, req.get("warmup", 1))
+        res = warm_up(runner, req.get("warmup", 1), gc_each)
         reps = plan_reps(res["warmup_s"], req.get("repeat", 10), req.get("budget", 2.0),
                          req.get("max_iter_s", 20.0), req.get("min_repeat", 3))
         if reps == 0:  # too slow for the budget: one timed run, and no further rounds
             res["note"] = "a single timed run (%.1f s per iteration > --max-iter-s)" % res["warmup_s"]
             res["single"] = True
-        res.update(timed_runs(runner, max(reps, 1)))
+        res.update(timed_runs(runner, max(reps, 1), gc_each))
     else:
         res = {}
         if req.get("rewarm"):
-            gc.collect()
-            runner.step()
-        res.update(timed_runs(runner, req["reps"]))
+            with gc_protocol(gc_each):
+                runner.step()
+        res.update(timed_runs(runner, req["reps"], gc_each))
     if req.get("final", True):
         if req.get("kernel_split") and runner.kernel_module is not None:
-            res.update(kernel_split(runner, req.get("split_repeat", 3)))
+            res.update(kernel_split(runner, req.get("split_repeat", 3), gc_each))
         if req.get("memory") and isinstance(runner, (TinyRunner, NumpyRunner)):
             res.update(memory_profile(runner))
             if isinstance(runner, TinyRunner):  # the nn engineer's own count of the saved activations
@@ -1169,7 +1206,8 @@ def run_grid(args, progress_enabled=True):
                                     "seed": args.seed, "repeat": per_round(args.repeat), "warmup": args.warmup,
                                     "budget": args.budget / rounds, "max_iter_s": args.max_iter_s,
                                     "min_repeat": per_round(min(args.min_repeat, args.repeat)),
-                                    "kernel_split": not args.no_split, "grad_trace": args.grad_trace}
+                                    "kernel_split": not args.no_split, "grad_trace": args.grad_trace,
+                                    "gc_each_run": args.gc_each_run}
                             got = measure_row(pool, contenders, base, rounds, args.timeout, skip, args.stat)
                             desc = "%dt %s %s %s" % (threads, dtype, cell, cname)
                             for c in contenders:
@@ -1601,7 +1639,7 @@ def run_scaling(args, progress_enabled=True):
     prog = Progress(total, progress_enabled and not args.quiet)
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="tinybptt-bench-")
     common = {"op": "measure", "dtype": dtype, "seed": args.seed, "repeat": args.scaling_repeat, "warmup": 1,
-              "grad_trace": args.grad_trace,
+              "grad_trace": args.grad_trace, "gc_each_run": args.gc_each_run,
               "budget": args.budget / 2, "max_iter_s": args.max_iter_s, "min_repeat": 1}
     with WorkerPool(threads, log_dir) as pool:
         for cell in cells:
@@ -1986,6 +2024,9 @@ def build_parser(prog="tinybptt bench"):
                    help="time tinybptt layers with layer.record_grad_trace on (their default); off by default "
                         "because no peer records per-step gradients")
     p.add_argument("--no-split", action="store_true", help="skip the instrumented kernel/overhead runs")
+    p.add_argument("--gc-each-run", action="store_true",
+                   help="a full gc.collect() before every timed run (the older protocol, a cold start); "
+                        "default: collect once per batch of runs and keep the collector off while they run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a measurement is abandoned")
     p.add_argument("--json", metavar="FILE", help="write every measurement (and machine info) as JSON")
