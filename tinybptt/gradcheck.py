@@ -304,7 +304,7 @@ def _nan_inf(v):
 @contextlib.contextmanager
 def _grad_mode():
     """Enable graph building even if the caller is inside ``no_grad()``."""
-    state = autograd._state
+    state = autograd._state.m
     prev = state.grad_enabled
     state.grad_enabled = True
     try:

@@ -76,16 +76,9 @@ _ndarray = np.ndarray
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
-def _plain_operand(a, trans):
-    """(C-contiguous array, trans) for an aligned C- or F-contiguous 2-D float ndarray; else None."""
-    f = a.flags
-    if not f.aligned:
-        return None
-    if f.c_contiguous:
-        return a, trans
-    if f.f_contiguous:
-        return a.T, not trans
-    return None
+#: Per dtype: (the C array type for from_buffer, the C function) -- one dict lookup per
+#: call on the hot paths below, where ``fn(name, dtype)`` would cost a call and a tuple key.
+_GEMM = {dt: (_CTYPE[dt], getattr(lib, "tb_gemm_" + _SUFFIX[dt])) for dt in _CTYPE}
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
@@ -95,18 +88,31 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
         # anything unusual takes the validating path below, which names the problem
         dt = a.dtype
         if (dt is _F32 or dt is _F64) and b.dtype is dt and a.ndim == 2 and b.ndim == 2:
-            pa, pb = _plain_operand(a, trans_a), _plain_operand(b, trans_b)
-            if pa is not None and pb is not None:
-                (a, ta), (b, tb) = pa, pb
-                M, K = (a.shape[1], a.shape[0]) if ta else a.shape
-                Kb, N = (b.shape[1], b.shape[0]) if tb else b.shape
-                if K == Kb:
-                    out = np.empty((M, N), dt)
-                    if M and N:
-                        fn("gemm", dt)(int(ta), int(tb), M, N, K, 1.0, _from_buffer(_CTYPE[dt], a), a.shape[1],
-                                       _from_buffer(_CTYPE[dt], b), b.shape[1], 0.0,
-                                       _from_buffer(_CTYPE[dt], out), N)
-                    return out
+            fa, fb = a.flags, b.flags
+            if fa.aligned and fb.aligned:
+                # a C-contiguous operand is used as it is; an F-contiguous one is the
+                # transpose of a C-contiguous array (its .T), with the flag flipped
+                ta = trans_a
+                if not fa.c_contiguous:
+                    ta = None if not fa.f_contiguous else not trans_a
+                    a = a.T
+                tb = trans_b
+                if not fb.c_contiguous:
+                    tb = None if not fb.f_contiguous else not trans_b
+                    b = b.T
+                if ta is not None and tb is not None:
+                    sa, sb = a.shape, b.shape
+                    M, K = (sa[1], sa[0]) if ta else sa
+                    Kb, N = (sb[1], sb[0]) if tb else sb
+                    if K == Kb:
+                        out = np.empty((M, N), dt)
+                        if M and N:
+                            ct, gemm = _GEMM[dt]
+                            gemm(ta, tb, M, N, K, 1.0, _from_buffer(ct, a), sa[1],
+                                 _from_buffer(ct, b), sb[1], 0.0, _from_buffer(ct, out), N)
+                        return out
+                a = a.T if not fa.c_contiguous else a  # undo, for the validating path
+                b = b.T if not fb.c_contiguous else b
     M, N, K, dtype = V.matmul_shapes("matmul", a, b, trans_a, trans_b)
     a, trans_a = _as_operand(a, trans_a)
     b, trans_b = _as_operand(b, trans_b)
@@ -147,50 +153,61 @@ def _plain(a):
     return f.c_contiguous and f.aligned
 
 
-def _unary(name, x):
-    if not _plain(x):
+def _table(name):
+    """{dtype: (C array type, C function tb_<name>_<f32|f64>)} for the elementwise kernels."""
+    return {dt: (_CTYPE[dt], getattr(lib, "tb_%s_%s" % (name, _SUFFIX[dt]))) for dt in _CTYPE}
+
+
+def _unary(name, table, x):
+    """y = f(x) elementwise.  The common case (a C-contiguous, aligned float ndarray) costs
+    a few comparisons; anything else is validated (and copied if strided) first."""
+    if type(x) is not _ndarray or x.dtype not in table or not (x.flags.c_contiguous and x.flags.aligned):
         V.check_float(name, x)
         x = V.contiguous(x)
-    dt = x.dtype
-    y = np.empty(x.shape, dt)
-    ct = _CTYPE[dt]
-    fn(name, dt)(x.size, _from_buffer(ct, x), _from_buffer(ct, y))
+    ct, f = table[x.dtype]
+    y = np.empty(x.shape, x.dtype)
+    f(x.size, _from_buffer(ct, x), _from_buffer(ct, y))
     return y
 
 
-def _unary_backward(name, y, dy):
+def _unary_backward(name, table, y, dy):
+    """dx from the forward's output y and the gradient dy (same shape and dtype)."""
     if not (_plain(y) and _plain(dy) and y.dtype is dy.dtype and y.shape == dy.shape):
         V.check_float(name, y, dy)
         if y.shape != dy.shape:
             raise ShapeError("%s: y and dy must have the same shape, got %s" % (name, describe(y, dy)))
         y, dy = V.contiguous(y), V.contiguous(dy)
-    dt = y.dtype
-    dx = np.empty(dy.shape, dt)
-    ct = _CTYPE[dt]
-    fn(name, dt)(y.size, _from_buffer(ct, y), _from_buffer(ct, dy), _from_buffer(ct, dx))
+    ct, f = table[y.dtype]
+    dx = np.empty(dy.shape, dy.dtype)
+    f(y.size, _from_buffer(ct, y), _from_buffer(ct, dy), _from_buffer(ct, dx))
     return dx
 
 
+_TANH, _TANH_B = _table("tanh"), _table("tanh_backward")
+_SIGMOID, _SIGMOID_B = _table("sigmoid"), _table("sigmoid_backward")
+_RELU, _RELU_B = _table("relu"), _table("relu_backward")
+
+
 def tanh(x):
-    return _unary("tanh", x)
+    return _unary("tanh", _TANH, x)
 
 
 def tanh_backward(y, dy):
-    return _unary_backward("tanh_backward", y, dy)
+    return _unary_backward("tanh_backward", _TANH_B, y, dy)
 
 
 def sigmoid(x):
-    return _unary("sigmoid", x)
+    return _unary("sigmoid", _SIGMOID, x)
 
 
 def sigmoid_backward(y, dy):
-    return _unary_backward("sigmoid_backward", y, dy)
+    return _unary_backward("sigmoid_backward", _SIGMOID_B, y, dy)
 
 
 def relu(x):
-    return _unary("relu", x)
+    return _unary("relu", _RELU, x)
 
 
 def relu_backward(y, dy):
-    return _unary_backward("relu_backward", y, dy)
+    return _unary_backward("relu_backward", _RELU_B, y, dy)
 from .c_rnn import seq_forward, seq_backward, step_forward, step_backward  # noqa: E402,F401
