@@ -740,7 +740,7 @@ def test_recurrent_kernels_with_nonfinite_input(K, cell, special):
 
 
 @pytest.mark.parametrize("mode, op, step", [("ops", "getitem", 3), ("cell", "getitem", 3),
-                                             ("sequence", "rnn_tanh_sequence", None)])
+                                             ("sequence", "rnn_tanh_sequence", 3)])
 def test_anomaly_mode_names_the_source_of_a_nan(backend, mode, op, step):
     from tinybptt import inspect
     nn.manual_seed(0)
@@ -753,6 +753,24 @@ def test_anomaly_mode_names_the_source_of_a_nan(backend, mode, op, step):
     a = info.value.anomaly
     assert (a.phase, a.op, a.label, a.step) == ("forward", op, "rnn.l0", step)
     assert "NAN" in str(info.value) and "rnn.l0" in str(info.value)
+
+
+def test_anomaly_mode_names_the_time_step_inside_a_sequence_node_going_back(backend):
+    """Backward: a NaN planted in dL/dout at t=4 reaches dL/dx at steps 4, 3, ... 0; the first
+    step the backward pass (running back in time) makes it at is 4."""
+    from tinybptt import inspect
+    nn.manual_seed(0)
+    rnn = nn.RNN(2, 3, mode="sequence")
+    x = tb.tensor(np.random.default_rng(3).standard_normal((7, 1, 2)), requires_grad=True)
+    out, _ = rnn(x)
+    g = np.ones(out.shape)
+    g[4, 0, 2] = np.nan
+    with pytest.raises(inspect.AnomalyError) as info:
+        with inspect.detect_anomaly(forward=False):
+            out.backward(g)
+    a = info.value.anomaly
+    assert (a.phase, a.op, a.step, a.inputs_finite) == ("backward", "rnn_tanh_sequence", 4, False)
+    assert "t=4" in str(info.value)
 
 
 def test_anomaly_mode_names_the_step_where_the_state_overflows(backend):

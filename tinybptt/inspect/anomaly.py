@@ -16,6 +16,10 @@ offending op call in the forward pass, or at ``backward()``.  With
 is recorded in the returned ``AnomalyLog`` (``log.first`` is the one that
 matters: later ones usually just propagate it).
 
+A recurrent layer in ``mode="sequence"`` is a single node for all time steps;
+anomaly mode then reads the time step off the node's (T, B, .) arrays, so the
+report still says when: ``lstm_sequence [lstm.l0, t=37]``.
+
 "First" means: in the forward pass, the first op (in execution order) whose
 outputs are not finite; in the backward pass, the first node (in backward
 order) whose backward turned finite output gradients into non-finite input
@@ -126,6 +130,22 @@ def _first_bad(arrays):
     return None
 
 
+def _sequence_step(ctx, a, first):
+    """The time step of a non-finite value in a whole-sequence node's (T, B, .) array.
+
+    A recurrent layer in ``mode="sequence"`` is one node for all T steps, so the
+    node alone cannot say when things went wrong; its time-major arrays can.  The
+    forward pass runs forward in time (``first=True``: the earliest bad step), the
+    backward pass backward (the latest one).  None for any other node.
+    """
+    if ctx.step is not None or not ctx.op.endswith("_sequence") or not isinstance(a, np.ndarray) or a.ndim != 3:
+        return None
+    bad = np.flatnonzero(~np.isfinite(a).reshape(a.shape[0], -1).all(axis=1))
+    if bad.size == 0:
+        return None
+    return int(bad[0] if first else bad[-1])
+
+
 _wrapped = {}  # original Function class -> checking subclass
 
 
@@ -171,8 +191,12 @@ def detect_anomaly(forward=True, backward=True, raise_error=True):
         if k is None:
             return
         arrays = [a for a in inputs if isinstance(a, np.ndarray)]
-        report(Anomaly("forward", ctx.op, ctx.label, ctx.step, ctx.id, [tuple(a.shape) for a in arrays],
-                       [str(a.dtype) for a in arrays], _bad_kind([outputs[k]]), "output %d" % k,
+        step, which = ctx.step, "output %d" % k
+        t = _sequence_step(ctx, outputs[k], first=True)
+        if t is not None:
+            step, which = t, "output %d (first at time step %d)" % (k, t)
+        report(Anomaly("forward", ctx.op, ctx.label, step, ctx.id, [tuple(a.shape) for a in arrays],
+                       [str(a.dtype) for a in arrays], _bad_kind([outputs[k]]), which,
                        _bad_kind(arrays) is None, repr(ctx)))
 
     def check_backward(ctx, grads_out, grads_in):
@@ -183,8 +207,12 @@ def detect_anomaly(forward=True, backward=True, raise_error=True):
         if k is None:
             return
         ins = [t for t in (ctx.inputs or ()) if isinstance(t, Tensor)]
-        report(Anomaly("backward", ctx.op, ctx.label, ctx.step, ctx.id, [tuple(t.shape) for t in ins],
-                       [str(t.dtype) for t in ins], _bad_kind([np.asarray(grads_in[k])]), "gradient of input %d" % k,
+        step, which = ctx.step, "gradient of input %d" % k
+        t = _sequence_step(ctx, grads_in[k], first=False) if k == 0 else None  # input 0: the sequence x
+        if t is not None:
+            step, which = t, "gradient of input %d (first, going back in time, at time step %d)" % (k, t)
+        report(Anomaly("backward", ctx.op, ctx.label, step, ctx.id, [tuple(t.shape) for t in ins],
+                       [str(t.dtype) for t in ins], _bad_kind([np.asarray(grads_in[k])]), which,
                        _bad_kind(list(grads_out)) is None, repr(ctx)))
 
     def bwd(node, grads_out):
