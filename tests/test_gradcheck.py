@@ -358,3 +358,15 @@ def test_float_arrays_keep_away_from_kinks(a):
 def test_tensors_strategy(t):
     assert isinstance(t, tb.Tensor) and t.shape == (2, 3) and not t.requires_grad
     assert t.dtype == np.float64 and np.all((t.data >= 0.5) & (t.data <= 1.5))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_is_named_not_reported_as_a_gradient_failure(bad):
+    x = np.arange(6.0).reshape(2, 3)
+    x[1, 2] = bad
+    w = tb.tensor(np.ones((3, 2)), requires_grad=True)
+    with pytest.raises(ValueError) as info:
+        tb.gradcheck(lambda x, w: x @ w, [tb.tensor(x, requires_grad=True), w], names=["x", "w"])
+    msg = str(info.value)
+    assert "input 'x'" in msg and "(2, 3)" in msg and "1 non-finite" in msg and "(1, 2)" in msg
+    assert w.grad is None  # nothing was run

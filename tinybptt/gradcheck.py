@@ -473,6 +473,17 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, fast=False, seed=0,
                                                    ((eps, "eps"), (atol, "atol"), (rtol, "rtol"))]),
                 GradcheckWarning, stacklevel=2)
 
+    for k, t in enumerate(inputs):
+        # finite differences through NaN or Inf are NaN: say so, instead of a report of
+        # failures against a NaN tolerance
+        if t.data.dtype.kind in "fc" and not np.all(np.isfinite(t.data)):
+            bad = ~np.isfinite(t.data)
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                "gradcheck: input '%s' (shape %s, %s) holds %d non-finite value(s), the first %r at index %s; "
+                "finite differences need finite inputs. Check the data (or the op that made it) first."
+                % (specs[k][0], t.shape, t.dtype, int(bad.sum()), t.data[first].item(), first))
+
     rng = np.random.default_rng(seed)
     saved = {}  # id -> (tensor, data, grad): restored exactly at the end
     for t in inputs:
