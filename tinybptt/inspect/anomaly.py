@@ -193,8 +193,8 @@ def detect_anomaly(forward=True, backward=True, raise_error=True):
         arrays = [a for a in inputs if isinstance(a, np.ndarray)]
         step, which = ctx.step, "output %d" % k
         t = _sequence_step(ctx, outputs[k], first=True)
-        if t is not None:
-            step, which = t, "output %d (first at time step %d)" % (k, t)
+        if t is not None:  # the message's [label, t=...] tag then says when
+            step = t
         report(Anomaly("forward", ctx.op, ctx.label, step, ctx.id, [tuple(a.shape) for a in arrays],
                        [str(a.dtype) for a in arrays], _bad_kind([outputs[k]]), which,
                        _bad_kind(arrays) is None, repr(ctx)))
@@ -210,7 +210,7 @@ def detect_anomaly(forward=True, backward=True, raise_error=True):
         step, which = ctx.step, "gradient of input %d" % k
         t = _sequence_step(ctx, grads_in[k], first=False) if k == 0 else None  # input 0: the sequence x
         if t is not None:
-            step, which = t, "gradient of input %d (first, going back in time, at time step %d)" % (k, t)
+            step = t
         report(Anomaly("backward", ctx.op, ctx.label, step, ctx.id, [tuple(t.shape) for t in ins],
                        [str(t.dtype) for t in ins], _bad_kind([np.asarray(grads_in[k])]), which,
                        _bad_kind(list(grads_out)) is None, repr(ctx)))
