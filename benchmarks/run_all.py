@@ -144,8 +144,10 @@ def assemble(sections):
         "- Contenders: tinybptt `mode=\"sequence\"` (seq), `\"cell\"`, `\"ops\"` on the C backend and `mode=\"sequence\"` on "
         "the NumPy backend (np-backend); peers `torch.nn.LSTM/GRU/RNN` (torch), `jax.jit(jax.value_and_grad(loss))` "
         "over `lax.scan` with the input projection hoisted (jax), a PyTorch eager loop of primitive ops per step "
-        "(torch-ops: the same op sequence as tinybptt's `mode=\"ops\"`: `x[t] @ W_ih^T + b_ih`, `h @ W_hh^T + b_hh`, "
-        "their sum split into gates, nonlinearities and state update op by op), and a "
+        "(torch-ops: the textbook op sequence per step, `x[t] @ W_ih^T + b_ih`, `h @ W_hh^T + b_hh`, "
+        "their sum split into gates, nonlinearities and state update op by op; tinybptt's `mode=\"ops\"` runs the GRU "
+        "exactly so, and forms the RNN and LSTM pre-activation as one product `[x[t], h] @ [W_ih^T; W_hh^T] + "
+        "(b_ih + b_hh)`: concat, matmul, add where torch-ops has two matmuls and three adds), and a "
         "hand-written NumPy BPTT (numpy-bptt).  tinybptt layers run with `layer.record_grad_trace = False` "
         "(no peer records per-step gradients).",
         "- Each contender runs in a worker process started with OMP/MKL/OPENBLAS_NUM_THREADS and XLA_FLAGS "

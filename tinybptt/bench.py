@@ -429,10 +429,13 @@ class TorchRunner(Runner):
 class TorchOpsRunner(Runner):
     """A PyTorch eager Python loop of primitive ops: the op-level peer of mode="ops".
 
-    The same op sequence as tinybptt's ``mode="ops"`` (``nn.rnn.ops_step``): per step
+    The textbook op sequence (``nn.rnn.ops_step``): per step
     ``gi = x[t] @ W_ih^T + b_ih``, ``gh = h @ W_hh^T + b_hh``, then ``a = gi + gh``
     split into gates (GRU: gi and gh split separately), the gate nonlinearities and
-    the state update op by op; outputs stacked.
+    the state update op by op; outputs stacked.  tinybptt's ``mode="ops"`` runs the
+    GRU exactly so; for the RNN and LSTM it forms ``a`` as one product
+    ``[x[t], h] @ [W_ih^T; W_hh^T] + (b_ih + b_hh)`` (``nn.rnn._ops_step_joint``:
+    concat, matmul, add where this loop has two matmuls and three adds).
     """
 
     def __init__(self, cell, x, params):
