@@ -89,30 +89,22 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
         dt = a.dtype
         if (dt is _F32 or dt is _F64) and b.dtype is dt and a.ndim == 2 and b.ndim == 2:
             fa, fb = a.flags, b.flags
-            if fa.aligned and fb.aligned:
-                # a C-contiguous operand is used as it is; an F-contiguous one is the
-                # transpose of a C-contiguous array (its .T), with the flag flipped
-                ta = trans_a
-                if not fa.c_contiguous:
-                    ta = None if not fa.f_contiguous else not trans_a
-                    a = a.T
-                tb = trans_b
-                if not fb.c_contiguous:
-                    tb = None if not fb.f_contiguous else not trans_b
-                    b = b.T
-                if ta is not None and tb is not None:
-                    sa, sb = a.shape, b.shape
-                    M, K = (sa[1], sa[0]) if ta else sa
-                    Kb, N = (sb[1], sb[0]) if tb else sb
-                    if K == Kb:
-                        out = np.empty((M, N), dt)
-                        if M and N:
-                            ct, gemm = _GEMM[dt]
-                            gemm(ta, tb, M, N, K, 1.0, _from_buffer(ct, a), sa[1],
-                                 _from_buffer(ct, b), sb[1], 0.0, _from_buffer(ct, out), N)
-                        return out
-                a = a.T if not fa.c_contiguous else a  # undo, for the validating path
-                b = b.T if not fb.c_contiguous else b
+            # a C-contiguous operand is used as it is; an F-contiguous one is the transpose
+            # of a C-contiguous array (its .T), passed with the transpose flag flipped
+            if fa.aligned and fb.aligned and (fa.c_contiguous or fa.f_contiguous) \
+                    and (fb.c_contiguous or fb.f_contiguous):
+                pa, ta = (a, trans_a) if fa.c_contiguous else (a.T, not trans_a)
+                pb, tb = (b, trans_b) if fb.c_contiguous else (b.T, not trans_b)
+                sa, sb = pa.shape, pb.shape
+                M, K = (sa[1], sa[0]) if ta else sa
+                Kb, N = (sb[1], sb[0]) if tb else sb
+                if K == Kb:
+                    out = np.empty((M, N), dt)
+                    if M and N:
+                        ct, gemm = _GEMM[dt]
+                        gemm(ta, tb, M, N, K, 1.0, _from_buffer(ct, pa), sa[1],
+                             _from_buffer(ct, pb), sb[1], 0.0, _from_buffer(ct, out), N)
+                    return out
     M, N, K, dtype = V.matmul_shapes("matmul", a, b, trans_a, trans_b)
     a, trans_a = _as_operand(a, trans_a)
     b, trans_b = _as_operand(b, trans_b)
