@@ -355,8 +355,17 @@ class Context:
         self.saved_tensors = arrays
 
     def free(self):
-        """Drop saved values: the node can no longer be backpropagated."""
+        """Drop saved values and the input tensors: the node can no longer be backpropagated.
+
+        Dropping ``inputs`` too lets the intermediate tensors of a graph (and their
+        arrays) go as soon as backward has passed them, even while the caller still
+        holds the loss -- in a training loop, the previous step's loss is usually
+        alive until the next forward has finished.  A tensor that still points at
+        this node (a hidden state carried into the next chunk) keeps the node, so a
+        second backward into it still finds it freed and says so.
+        """
         self.saved_tensors = None
+        self.inputs = None
         self.freed = True
         self.__dict__.clear()
 
