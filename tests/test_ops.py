@@ -156,6 +156,29 @@ def test_matmul_with_one_side_constant(ab):
     check(lambda w: tb.tensor(a) @ w, [T(b)], expected, rtol=1e-10)
 
 
+@given(ab=matmul_operands(), data=st.data())
+def test_linear(ab, data):
+    """linear(x, w, b) = x @ w + b in one node: value against NumPy, all three gradients."""
+    a, w = ab
+    b = data.draw(float_arrays((w.shape[1],)))
+    expected = np.einsum("...k,kn->...n", a, w) + b
+    check(tb.linear, [T(a), T(w), T(b)], expected, names=["x", "w", "b"], rtol=1e-10)
+    check(lambda x, w: tb.linear(x, w), [T(a), T(w)], expected - b, names=["x", "w"], rtol=1e-10)
+    check(lambda w: tb.linear(tb.tensor(a), w, tb.tensor(b)), [T(w)], expected, rtol=1e-10)  # x constant
+
+
+def test_linear_errors_name_the_op_shapes_and_dtypes():
+    x, w = tb.tensor(np.ones((2, 3))), tb.tensor(np.ones((3, 4)))
+    with pytest.raises(tb.ShapeError, match=r"linear: b must have shape \(N,\) = \(4,\).*\(3,\)"):
+        tb.linear(x, w, tb.tensor(np.ones(3)))
+    with pytest.raises(tb.ShapeError, match=r"linear: expected x of shape \(\.\.\., K\).*\(2, 3\).*\(4, 4\)"):
+        tb.linear(x, tb.tensor(np.ones((4, 4))))
+    with pytest.raises(tb.DTypeError, match=r"linear: mixed dtypes.*float64.*\(4,\) float32"):
+        tb.linear(x, w, tb.tensor(np.ones(4, np.float32)))  # would be silently cast by y += b
+    with pytest.raises(tb.DTypeError, match=r"linear: mixed dtypes"):
+        tb.linear(tb.tensor(np.ones((2, 3), np.float32)), w)
+
+
 def test_matmul_transposed_views():
     """Non-contiguous operands (a transposed view) give the same product and gradients."""
     rng = np.random.default_rng(1)

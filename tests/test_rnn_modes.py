@@ -207,7 +207,7 @@ def test_node_names_and_steps(backend):
     out, (h_n, c_n) = lstm(x)
     nodes = _nodes(out.sum())
     ops = {n.op for n in nodes}
-    assert {"matmul", "sigmoid", "tanh", "mul", "split"} <= ops
+    assert {"linear", "sigmoid", "tanh", "mul", "split"} <= ops
     stepped = [n for n in nodes if n.step is not None]
     assert {n.step for n in stepped} == set(range(T))
     assert {n.label for n in stepped} == {"lstm.l0", "lstm.l1"}

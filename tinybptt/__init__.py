@@ -12,7 +12,7 @@ from .autograd import (Context, Function, Tensor, backward_hook, forward_hook, i
 from .errors import BackendError, DTypeError, GraphError, ShapeError, TinyBPTTError
 from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck
 from .kernels import available_backends, get_backend, set_backend
-from .ops import concat, exp, log, matmul, relu, sigmoid, split, stack, tanh
+from .ops import concat, exp, linear, log, matmul, relu, sigmoid, split, stack, tanh
 from . import bptt, inspect, nn, optim  # noqa: F401,E402  (layers, optimisers, truncated/checkpointed BPTT, gradient-flow inspection)
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import kernels
 from .autograd import Function, Tensor, _as_array
-from .errors import ShapeError, describe
+from .errors import DTypeError, ShapeError, describe
 
 
 def unbroadcast(grad, shape):
@@ -222,6 +222,56 @@ class MatMul(Function):
         if a2 is not None:  # dL/db = a^T @ g
             db = kernels.backend.matmul(a2, g2, trans_a=True)
         return da, db
+
+
+class Linear(Function):
+    """``x @ w + b`` as one node: ``x`` (..., K), ``w`` (K, N), ``b`` (N,) or None.
+
+    PyTorch's ``addmm``/``F.linear`` (there with the weight transposed): the
+    bias is added in place to the fresh product, so an affine map costs one
+    node, one GEMM and one pass over the output instead of a matmul node, an
+    add node and a second output array.  Backward: dx = g w^T, dw = x^T g
+    and db = the column sums of g.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b=None):
+        if x.ndim < 1 or w.ndim != 2 or x.shape[-1] != w.shape[0]:
+            raise ShapeError("linear: expected x of shape (..., K) and w of shape (K, N), got %s" % describe(x, w))
+        if x.dtype != w.dtype or (b is not None and b.dtype != w.dtype):
+            raise DTypeError("linear: mixed dtypes (%s); cast every input to one dtype first"
+                             % describe(*(a for a in (x, w, b) if a is not None)))
+        if b is not None and b.shape != (w.shape[1],):
+            raise ShapeError("linear: b must have shape (N,) = (%d,) for w of shape %s, got %s"
+                             % (w.shape[1], w.shape, describe(b)))
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        lead = None
+        x2 = x
+        if x.ndim != 2:
+            lead = x.shape[:-1]
+            x2 = x.reshape(math.prod(lead), w.shape[0])  # not (-1, K): -1 cannot be inferred when K == 0
+        ctx.saved_tensors = (x2 if need_w else None, w if need_x else None)
+        ctx.lead = lead
+        y = kernels.backend.matmul(x2, w)
+        if b is not None:
+            y += b  # y is fresh: the bias goes in place, broadcast over the rows
+        return y if lead is None else y.reshape(lead + (w.shape[1],))
+
+    @staticmethod
+    def backward(ctx, g):
+        x2, w = ctx.saved_tensors
+        lead = ctx.lead
+        g2 = g if lead is None else g.reshape(-1, g.shape[-1])
+        dx = dw = db = None
+        if w is not None:  # dL/dx = g @ w^T
+            dx = kernels.backend.matmul(g2, w, trans_b=True)
+            if lead is not None:
+                dx = dx.reshape(lead + (w.shape[0],))
+        if x2 is not None:  # dL/dw = x^T @ g
+            dw = kernels.backend.matmul(x2, g2, trans_a=True)
+        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
+            db = g2.sum(axis=0)
+        return dx, dw, db
 
 
 # --------------------------------------------------------------------------- elementwise unary
@@ -537,6 +587,11 @@ def split(x, sections, axis=0):
 
 def matmul(a, b):
     return MatMul.apply(a, b)
+
+
+def linear(x, w, b=None):
+    """``x @ w + b`` in one node (``w`` of shape (K, N): the transpose of a PyTorch weight)."""
+    return Linear.apply(x, w) if b is None else Linear.apply(x, w, b)
 
 
 def tanh(x):

@@ -145,6 +145,10 @@ def _plain(a):
     return f.c_contiguous and f.aligned
 
 
+def _c_aligned(f):
+    return f.c_contiguous and f.aligned
+
+
 def _table(name):
     """{dtype: (C array type, C function tb_<name>_<f32|f64>)} for the elementwise kernels."""
     return {dt: (_CTYPE[dt], getattr(lib, "tb_%s_%s" % (name, _SUFFIX[dt]))) for dt in _CTYPE}
@@ -153,7 +157,7 @@ def _table(name):
 def _unary(name, table, x):
     """y = f(x) elementwise.  The common case (a C-contiguous, aligned float ndarray) costs
     a few comparisons; anything else is validated (and copied if strided) first."""
-    if type(x) is not _ndarray or x.dtype not in table or not (x.flags.c_contiguous and x.flags.aligned):
+    if type(x) is not _ndarray or x.dtype not in table or not _c_aligned(x.flags):
         V.check_float(name, x)
         x = V.contiguous(x)
     ct, f = table[x.dtype]

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..autograd import Tensor, _as_array
 from ..errors import DTypeError, ShapeError, describe
+from ..ops import linear
 from . import init
 from .module import Module, Parameter
 
@@ -64,10 +65,7 @@ class Linear(Module):
                 "Linear(in_features=%d, out_features=%d): input must have shape (..., %d), got %s"
                 % (self.in_features, self.out_features, self.in_features, describe(x.data))
             )
-        y = x @ self.weight.T
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        return linear(x, self.weight.T, self.bias)  # x @ W^T + b, one node
 
     def extra_repr(self):
         return "in_features=%d, out_features=%d, bias=%s" % (self.in_features, self.out_features, self.bias is not None)
