@@ -145,9 +145,10 @@ def assemble(sections):
         "the NumPy backend (np-backend); peers `torch.nn.LSTM/GRU/RNN` (torch), `jax.jit(jax.value_and_grad(loss))` "
         "over `lax.scan` with the input projection hoisted (jax), a PyTorch eager loop of primitive ops per step "
         "(torch-ops: the textbook op sequence per step, `x[t] @ W_ih^T + b_ih`, `h @ W_hh^T + b_hh`, "
-        "their sum split into gates, nonlinearities and state update op by op; tinybptt's `mode=\"ops\"` runs the GRU "
-        "exactly so, and forms the RNN and LSTM pre-activation as one product `[x[t], h] @ [W_ih^T; W_hh^T] + "
-        "(b_ih + b_hh)`: concat, matmul, add where torch-ops has two matmuls and three adds), and a "
+        "their sum split into gates, nonlinearities and state update op by op; tinybptt's `mode=\"ops\"` runs the "
+        "same formulas with leaner nodes: each product-plus-bias is one `linear` node, the RNN and LSTM pre-activation "
+        "is one product `[x[t], h] @ [W_ih^T; W_hh^T] + (b_ih + b_hh)` (concat and linear where torch-ops has two "
+        "matmuls and three adds), and the GRU update runs as `n + z * (h - n)`), and a "
         "hand-written NumPy BPTT (numpy-bptt).  tinybptt layers run with `layer.record_grad_trace = False` "
         "(no peer records per-step gradients).",
         "- Each contender runs in a worker process started with OMP/MKL/OPENBLAS_NUM_THREADS and XLA_FLAGS "

@@ -433,9 +433,10 @@ class TorchOpsRunner(Runner):
     ``gi = x[t] @ W_ih^T + b_ih``, ``gh = h @ W_hh^T + b_hh``, then ``a = gi + gh``
     split into gates (GRU: gi and gh split separately), the gate nonlinearities and
     the state update op by op; outputs stacked.  tinybptt's ``mode="ops"`` runs the
-    GRU exactly so; for the RNN and LSTM it forms ``a`` as one product
-    ``[x[t], h] @ [W_ih^T; W_hh^T] + (b_ih + b_hh)`` (``nn.rnn._ops_step_joint``:
-    concat, matmul, add where this loop has two matmuls and three adds).
+    same formulas with leaner nodes: each product-plus-bias is one ``linear`` node;
+    the RNN and LSTM form ``a`` as one product ``[x[t], h] @ [W_ih^T; W_hh^T] +
+    (b_ih + b_hh)`` (``nn.rnn._ops_step_joint``: concat and linear where this loop
+    has two matmuls and three adds); the GRU update runs as ``n + z * (h - n)``.
     """
 
     def __init__(self, cell, x, params):
