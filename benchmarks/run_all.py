@@ -13,7 +13,7 @@ exact command and wall time of every section, a headline of the targets, and eve
 
 Budget.  The full grid is slow for everyone on the large config (about 0.5-1 s per
 iteration for the peers too), so each measurement gets a time budget (``--budget``
-seconds of timed runs, split over 3 interleaved rounds, at least 3 runs); the sections
+seconds of timed runs, split over 6 interleaved rounds, at least 6 runs); the sections
 below were sized so that the whole run stays near 20 minutes on the 2-core development
 machine.  Increase ``--budget``/``--repeat`` in SECTIONS for steadier numbers.
 """
@@ -36,7 +36,7 @@ SECTIONS = [
     ("check", "Correctness: every contender against torch, same weights",
      ["--check"]),
     ("grid-f32-1t", "float32, 1 thread: the full grid",
-     ["--dtype", "float32", "--threads", "1", "--budget", "1", "--repeat", "30",
+     ["--dtype", "float32", "--threads", "1", "--budget", "1.5", "--repeat", "36",
       "--skip-numpy-backend", "large", "--plot", "benchmarks/results/grid-f32-1t.png"]),
     ("grid-f32-2t", "float32, 2 threads",
      ["--dtype", "float32", "--threads", "2", "--budget", "0.6", "--repeat", "20", "--no-split",
@@ -154,7 +154,7 @@ def assemble(sections):
         "- Each contender runs in a worker process started with OMP/MKL/OPENBLAS_NUM_THREADS and XLA_FLAGS "
         "(`--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1` for one thread) set before any "
         "library is imported, plus `torch.set_num_threads` / `tinybptt.set_num_threads`.  The contenders of one "
-        "row are measured one after the other, in 3 interleaved rounds, so a burst of load from other users of "
+        "row are measured one after the other, in 6 interleaved rounds, so a burst of load from other users of "
         "this shared machine hits them alike.",
         "- Every contender gets the same weights and input (one seed, PyTorch's names and gate order) and "
         "reports its loss and gradient norms; a contender that disagrees with torch is marked `!` and never "
@@ -166,7 +166,8 @@ def assemble(sections):
         "the tiny config.  The section \"tiny-gc-each-run\" below keeps that protocol for comparison "
         "(`--gc-each-run`); it is left out of the headline.",
         "- Times are medians of the timed runs after warm-up.  Budget: per measurement, `--budget` seconds of "
-        "timed runs (at least 3 runs, at most `--repeat`), so slow contenders on the large config get 3 runs; "
+        "timed runs (at least one per round, at most `--repeat` in all), so slow contenders on the large config get "
+        "6 runs; "
         "in the 2-thread and float64 sections a contender whose warm-up iteration exceeds `--max-iter-s` gets a "
         "single timed run (`*`).  The NumPy-backend contender is skipped on the large config (too slow for the "
         "budget; noted under each table), and the float64 section times mode=\"sequence\" against torch, jax and "

@@ -2012,8 +2012,10 @@ def build_parser(prog="tinybptt bench"):
     p.add_argument("--threads", type=_csv("thread count", conv=int), default=[1], help="e.g. 1,2 (default 1)")
     p.add_argument("--repeat", type=int, default=20, help="most timed runs per measurement (default 20)")
     p.add_argument("--min-repeat", type=int, default=3, help="fewest timed runs, whatever the budget (default 3)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="interleave the contenders of a row over this many rounds of timed runs (default 3)")
+    p.add_argument("--rounds", type=int, default=6,
+                   help="interleave the contenders of a row over this many rounds of timed runs (default 6: "
+                        "on a shared machine a contender's speed can halve for a second at a time, and "
+                        "short rounds spread such bursts over every contender)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the timed runs used for times and ratios (default median, the protocol; "
                         "min is steadier on a busy machine)")
