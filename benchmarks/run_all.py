@@ -126,6 +126,8 @@ def assemble(sections):
         "Re-run everything with `benchmarks/run_all.sh`, or some sections with "
         "`python benchmarks/run_all.py --only %s`; each section's raw measurements are in "
         "`benchmarks/results/<section>.json`." % ",".join(n for n, _, _ in SECTIONS[1:3]),
+        "How much these ratios move from one run to the next on this shared machine, and where the time goes "
+        "on the configs that miss their target (profiles): `benchmarks/README.md`, \"Reading the numbers\".",
         "",
         "## Machine",
         "",
