@@ -163,8 +163,13 @@ def _run_sizes(sizes, dtype, threads, repeat, rows, rng, np, ffi, lib, kc, torch
         flops = 2.0 * n ** 3
         samplers = {k: _timer(f, flops) for k, f in impls.items()}
         samples = {k: [] for k in impls}
+        # With several threads, pause before each sample so the thread pool of the one
+        # before (OpenBLAS spins about 0.1 s after its last call) is not still busy.
+        settle = 0.2 if threads > 1 else 0.0
         for _ in range(max(1, int(repeat))):
             for k, s in samplers.items():
+                if settle:
+                    time.sleep(settle)
                 samples[k].append(s())
         gf = {k: flops / float(np.median(v)) / 1e9 for k, v in samples.items()}
         gf.setdefault("torch", None)

@@ -157,7 +157,9 @@ def assemble(sections):
         "(`--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1` for one thread) set before any "
         "library is imported, plus `torch.set_num_threads` / `tinybptt.set_num_threads`.  The contenders of one "
         "row are measured one after the other, in 6 interleaved rounds, so a burst of load from other users of "
-        "this shared machine hits them alike.",
+        "this shared machine hits them alike.  With two threads each contender's batch starts after a 0.2 s pause "
+        "(`--settle`): thread pools spin for a while after their last job (OpenBLAS about 0.1 s), and on two "
+        "cores that starved whichever contender ran next.",
         "- Every contender gets the same weights and input (one seed, PyTorch's names and gate order) and "
         "reports its loss and gradient norms; a contender that disagrees with torch is marked `!` and never "
         "counts as best peer.  The correctness section compares full gradients element by element.",

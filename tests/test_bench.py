@@ -338,3 +338,28 @@ def test_gc_protocol_pauses_the_collector_and_restores_it():
             gc.enable()
     finally:
         gc.callbacks.remove(count)
+
+
+def test_measure_row_interleaves_rounds_and_settles_only_when_asked(monkeypatch):
+    """Each round visits every contender in order; with settle_s a pause precedes each batch."""
+    calls, sleeps = [], []
+
+    class Pool:  # stands in for WorkerPool: answers like a worker would
+        def request(self, family, req, timeout=None):
+            calls.append((req["contender"], req.get("reps")))
+            n = req.get("reps") or 2
+            return {"ok": True, "warmup_s": 0.01, "fwd_samples": [1.0] * n, "bwd_samples": [1.0] * n,
+                    "total_samples": [2.0] * n}
+
+        def broadcast(self, req):
+            pass
+
+    monkeypatch.setattr(bench.time, "sleep", lambda s: sleeps.append(s))
+    base = {"op": "measure", "cell": "rnn", "shape": [2, 1, 2, 2], "dtype": "float32"}
+    out = bench.measure_row(Pool(), ["tinybptt:sequence", "torch"], base, rounds=3, timeout=1)
+    assert [c for c, _ in calls] == ["tinybptt:sequence", "torch"] * 3
+    assert [r for _, r in calls] == [None, None, 2, 2, 2, 2]  # later rounds repeat round 1's count
+    assert sleeps == [] and out["torch"]["reps"] == 6
+    calls.clear()
+    bench.measure_row(Pool(), ["tinybptt:sequence", "torch"], base, rounds=2, timeout=1, settle_s=0.2)
+    assert sleeps == [0.2] * 4

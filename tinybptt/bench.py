@@ -1129,12 +1129,17 @@ def measure_one(pool, req, timeout):
     return res
 
 
-def measure_row(pool, contenders, base, rounds, timeout, skip=None, stat="median"):
+def measure_row(pool, contenders, base, rounds, timeout, skip=None, stat="median", settle_s=0.0):
     """Time every contender on one (cell, config), interleaved over ``rounds`` rounds.
 
     Round 1 warms each contender up and plans its timed runs from the warm-up
     time; later rounds time the same number again on the runner the worker
     kept.  Noise bursts of a shared machine thus hit every contender alike.
+    ``settle_s``: a pause before each contender's batch, for multi-threaded
+    runs.  Thread pools keep spinning for a while after their last job
+    (OpenBLAS for about 0.1 s), and on two cores that starves whoever runs
+    next: tinybptt's 2-thread LSTM small took 8.0 ms (median) right after
+    2-thread OpenBLAS GEMMs, 4.3 ms after a 0.2 s pause, 4.5 ms without them.
     Returns {contender: result} with samples merged and medians computed.
     """
     skip = skip or {}
@@ -1156,6 +1161,8 @@ def measure_row(pool, contenders, base, rounds, timeout, skip=None, stat="median
                 req["rewarm"] = out[c]["warmup_s"] < 0.25
             if last and rnd > 0:  # instrumented runs: 3 when cheap, 1 for slow configs
                 req["split_repeat"] = 3 if out[c]["warmup_s"] < 0.3 else 1
+            if settle_s > 0:
+                time.sleep(settle_s)
             res = pool.request(family_of(c), req, timeout=timeout)
             if not res.get("ok"):
                 out[c] = res
@@ -1212,7 +1219,8 @@ def run_grid(args, progress_enabled=True):
                                     "min_repeat": per_round(min(args.min_repeat, args.repeat)),
                                     "kernel_split": not args.no_split, "grad_trace": args.grad_trace,
                                     "gc_each_run": args.gc_each_run}
-                            got = measure_row(pool, contenders, base, rounds, args.timeout, skip, args.stat)
+                            got = measure_row(pool, contenders, base, rounds, args.timeout, skip, args.stat,
+                                              settle_s=args.settle if threads > 1 else 0.0)
                             desc = "%dt %s %s %s" % (threads, dtype, cell, cname)
                             for c in contenders:
                                 rec = {"cell": cell, "config": cname, "shape": list(shape), "dtype": dtype,
@@ -2016,6 +2024,9 @@ def build_parser(prog="tinybptt bench"):
                    help="interleave the contenders of a row over this many rounds of timed runs (default 6: "
                         "on a shared machine a contender's speed can halve for a second at a time, and "
                         "short rounds spread such bursts over every contender)")
+    p.add_argument("--settle", type=float, default=0.2,
+                   help="with more than one thread, seconds of pause before each contender's batch, so the "
+                        "thread pools of the one before stop spinning (default 0.2)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="statistic of the timed runs used for times and ratios (default median, the protocol; "
                         "min is steadier on a busy machine)")
