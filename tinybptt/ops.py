@@ -212,16 +212,22 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx, g):
         a2, b = ctx.saved_tensors
-        lead = ctx.lead
-        g2 = g if lead is None else g.reshape(-1, g.shape[-1])
-        da = db = None
-        if b is not None:  # dL/da = g @ b^T
-            da = kernels.backend.matmul(g2, b, trans_b=True)
-            if lead is not None:
-                da = da.reshape(lead + (b.shape[0],))
-        if a2 is not None:  # dL/db = a^T @ g
-            db = kernels.backend.matmul(a2, g2, trans_a=True)
+        da, db, _ = _product_grads(a2, b, ctx.lead, g)
         return da, db
+
+
+def _product_grads(a2, b, lead, g):
+    """Gradients of ``a @ b`` (a flattened to ``a2`` (M, K); ``lead`` its leading axes or
+    None): ``(g b^T, a^T g, g2)``, None where ``b`` or ``a2`` was not saved; g2 is g as (M, N)."""
+    g2 = g if lead is None else g.reshape(-1, g.shape[-1])
+    da = db = None
+    if b is not None:  # dL/da = g @ b^T
+        da = kernels.backend.matmul(g2, b, trans_b=True)
+        if lead is not None:
+            da = da.reshape(lead + (b.shape[0],))
+    if a2 is not None:  # dL/db = a^T @ g
+        db = kernels.backend.matmul(a2, g2, trans_a=True)
+    return da, db, g2
 
 
 class Linear(Function):
@@ -260,17 +266,8 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, g):
         x2, w = ctx.saved_tensors
-        lead = ctx.lead
-        g2 = g if lead is None else g.reshape(-1, g.shape[-1])
-        dx = dw = db = None
-        if w is not None:  # dL/dx = g @ w^T
-            dx = kernels.backend.matmul(g2, w, trans_b=True)
-            if lead is not None:
-                dx = dx.reshape(lead + (w.shape[0],))
-        if x2 is not None:  # dL/dw = x^T @ g
-            dw = kernels.backend.matmul(x2, g2, trans_a=True)
-        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
-            db = g2.sum(axis=0)
+        dx, dw, g2 = _product_grads(x2, w, ctx.lead, g)
+        db = g2.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
         return dx, dw, db
 
 
