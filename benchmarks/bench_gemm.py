@@ -71,12 +71,15 @@ def _timer(fn, flops, min_sample=0.02):
     """Warm fn up; return (loops per sample, a function giving one sample's seconds per call)."""
     for _ in range(3):
         fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    loops = max(1, int(min_sample / one))
+    one = []
+    for _ in range(3):  # the fastest of three: one disturbed call must not shrink every sample
+        t0 = time.perf_counter()
+        fn()
+        one.append(time.perf_counter() - t0)
+    loops = max(1, int(min_sample / max(min(one), 1e-7)))
 
     def sample():
+        fn()  # untimed: wakes the thread pool (and the core) after a pause
         t = time.perf_counter()
         for _ in range(loops):
             fn()
