@@ -90,7 +90,11 @@ def ops_step(cell, x, h, c, w_ih_t, w_hh_t, b_ih, b_hh):
         z = sigmoid(x_z + h_z)
         n = tanh(x_n + r * h_n)
         return n + z * (h - n), None  # = (1 - z) * n + z * h
-    a = gi + gh
+    return _gate_ops(cell, gi + gh, c)
+
+
+def _gate_ops(cell, a, c):
+    """RNN and LSTM from the pre-activation ``a`` (B, G*H) on: ``(h_new, c_new or None)``."""
     if cell == "lstm":
         a_i, a_f, a_g, a_o = split(a, 4, axis=1)
         i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
@@ -108,13 +112,7 @@ def _ops_step_joint(cell, x, h, c, w_cat_t, b):
     bias) and the gate ops -- two nodes where two products and three adds were five.
     Same formulas, same intermediates (h, c and the gates), every node tagged with its step.
     """
-    a = linear(concat([x, h], axis=1), w_cat_t, b)
-    if cell == "lstm":
-        a_i, a_f, a_g, a_o = split(a, 4, axis=1)
-        i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
-        c_new = f * c + i * g
-        return o * tanh(c_new), c_new
-    return (tanh(a) if cell == "rnn_tanh" else relu(a)), None
+    return _gate_ops(cell, linear(concat([x, h], axis=1), w_cat_t, b), c)
 
 
 # =========================================================================== fused Functions
