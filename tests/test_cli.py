@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tinybptt import cli
+from tinybptt.apps import cli
 
 
 @pytest.mark.parametrize("cmd, words", [

@@ -18,7 +18,8 @@ from tinybptt.autograd import Function, node_scope
 from tinybptt.inspect import (AnomalyError, CellSpec, detect_anomaly, jacobian_norms, logspace_backprop, step_jacobian,
                               run_cell, to_dot, walk)
 from tinybptt.inspect import dot as dotmod
-from tinybptt.inspect import numerics, terminal
+from tinybptt import display as terminal
+from tinybptt.inspect import numerics
 
 
 # --------------------------------------------------------------------------- helpers

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import tinybptt as tb
-from tinybptt import nn, vanish
+from tinybptt import nn
+from tinybptt.apps import vanish
 from tinybptt.inspect import numerics
 
 

@@ -1,7 +1,7 @@
-"""``python -m tinybptt ...`` is the ``tinybptt`` command (see ``tinybptt.cli``)."""
+"""``python -m tinybptt ...`` is the ``tinybptt`` command (see ``tinybptt.apps.cli``)."""
 import sys
 
-from .cli import main
+from .apps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,6 @@
 ``logspace_backprop(...)``      log10 ||dL/dh_t|| pushed back analytically in log space.
 ``to_dot(walk_or_loss)``        Graphviz DOT of the unrolled graph coloured by log10 |grad|;
                                 ``render_dot`` makes SVG/PNG when Graphviz is installed.
-``terminal``                    tables, sparklines and heatmaps for the terminal.
 ``plot``                        matplotlib figures (optional dependency).
 """
 from .anomaly import Anomaly, AnomalyError, AnomalyLog, detect_anomaly

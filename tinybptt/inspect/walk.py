@@ -156,7 +156,7 @@ class Walk:
 
     def table(self, max_rows=60, kinds=None):
         """The walk as text: one line per record (the first ``max_rows``; None for all)."""
-        from .terminal import format_table
+        from ..display import format_table
 
         rows = []
         recs = [r for r in self.records if kinds is None or r.kind in kinds]

@@ -2198,6 +2198,3 @@ def render(out, md=False, header=False, headline=True, plot_dir=None, embed_plot
             blocks.append("plots: " + ", ".join(out["plots"]))
     return "\n\n".join(b for b in blocks if b)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,10 +25,11 @@ import time
 
 import numpy as np
 
-from . import nn, tasks
-from .autograd import Tensor
-from .inspect import jacobian as jac
-from .inspect import numerics, terminal
+from .. import nn, tasks
+from ..autograd import Tensor
+from ..inspect import jacobian as jac
+from ..inspect import numerics
+from .. import display as terminal
 
 CELLS = ("rnn", "lstm", "gru")
 INITS = ("default", "orthogonal", "identity", "scaled")
@@ -351,7 +352,7 @@ def render(result, unicode=None, color=None, width=64):
 
 def plot(result, path, title=None):
     """Write the slide: log10 ||dL/dh_t|| against t, one line per cell (matplotlib)."""
-    from .inspect.plot import plot_vanish
+    from ..inspect.plot import plot_vanish
 
     return plot_vanish(result, path, title=title)
 

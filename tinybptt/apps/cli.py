@@ -26,7 +26,7 @@ SUBCOMMANDS = ("vanish", "train", "graph", "bench")
 
 
 def _train_parser(p):
-    from . import tasks
+    from .. import tasks
 
     p.description = ("Train a recurrent network on a long-range task (Adam, gradient clipping, float32 "
                      "sequence mode), with periodic test metrics and the per-step gradient norms "
@@ -55,7 +55,8 @@ def _train_parser(p):
 def train_main(argv=None):
     """``tinybptt train``; returns the exit code."""
     from . import train as tr
-    from .inspect import numerics, terminal
+    from ..inspect import numerics
+    from .. import display as terminal
 
     args = _train_parser(argparse.ArgumentParser(prog="tinybptt train")).parse_args(argv)
     cells = [c.strip().lower() for c in args.cell.split(",") if c.strip()]
@@ -111,9 +112,9 @@ def _graph_parser(p):
 
 def graph_main(argv=None):
     """``tinybptt graph``; returns the exit code."""
-    from . import nn
-    from .autograd import Tensor
-    from .inspect import dot, walk
+    from .. import nn
+    from ..autograd import Tensor
+    from ..inspect import dot, walk
 
     args = _graph_parser(argparse.ArgumentParser(prog="tinybptt graph")).parse_args(argv)
     nn.manual_seed(args.seed)
@@ -202,7 +203,7 @@ def main(argv=None):
         build_parser().print_help()
         return 0 if argv else 2
     if argv[0] in ("--version", "-V"):
-        from . import __version__
+        from .. import __version__
 
         print("tinybptt %s" % __version__)
         return 0

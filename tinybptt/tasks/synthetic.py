@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ShapeError
+from ..errors import ShapeError
 
 
 def _rng(seed_or_rng):

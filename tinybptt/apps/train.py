@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from . import nn, optim, tasks
-from .autograd import Tensor, no_grad
-from .inspect import numerics
-from .nn import functional as F
+from .. import nn, optim, tasks
+from ..autograd import Tensor, no_grad
+from ..inspect import numerics
+from ..nn import functional as F
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -118,7 +118,7 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
     ``log`` receives the periodic metric lines (``None`` for silence).  ``model`` may be
     a ``SeqModel`` to continue training.
     """
-    from .inspect.terminal import Progress
+    from ..display import Progress
 
     if task not in tasks.TASKS:
         raise ValueError("train: unknown task %r; choose one of %s" % (task, sorted(tasks.TASKS)))
@@ -182,7 +182,7 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
 
 def summary_table(results):
     """A table comparing several ``train`` results (one row per cell)."""
-    from .inspect.terminal import format_table
+    from ..display import format_table
 
     rows = []
     classify = bool(results) and tasks.TASKS[results[0]["config"]["task"]].loss != "mse"
