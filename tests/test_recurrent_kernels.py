@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from tinybptt.errors import DTypeError, ShapeError
 from tinybptt.kernels import numpy as KN
-from tinybptt.kernels.numpy_rnn import GATES, RecurrentSaved
+from tinybptt.kernels.cells import GATES
+from tinybptt.kernels.recurrent import RecurrentSaved
 
 try:
     from tinybptt.kernels import c as KC

@@ -32,7 +32,7 @@ import pytest
 import tinybptt as tb
 from tinybptt import bptt, nn, optim
 from tinybptt.autograd import topological_order
-from tinybptt.kernels.numpy_rnn import RecurrentSaved
+from tinybptt.kernels.recurrent import RecurrentSaved
 from tinybptt.nn import functional as F
 
 

@@ -640,7 +640,7 @@ class KernelTimer:
         for name, f in list(vars(self.module).items()):
             mod = getattr(f, "__module__", "") or ""
             if (name.startswith("_") or name in self.SKIP or not isinstance(f, types.FunctionType)
-                    or not mod.startswith("tinybptt.kernels") or mod.endswith("._validate")):
+                    or not mod.startswith("tinybptt.kernels") or mod.endswith(".validate")):
                 continue
             self.saved[name] = f
             setattr(self.module, name, self._wrap(f))

@@ -8,7 +8,7 @@ operands are passed as transposes instead of copied.
 import numpy as np
 
 from ..errors import ShapeError, describe
-from . import _validate as V
+from . import validate as V
 from .._tinybptt_c import ffi, lib
 
 NAME = "c"

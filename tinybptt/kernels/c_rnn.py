@@ -9,7 +9,7 @@ also holds the validation both backends share):
     step_backward(cell, saved, d_h, d_c=None, need_dx=True) -> dict
 
 Python allocates every output and the forward workspace (``gates``, ``tanh_c``,
-``hn``, see ``numpy_rnn.RecurrentSaved``), and keeps the workspace in ``saved``;
+``hn``, see ``recurrent.RecurrentSaved``), and keeps the workspace in ``saved``;
 the C kernels (csrc/rnn.c, lstm.c, gru.c) only use their own scratch and
 return nonzero if that fails, which becomes a MemoryError here.
 
@@ -24,14 +24,13 @@ for the forward call are kept with ``saved`` and reused by backward.
 import numpy as np
 
 from .._tinybptt_c import ffi, lib
-from ._validate import contiguous
-from .numpy_rnn import (RecurrentSaved, check_backward, check_forward,
-                        check_step_backward)
+from .validate import contiguous
+from .cells import GATES
+from .recurrent import RecurrentSaved, check_backward, check_forward, check_step_backward
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _SUFFIX = {_F32: "f32", _F64: "f64"}
 _CTYPE = {_F32: ffi.typeof("float[]"), _F64: ffi.typeof("double[]")}
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 _NULL = ffi.NULL
 _from_buffer = ffi.from_buffer
 _ndarray = np.ndarray
@@ -105,7 +104,7 @@ def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
     """True if the arguments need neither an error nor a copy (then check_forward is skipped).
 
     ``ndim`` is 3 for a sequence (x (T, B, I)) and 2 for one step (x (B, I))."""
-    G = _GATES.get(cell) if type(cell) is str else None
+    G = GATES.get(cell) if type(cell) is str else None
     if G is None or type(x) is not _ndarray or x.ndim != ndim or type(h0) is not _ndarray:
         return False
     dt = x.dtype
@@ -197,7 +196,7 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         ptrs = None
     ct = _CTYPE[dt]
     fb = _from_buffer
-    GH = _GATES[cell] * H
+    GH = GATES[cell] * H
     dx = np.empty((T, B, I), dt) if need_dx else None
     dh0 = np.empty((B, H), dt)
     dc0 = np.empty((B, H), dt) if cell == "lstm" else None
@@ -305,7 +304,7 @@ def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
         ptrs = None
     ct = _CTYPE[dt]
     fb = _from_buffer
-    GH = _GATES[cell] * H
+    GH = GATES[cell] * H
     dx = np.empty((B, I), dt) if need_dx else None
     dh = np.empty((B, H), dt)
     dc = np.empty((B, H), dt) if cell == "lstm" else None

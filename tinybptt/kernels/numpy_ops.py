@@ -1,0 +1,82 @@
+"""The NumPy reference kernels for the primitive ops: matmul and the activations.
+
+This module is the oracle.  The C backend (``kernels/c.py``) exposes the same
+functions with the same signatures and must agree with these to rounding.
+
+Like the C kernels, these compute IEEE results silently, whatever ``np.seterr``
+says: overflow gives inf, ``inf * 0`` gives NaN, tiny values underflow to 0,
+and no NumPy warning is raised.  To find where a NaN or Inf first appears, use
+``tinybptt.inspect.detect_anomaly()``.
+"""
+import numpy as np
+
+from ..errors import ShapeError, describe
+from . import validate as V
+
+# ---------------------------------------------------------------- matmul
+
+def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
+    """``op(a) @ op(b)`` for 2-D float arrays, op = transpose when the flag is set.
+
+    With ``out`` given, the product is written into it (``accumulate=True``
+    adds to what is there instead) and ``out`` is returned.
+    """
+    M, N, K, dtype = V.matmul_shapes("matmul", a, b, trans_a, trans_b)
+    with np.errstate(all="ignore"):  # inf * 0 = NaN, overflow = inf: silently, as in C
+        r = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    if out is None:
+        return r
+    V.check_out("matmul", out, (M, N), dtype)
+    if accumulate:
+        out += r
+    else:
+        out[...] = r
+    return out
+
+
+# ---------------------------------------------------------------- activations
+# Backward passes take the saved forward OUTPUT y.
+
+def _check_backward(op, y, dy):
+    V.check_float(op, y, dy)
+    if y.shape != dy.shape:
+        raise ShapeError("%s: y and dy must have the same shape, got %s" % (op, describe(y, dy)))
+
+
+def tanh(x):
+    V.check_float("tanh", x)
+    return np.asarray(np.tanh(x))  # asarray: a 0-D input gives a 0-D array, not a NumPy scalar
+
+
+def tanh_backward(y, dy):
+    _check_backward("tanh_backward", y, dy)
+    with np.errstate(all="ignore"):  # dy = inf at a saturated y = +-1 gives inf * 0 = NaN, silently
+        return np.asarray(dy * (1 - y * y))
+
+
+def sigmoid(x):
+    """Overflow-free logistic: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) for x < 0."""
+    V.check_float("sigmoid", x)
+    out = np.empty(x.shape, dtype=x.dtype)
+    pos = x >= 0
+    with np.errstate(under="ignore"):  # exp(-1000) = 0 is the right answer, even under np.seterr(all="raise")
+        out[pos] = 1 / (1 + np.exp(-x[pos]))
+        e = np.exp(x[~pos])  # x < 0 or NaN here: exp cannot overflow
+        out[~pos] = e / (1 + e)
+    return out
+
+
+def sigmoid_backward(y, dy):
+    _check_backward("sigmoid_backward", y, dy)
+    with np.errstate(all="ignore"):  # dy = inf at a saturated y gives inf * 0 = NaN, silently
+        return np.asarray(dy * y * (1 - y))
+
+
+def relu(x):
+    V.check_float("relu", x)
+    return np.where(x > 0, x, np.where(np.isnan(x), x, 0)).astype(x.dtype, copy=False)
+
+
+def relu_backward(y, dy):
+    _check_backward("relu_backward", y, dy)
+    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
