@@ -270,7 +270,7 @@ class Tensor:
 
     def astype(self, dtype):
         """This tensor converted to ``dtype`` (differentiable)."""
-        from .ops import Cast
+        from .ops.elementwise import Cast
         return Cast.apply(self, dtype=np.dtype(dtype))
 
     def __repr__(self):

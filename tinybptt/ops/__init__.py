@@ -1,0 +1,140 @@
+"""The built-in ops: one small Function per op, forward beside backward.
+
+Each ``forward`` computes with NumPy (or a kernel from ``tinybptt.kernels``)
+and saves only what its ``backward`` needs; each ``backward`` returns one
+gradient per forward argument.  Binary elementwise ops follow NumPy
+broadcasting, so their backward must *un-broadcast*: sum the gradient over the
+axes that broadcasting stretched, giving each input a gradient of its own shape.
+"""
+import numpy as np
+
+from ..autograd import Tensor, _as_array
+from ..errors import ShapeError
+from .activations import Exp, Log, Relu, Sigmoid, Tanh
+from .elementwise import Add, Cast, Div, Mul, Neg, Pow, Sub, unbroadcast  # noqa: F401  (Cast, unbroadcast: public for custom ops)
+from .linalg import Linear, MatMul
+from .reduce import Mean, Sum
+from .shape import Concat, GetItem, Reshape, Split, Stack, Transpose
+
+# --------------------------------------------------------------------------- Tensor methods and functions
+
+
+def _operand(self, other):
+    """Python numbers take the tensor's dtype, so float32 stays float32."""
+    if isinstance(other, Tensor):
+        return other
+    if isinstance(other, (int, float, np.number)):
+        return np.asarray(other, dtype=self.data.dtype)
+    return _as_array(other)
+
+
+def _binary(fn, reflected=False):
+    apply = fn.apply
+    if reflected:
+        def method(self, other):
+            return apply(other if isinstance(other, Tensor) else _operand(self, other), self)
+    else:
+        def method(self, other):
+            return apply(self, other if isinstance(other, Tensor) else _operand(self, other))
+    return method
+
+
+def _tensors(op, xs):
+    if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
+        xs = tuple(xs[0])
+    if not xs:
+        raise ShapeError("%s: needs at least one tensor" % op)
+    return xs
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis (like ``np.concatenate``)."""
+    return Concat.apply(*_tensors("concat", (tensors,)), axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join tensors along a new axis (like ``np.stack``)."""
+    return Stack.apply(*_tensors("stack", (tensors,)), axis=axis)
+
+
+def split(x, sections, axis=0):
+    """Split ``x`` into a tuple of tensors (like ``np.split``)."""
+    out = Split.apply(x, sections=sections, axis=axis)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def matmul(a, b):
+    return MatMul.apply(a, b)
+
+
+def linear(x, w, b=None):
+    """``x @ w + b`` in one node (``w`` of shape (K, N): the transpose of a PyTorch weight)."""
+    return Linear.apply(x, w) if b is None else Linear.apply(x, w, b)
+
+
+def tanh(x):
+    return Tanh.apply(x)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+def relu(x):
+    return Relu.apply(x)
+
+
+def exp(x):
+    return Exp.apply(x)
+
+
+def log(x):
+    return Log.apply(x)
+
+
+def _reshape(self, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return Reshape.apply(self, shape=shape)
+
+
+def _transpose(self, *axes):
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    return Transpose.apply(self, axes=axes or None)
+
+
+def _getitem(self, idx):
+    if isinstance(idx, Tensor):
+        idx = idx.data
+    elif isinstance(idx, tuple):
+        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    if isinstance(idx, np.ndarray) and idx.dtype.kind == "f":
+        raise ShapeError("getitem: index arrays must be integers or booleans, got %s" % idx.dtype)
+    return GetItem.apply(self, idx=idx)
+
+
+Tensor.__add__ = _binary(Add)
+Tensor.__radd__ = _binary(Add, reflected=True)
+Tensor.__sub__ = _binary(Sub)
+Tensor.__rsub__ = _binary(Sub, reflected=True)
+Tensor.__mul__ = _binary(Mul)
+Tensor.__rmul__ = _binary(Mul, reflected=True)
+Tensor.__truediv__ = _binary(Div)
+Tensor.__rtruediv__ = _binary(Div, reflected=True)
+Tensor.__pow__ = _binary(Pow)
+Tensor.__rpow__ = _binary(Pow, reflected=True)
+Tensor.__matmul__ = _binary(MatMul)
+Tensor.__rmatmul__ = _binary(MatMul, reflected=True)
+Tensor.__neg__ = lambda self: Neg.apply(self)
+Tensor.__getitem__ = _getitem
+Tensor.tanh = tanh
+Tensor.sigmoid = sigmoid
+Tensor.relu = relu
+Tensor.exp = exp
+Tensor.log = log
+Tensor.sum = lambda self, axis=None, keepdims=False: Sum.apply(self, axis=axis, keepdims=keepdims)
+Tensor.mean = lambda self, axis=None, keepdims=False: Mean.apply(self, axis=axis, keepdims=keepdims)
+Tensor.reshape = _reshape
+Tensor.transpose = _transpose
+Tensor.T = property(lambda self: Transpose.apply(self, axes=None))

@@ -1,0 +1,134 @@
+"""Shape ops: reshape, transpose, indexing, concat, stack, split."""
+import numpy as np
+
+from ..autograd import Function
+from ..errors import ShapeError, describe
+
+# --------------------------------------------------------------------------- shape ops
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, x, shape=None):
+        ctx.shape = x.shape
+        try:
+            return x.reshape(shape)
+        except ValueError:
+            raise ShapeError("reshape: cannot reshape %s (size %d) to %s" % (x.shape, x.size, shape)) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class Transpose(Function):
+    @staticmethod
+    def forward(ctx, x, axes=None):
+        if axes is not None:
+            nd = x.ndim
+            if (len(axes) != nd or not all(-nd <= a < nd for a in axes)
+                    or sorted(a % nd for a in axes) != list(range(nd))):
+                raise ShapeError("transpose: axes %s are not a permutation of a %d-D tensor's axes (shape %s)"
+                                 % (axes, nd, x.shape))
+            axes = tuple(a % nd for a in axes)  # backward inverts with argsort: needs axes >= 0
+        ctx.axes = axes
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.axes is None:
+            return np.transpose(g)
+        return np.transpose(g, np.argsort(ctx.axes))
+
+
+def _is_basic_index(idx):
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+class GetItem(Function):
+    name = "getitem"
+
+    @staticmethod
+    def forward(ctx, x, idx=None):
+        ctx.shape, ctx.dtype, ctx.idx = x.shape, x.dtype, idx
+        try:
+            return np.asarray(x[idx])
+        except IndexError as exc:
+            raise ShapeError("getitem: index %r does not fit a tensor of shape %s (%s)" % (idx, x.shape, exc)) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        out = np.zeros(ctx.shape, dtype=ctx.dtype)
+        if _is_basic_index(ctx.idx):
+            out[ctx.idx] = g  # a view: every element is hit at most once
+        else:
+            np.add.at(out, ctx.idx, g)  # fancy indexing may repeat elements
+        return out
+
+
+class Concat(Function):
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        try:
+            out = np.concatenate(xs, axis=axis)
+        except (ValueError, np.exceptions.AxisError) as exc:
+            raise ShapeError("concat: cannot concatenate %s along axis %d (%s)" % (describe(*xs), axis, exc)) from None
+        ax = axis % out.ndim
+        ctx.axis = ax
+        bounds, n = [0], 0
+        for x in xs:
+            n += x.shape[ax]
+            bounds.append(n)
+        ctx.bounds = bounds
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(np.split(g, ctx.bounds[1:-1], axis=ctx.axis))
+
+
+class Stack(Function):
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        ctx.axis = axis
+        if len(xs) == 1 and axis == 0 and isinstance(xs[0], np.ndarray):  # one layer's h_n: a copy with a new axis
+            return xs[0][None].copy()
+        try:
+            out = np.stack(xs, axis=axis)
+        except (ValueError, np.exceptions.AxisError) as exc:
+            raise ShapeError("stack: cannot stack %s along axis %d (%s)" % (describe(*xs), axis, exc)) from None
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        n = g.shape[ctx.axis]
+        if ctx.axis == 0:
+            return tuple(g[k] for k in range(n))  # views
+        return tuple(np.take(g, k, axis=ctx.axis) for k in range(n))
+
+
+class Split(Function):
+    """Split along ``axis`` into equal sections (an int) or at the given indices."""
+
+    @staticmethod
+    def forward(ctx, x, sections=None, axis=0):
+        if type(sections) is int and sections > 0 and type(axis) is int and -x.ndim <= axis < x.ndim:
+            ax = axis % x.ndim
+            n = x.shape[ax]
+            if n % sections == 0:  # equal sections: plain slices (views), as np.split makes
+                ctx.axis = ax
+                w = n // sections
+                lead = (slice(None),) * ax
+                return tuple(x[lead + (slice(k * w, (k + 1) * w),)] for k in range(sections))
+        try:
+            parts = np.split(x, sections, axis=axis)
+        except (ValueError, np.exceptions.AxisError) as exc:
+            raise ShapeError("split: cannot split shape %s into %r along axis %d (%s)" % (x.shape, sections, axis, exc)) from None
+        ctx.axis = axis
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx, *gs):
+        return np.concatenate(gs, axis=ctx.axis)
