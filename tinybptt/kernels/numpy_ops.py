@@ -10,7 +10,6 @@ and no NumPy warning is raised.  To find where a NaN or Inf first appears, use
 """
 import numpy as np
 
-from ..errors import ShapeError, describe
 from . import validate as V
 
 # ---------------------------------------------------------------- matmul
@@ -47,19 +46,13 @@ def bmm(a, b):
 # ---------------------------------------------------------------- activations
 # Backward passes take the saved forward OUTPUT y.
 
-def _check_backward(op, y, dy):
-    V.check_float(op, y, dy)
-    if y.shape != dy.shape:
-        raise ShapeError("%s: y and dy must have the same shape, got %s" % (op, describe(y, dy)))
-
-
 def tanh(x):
     V.check_float("tanh", x)
     return np.asarray(np.tanh(x))  # asarray: a 0-D input gives a 0-D array, not a NumPy scalar
 
 
 def tanh_backward(y, dy):
-    _check_backward("tanh_backward", y, dy)
+    V.check_activation_backward("tanh_backward", y, dy)
     with np.errstate(all="ignore"):  # dy = inf at a saturated y = +-1 gives inf * 0 = NaN, silently
         return np.asarray(dy * (1 - y * y))
 
@@ -77,7 +70,7 @@ def sigmoid(x):
 
 
 def sigmoid_backward(y, dy):
-    _check_backward("sigmoid_backward", y, dy)
+    V.check_activation_backward("sigmoid_backward", y, dy)
     with np.errstate(all="ignore"):  # dy = inf at a saturated y gives inf * 0 = NaN, silently
         return np.asarray(dy * y * (1 - y))
 
@@ -88,5 +81,5 @@ def relu(x):
 
 
 def relu_backward(y, dy):
-    _check_backward("relu_backward", y, dy)
+    V.check_activation_backward("relu_backward", y, dy)
     return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)

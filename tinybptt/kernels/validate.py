@@ -50,6 +50,13 @@ def check_shape(op, name, a, shape):
         raise ShapeError("%s: %s must have shape %s, got %s" % (op, name, want, tuple(a.shape)))
 
 
+def check_activation_backward(op, y, dy):
+    """An activation's backward takes its forward's output y and the gradient dy: same float dtype and shape."""
+    check_float(op, y, dy)
+    if y.shape != dy.shape:
+        raise ShapeError("%s: y and dy must have the same shape, got %s" % (op, describe(y, dy)))
+
+
 def contiguous(a):
     """``a`` itself if C-contiguous and aligned, else a C-contiguous copy.
 
