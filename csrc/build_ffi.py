@@ -1,7 +1,10 @@
 """cffi build script: compiles csrc/*.c into the extension ``tinybptt._tinybptt_c``.
 
-The C API is declared once, in ``csrc/tinybptt.h``; that header is handed to
-``cdef()`` verbatim, so the Python view of the API can never drift from the C one.
+The C API is declared in ``csrc/tinybptt.h`` (what exists once) and
+``csrc/tinybptt_typed.h`` (every kernel, written once over the type ``real``).
+``cdef()`` reads those same two files -- the first without its preprocessor
+lines, the second once per dtype -- so the Python view of the API can never
+drift from the C one.
 
 Environment variables read at build time
 ----------------------------------------
@@ -16,6 +19,7 @@ TINYBPTT_CFLAGS="..."  extra compiler flags, appended last.
 """
 import glob
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -25,6 +29,9 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "tinybptt.h")
+TYPED_HEADER = os.path.join(HERE, "tinybptt_typed.h")
+#: (C type of ``real``, suffix FN() appends): the dtypes every kernel exists for
+DTYPES = (("float", "f32"), ("double", "f64"))
 ROOT = os.path.dirname(HERE)
 
 
@@ -68,9 +75,17 @@ def _flags():
 
 
 def _cdef_text():
+    """The API as cffi wants it: tinybptt.h without its preprocessor lines, then
+    tinybptt_typed.h once per dtype, with ``real`` and ``FN(name)`` spelled out
+    (the C compiler does the same through csrc/for_each_dtype.h)."""
     with open(HEADER) as f:
-        text = f.read()
-    return text
+        parts = ["\n".join(line for line in f.read().splitlines() if not line.lstrip().startswith("#"))]
+    with open(TYPED_HEADER) as f:
+        typed = f.read()
+    for real, suffix in DTYPES:
+        text = re.sub(r"\bFN\((\w+)\)", r"\1_" + suffix, typed)
+        parts.append(re.sub(r"\breal\b", real, text))
+    return "\n".join(parts)
 
 
 def make_builder(absolute_paths=False):

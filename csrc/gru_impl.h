@@ -1,6 +1,6 @@
 /* gru_impl.h -- the GRU written once over the type `real`.
  *
- * Included twice by gru.c (float/f32, double/f64); see recurrent_common.h.
+ * Included twice by gru.c (float/f32, double/f64); see for_each_dtype.h.
  * No include guard on purpose.
  *
  *   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
@@ -24,7 +24,7 @@
 /* gates (B, 3H): W_ih x on entry (plus b_ih: added here if bx is not NULL),
    activated r, z, n on exit.  ah (B, 3H): W_hh h + b_hh; its n columns are
    saved as hn. */
-RC_CLONES static void FN(gru_pointwise_forward)(long B, long H,
+TB_CLONES static void FN(gru_pointwise_forward)(long B, long H,
                                       const real *restrict h_prev, /* (B, H) */
                                       const real *restrict ah,     /* (B, 3H) */
                                       const real *restrict bx,     /* (3H,) b_ih, or NULL */
@@ -39,9 +39,9 @@ RC_CLONES static void FN(gru_pointwise_forward)(long B, long H,
             const real *br = bx, *bz = bx + H, *bn = bx + 2 * H;
             for (long j = 0; j < H; j++) {
                 long k = b * H + j;
-                real r = FN(rc_sigmoid)((xr[j] + br[j]) + hr[j]);
-                real z = FN(rc_sigmoid)((xz[j] + bz[j]) + hz[j]);
-                real n = FN(rc_tanh)((xn[j] + bn[j]) + r * hh[j]);
+                real r = FN(vm_sigmoid)((xr[j] + br[j]) + hr[j]);
+                real z = FN(vm_sigmoid)((xz[j] + bz[j]) + hz[j]);
+                real n = FN(vm_tanh)((xn[j] + bn[j]) + r * hh[j]);
                 xr[j] = r; xz[j] = z; xn[j] = n;
                 hn[k] = hh[j];
                 h_new[k] = ((real)1 - z) * n + z * h_prev[k];
@@ -49,9 +49,9 @@ RC_CLONES static void FN(gru_pointwise_forward)(long B, long H,
         } else {
             for (long j = 0; j < H; j++) {
                 long k = b * H + j;
-                real r = FN(rc_sigmoid)(xr[j] + hr[j]);
-                real z = FN(rc_sigmoid)(xz[j] + hz[j]);
-                real n = FN(rc_tanh)(xn[j] + r * hh[j]);
+                real r = FN(vm_sigmoid)(xr[j] + hr[j]);
+                real z = FN(vm_sigmoid)(xz[j] + hz[j]);
+                real n = FN(vm_tanh)(xn[j] + r * hh[j]);
                 xr[j] = r; xz[j] = z; xn[j] = n;
                 hn[k] = hh[j];
                 h_new[k] = ((real)1 - z) * n + z * h_prev[k];
@@ -62,7 +62,7 @@ RC_CLONES static void FN(gru_pointwise_forward)(long B, long H,
 
 /* dh holds the total gradient on h' on entry and its direct part on h,
    dh * z, on exit (the caller adds dgh @ W_hh).  Writes dgx and dgh. */
-RC_CLONES static void FN(gru_pointwise_backward)(long B, long H,
+TB_CLONES static void FN(gru_pointwise_backward)(long B, long H,
                                        const real *restrict gates,  /* (B, 3H) */
                                        const real *restrict hn,     /* (B, H) */
                                        const real *restrict h_prev, /* (B, H) */
@@ -101,15 +101,19 @@ int FN(tb_gru_step_forward)(long B, long I, long H,
                             real *h_new)      /* (B, H) */
 {
     long G3 = 3 * H;
-    real *ah = (real *)rc_alloc((size_t)(B * G3) * sizeof(real));  /* (B, 3H) */
-    if (!ah) return 1;
-    GEMM(0, 1, B, G3, I, 1, x, I, w_ih, I, 0, gates, G3);  /* x @ W_ih^T + b_ih */
-    FN(rc_add_bias_rows)(B, G3, gates, b_ih, NULL);
-    GEMM(0, 1, B, G3, H, 1, h, H, w_hh, H, 0, ah, G3);     /* h @ W_hh^T + b_hh */
-    FN(rc_add_bias_rows)(B, G3, ah, b_hh, NULL);
+    int err = 1;
+    real *ah = (real *)tb_scratch(TB_SLOT_MISC, (size_t)(B * G3) * sizeof(real));  /* (B, 3H) */
+    if (!ah
+        || GEMM(0, 1, B, G3, I, 1, x, I, w_ih, I, 0, gates, G3)  /* x @ W_ih^T */
+        || GEMM(0, 1, B, G3, H, 1, h, H, w_hh, H, 0, ah, G3))    /* h @ W_hh^T */
+        goto done;
+    FN(cell_add_bias_rows)(B, G3, gates, b_ih, NULL);             /* + b_ih */
+    FN(cell_add_bias_rows)(B, G3, ah, b_hh, NULL);                /* + b_hh */
     FN(gru_pointwise_forward)(B, H, h, ah, NULL, gates, hn, h_new);
-    free(ah);
-    return 0;
+    err = 0;
+done:
+    tb_scratch_done(TB_SLOT_MISC);
+    return err;
 }
 
 int FN(tb_gru_step_backward)(long B, long I, long H,
@@ -128,16 +132,21 @@ int FN(tb_gru_step_backward)(long B, long I, long H,
                              real *db_hh)       /* (3H,) or NULL */
 {
     long G3 = 3 * H;
-    real *dgx = (real *)rc_alloc((size_t)(2 * B * G3) * sizeof(real));  /* 2 x (B, 3H) */
-    if (!dgx) return 1;
+    int err = 1;
+    real *dgx = (real *)tb_scratch(TB_SLOT_DGATES, (size_t)(2 * B * G3) * sizeof(real));  /* 2 x (B, 3H) */
+    if (!dgx) goto done;
     real *dgh = dgx + B * G3;
     memcpy(dh, d_h, (size_t)(B * H) * sizeof(real));
     FN(gru_pointwise_backward)(B, H, gates, hn, h, dh, dgx, dgh);
-    GEMM(0, 0, B, H, G3, 1, dgh, G3, w_hh, H, 1, dh, H);  /* dh = dh*z + dgh @ W_hh */
-    FN(rc_backward_gemms)(1, B, I, H, G3, dgx, dgh, x, h, NULL, w_ih,
-                          dx, dw_ih, dw_hh, db_ih, db_hh);
-    free(dgx);
-    return 0;
+    if (GEMM(0, 0, B, H, G3, 1, dgh, G3, w_hh, H, 1, dh, H)  /* dh = dh*z + dgh @ W_hh */
+        || FN(cell_weight_grads)(1, B, I, H, G3, dgx, dgh, x, h, NULL, w_ih, dx, dw_ih, dw_hh))
+        goto done;
+    FN(cell_colsum_acc)(B, G3, dgx, G3, db_ih);
+    FN(cell_colsum_acc)(B, G3, dgh, G3, db_hh);
+    err = 0;
+done:
+    tb_scratch_done(TB_SLOT_DGATES);
+    return err;
 }
 
 /* ---- a whole sequence
@@ -145,12 +154,12 @@ int FN(tb_gru_step_backward)(long B, long I, long H,
  * Forward: the input half of every step is one GEMM over all T*B rows
  * (gates = x @ W_ih^T; b_ih is added in the gate loop); W_hh^T is packed
  * once and each step computes ah = h_{t-1} @ W_hh^T + b_hh in one
- * register-tiled pass (rc_mm).  Backward keeps dgx and dgh for every step in
+ * register-tiled pass (panel_mm).  Backward keeps dgx and dgh for every step in
  * one scratch block, sums the bias gradients step by step, and ends with the
  * weight-gradient GEMMs over all steps.
  */
 
-RC_CLONES int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
+TB_CLONES int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
                            const real *x,    /* (T, B, I) */
                            const real *h0,   /* (B, H) */
                            const real *w_ih, /* (3H, I) */
@@ -162,21 +171,25 @@ RC_CLONES int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
                            real *out)        /* (T, B, H) */
 {
     long G3 = 3 * H, BH = B * H;
-    real *ah = (real *)rc_scratch(RC_SLOT_MISC, (size_t)(B * G3) * sizeof(real));  /* h-side (B, 3H) */
-    FN(rc_panel) whhT;                                          /* W_hh^T (H, 3H), packed once */
-    if (!ah || FN(rc_pack)(&whhT, H, G3, w_hh, H, 1)) return 1;
-    GEMM(0, 1, T * B, G3, I, 1, x, I, w_ih, I, 0, gates, G3);  /* x[t] @ W_ih^T, all steps */
+    int err = 1;
+    panel whhT = PANEL_NONE;                                  /* W_hh^T (H, 3H), packed once */
+    real *ah = (real *)tb_scratch(TB_SLOT_MISC, (size_t)(B * G3) * sizeof(real));  /* h-side (B, 3H) */
+    if (!ah || FN(panel_pack)(&whhT, H, G3, w_hh, H, 1)
+        || GEMM(0, 1, T * B, G3, I, 1, x, I, w_ih, I, 0, gates, G3))  /* x[t] @ W_ih^T, all steps */
+        goto done;
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
-        FN(rc_mm)(B, h_prev, H, &whhT, ah, G3, 0, b_hh);       /* ah = h_{t-1} @ W_hh^T + b_hh */
+        FN(panel_mm)(B, h_prev, H, &whhT, ah, G3, 0, b_hh);       /* ah = h_{t-1} @ W_hh^T + b_hh */
         FN(gru_pointwise_forward)(B, H, h_prev, ah, b_ih, gates + t * B * G3, hn + t * BH, out + t * BH);
     }
-    FN(rc_panel_free)(&whhT);
-    rc_scratch_done(RC_SLOT_MISC);
-    return 0;
+    err = 0;
+done:
+    panel_free(&whhT);
+    tb_scratch_done(TB_SLOT_MISC);
+    return err;
 }
 
-RC_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
+TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             const real *x,     /* (T, B, I) */
                             const real *h0,    /* (B, H) */
                             const real *w_ih,  /* (3H, I) */
@@ -195,31 +208,34 @@ RC_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             real *trace_h)     /* (T, B, H) or NULL */
 {
     long G3 = 3 * H, BH = B * H, TBG = T * B * G3;
+    int err = 1;
+    panel whh = PANEL_NONE;                                   /* W_hh (3H, H), packed once */
     /* one scratch block: dgx, dgh (T, B, 3H) each, running bias sums (3H,) each */
-    real *dgx = (real *)rc_scratch(RC_SLOT_DGATES, (size_t)(2 * TBG + 2 * G3) * sizeof(real));
-    if (!dgx) return 1;
+    real *dgx = (real *)tb_scratch(TB_SLOT_DGATES, (size_t)(2 * TBG + 2 * G3) * sizeof(real));
+    if (!dgx || FN(panel_pack)(&whh, G3, H, w_hh, H, 0)) goto done;
     real *dgh = dgx + TBG;
     real *dbx = db_ih ? dgh + TBG : NULL, *dbh = db_hh ? dgh + TBG + G3 : NULL;
     if (dbx) memset(dbx, 0, (size_t)G3 * sizeof(real));
     if (dbh) memset(dbh, 0, (size_t)G3 * sizeof(real));
-    FN(rc_panel) whh;                                           /* W_hh (3H, H), packed once */
-    if (FN(rc_pack)(&whh, G3, H, w_hh, H, 0)) return 1;
     real *dh = dh0;  /* the running gradient on h_t lives in dh0's buffer */
-    FN(rc_copy_or_zero)(BH, d_hn, dh);
+    FN(cell_copy_or_zero)(BH, d_hn, dh);
     for (long t = T - 1; t >= 0; t--) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         real *dgx_t = dgx + t * B * G3, *dgh_t = dgh + t * B * G3;
-        FN(rc_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
-        FN(rc_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
+        FN(cell_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
+        FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
         FN(gru_pointwise_backward)(B, H, gates + t * B * G3, hn + t * BH, h_prev, dh, dgx_t, dgh_t);
-        FN(rc_colsum_acc)(B, G3, dgx_t, G3, dbx);
-        FN(rc_colsum_acc)(B, G3, dgh_t, G3, dbh);
-        FN(rc_mm)(B, dgh_t, G3, &whh, dh, H, 1, NULL);          /* dh_{t-1} += dgh_t @ W_hh */
+        FN(cell_colsum_acc)(B, G3, dgx_t, G3, dbx);
+        FN(cell_colsum_acc)(B, G3, dgh_t, G3, dbh);
+        FN(panel_mm)(B, dgh_t, G3, &whh, dh, H, 1, NULL);          /* dh_{t-1} += dgh_t @ W_hh */
     }
-    FN(rc_panel_free)(&whh);
-    int rc = FN(rc_seq_weight_grads)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh);
-    if (dbx) FN(rc_add2)(G3, db_ih, NULL, dbx);
-    if (dbh) FN(rc_add2)(G3, db_hh, NULL, dbh);
-    rc_scratch_done(RC_SLOT_DGATES);
-    return rc;
+    if (FN(cell_weight_grads)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh))
+        goto done;
+    if (dbx) FN(cell_add2)(G3, db_ih, NULL, dbx);
+    if (dbh) FN(cell_add2)(G3, db_hh, NULL, dbh);
+    err = 0;
+done:
+    panel_free(&whh);
+    tb_scratch_done(TB_SLOT_DGATES);
+    return err;
 }

@@ -1,6 +1,6 @@
 /* lstm_impl.h -- the LSTM written once over the type `real`.
  *
- * Included twice by lstm.c (float/f32, double/f64); see recurrent_common.h.
+ * Included twice by lstm.c (float/f32, double/f64); see for_each_dtype.h.
  * No include guard on purpose.
  *
  *   (i, f, g, o) = (sigmoid, sigmoid, tanh, sigmoid)(W_ih x + b_ih + W_hh h + b_hh)
@@ -15,7 +15,7 @@
 /* ---- the elementwise part of one step, shared by step and sequence kernels */
 
 /* gates (B, 4H): the full pre-activations on entry, activated i, f, g, o on exit. */
-RC_CLONES static void FN(lstm_pointwise_forward)(long B, long H,
+TB_CLONES static void FN(lstm_pointwise_forward)(long B, long H,
                                        const real *restrict c_prev, /* (B, H) */
                                        real *restrict gates,        /* (B, 4H) in place */
                                        real *restrict tanh_c,       /* (B, H) */
@@ -27,12 +27,12 @@ RC_CLONES static void FN(lstm_pointwise_forward)(long B, long H,
         const real *cp = c_prev + b * H;
         real *tc = tanh_c + b * H, *hn = h_new + b * H, *cn = c_new + b * H;
         for (long j = 0; j < H; j++) {
-            real i = FN(rc_sigmoid)(ai[j]);
-            real f = FN(rc_sigmoid)(af[j]);
-            real g = FN(rc_tanh)(ag[j]);
-            real o = FN(rc_sigmoid)(ao[j]);
+            real i = FN(vm_sigmoid)(ai[j]);
+            real f = FN(vm_sigmoid)(af[j]);
+            real g = FN(vm_tanh)(ag[j]);
+            real o = FN(vm_sigmoid)(ao[j]);
             real c = f * cp[j] + i * g;
-            real t = FN(rc_tanh)(c);
+            real t = FN(vm_tanh)(c);
             ai[j] = i; af[j] = f; ag[j] = g; ao[j] = o;
             cn[j] = c; tc[j] = t; hn[j] = o * t;
         }
@@ -43,7 +43,7 @@ RC_CLONES static void FN(lstm_pointwise_forward)(long B, long H,
    later steps on entry and the gradient on c (the previous cell state) on
    exit.  Writes dgates = dL/d(pre-activations) and dc_total, the total
    gradient on c' (including the path through h' = o * tanh(c')). */
-RC_CLONES static void FN(lstm_pointwise_backward)(long B, long H,
+TB_CLONES static void FN(lstm_pointwise_backward)(long B, long H,
                                         const real *restrict gates,  /* (B, 4H) */
                                         const real *restrict tanh_c, /* (B, H) */
                                         const real *restrict c_prev, /* (B, H) */
@@ -71,24 +71,26 @@ RC_CLONES static void FN(lstm_pointwise_backward)(long B, long H,
 
 /* ---- one step */
 
-void FN(tb_lstm_step_forward)(long B, long I, long H,
-                              const real *x,    /* (B, I) */
-                              const real *h,    /* (B, H) */
-                              const real *c,    /* (B, H) */
-                              const real *w_ih, /* (4H, I) */
-                              const real *w_hh, /* (4H, H) */
-                              const real *b_ih, /* (4H,) or NULL */
-                              const real *b_hh, /* (4H,) or NULL */
-                              real *gates,      /* (B, 4H) */
-                              real *tanh_c,     /* (B, H) */
-                              real *h_new,      /* (B, H) */
-                              real *c_new)      /* (B, H) */
+int FN(tb_lstm_step_forward)(long B, long I, long H,
+                             const real *x,    /* (B, I) */
+                             const real *h,    /* (B, H) */
+                             const real *c,    /* (B, H) */
+                             const real *w_ih, /* (4H, I) */
+                             const real *w_hh, /* (4H, H) */
+                             const real *b_ih, /* (4H,) or NULL */
+                             const real *b_hh, /* (4H,) or NULL */
+                             real *gates,      /* (B, 4H) */
+                             real *tanh_c,     /* (B, H) */
+                             real *h_new,      /* (B, H) */
+                             real *c_new)      /* (B, H) */
 {
     long G4 = 4 * H;
-    GEMM(0, 1, B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);  /* a  = x @ W_ih^T */
-    GEMM(0, 1, B, G4, H, 1, h, H, w_hh, H, 1, gates, G4);  /* a += h @ W_hh^T */
-    FN(rc_add_bias_rows)(B, G4, gates, b_ih, b_hh);        /* a += b_ih + b_hh */
+    if (GEMM(0, 1, B, G4, I, 1, x, I, w_ih, I, 0, gates, G4)      /* a  = x @ W_ih^T */
+        || GEMM(0, 1, B, G4, H, 1, h, H, w_hh, H, 1, gates, G4))  /* a += h @ W_hh^T */
+        return 1;
+    FN(cell_add_bias_rows)(B, G4, gates, b_ih, b_hh);             /* a += b_ih + b_hh */
     FN(lstm_pointwise_forward)(B, H, c, gates, tanh_c, h_new, c_new);
+    return 0;
 }
 
 int FN(tb_lstm_step_backward)(long B, long I, long H,
@@ -110,31 +112,36 @@ int FN(tb_lstm_step_backward)(long B, long I, long H,
                               real *db_hh)        /* (4H,) or NULL */
 {
     long G4 = 4 * H;
-    /* one allocation: dgates (B, 4H), then dc_total (B, H) */
-    real *dgates = (real *)rc_alloc((size_t)(B * G4 + B * H) * sizeof(real));
-    if (!dgates) return 1;
+    int err = 1;
+    /* one scratch block: dgates (B, 4H), then dc_total (B, H) */
+    real *dgates = (real *)tb_scratch(TB_SLOT_DGATES, (size_t)(B * G4 + B * H) * sizeof(real));
+    if (!dgates) goto done;
     real *dc_total = dgates + B * G4;
-    FN(rc_copy_or_zero)(B * H, d_c, dc);
+    FN(cell_copy_or_zero)(B * H, d_c, dc);
     FN(lstm_pointwise_backward)(B, H, gates, tanh_c, c, d_h, dc, dc_total, dgates);
-    GEMM(0, 0, B, H, G4, 1, dgates, G4, w_hh, H, 0, dh, H);  /* dh = dgates @ W_hh */
-    FN(rc_backward_gemms)(1, B, I, H, G4, dgates, dgates, x, h, NULL, w_ih,
-                          dx, dw_ih, dw_hh, db_ih, db_hh);
-    free(dgates);
-    return 0;
+    if (GEMM(0, 0, B, H, G4, 1, dgates, G4, w_hh, H, 0, dh, H)  /* dh = dgates @ W_hh */
+        || FN(cell_weight_grads)(1, B, I, H, G4, dgates, dgates, x, h, NULL, w_ih, dx, dw_ih, dw_hh))
+        goto done;
+    FN(cell_colsum_acc)(B, G4, dgates, G4, db_ih);
+    FN(cell_colsum_acc)(B, G4, dgates, G4, db_hh);
+    err = 0;
+done:
+    tb_scratch_done(TB_SLOT_DGATES);
+    return err;
 }
 
 /* ---- a whole sequence
  *
  * Forward: the input half of every step is one GEMM over all T*B rows
- * (gates = x @ W_ih^T); W_hh^T is packed once (rc_pack) and each step adds
- * h_{t-1} @ W_hh^T + b_ih + b_hh in one register-tiled pass (rc_mm), then
+ * (gates = x @ W_ih^T); W_hh^T is packed once (panel_pack) and each step adds
+ * h_{t-1} @ W_hh^T + b_ih + b_hh in one register-tiled pass (panel_mm), then
  * the gate nonlinearities.  Backward walks the steps in reverse, keeping every
  * step's dgates in one (T, B, 4H) scratch block laid out for the weight
  * gradients, which are then one GEMM over all steps; the bias gradients are
  * summed step by step while dgates is still in cache.
  */
 
-RC_CLONES int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
+TB_CLONES int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
                             const real *x,    /* (T, B, I) */
                             const real *h0,   /* (B, H) */
                             const real *c0,   /* (B, H) */
@@ -148,24 +155,28 @@ RC_CLONES int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
                             real *c_out)      /* (T, B, H) */
 {
     long G4 = 4 * H, BH = B * H;
-    real *bsum = (real *)rc_scratch(RC_SLOT_MISC, (size_t)G4 * sizeof(real));  /* b_ih + b_hh */
-    FN(rc_panel) whhT;                                          /* W_hh^T (H, 4H), packed once */
-    if (!bsum || FN(rc_pack)(&whhT, H, G4, w_hh, H, 1)) return 1;
-    const real *bias = FN(rc_bias_sum)(G4, b_ih, b_hh, bsum);
-    GEMM(0, 1, T * B, G4, I, 1, x, I, w_ih, I, 0, gates, G4);  /* x[t] @ W_ih^T, all steps */
+    int err = 1;
+    panel whhT = PANEL_NONE;                                  /* W_hh^T (H, 4H), packed once */
+    real *bsum = (real *)tb_scratch(TB_SLOT_MISC, (size_t)G4 * sizeof(real));  /* b_ih + b_hh */
+    if (!bsum || FN(panel_pack)(&whhT, H, G4, w_hh, H, 1)
+        || GEMM(0, 1, T * B, G4, I, 1, x, I, w_ih, I, 0, gates, G4))  /* x[t] @ W_ih^T, all steps */
+        goto done;
+    const real *bias = FN(cell_bias_sum)(G4, b_ih, b_hh, bsum);
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
         real *a = gates + t * B * G4;
-        FN(rc_mm)(B, h_prev, H, &whhT, a, G4, 1, bias);      /* a += h_{t-1} @ W_hh^T + b */
+        FN(panel_mm)(B, h_prev, H, &whhT, a, G4, 1, bias);      /* a += h_{t-1} @ W_hh^T + b */
         FN(lstm_pointwise_forward)(B, H, c_prev, a, tanh_c + t * BH, out + t * BH, c_out + t * BH);
     }
-    FN(rc_panel_free)(&whhT);
-    rc_scratch_done(RC_SLOT_MISC);
-    return 0;
+    err = 0;
+done:
+    panel_free(&whhT);
+    tb_scratch_done(TB_SLOT_MISC);
+    return err;
 }
 
-RC_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
+TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              const real *x,      /* (T, B, I) */
                              const real *h0,     /* (B, H) */
                              const real *c0,     /* (B, H) */
@@ -189,32 +200,35 @@ RC_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              real *trace_c)      /* (T, B, H) or NULL */
 {
     long G4 = 4 * H, BH = B * H;
+    int err = 1;
+    panel whh = PANEL_NONE;                                   /* W_hh (4H, H), packed once */
     /* one scratch block: dgates (T, B, 4H), a (B, H) home for dc_total when
        trace_c is not wanted, the bias gradient's running sum (4H,) */
-    real *dgates = (real *)rc_scratch(RC_SLOT_DGATES, (size_t)(T * B * G4 + BH + G4) * sizeof(real));
-    if (!dgates) return 1;
+    real *dgates = (real *)tb_scratch(TB_SLOT_DGATES, (size_t)(T * B * G4 + BH + G4) * sizeof(real));
+    if (!dgates || FN(panel_pack)(&whh, G4, H, w_hh, H, 0)) goto done;
     real *dc_scratch = dgates + T * B * G4;
     real *db = (db_ih || db_hh) ? dc_scratch + BH : NULL;
     if (db) memset(db, 0, (size_t)G4 * sizeof(real));
-    FN(rc_panel) whh;                                           /* W_hh (4H, H), packed once */
-    if (FN(rc_pack)(&whh, G4, H, w_hh, H, 0)) return 1;
     /* the running gradients on h_t and c_t live in dh0's and dc0's buffers */
     real *dh = dh0, *dc = dc0;
-    FN(rc_copy_or_zero)(BH, d_hn, dh);
-    FN(rc_copy_or_zero)(BH, d_cn, dc);
+    FN(cell_copy_or_zero)(BH, d_hn, dh);
+    FN(cell_copy_or_zero)(BH, d_cn, dc);
     for (long t = T - 1; t >= 0; t--) {
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
         real *dg = dgates + t * B * G4;
-        FN(rc_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
-        FN(rc_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
+        FN(cell_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
+        FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
         FN(lstm_pointwise_backward)(B, H, gates + t * B * G4, tanh_c + t * BH, c_prev, dh, dc,
                                     trace_c ? trace_c + t * BH : dc_scratch, dg);
-        FN(rc_colsum_acc)(B, G4, dg, G4, db);                /* db += column sums of dgates_t */
-        FN(rc_mm)(B, dg, G4, &whh, dh, H, 0, NULL);          /* dh_{t-1} = dgates_t @ W_hh */
+        FN(cell_colsum_acc)(B, G4, dg, G4, db);                /* db += column sums of dgates_t */
+        FN(panel_mm)(B, dg, G4, &whh, dh, H, 0, NULL);          /* dh_{t-1} = dgates_t @ W_hh */
     }
-    FN(rc_panel_free)(&whh);
-    int rc = FN(rc_seq_weight_grads)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh);
-    if (db) FN(rc_add2)(G4, db_ih, db_hh, db);
-    rc_scratch_done(RC_SLOT_DGATES);
-    return rc;
+    if (FN(cell_weight_grads)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh))
+        goto done;
+    if (db) FN(cell_add2)(G4, db_ih, db_hh, db);
+    err = 0;
+done:
+    panel_free(&whh);
+    tb_scratch_done(TB_SLOT_DGATES);
+    return err;
 }

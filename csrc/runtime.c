@@ -1,6 +1,11 @@
-/* runtime.c -- build information, thread count, flush-to-zero switch. */
+/* runtime.c -- what the kernels share: build information, thread count,
+ * flush-to-zero, the instruction set chosen at run time, and the per-thread
+ * scratch allocator (see runtime.h). */
+#include <pthread.h>
 #include <stdio.h>
-#include "tinybptt.h"
+#include <stdlib.h>
+#include <string.h>
+#include "runtime.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -12,16 +17,117 @@
 #include <omp.h>
 #endif
 
+/* ------------------------------------------------------------------ */
+/* Instruction set                                                    */
+/* ------------------------------------------------------------------ */
+
+static const char *const isa_names[TB_NUM_ISAS] = { "avx512", "avx2", "portable" };
+
+static int cpu_has(int isa)
+{
+#if defined(TB_X86) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (isa == TB_ISA_AVX512) return __builtin_cpu_supports("avx512f");
+    if (isa == TB_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return isa == TB_ISA_PORTABLE;
+}
+
+static int isa_by_name(const char *name)
+{
+    for (int k = 0; k < TB_NUM_ISAS; k++)
+        if (name && !strcmp(name, isa_names[k]) && cpu_has(k)) return k;
+    return -1;
+}
+
+/* The best instruction set this CPU has, or the one TINYBPTT_ISA names. */
+static int isa_auto(void)
+{
+    int k = isa_by_name(getenv("TINYBPTT_ISA"));
+    if (k >= 0) return k;
+    for (k = 0; !cpu_has(k); k++) {}
+    return k;
+}
+
+static int g_isa = -1;   /* chosen once; accessed atomically */
+
+int tb_isa(void)
+{
+    int k = __atomic_load_n(&g_isa, __ATOMIC_ACQUIRE);
+    if (k < 0) {
+        k = isa_auto();   /* idempotent: racing threads store the same value */
+        __atomic_store_n(&g_isa, k, __ATOMIC_RELEASE);
+    }
+    return k;
+}
+
+const char *tb_isa_name(void) { return isa_names[tb_isa()]; }
+
+int tb_select_isa(const char *name)
+{
+    int k = (!name || !*name || !strcmp(name, "auto")) ? isa_auto() : isa_by_name(name);
+    if (k < 0) return 1;
+    __atomic_store_n(&g_isa, k, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-thread scratch                                                 */
+/* ------------------------------------------------------------------ */
+/* Buffers above this size are given back by tb_scratch_done. */
+#define SCRATCH_KEEP ((size_t)256 << 20)
+
+typedef struct { void *p; size_t n; } slot_t;
+static _Thread_local slot_t slots[TB_NUM_SLOTS];
+static pthread_key_t slots_key;
+static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
+
+static void free_slots(void *arg)
+{
+    slot_t *s = (slot_t *)arg;
+    for (int k = 0; k < TB_NUM_SLOTS; k++) { free(s[k].p); s[k].p = NULL; s[k].n = 0; }
+}
+
+static void make_key(void) { pthread_key_create(&slots_key, free_slots); }
+
+void *tb_scratch(int slot, size_t bytes)
+{
+    slot_t *s = &slots[slot];
+    if (bytes <= s->n) return s->p;
+    pthread_once(&slots_once, make_key);
+    pthread_setspecific(slots_key, slots);   /* so that thread exit frees them */
+    free(s->p);
+    s->p = NULL;
+    s->n = 0;
+    size_t want = (bytes + 4095) & ~(size_t)4095;
+    if (want < bytes) return NULL;   /* size overflow */
+    void *p = NULL;
+    if (posix_memalign(&p, 64, want)) return NULL;
+    s->p = p;
+    s->n = want;
+    return p;
+}
+
+void tb_scratch_done(int slot)
+{
+    slot_t *s = &slots[slot];
+    if (s->n > SCRATCH_KEEP) { free(s->p); s->p = NULL; s->n = 0; }
+}
+
+/* ------------------------------------------------------------------ */
+/* Build information, threads, flush-to-zero                          */
+/* ------------------------------------------------------------------ */
+
 static int tb_num_threads = 1;
 
-/* Provided by gemm.c: name of the micro-kernel chosen by CPU dispatch. */
+/* gemm.c: name of the GEMM micro-kernel in use. */
 const char *tb_gemm_kernel_name(void);
 
 const char *tb_build_info(void)
 {
     static _Thread_local char info[256]; /* per thread: two threads may ask at once */
-    snprintf(info, sizeof info, "tinybptt C kernels; gemm=%s; openmp=%s; compiler=%s",
-             tb_gemm_kernel_name(),
+    snprintf(info, sizeof info, "tinybptt C kernels; isa=%s; gemm=%s; openmp=%s; compiler=%s",
+             tb_isa_name(), tb_gemm_kernel_name(),
 #ifdef _OPENMP
              "yes",
 #else

@@ -1,9 +1,8 @@
 """Blocked GEMM (csrc/gemm*.c) against its plain triple-loop reference and NumPy.
 
 Every micro-kernel this CPU can run (portable, AVX2+FMA, AVX-512F) is checked,
-not only the one the dispatcher picks: the test hook ``tb_gemm_select_kernel``
-(deliberately absent from tinybptt.h) is reached through ``ffi.dlopen`` of the
-already-loaded extension, which shares its state.
+not only the one the dispatcher picks: ``tb_select_isa`` switches the runtime's
+instruction set, which the GEMM dispatches on, for the whole process.
 
 Shapes are drawn around the micro-kernel tile edges (MR = 4, 6, 14; NR = 8, 16,
 32) and the depth block (KC = 256, 384), including 0 and 1; all four
@@ -17,17 +16,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 try:
-    import cffi
-    from tinybptt import _tinybptt_c
-    from tinybptt._tinybptt_c import ffi, lib
+    from tinybptt.kernels._ffi import ffi, lib
 except ImportError:  # extension not built: nothing to test here
     pytest.skip("C extension not built", allow_module_level=True)
 
 from tinybptt.kernels import c as kc
-
-_hook_ffi = cffi.FFI()
-_hook_ffi.cdef("int tb_gemm_select_kernel(const char *name); const char *tb_gemm_kernel_name(void);")
-_hook = _hook_ffi.dlopen(_tinybptt_c.__file__)
 
 KERNELS = ["portable", "avx2", "avx512"]
 DTYPES = [np.float32, np.float64]
@@ -41,16 +34,17 @@ DEPTHS = [0, 1, 2, 3, 7, 16, 31, 127, 128, 129, 255, 256, 257, 383, 384, 385, 52
 
 
 def kernel_name():
-    return _hook_ffi.string(_hook.tb_gemm_kernel_name()).decode()
+    """The GEMM micro-kernel in use, as build_info reports it (``gemm=<name>;``)."""
+    return kc.build_info().split("gemm=")[1].split(";")[0]
 
 
 @pytest.fixture(params=KERNELS)
 def kernel(request):
     """Run the test with one micro-kernel forced; skip it if this CPU cannot."""
-    if _hook.tb_gemm_select_kernel(request.param.encode()) != 0:
+    if lib.tb_select_isa(request.param.encode()) != 0:
         pytest.skip("%s micro-kernel not available on this CPU/build" % request.param)
     yield request.param
-    assert _hook.tb_gemm_select_kernel(b"auto") == 0
+    assert lib.tb_select_isa(b"auto") == 0
 
 
 def padded(rng, rows, cols, pad, dtype, fill=None):
@@ -169,10 +163,9 @@ def test_gemm_degenerate(dtype):
 
 
 def test_dispatch_reports_a_kernel():
-    name = kernel_name()
-    assert name.split()[0] in ("portable", "avx2+fma", "avx512f")
-    assert name in ffi.string(lib.tb_build_info()).decode()
-    assert _hook.tb_gemm_select_kernel(b"no-such-kernel") == -1
+    name, isa = kernel_name(), ffi.string(lib.tb_isa_name()).decode()
+    assert name.split()[0] == {"portable": "portable", "avx2": "avx2+fma", "avx512": "avx512f"}[isa]
+    assert lib.tb_select_isa(b"no-such-kernel") == 1
     assert kernel_name() == name
 
 

@@ -21,7 +21,7 @@ import pytest
 from tinybptt.kernels import numpy as KN
 
 try:
-    from tinybptt._tinybptt_c import ffi, lib
+    from tinybptt.kernels._ffi import ffi, lib
     from tinybptt.kernels import c as KC
 except ImportError:  # extension not built
     KC = None
@@ -42,22 +42,22 @@ def _ptr(a):
 @pytest.fixture(params=ISAS)
 def isa(request):
     """Run the test under one instruction set (skipped if the CPU lacks it); restore the default after."""
-    default = ffi.string(lib.tb_recurrent_mm_kernel()).decode()
-    if lib.tb_recurrent_mm_use(request.param.encode()):
+    default = ffi.string(lib.tb_isa_name()).decode()
+    if lib.tb_select_isa(request.param.encode()):
         pytest.skip("this CPU cannot run the %s kernels" % request.param)
-    assert ffi.string(lib.tb_recurrent_mm_kernel()).decode() == request.param
+    assert ffi.string(lib.tb_isa_name()).decode() == request.param
     yield request.param
-    assert lib.tb_recurrent_mm_use(default.encode()) == 0
+    assert lib.tb_select_isa(default.encode()) == 0
 
 
 def test_default_kernel_is_the_best_the_cpu_has():
-    name = ffi.string(lib.tb_recurrent_mm_kernel()).decode()
+    name = ffi.string(lib.tb_isa_name()).decode()
     assert name in ISAS
     better = ISAS[:ISAS.index(name)]
     for b in better:  # nothing faster is available, or it would have been chosen
-        assert lib.tb_recurrent_mm_use(b.encode()) == 1
-    assert lib.tb_recurrent_mm_use(b"no-such-isa") == 1
-    assert ffi.string(lib.tb_recurrent_mm_kernel()).decode() == name
+        assert lib.tb_select_isa(b.encode()) == 1
+    assert lib.tb_select_isa(b"no-such-isa") == 1
+    assert ffi.string(lib.tb_isa_name()).decode() == name
 
 
 # ---------------------------------------------------------------- 1. the packed product

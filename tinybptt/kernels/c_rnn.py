@@ -1,7 +1,7 @@
 """Recurrent kernels, C backend: validate in Python, allocate, then call C once.
 
-Same interface and semantics as ``kernels/numpy_rnn.py`` (the reference, which
-also holds the validation both backends share):
+Same interface and semantics as ``kernels/numpy_rnn.py`` (the reference; the
+validation both backends share is ``kernels/recurrent.py``):
 
     seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh)  -> (out, c_out, saved)
     seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True) -> dict
@@ -11,7 +11,7 @@ also holds the validation both backends share):
 Python allocates every output and the forward workspace (``gates``, ``tanh_c``,
 ``hn``, see ``recurrent.RecurrentSaved``), and keeps the workspace in ``saved``;
 the C kernels (csrc/rnn.c, lstm.c, gru.c) only use their own scratch and
-return nonzero if that fails, which becomes a MemoryError here.
+return nonzero if that fails, which becomes a MemoryError naming the call here.
 
 Speed.  For a small problem (T=50, B=1, H=32) the C work is a few
 microseconds, so this wrapper's own cost matters: arguments that are already
@@ -23,34 +23,17 @@ for the forward call are kept with ``saved`` and reused by backward.
 """
 import numpy as np
 
-from .._tinybptt_c import ffi, lib
+from ._ffi import CTYPE, F32, F64, NULL, check, fn, from_buffer, plain, ptr
 from .validate import contiguous
 from .cells import GATES
 from .recurrent import RecurrentSaved, check_backward, check_forward, check_step_backward
 
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
-_SUFFIX = {_F32: "f32", _F64: "f64"}
-_CTYPE = {_F32: ffi.typeof("float[]"), _F64: ffi.typeof("double[]")}
-_NULL = ffi.NULL
-_from_buffer = ffi.from_buffer
 _ndarray = np.ndarray
 
 
-def _p(a):
-    """C pointer to C-contiguous float array ``a``; NULL for None."""
-    if a is None:
-        return _NULL
-    return _from_buffer(_CTYPE[a.dtype], a)  # (require_writable=False is the default, and a keyword costs)
-
-
 def _plain(a, dt):
-    """``a`` is an aligned, C-contiguous ndarray of dtype ``dt`` (None passes): usable by C as it is."""
-    if a is None:
-        return True
-    if type(a) is not _ndarray or a.dtype != dt:
-        return False
-    f = a.flags
-    return f.c_contiguous and f.aligned
+    """``a`` is None or usable by C as it is, with dtype ``dt``."""
+    return a is None or plain(a, dt)
 
 
 class _CSaved(RecurrentSaved):
@@ -81,23 +64,6 @@ def _saved_arrays(s):
     return RecurrentSaved(s.kind, s.cell, *[contiguous(getattr(s, k)) for k in RecurrentSaved.__slots__[2:]])
 
 
-_FUNCS = {}  # (name, dtype) -> the C function tb_<name>_<f32|f64>, looked up once
-
-
-def _fn(name, dtype):
-    f = _FUNCS.get((name, dtype))
-    if f is None:
-        f = _FUNCS[(name, dtype)] = getattr(lib, "tb_%s_%s" % (name, _SUFFIX[dtype]))
-    return f
-
-
-def _call(op, cell, name, dtype, *args):
-    """Call ``tb_<name>_<f32|f64>``; a nonzero return means scratch allocation failed."""
-    rc = _fn(name, dtype)(*args)
-    if rc:
-        raise MemoryError("%s(%s): the C kernel could not allocate its scratch memory" % (op, cell))
-
-
 # ---------------------------------------------------------------- sequence
 
 def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
@@ -108,7 +74,7 @@ def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
     if G is None or type(x) is not _ndarray or x.ndim != ndim or type(h0) is not _ndarray:
         return False
     dt = x.dtype
-    if dt is not _F32 and dt is not _F64:
+    if dt is not F32 and dt is not F64:
         return False
     T, B, I = x.shape if ndim == 3 else (1,) + x.shape
     H = h0.shape[-1] if h0.ndim == 2 else -1
@@ -131,31 +97,30 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     T, B, I = x.shape
     H = h0.shape[1]
     dt = x.dtype
-    ct = _CTYPE[dt]
-    fb = _from_buffer
+    ct = CTYPE[dt]
+    fb = from_buffer
     out = np.empty((T, B, H), dtype=dt)
     c_out = gates = tanh_c = hn = None
     px, ph0, pwi, pwh, pout = fb(ct, x), fb(ct, h0), fb(ct, w_ih), fb(ct, w_hh), fb(ct, out)
-    pbi = _NULL if b_ih is None else fb(ct, b_ih)
-    pbh = _NULL if b_hh is None else fb(ct, b_hh)
+    pbi = NULL if b_ih is None else fb(ct, b_ih)
+    pbh = NULL if b_hh is None else fb(ct, b_hh)
     if cell == "lstm":
         c_out = np.empty((T, B, H), dtype=dt)
         gates = np.empty((T, B, 4 * H), dtype=dt)
         tanh_c = np.empty((T, B, H), dtype=dt)
         pc0, pg, ptc, pcout = fb(ct, c0), fb(ct, gates), fb(ct, tanh_c), fb(ct, c_out)
         ptrs = ((x, h0, c0, w_ih, w_hh, gates, tanh_c, out, c_out), (px, ph0, pc0, pwi, pwh, pg, ptc, pout, pcout))
-        rc = _fn("lstm_seq_forward", dt)(T, B, I, H, px, ph0, pc0, pwi, pwh, pbi, pbh, pg, ptc, pout, pcout)
+        rc = fn("lstm_seq_forward", dt)(T, B, I, H, px, ph0, pc0, pwi, pwh, pbi, pbh, pg, ptc, pout, pcout)
     elif cell == "gru":
         gates = np.empty((T, B, 3 * H), dtype=dt)
         hn = np.empty((T, B, H), dtype=dt)
         pg, phn = fb(ct, gates), fb(ct, hn)
         ptrs = ((x, h0, w_ih, w_hh, gates, hn, out), (px, ph0, pwi, pwh, pg, phn, pout))
-        rc = _fn("gru_seq_forward", dt)(T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pg, phn, pout)
+        rc = fn("gru_seq_forward", dt)(T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pg, phn, pout)
     else:
         ptrs = ((x, h0, w_ih, w_hh, out), (px, ph0, pwi, pwh, pout))
-        rc = _fn("rnn_seq_forward", dt)(int(cell == "rnn_relu"), T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pout)
-    if rc:
-        raise MemoryError("seq_forward(%s): the C kernel could not allocate its scratch memory" % cell)
+        rc = fn("rnn_seq_forward", dt)(int(cell == "rnn_relu"), T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pout)
+    check(rc, "seq_forward(%s)" % cell)
     saved = _CSaved("seq", cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, c_out, gates, tanh_c, hn)
     saved.ptrs = ptrs + (b_ih, b_hh)
     return out, c_out, saved
@@ -194,8 +159,8 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         H = s.h0.shape[1]
         dt = s.x.dtype
         ptrs = None
-    ct = _CTYPE[dt]
-    fb = _from_buffer
+    ct = CTYPE[dt]
+    fb = from_buffer
     GH = GATES[cell] * H
     dx = np.empty((T, B, I), dt) if need_dx else None
     dh0 = np.empty((B, H), dt)
@@ -205,32 +170,31 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     db_hh = None if s.b_hh is None else np.zeros(GH, dt)
     trace_h = np.empty((T, B, H), dt) if need_trace else None
     trace_c = np.empty((T, B, H), dt) if need_trace and cell == "lstm" else None
-    grads = (fb(ct, dw_ih), fb(ct, dw_hh), _NULL if db_ih is None else fb(ct, db_ih),
-             _NULL if db_hh is None else fb(ct, db_hh))
-    pd_out = _NULL if d_out is None else fb(ct, d_out)
-    pd_hn = _NULL if d_hn is None else fb(ct, d_hn)
-    pdx = _NULL if dx is None else fb(ct, dx)
-    pth = _NULL if trace_h is None else fb(ct, trace_h)
+    grads = (fb(ct, dw_ih), fb(ct, dw_hh), NULL if db_ih is None else fb(ct, db_ih),
+             NULL if db_hh is None else fb(ct, db_hh))
+    pd_out = NULL if d_out is None else fb(ct, d_out)
+    pd_hn = NULL if d_hn is None else fb(ct, d_hn)
+    pdx = NULL if dx is None else fb(ct, dx)
+    pth = NULL if trace_h is None else fb(ct, trace_h)
     if cell == "lstm":
         if ptrs is None:
-            ptrs = (_p(s.x), _p(s.h0), _p(s.c0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.tanh_c), _p(s.out),
-                    _p(s.c_out))
-        rc = _fn("lstm_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, _NULL if d_cn is None else fb(ct, d_cn),
+            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.c0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.gates), ptr(s.tanh_c), ptr(s.out),
+                    ptr(s.c_out))
+        rc = fn("lstm_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, NULL if d_cn is None else fb(ct, d_cn),
                                           pdx, fb(ct, dh0), fb(ct, dc0), *grads, pth,
-                                          _NULL if trace_c is None else fb(ct, trace_c))
+                                          NULL if trace_c is None else fb(ct, trace_c))
     elif cell == "gru":
         if ptrs is None:
-            ptrs = (_p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.hn), _p(s.out))
-        rc = _fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, dh0), *grads, pth)
+            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.gates), ptr(s.hn), ptr(s.out))
+        rc = fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, dh0), *grads, pth)
     else:
         if ptrs is None:
-            ptrs = (_p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.out))
+            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.out))
         else:  # forward's pointers: x, h0, w_ih, w_hh, out
             ptrs = ptrs[:5]
-        rc = _fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
+        rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
                                          fb(ct, dh0), *grads, pth)
-    if rc:
-        raise MemoryError("seq_backward(%s): the C kernel could not allocate its scratch memory" % cell)
+    check(rc, "seq_backward(%s)" % cell)
     return dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
                 trace_h=trace_h, trace_c=trace_c)
 
@@ -245,29 +209,30 @@ def step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
     B, I = x.shape
     H = h.shape[1]
     dt = x.dtype
-    ct = _CTYPE[dt]
-    fb = _from_buffer
+    ct = CTYPE[dt]
+    fb = from_buffer
     h_new = np.empty((B, H), dtype=dt)
     c_new = gates = tanh_c = hn = None
     px, ph, pwi, pwh, pout = fb(ct, x), fb(ct, h), fb(ct, w_ih), fb(ct, w_hh), fb(ct, h_new)
-    pbi = _NULL if b_ih is None else fb(ct, b_ih)
-    pbh = _NULL if b_hh is None else fb(ct, b_hh)
+    pbi = NULL if b_ih is None else fb(ct, b_ih)
+    pbh = NULL if b_hh is None else fb(ct, b_hh)
     if cell == "lstm":
         c_new = np.empty((B, H), dtype=dt)
         gates = np.empty((B, 4 * H), dtype=dt)
         tanh_c = np.empty((B, H), dtype=dt)
         pc, pg, ptc, pcn = fb(ct, c), fb(ct, gates), fb(ct, tanh_c), fb(ct, c_new)
-        _fn("lstm_step_forward", dt)(B, I, H, px, ph, pc, pwi, pwh, pbi, pbh, pg, ptc, pout, pcn)
+        rc = fn("lstm_step_forward", dt)(B, I, H, px, ph, pc, pwi, pwh, pbi, pbh, pg, ptc, pout, pcn)
         ptrs = ((x, h, c, w_ih, w_hh, gates, tanh_c), (px, ph, pc, pwi, pwh, pg, ptc))
     elif cell == "gru":
         gates = np.empty((B, 3 * H), dtype=dt)
         hn = np.empty((B, H), dtype=dt)
         pg, phn = fb(ct, gates), fb(ct, hn)
-        _call("step_forward", cell, "gru_step_forward", dt, B, I, H, px, ph, pwi, pwh, pbi, pbh, pg, phn, pout)
+        rc = fn("gru_step_forward", dt)(B, I, H, px, ph, pwi, pwh, pbi, pbh, pg, phn, pout)
         ptrs = ((x, h, w_ih, w_hh, gates, hn), (px, ph, pwi, pwh, pg, phn))
     else:
-        _fn("rnn_step_forward", dt)(int(cell == "rnn_relu"), B, I, H, px, ph, pwi, pwh, pbi, pbh, pout)
+        rc = fn("rnn_step_forward", dt)(int(cell == "rnn_relu"), B, I, H, px, ph, pwi, pwh, pbi, pbh, pout)
         ptrs = ((x, h, w_ih, w_hh, h_new), (px, ph, pwi, pwh, pout))
+    check(rc, "step_forward(%s)" % cell)
     saved = _CSaved("step", cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, gates, tanh_c, hn)
     saved.ptrs = ptrs + (b_ih, b_hh)
     return h_new, c_new, saved
@@ -302,8 +267,8 @@ def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
         H = s.h0.shape[1]
         dt = s.x.dtype
         ptrs = None
-    ct = _CTYPE[dt]
-    fb = _from_buffer
+    ct = CTYPE[dt]
+    fb = from_buffer
     GH = GATES[cell] * H
     dx = np.empty((B, I), dt) if need_dx else None
     dh = np.empty((B, H), dt)
@@ -311,21 +276,22 @@ def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
     dw_ih, dw_hh = np.zeros((GH, I), dt), np.zeros((GH, H), dt)
     db_ih = None if s.b_ih is None else np.zeros(GH, dt)
     db_hh = None if s.b_hh is None else np.zeros(GH, dt)
-    grads = (fb(ct, dw_ih), fb(ct, dw_hh), _NULL if db_ih is None else fb(ct, db_ih),
-             _NULL if db_hh is None else fb(ct, db_hh))
-    pdx = _NULL if dx is None else fb(ct, dx)
+    grads = (fb(ct, dw_ih), fb(ct, dw_hh), NULL if db_ih is None else fb(ct, db_ih),
+             NULL if db_hh is None else fb(ct, db_hh))
+    pdx = NULL if dx is None else fb(ct, dx)
     if cell == "lstm":
         if ptrs is None:
-            ptrs = (_p(s.x), _p(s.h0), _p(s.c0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.tanh_c))
-        _call("step_backward", cell, "lstm_step_backward", dt, B, I, H, *ptrs,
-              fb(ct, d_h), _NULL if d_c is None else fb(ct, d_c), pdx, fb(ct, dh), fb(ct, dc), *grads)
+            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.c0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.gates), ptr(s.tanh_c))
+        rc = fn("lstm_step_backward", dt)(B, I, H, *ptrs, fb(ct, d_h), NULL if d_c is None else fb(ct, d_c),
+                                           pdx, fb(ct, dh), fb(ct, dc), *grads)
     elif cell == "gru":
         if ptrs is None:
-            ptrs = (_p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.gates), _p(s.hn))
-        _call("step_backward", cell, "gru_step_backward", dt, B, I, H, *ptrs, fb(ct, d_h), pdx, fb(ct, dh), *grads)
+            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.gates), ptr(s.hn))
+        rc = fn("gru_step_backward", dt)(B, I, H, *ptrs, fb(ct, d_h), pdx, fb(ct, dh), *grads)
     else:
         if ptrs is None:
-            ptrs = (_p(s.x), _p(s.h0), _p(s.w_ih), _p(s.w_hh), _p(s.out))
-        _call("step_backward", cell, "rnn_step_backward", dt, int(cell == "rnn_relu"), B, I, H, *ptrs,
-              fb(ct, d_h), pdx, fb(ct, dh), *grads)
+            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.out))
+        rc = fn("rnn_step_backward", dt)(int(cell == "rnn_relu"), B, I, H, *ptrs, fb(ct, d_h), pdx, fb(ct, dh),
+                                          *grads)
+    check(rc, "step_backward(%s)" % cell)
     return dict(dx=dx, dh=dh, dc=dc, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)

@@ -1,4 +1,4 @@
-"""The NumPy reference kernels for the primitive ops: matmul and the activations.
+"""The NumPy reference kernels for the primitive ops: matmul, bmm and the activations.
 
 This module is the oracle.  The C backend (``kernels/c.py``) exposes the same
 functions with the same signatures and must agree with these to rounding.
@@ -10,7 +10,6 @@ and no NumPy warning is raised.  To find where a NaN or Inf first appears, use
 """
 import numpy as np
 
-from ..errors import ShapeError, describe
 from . import validate as V
 
 # ---------------------------------------------------------------- matmul
@@ -34,14 +33,18 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
     return out
 
 
+def bmm(a, b):
+    """Batched matmul: ``out[s] = a[s] @ b[s]`` for a (S, M, K) and b (S, K, N) -> new (S, M, N).
+
+    Any of S, M, N, K may be 0 (K = 0 gives zeros).
+    """
+    V.bmm_shapes("bmm", a, b)
+    with np.errstate(all="ignore"):  # silently IEEE, as in C
+        return np.matmul(a, b)
+
+
 # ---------------------------------------------------------------- activations
 # Backward passes take the saved forward OUTPUT y.
-
-def _check_backward(op, y, dy):
-    V.check_float(op, y, dy)
-    if y.shape != dy.shape:
-        raise ShapeError("%s: y and dy must have the same shape, got %s" % (op, describe(y, dy)))
-
 
 def tanh(x):
     V.check_float("tanh", x)
@@ -49,7 +52,7 @@ def tanh(x):
 
 
 def tanh_backward(y, dy):
-    _check_backward("tanh_backward", y, dy)
+    V.check_activation_backward("tanh_backward", y, dy)
     with np.errstate(all="ignore"):  # dy = inf at a saturated y = +-1 gives inf * 0 = NaN, silently
         return np.asarray(dy * (1 - y * y))
 
@@ -67,7 +70,7 @@ def sigmoid(x):
 
 
 def sigmoid_backward(y, dy):
-    _check_backward("sigmoid_backward", y, dy)
+    V.check_activation_backward("sigmoid_backward", y, dy)
     with np.errstate(all="ignore"):  # dy = inf at a saturated y gives inf * 0 = NaN, silently
         return np.asarray(dy * y * (1 - y))
 
@@ -78,5 +81,5 @@ def relu(x):
 
 
 def relu_backward(y, dy):
-    _check_backward("relu_backward", y, dy)
+    V.check_activation_backward("relu_backward", y, dy)
     return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)

@@ -1,0 +1,140 @@
+/* recurrent_impl.h -- the helpers the three cells share, written once over
+ * `real` (a template: see for_each_dtype.h; instantiated by recurrent_common.h).
+ */
+
+/* ---- the per-step product over a packed W_hh (recurrent_mm_impl.h) */
+
+/* Pack op(W) (K, N) into P (see `panel` in recurrent_common.h); nonzero if out of memory. */
+int FN(panel_pack)(panel *P, long K, long N, const real *W, long ldw, int trans);
+/* C (M, N) = [C if accumulate] + [init (N,) if not NULL] + A (M, K) @ op(W). */
+void FN(panel_mm)(long M, const real *A, long lda, const panel *P,
+                  real *C, long ldc, int accumulate, const real *init);
+
+/* ---- small loops */
+
+/* A[i, :] += b1 + b2 for each of M rows of N; NULL biases count as zeros.
+   The NULL tests sit outside the loops, which stay branch-free. */
+static void FN(cell_add_bias_rows)(long M, long N,
+                                   real *A,        /* (M, N) */
+                                   const real *b1, /* (N,) or NULL */
+                                   const real *b2) /* (N,) or NULL */
+{
+    if (!b1) { b1 = b2; b2 = NULL; }
+    if (!b1) return;
+    for (long i = 0; i < M; i++) {
+        real *restrict a = A + i * N;
+        if (b2) for (long j = 0; j < N; j++) a[j] += b1[j] + b2[j];
+        else    for (long j = 0; j < N; j++) a[j] += b1[j];
+    }
+}
+
+/* y += x over n elements; nothing if x is NULL */
+static void FN(cell_add)(long n, real *restrict y, const real *restrict x)
+{
+    if (!x) return;
+    for (long k = 0; k < n; k++) y[k] += x[k];
+}
+
+/* dst = src over n elements; nothing if dst is NULL (an unrequested trace) */
+static void FN(cell_record)(long n, real *dst, const real *src)
+{
+    if (dst) memcpy(dst, src, (size_t)n * sizeof(real));
+}
+
+/* out[j] += sum_i A[i, j] over M rows of N columns (row stride lda);
+   a NULL out is skipped (bias=False) */
+static void FN(cell_colsum_acc)(long M, long N,
+                                const real *A, long lda, /* (M, N) */
+                                real *out)               /* (N,) or NULL */
+{
+    if (!out) return;
+    for (long i = 0; i < M; i++) {
+        const real *a = A + i * lda;
+        for (long j = 0; j < N; j++) out[j] += a[j];
+    }
+}
+
+/* dst = src, or zeros when src is NULL */
+static void FN(cell_copy_or_zero)(long n, const real *src, real *dst)
+{
+    if (src) memcpy(dst, src, (size_t)n * sizeof(real));
+    else memset(dst, 0, (size_t)n * sizeof(real));
+}
+
+/* b = b1 + b2 (either may be NULL); returns b, or NULL when both are NULL */
+static const real *FN(cell_bias_sum)(long n, const real *b1, const real *b2, real *b)
+{
+    if (!b1 && !b2) return NULL;
+    for (long j = 0; j < n; j++) b[j] = (b1 ? b1[j] : (real)0) + (b2 ? b2[j] : (real)0);
+    return b;
+}
+
+/* db[j] += v[j] over n elements, then db2[j] += v[j] (each skipped if NULL) */
+static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
+{
+    if (db) for (long j = 0; j < n; j++) db[j] += v[j];
+    if (db2) for (long j = 0; j < n; j++) db2[j] += v[j];
+}
+
+/* ---- the weight gradients
+
+   After a backward pass over T steps (T = 1 for a single step): the weight
+   gradients (and dx), each a sum or a map over all T*B rows, as few big GEMMs
+   as possible.
+     dgx = dL/d(W_ih x_t + b_ih),  dgh = dL/d(W_hh h_{t-1} + b_hh)  (T, B, GH)
+   H_prev = [h0; out[0], ..., out[T-2]]: out is only read when T > 1.
+   When dgx and dgh are one buffer (RNN, LSTM), dW_ih and dW_hh are ONE product:
+     [dW_ih | dW_hh] = dgx^T @ [x_t | h_{t-1}]  over all rows,
+   so dgx is packed once and the product is twice as wide; the rows
+   [x_t | h_{t-1}] are gathered into a scratch buffer first (a copy of x and
+   out, cheap next to the product).  The GRU (dgx != dgh) takes two products,
+   dW_hh as one GEMM against h0 and one against out[0..T-2].
+   dW_ih, dW_hh ACCUMULATE; dx (if not NULL) is WRITTEN.  The bias gradients
+   are the callers' (column sums of dgx, dgh).  Returns nonzero if scratch
+   memory could not be had. */
+static int FN(cell_weight_grads)(long T, long B, long I, long H, long GH,
+                                 const real *dgx,  /* (T, B, GH) */
+                                 const real *dgh,  /* (T, B, GH) */
+                                 const real *x,    /* (T, B, I) */
+                                 const real *h0,   /* (B, H) */
+                                 const real *out,  /* (T, B, H), T > 1 only */
+                                 const real *w_ih, /* (GH, I) */
+                                 real *dx,         /* (T, B, I) or NULL */
+                                 real *dw_ih,      /* (GH, I) */
+                                 real *dw_hh)      /* (GH, H) */
+{
+    long TB = T * B, IH = I + H;
+    int err = 0;
+    if (TB == 0) return 0;
+    if (dgx == dgh) {
+        real *xh = (real *)tb_scratch(TB_SLOT_MISC, (size_t)(TB * IH) * sizeof(real));
+        real *dw = (real *)tb_scratch(TB_SLOT_DW, (size_t)(GH * IH) * sizeof(real));
+        if (!xh || !dw) {
+            err = 1;
+        } else {
+            for (long t = 0; t < T; t++) {
+                const real *hp = t ? out + (t - 1) * B * H : h0;
+                for (long b = 0; b < B; b++) {
+                    real *row = xh + (t * B + b) * IH;
+                    memcpy(row, x + (t * B + b) * I, (size_t)I * sizeof(real));
+                    memcpy(row + I, hp + b * H, (size_t)H * sizeof(real));
+                }
+            }
+            err = GEMM(1, 0, GH, IH, TB, 1, dgx, GH, xh, IH, 0, dw, IH);
+            for (long g = 0; !err && g < GH; g++) {
+                const real *src = dw + g * IH;
+                real *a = dw_ih + g * I, *b = dw_hh + g * H;
+                for (long k = 0; k < I; k++) a[k] += src[k];
+                for (long k = 0; k < H; k++) b[k] += src[I + k];
+            }
+        }
+        tb_scratch_done(TB_SLOT_MISC);
+        tb_scratch_done(TB_SLOT_DW);
+    } else {
+        err = GEMM(1, 0, GH, I, TB, 1, dgx, GH, x, I, 1, dw_ih, I)
+              || GEMM(1, 0, GH, H, B, 1, dgh, GH, h0, H, 1, dw_hh, H)
+              || (T > 1 && GEMM(1, 0, GH, H, (T - 1) * B, 1, dgh + B * GH, GH, out, H, 1, dw_hh, H));
+    }
+    if (!err && dx) err = GEMM(0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);
+    return err;
+}

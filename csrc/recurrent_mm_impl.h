@@ -1,0 +1,88 @@
+/* recurrent_mm_impl.h -- the per-step product's typed half, written once over
+ * `real` (a template: see for_each_dtype.h; instantiated by recurrent_mm.c,
+ * which holds the tiles, the dispatch and the explanation). */
+
+/* The plain loop the tests compare against: C (M, N) = [C] + [init] + A (M, K) @ op(W) (K, N). */
+void FN(tb_recurrent_mm_ref)(long M, long N, long K,
+                             const real *A, long lda,  /* (M, K) */
+                             const real *W, long ldw,  /* op(W) (K, N): W (K, N), or (N, K) if trans */
+                             int trans,
+                             real *C, long ldc,        /* (M, N) */
+                             int accumulate, const real *init) /* init (N,) or NULL */
+{
+    for (long i = 0; i < M; i++)
+        for (long j = 0; j < N; j++) {
+            real s = (accumulate ? C[i * ldc + j] : (real)0) + (init ? init[j] : (real)0);
+            for (long k = 0; k < K; k++)
+                s += A[i * lda + k] * (trans ? W[j * ldw + k] : W[k * ldw + j]);
+            C[i * ldc + j] = s;
+        }
+}
+
+/* P (ceil(N/vl) panels of (K, vl)) from op(W) (K, N): W[k*ldw + n], or
+   W[n*ldw + k] if trans; zero-padded past N. */
+static void FN(pack_into)(long K, long N, long vl, const real *W, long ldw, int trans, real *P)
+{
+    long nq = (N + vl - 1) / vl;
+    for (long q = 0; q < nq; q++) {
+        real *pq = P + q * K * vl;
+        long n0 = q * vl, w = N - n0 < vl ? N - n0 : vl;
+        if (trans) {
+            if (w < vl) memset(pq, 0, (size_t)(K * vl) * sizeof(real));
+            for (long j = 0; j < w; j++) {
+                const real *src = W + (n0 + j) * ldw;  /* row n0+j of W: contiguous in k */
+                for (long k = 0; k < K; k++) pq[k * vl + j] = src[k];
+            }
+        } else {
+            for (long k = 0; k < K; k++) {
+                const real *src = W + k * ldw + n0;
+                real *dst = pq + k * vl;
+                long j = 0;
+                for (; j < w; j++) dst[j] = src[j];
+                for (; j < vl; j++) dst[j] = 0;
+            }
+        }
+    }
+}
+
+int FN(panel_pack)(panel *P, long K, long N, const real *W, long ldw, int trans)
+{
+    long vl = mm_impl()->FN(vl), nq = (N + vl - 1) / vl;
+    P->K = K; P->N = N; P->vl = vl;
+    if (!trans && N % vl == 0 && (double)K * N * sizeof(real) <= DIRECT_MAX_BYTES) {
+        /* W's rows are whole panels already: read in place (a big W is packed anyway:
+           walking its rows a page apart per k misses the TLB at every step) */
+        P->p = W; P->qs = vl; P->ks = ldw; P->owned = 0;
+        return 0;
+    }
+    real *p = (real *)tb_scratch(TB_SLOT_PANEL, (size_t)(nq * K * vl) * sizeof(real));
+    if (!p) return 1;
+    FN(pack_into)(K, N, vl, W, ldw, trans, p);
+    P->p = p; P->qs = K * vl; P->ks = vl; P->owned = 1;
+    return 0;
+}
+
+void FN(panel_mm)(long M, const real *A, long lda, const panel *P,
+                  real *C, long ldc, int accumulate, const real *init)
+{
+    if (M <= 0 || P->N <= 0) return;
+    if (P->K <= 0) {  /* empty product: C = [C] + [init] */
+        for (long i = 0; i < M; i++)
+            for (long j = 0; j < P->N; j++)
+                C[i * ldc + j] = (accumulate ? C[i * ldc + j] : (real)0) + (init ? init[j] : (real)0);
+        return;
+    }
+    mm_impl()->FN(mm)(M, P->N, P->K, A, lda, (const real *)P->p, P->qs, P->ks, C, ldc, accumulate, init);
+}
+
+/* The test and benchmark entry point: pack once, run the product `reps` times. */
+int FN(tb_recurrent_mm)(long M, long N, long K, const real *A, long lda,
+                        const real *W, long ldw, int trans, real *C, long ldc,
+                        int accumulate, const real *init, long reps)
+{
+    panel P = PANEL_NONE;
+    if (FN(panel_pack)(&P, K, N, W, ldw, trans)) return 1;
+    for (long r = 0; r < reps; r++) FN(panel_mm)(M, A, lda, &P, C, ldc, accumulate, init);
+    panel_free(&P);
+    return 0;
+}
