@@ -319,8 +319,8 @@ def test_anomaly_mode_is_silent_on_clean_graphs():
 def test_classical_bound_holds(seed, scale, act):
     rng = np.random.default_rng(seed)
     H, I, T = 6, 3, 12
-    spec = CellSpec("rnn", rng.standard_normal((H, I)), rng.standard_normal((H, H)) * scale / math.sqrt(H),
-                    rng.standard_normal(H) * 0.1, rng.standard_normal(H) * 0.1, act)
+    spec = CellSpec("rnn_" + act, rng.standard_normal((H, I)), rng.standard_normal((H, H)) * scale / math.sqrt(H),
+                    rng.standard_normal(H) * 0.1, rng.standard_normal(H) * 0.1)
     rep = jacobian_norms(spec, rng.standard_normal((T, 1, I)))
     ok = np.isfinite(rep.log10_norms)
     assert np.all(rep.log10_norms[ok] <= rep.log10_bound[ok] + 1e-9)
@@ -344,11 +344,14 @@ def test_exact_jacobian_norm_matches_finite_difference_product():
 
 
 def test_log_space_stays_finite_where_the_plain_product_underflows():
-    """Linear RNN with W = 0.5 * Q (Q orthogonal): ||W^k|| = 0.5^k exactly; 0.5^2000 = 1e-602 underflows float64."""
+    """W = 0.5 * Q (Q orthogonal): ||W^k|| = 0.5^k exactly; 0.5^2000 = 1e-602 underflows float64.
+
+    A tanh RNN with zero input, no bias and h0 = 0 stays at h = 0, where tanh' = 1 exactly:
+    every step's Jacobian is W itself."""
     rng = np.random.default_rng(0)
     H, T = 5, 2000
     Q = np.linalg.qr(rng.standard_normal((H, H)))[0]
-    spec = CellSpec("rnn", np.zeros((H, 1)), 0.5 * Q, None, None, "identity")
+    spec = CellSpec("rnn_tanh", np.zeros((H, 1)), 0.5 * Q, None, None)
     x = np.zeros((T, 1, 1))
     plain = np.eye(H)
     for _ in range(T):
