@@ -477,3 +477,35 @@ def test_sequence_node_is_expanded_without_modules():
     assert len(seq) == 2
     k = w.records.index(seq[0])
     assert [r.step for r in w.records[k + 1:k + 8]] == list(range(6, -1, -1))
+
+
+@pytest.mark.parametrize("mode", ["ops", "cell", "sequence"])
+def test_walk_leaves_the_gradient_trace_as_a_plain_backward_does(mode):
+    """The walk's underflow replay must not run a fused node's backward twice: in mode="cell"
+    that once added a rescaled second copy to every step's trace slot."""
+    nn.manual_seed(0)
+    layer = nn.LSTM(2, 3, mode=mode)
+    x = np.random.default_rng(0).standard_normal((4, 2, 2))
+    out, _ = layer(x)
+    (out ** 2).sum().backward()
+    ref = layer.grad_trace
+    out, _ = layer(x)
+    w = walk((out ** 2).sum())
+    got = layer.grad_trace
+    np.testing.assert_array_equal(got.h, ref.h)
+    np.testing.assert_array_equal(got.c, ref.c)
+    # only the whole-sequence node hides its steps, and its 4 steps of h and c are listed
+    assert len(w.nodes(kind="step")) == (8 if mode == "sequence" else 0)
+
+
+def test_walk_expands_a_checkpointed_node_per_layer():
+    nn.manual_seed(1)
+    gru = nn.GRU(2, 3, num_layers=2, checkpoint=2)
+    out, _ = gru(np.random.default_rng(1).standard_normal((5, 1, 2)))
+    w = walk(out.sum())
+    steps = w.nodes(kind="step")
+    assert sorted({r.label for r in steps}) == ["gru.l0", "gru.l1"]
+    norms = gru.grad_trace.norms()
+    for r in steps:
+        l = int(r.label[-1])
+        assert r.norm == pytest.approx(norms[l, r.step], rel=1e-12)

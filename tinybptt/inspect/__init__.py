@@ -16,7 +16,8 @@ from .dot import dot_available, render_dot, to_dot
 from .jacobian import (MAX_DERIVATIVE, CellSpec, JacobianReport, cell_from_layer, jacobian_norms, logspace_backprop,
                        run_cell, spectral_norm, spectral_radius, step_jacobian, step_vjp)
 from .numerics import count_subnormal, log10_norm, norm, subnormal_mask
-from .walk import NodeRecord, Walk, walk
+from .records import NodeRecord, Walk
+from .walk import walk
 
 __all__ = ["walk", "Walk", "NodeRecord", "detect_anomaly", "AnomalyError", "Anomaly", "AnomalyLog",
            "jacobian_norms", "logspace_backprop", "JacobianReport", "CellSpec", "cell_from_layer", "run_cell",

@@ -48,7 +48,8 @@ def to_dot(obj, roots=None, title=None, max_nodes=3000, cluster_steps=True, show
     Each record becomes a box: op, label and step, output shape and |grad|.  Edges
     follow the forward data flow (input -> consumer).
     """
-    from .walk import Walk, walk
+    from .records import Walk
+    from .walk import walk
 
     w = obj if isinstance(obj, Walk) else walk(obj, roots=roots)
     recs = [r for r in w.records if r.kind != "step" and (show_leaves or r.kind != "leaf")]

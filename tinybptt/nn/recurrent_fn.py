@@ -30,6 +30,7 @@ class StepFunction(Function):
     """
 
     fresh_grads = True  # step_backward allocates every gradient it returns
+    inspect_replay = False  # its backward fills the trace slot: an inspection must not run it twice
 
     @staticmethod
     def forward(ctx, x, h, c, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
