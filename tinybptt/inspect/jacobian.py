@@ -340,30 +340,14 @@ def jacobian_norms(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_inde
     if method not in ("exact", "power"):
         raise ValueError("jacobian_norms: method must be 'auto', 'exact' or 'power', got %r" % method)
 
-    log_h = np.full(T + 1, np.nan)
-    log_s = np.full(T + 1, np.nan)
     step_f = np.full(T + 1, np.nan)
-    log_h[T] = 0.0
-    log_s[T] = 0.0
     jac = [None] + [step_jacobian(tr, t, b) for t in range(1, T + 1)]
     for t in range(1, T + 1):
         Jh = jac[t][:H, :H]
         step_f[t] = _log10_safe(_spectral(Jh) if method == "exact" else spectral_norm(Jh, iters=30))
 
     if method == "exact":
-        P = np.eye(D)
-        scale = 0.0  # log10 of the factor divided out of P so far
-        for t in range(T - 1, -1, -1):
-            P = P @ jac[t + 1]
-            f = float(np.linalg.norm(P))
-            if f == 0.0 or not math.isfinite(f):
-                log_h[:t + 1] = -math.inf if f == 0.0 else math.inf
-                log_s[:t + 1] = log_h[:t + 1]
-                break
-            P /= f
-            scale += math.log10(f)
-            log_h[t] = scale + _log10_safe(_spectral(P[:H, :H]))
-            log_s[t] = scale + _log10_safe(_spectral(P))
+        log_h, log_s = _exact_products(jac, T, H, D)
     else:
         log_h, log_s = _power_estimate(jac, T, H, D, probes, seed)
 
@@ -374,6 +358,26 @@ def jacobian_norms(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_inde
         lf = _log10_safe(factor)
         bound = np.array([(T - t) * lf if t < T else 0.0 for t in range(T + 1)])
     return JacobianReport(spec.kind, T, H, method, log_h, log_s, step_f, bound, factor, wn)
+
+
+def _exact_products(jac, T, H, D):
+    """log10 ||dh_T/dh_t|| and log10 ||ds_T/ds_t|| from the renormalised products of full Jacobians."""
+    log_h = np.full(T + 1, np.nan)
+    log_s = np.full(T + 1, np.nan)
+    log_h[T] = log_s[T] = 0.0
+    P = np.eye(D)
+    scale = 0.0  # log10 of the factor divided out of P so far
+    for t in range(T - 1, -1, -1):
+        P = P @ jac[t + 1]
+        f = float(np.linalg.norm(P))
+        if f == 0.0 or not math.isfinite(f):
+            log_h[:t + 1] = log_s[:t + 1] = -math.inf if f == 0.0 else math.inf
+            break
+        P /= f
+        scale += math.log10(f)
+        log_h[t] = scale + _log10_safe(_spectral(P[:H, :H]))
+        log_s[t] = scale + _log10_safe(_spectral(P))
+    return log_h, log_s
 
 
 def _power_estimate(jac, T, H, D, probes, seed):
