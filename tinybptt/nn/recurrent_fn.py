@@ -15,6 +15,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function
 from ..errors import GraphError
+from ..kernels.numpy_rnn import lstm_dc_total
 
 
 def grads_tuple(g, dx_key, dh_key, dc_key):
@@ -22,24 +23,40 @@ def grads_tuple(g, dx_key, dh_key, dc_key):
     return (g[dx_key], g[dh_key], g.get(dc_key), g["dw_ih"], g["dw_hh"], g.get("db_ih"), g.get("db_hh"))
 
 
-class StepFunction(Function):
+def fused_forward(ctx, kernel, cell, trace, *arrays):
+    """Run ``kernels.backend.<kernel>`` (``step_forward`` or ``seq_forward``) and keep what backward needs.
+
+    Returns the new hidden state(s), plus the cell state(s) for the LSTM."""
+    backend = kernels.backend
+    h, c, saved = getattr(backend, kernel)(cell, *arrays)
+    if any(ctx.needs_input_grad):
+        ctx.save_for_backward(saved)
+        ctx.backend, ctx.cell, ctx.trace = backend, cell, trace
+    return (h, c) if cell == "lstm" else h
+
+
+class FusedFunction(Function):
+    """Base of the fused recurrent nodes.
+
+    Their kernel's backward allocates every gradient it returns (``fresh_grads``), and
+    it fills the layer's trace slot as a side effect, so an inspection must not run
+    it a second time (``inspect_replay = False``, read by ``tinybptt.inspect.walk``).
+    """
+
+    fresh_grads = True
+    inspect_replay = False
+
+
+class StepFunction(FusedFunction):
     """One time step as one node: ``step_forward`` / ``step_backward`` of the active kernel backend.
 
     Inputs (x, h, c, w_ih, w_hh, b_ih, b_hh) -- c and the biases may be None.
     Outputs h_new, plus c_new for the LSTM.
     """
 
-    fresh_grads = True  # step_backward allocates every gradient it returns
-    inspect_replay = False  # its backward fills the trace slot: an inspection must not run it twice
-
     @staticmethod
     def forward(ctx, x, h, c, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
-        backend = kernels.backend
-        h_new, c_new, saved = backend.step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)
-        if any(ctx.needs_input_grad):
-            ctx.save_for_backward(saved)
-            ctx.backend, ctx.cell, ctx.trace = backend, cell, trace
-        return (h_new, c_new) if cell == "lstm" else h_new
+        return fused_forward(ctx, "step_forward", cell, trace, x, h, c, w_ih, w_hh, b_ih, b_hh)
 
     @staticmethod
     def backward(ctx, d_h, d_c=None):
@@ -48,17 +65,13 @@ class StepFunction(Function):
             # d_h is the total gradient on h_new (the engine gathered every consumer's share
             # before calling this backward); the total gradient on c_new also flows through
             # h_new = o * tanh(c_new), inside this node
-            d_c_total = None
-            if ctx.cell == "lstm":
-                H = d_h.shape[1]
-                o = saved.gates[:, 3 * H:]
-                d_c_total = d_c + d_h * o * (1 - saved.tanh_c * saved.tanh_c)
+            d_c_total = None if ctx.cell != "lstm" else lstm_dc_total(saved.gates, saved.tanh_c, d_h, d_c)
             ctx.trace.add(d_h, d_c_total)
         g = ctx.backend.step_backward(ctx.cell, saved, d_h, d_c, need_dx=ctx.needs_input_grad[0])
         return grads_tuple(g, "dx", "dh", "dc")
 
 
-class SequenceFunction(Function):
+class SequenceFunction(FusedFunction):
     """A whole layer unroll as one node: ``seq_forward`` / ``seq_backward``.
 
     Inputs (x (T,B,I), h0, c0, w_ih, w_hh, b_ih, b_hh); outputs ``out`` (T, B, H)
@@ -68,17 +81,10 @@ class SequenceFunction(Function):
     """
 
     accepts_none_grads = True  # an unused c_out needs no (T, B, H) array of zeros
-    fresh_grads = True  # seq_backward allocates every gradient it returns
-    inspect_replay = False  # its backward fills the trace slot: an inspection must not run it twice
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
-        backend = kernels.backend
-        out, c_out, saved = backend.seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-        if any(ctx.needs_input_grad):
-            ctx.save_for_backward(saved)
-            ctx.backend, ctx.cell, ctx.trace = backend, cell, trace
-        return (out, c_out) if cell == "lstm" else out
+        return fused_forward(ctx, "seq_forward", cell, trace, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
 
     @staticmethod
     def backward(ctx, d_out, d_cout=None):
