@@ -319,8 +319,8 @@ def test_anomaly_mode_is_silent_on_clean_graphs():
 def test_classical_bound_holds(seed, scale, act):
     rng = np.random.default_rng(seed)
     H, I, T = 6, 3, 12
-    spec = CellSpec("rnn", rng.standard_normal((H, I)), rng.standard_normal((H, H)) * scale / math.sqrt(H),
-                    rng.standard_normal(H) * 0.1, rng.standard_normal(H) * 0.1, act)
+    spec = CellSpec("rnn_" + act, rng.standard_normal((H, I)), rng.standard_normal((H, H)) * scale / math.sqrt(H),
+                    rng.standard_normal(H) * 0.1, rng.standard_normal(H) * 0.1)
     rep = jacobian_norms(spec, rng.standard_normal((T, 1, I)))
     ok = np.isfinite(rep.log10_norms)
     assert np.all(rep.log10_norms[ok] <= rep.log10_bound[ok] + 1e-9)
@@ -344,11 +344,14 @@ def test_exact_jacobian_norm_matches_finite_difference_product():
 
 
 def test_log_space_stays_finite_where_the_plain_product_underflows():
-    """Linear RNN with W = 0.5 * Q (Q orthogonal): ||W^k|| = 0.5^k exactly; 0.5^2000 = 1e-602 underflows float64."""
+    """W = 0.5 * Q (Q orthogonal): ||W^k|| = 0.5^k exactly; 0.5^2000 = 1e-602 underflows float64.
+
+    A tanh RNN with zero input, no bias and h0 = 0 stays at h = 0, where tanh' = 1 exactly:
+    every step's Jacobian is W itself."""
     rng = np.random.default_rng(0)
     H, T = 5, 2000
     Q = np.linalg.qr(rng.standard_normal((H, H)))[0]
-    spec = CellSpec("rnn", np.zeros((H, 1)), 0.5 * Q, None, None, "identity")
+    spec = CellSpec("rnn_tanh", np.zeros((H, 1)), 0.5 * Q, None, None)
     x = np.zeros((T, 1, 1))
     plain = np.eye(H)
     for _ in range(T):
@@ -474,3 +477,35 @@ def test_sequence_node_is_expanded_without_modules():
     assert len(seq) == 2
     k = w.records.index(seq[0])
     assert [r.step for r in w.records[k + 1:k + 8]] == list(range(6, -1, -1))
+
+
+@pytest.mark.parametrize("mode", ["ops", "cell", "sequence"])
+def test_walk_leaves_the_gradient_trace_as_a_plain_backward_does(mode):
+    """The walk's underflow replay must not run a fused node's backward twice: in mode="cell"
+    that once added a rescaled second copy to every step's trace slot."""
+    nn.manual_seed(0)
+    layer = nn.LSTM(2, 3, mode=mode)
+    x = np.random.default_rng(0).standard_normal((4, 2, 2))
+    out, _ = layer(x)
+    (out ** 2).sum().backward()
+    ref = layer.grad_trace
+    out, _ = layer(x)
+    w = walk((out ** 2).sum())
+    got = layer.grad_trace
+    np.testing.assert_array_equal(got.h, ref.h)
+    np.testing.assert_array_equal(got.c, ref.c)
+    # only the whole-sequence node hides its steps, and its 4 steps of h and c are listed
+    assert len(w.nodes(kind="step")) == (8 if mode == "sequence" else 0)
+
+
+def test_walk_expands_a_checkpointed_node_per_layer():
+    nn.manual_seed(1)
+    gru = nn.GRU(2, 3, num_layers=2, checkpoint=2)
+    out, _ = gru(np.random.default_rng(1).standard_normal((5, 1, 2)))
+    w = walk(out.sum())
+    steps = w.nodes(kind="step")
+    assert sorted({r.label for r in steps}) == ["gru.l0", "gru.l1"]
+    norms = gru.grad_trace.norms()
+    for r in steps:
+        l = int(r.label[-1])
+        assert r.norm == pytest.approx(norms[l, r.step], rel=1e-12)

@@ -124,7 +124,7 @@ def test_gradcheck_each_mode(backend, cell, mode):
 
 def test_gradcheck_catches_a_wrong_backward(backend):
     """The check above can fail: a cell Function whose backward drops dh is caught."""
-    from tinybptt.nn import rnn as R
+    from tinybptt.nn import recurrent_fn as R
 
     layer = nn.GRU(2, 2, mode="cell")
     x = tb.tensor(np.random.default_rng(0).standard_normal((3, 1, 2)), requires_grad=True)

@@ -14,11 +14,12 @@
 from .anomaly import Anomaly, AnomalyError, AnomalyLog, detect_anomaly
 from .dot import dot_available, render_dot, to_dot
 from .jacobian import (MAX_DERIVATIVE, CellSpec, JacobianReport, cell_from_layer, jacobian_norms, logspace_backprop,
-                       run_cell, spectral_norm, spectral_radius, step_jacobian)
+                       run_cell, spectral_norm, spectral_radius, step_jacobian, step_vjp)
 from .numerics import count_subnormal, log10_norm, norm, subnormal_mask
-from .walk import NodeRecord, Walk, walk
+from .records import NodeRecord, Walk
+from .walk import walk
 
 __all__ = ["walk", "Walk", "NodeRecord", "detect_anomaly", "AnomalyError", "Anomaly", "AnomalyLog",
            "jacobian_norms", "logspace_backprop", "JacobianReport", "CellSpec", "cell_from_layer", "run_cell",
-           "step_jacobian", "spectral_norm", "spectral_radius", "MAX_DERIVATIVE", "to_dot", "render_dot",
+           "step_jacobian", "step_vjp", "spectral_norm", "spectral_radius", "MAX_DERIVATIVE", "to_dot", "render_dot",
            "dot_available", "log10_norm", "norm", "count_subnormal", "subnormal_mask"]

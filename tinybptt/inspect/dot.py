@@ -48,75 +48,89 @@ def to_dot(obj, roots=None, title=None, max_nodes=3000, cluster_steps=True, show
     Each record becomes a box: op, label and step, output shape and |grad|.  Edges
     follow the forward data flow (input -> consumer).
     """
-    from .walk import Walk, walk
+    from .records import Walk
+    from .walk import walk
 
     w = obj if isinstance(obj, Walk) else walk(obj, roots=roots)
     recs = [r for r in w.records if r.kind != "step" and (show_leaves or r.kind != "leaf")]
     if len(recs) > max_nodes:
         raise GraphError("to_dot: the graph has %d nodes (more than max_nodes=%d); Graphviz would not cope. "
                          "Use a shorter sequence or pass max_nodes=" % (len(recs), max_nodes))
-    fin = [r.log10_norm for r in recs if r.log10_norm is not None and math.isfinite(r.log10_norm)
-           and r.status == "ok"]
-    lo, hi = (min(fin), max(fin)) if fin else (0.0, 0.0)
-    name = {}
-    for k, r in enumerate(recs):
-        name[id(r)] = "n%d" % r.id if r.id is not None else "leaf%d" % k
-    by_id = {r.id: r for r in recs if r.id is not None}
-
+    colour = _Colours(recs)
+    name = {id(r): ("n%d" % r.id if r.id is not None else "leaf%d" % k) for k, r in enumerate(recs)}
     lines = ["digraph tinybptt {", '  rankdir="BT";', '  node [shape=box, fontname="Helvetica", fontsize=10];',
              '  edge [color="#888888", arrowsize=0.6];']
     if title:
         lines.append('  labelloc="t"; label="%s";' % _esc(title))
+    lines += _node_lines(recs, name, colour, cluster_steps)
+    by_id = {r.id: r for r in recs if r.id is not None}
+    for r in recs:
+        lines += ["  %s -> %s;" % (name[id(r)], name[id(by_id[c])]) for c in r.consumers if c in by_id]
+    lines += colour.legend()
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
-    def node_line(r):
-        parts = [r.name or r.op]
-        tag = ", ".join(x for x in [r.label if r.kind != "leaf" else None,
-                                    None if r.step is None else "t=%s" % r.step] if x)
-        if tag:
-            parts.append(tag)
-        parts.append("x".join(str(n) for n in r.shape) or "scalar")
-        if r.log10_norm is not None:
-            parts.append("|g| = %s" % numerics.fmt_pow10(r.log10_norm))
-        if r.status not in ("ok",):
-            parts.append(r.status)
+
+class _Colours:
+    """Node colours: the ramp over the finite log10 |grad| of the "ok" records, or a status style."""
+
+    def __init__(self, recs):
+        fin = [r.log10_norm for r in recs if r.log10_norm is not None and math.isfinite(r.log10_norm)
+               and r.status == "ok"]
+        self.lo, self.hi = (min(fin), max(fin)) if fin else (0.0, 0.0)
+
+    def style(self, r):
         if r.status in STATUS_STYLE:
-            style = STATUS_STYLE[r.status]
-        else:
-            f = 1.0 if hi <= lo else (r.log10_norm - lo) / (hi - lo)
-            col = _ramp(f)
-            style = 'fillcolor="%s", fontcolor="%s", style="filled"' % (col, "#ffffff" if f < 0.55 else "#000000")
-        shape = ", shape=ellipse" if r.kind == "leaf" else ""
-        return '%s [label="%s", %s%s];' % (name[id(r)], _esc("\n".join(parts)).replace("\n", "\\n"), style, shape)
+            return STATUS_STYLE[r.status]
+        f = 1.0 if self.hi <= self.lo else (r.log10_norm - self.lo) / (self.hi - self.lo)
+        return 'fillcolor="%s", fontcolor="%s", style="filled"' % (_ramp(f), "#ffffff" if f < 0.55 else "#000000")
 
-    clusters = {}
-    loose = []
+    def legend(self):
+        lines = ['  subgraph cluster_legend { label="log10 |grad|"; fontsize=9; color="#bbbbbb";',
+                 '    lg_lo [label="%s", fillcolor="%s", fontcolor="#ffffff", style="filled"];'
+                 % (numerics.fmt_pow10(self.lo), RAMP[0]),
+                 '    lg_hi [label="%s", fillcolor="%s", style="filled"];' % (numerics.fmt_pow10(self.hi), RAMP[-1])]
+        for st, style in STATUS_STYLE.items():
+            lines.append('    lg_%s [label="%s", %s];' % (st.replace("-", "_"), st, style))
+        lines.append("  }")
+        return lines
+
+
+def _node_text(r):
+    """The lines of a node's box: op (or parameter name), label and step, shape, |grad|, status."""
+    parts = [r.name or r.op]
+    tag = ", ".join(x for x in [r.label if r.kind != "leaf" else None,
+                                None if r.step is None else "t=%s" % r.step] if x)
+    if tag:
+        parts.append(tag)
+    parts.append("x".join(str(n) for n in r.shape) or "scalar")
+    if r.log10_norm is not None:
+        parts.append("|g| = %s" % numerics.fmt_pow10(r.log10_norm))
+    if r.status != "ok":
+        parts.append(r.status)
+    return parts
+
+
+def _node_lines(recs, name, colour, cluster_steps):
+    """One line per record; the nodes of one (label, step) grouped in a box when ``cluster_steps``."""
+    def line(r):
+        shape = ", shape=ellipse" if r.kind == "leaf" else ""
+        return '%s [label="%s", %s%s];' % (name[id(r)], "\\n".join(_esc(p) for p in _node_text(r)),
+                                           colour.style(r), shape)
+
+    clusters, loose = {}, []
     for r in recs:
         if cluster_steps and r.step is not None and r.kind == "node":
             clusters.setdefault((r.label or "", r.step), []).append(r)
         else:
             loose.append(r)
+    lines = []
     for k, ((label, step), rs) in enumerate(sorted(clusters.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))):
         lines.append('  subgraph cluster_%d {' % k)
         lines.append('    label="%s t=%s"; style="rounded"; color="#bbbbbb"; fontsize=9;' % (_esc(label), step))
-        for r in rs:
-            lines.append("    " + node_line(r))
+        lines += ["    " + line(r) for r in rs]
         lines.append("  }")
-    for r in loose:
-        lines.append("  " + node_line(r))
-    for r in recs:
-        for c in r.consumers:
-            if c in by_id:
-                lines.append("  %s -> %s;" % (name[id(r)], name[id(by_id[c])]))
-    # legend
-    lines.append('  subgraph cluster_legend { label="log10 |grad|"; fontsize=9; color="#bbbbbb";')
-    lines.append('    lg_lo [label="%s", fillcolor="%s", fontcolor="#ffffff", style="filled"];'
-                 % (numerics.fmt_pow10(lo), RAMP[0]))
-    lines.append('    lg_hi [label="%s", fillcolor="%s", style="filled"];' % (numerics.fmt_pow10(hi), RAMP[-1]))
-    for st, style in STATUS_STYLE.items():
-        lines.append('    lg_%s [label="%s", %s];' % (st.replace("-", "_"), st, style))
-    lines.append("  }")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return lines + ["  " + line(r) for r in loose]
 
 
 def dot_available():

@@ -5,10 +5,11 @@ reaches step t through the product of per-step Jacobians
 
     ds_T/ds_t = J_T J_{T-1} ... J_{t+1},      J_k = ds_k/ds_{k-1}.
 
-The state s is h for RNN and GRU and (h, c) for LSTM.  Everything here is built
-analytically from the layer's weights and the states of a forward pass
-recomputed in NumPy (an implementation independent of the engine's kernels, with
-PyTorch's formulas and gate order):
+The state s is h for RNN and GRU and (h, c) for LSTM.  The forward pass is
+recomputed in float64 by the NumPy reference kernel (``kernels/numpy_rnn.py``,
+PyTorch's formulas and gate order), and each J_k comes from that kernel's
+backward of one step, run on the unit vectors of the state (``step_jacobian``);
+for example
 
     RNN   J = diag(act'(a_t)) W_hh
     LSTM  J = [[dh'/dh, dh'/dc], [dc'/dh, diag(f)]]  (2H x 2H)
@@ -31,55 +32,27 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ShapeError
+from ..kernels import numpy_rnn
+from ..kernels.cells import GATES, cell_kind, check_cell
+from ..kernels.recurrent import RecurrentSaved
 from .numerics import blas_threads
 
 #: max |act'(a)| of each activation: the gamma of the classical bound
-MAX_DERIVATIVE = {"tanh": 1.0, "relu": 1.0, "sigmoid": 0.25, "identity": 1.0}
-
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-
-def _sigmoid(a):
-    out = np.empty_like(a)
-    pos = a >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-a[pos]))
-    e = np.exp(a[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
-
-
-def _act(name, a):
-    if name == "tanh":
-        return np.tanh(a)
-    if name == "relu":
-        return np.maximum(a, 0.0)
-    if name == "sigmoid":
-        return _sigmoid(a)
-    if name == "identity":
-        return a
-    raise ValueError("unknown nonlinearity %r" % name)
-
-
-def _act_deriv(name, a, y):
-    if name == "tanh":
-        return 1.0 - y * y
-    if name == "relu":
-        return (a > 0).astype(a.dtype)
-    if name == "sigmoid":
-        return y * (1.0 - y)
-    return np.ones_like(a)
+MAX_DERIVATIVE = {"tanh": 1.0, "relu": 1.0, "sigmoid": 0.25}
 
 
 @dataclass
 class CellSpec:
-    """The weights of one layer of a recurrent network, in PyTorch's layout."""
+    """The weights of one layer of a recurrent network, in PyTorch's layout.
 
-    kind: str  # "rnn", "lstm" or "gru"
+    ``kind`` is a cell of ``tinybptt.kernels.cells``: "rnn_tanh", "rnn_relu", "lstm" or "gru".
+    """
+
+    kind: str
     weight_ih: np.ndarray  # (G*H, I)
     weight_hh: np.ndarray  # (G*H, H)
     bias_ih: Optional[np.ndarray] = None  # (G*H,)
     bias_hh: Optional[np.ndarray] = None  # (G*H,)
-    nonlinearity: str = "tanh"  # RNN only
 
     @property
     def hidden_size(self):
@@ -89,15 +62,23 @@ class CellSpec:
     def state_dim(self):
         return 2 * self.hidden_size if self.kind == "lstm" else self.hidden_size
 
+    @property
+    def nonlinearity(self):
+        """The RNN's activation ("tanh" or "relu"); None for LSTM and GRU."""
+        return self.kind[4:] if self.kind.startswith("rnn_") else None
+
     def check(self):
-        G = GATES.get(self.kind)
-        if G is None:
-            raise ValueError("CellSpec: kind must be 'rnn', 'lstm' or 'gru', got %r" % self.kind)
+        G = check_cell("CellSpec", self.kind)
         H = self.weight_hh.shape[1]
         if self.weight_hh.shape != (G * H, H) or self.weight_ih.shape[0] != G * H:
             raise ShapeError("CellSpec(%s): weight_hh %s and weight_ih %s do not fit G=%d gates of size H=%d"
                              % (self.kind, self.weight_hh.shape, self.weight_ih.shape, G, H))
         return self
+
+    def float64(self):
+        """The same weights in float64 (the analysis always computes in float64)."""
+        return CellSpec(self.kind, *(None if a is None else np.asarray(a, np.float64)
+                                     for a in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)))
 
 
 def _np(a):
@@ -106,17 +87,26 @@ def _np(a):
     return np.asarray(getattr(a, "data", a))
 
 
+def _layer_kind(layer):
+    """The cell kind of a ``tinybptt.nn`` or ``torch.nn`` recurrent layer or cell."""
+    kind = getattr(layer, "cell_type", None)  # tinybptt
+    if kind in GATES:
+        return kind
+    name = type(layer).__name__.lower()
+    for short in ("lstm", "gru", "rnn"):
+        if short in name:
+            return cell_kind(short, getattr(layer, "nonlinearity", "tanh") or "tanh")
+    raise ValueError("cell_from_layer: cannot tell the cell type of %s (expected an RNN, LSTM or GRU)"
+                     % type(layer).__name__)
+
+
 def cell_from_layer(layer, index=0):
     """``CellSpec`` of layer ``index`` of a ``tinybptt.nn`` (or ``torch.nn``) RNN/LSTM/GRU.
 
-    The kind is taken from the class name; the weights from ``weight_ih_l{index}`` etc.
-    (or ``weight_ih`` for the single-step Cell classes).
+    The weights come from ``weight_ih_l{index}`` etc. (or ``weight_ih`` for the
+    single-step Cell classes).
     """
-    name = type(layer).__name__.lower()
-    kind = "lstm" if "lstm" in name else "gru" if "gru" in name else "rnn" if "rnn" in name else None
-    if kind is None:
-        raise ValueError("cell_from_layer: cannot tell the cell type of %s (expected an RNN, LSTM or GRU)"
-                         % type(layer).__name__)
+    kind = _layer_kind(layer)
     params = dict(layer.named_parameters())
     sfx = "_l%d" % index if ("weight_ih_l%d" % index) in params else ""
     if ("weight_ih" + sfx) not in params:
@@ -131,8 +121,7 @@ def cell_from_layer(layer, index=0):
             a = a.detach().cpu().numpy()
         return np.asarray(a)
 
-    return CellSpec(kind, get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
-                    getattr(layer, "nonlinearity", "tanh") or "tanh").check()
+    return CellSpec(kind, get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")).check()
 
 
 # --------------------------------------------------------------------------- forward pass (reference)
@@ -140,106 +129,92 @@ def cell_from_layer(layer, index=0):
 
 @dataclass
 class Trace:
-    """States of a forward pass: ``h`` (T+1, B, H) with h[0] the initial state, ``c`` for LSTM,
-    and per-step gate values ``gates`` (T, B, G*H) after their nonlinearities (for RNN: the
-    pre-activation is kept in ``pre``)."""
+    """States of a forward pass: ``h`` (T+1, B, H) with h[0] the initial state, ``c`` likewise
+    for the LSTM (else None), and ``saved``: what the NumPy reference kernel kept for its
+    backward (gates, tanh(c), ...), from which ``step_jacobian`` builds each step's Jacobian."""
 
     spec: CellSpec
     h: np.ndarray
     c: Optional[np.ndarray]
-    gates: np.ndarray
-    pre: Optional[np.ndarray] = None
-    hn_lin: Optional[np.ndarray] = None  # GRU: W_hn h + b_hn per step
+    saved: RecurrentSaved
 
 
 def run_cell(spec, x, h0=None, c0=None):
-    """Run one layer over ``x`` (T, B, I) with NumPy; returns a ``Trace``."""
-    spec.check()
+    """Run one layer over ``x`` (T, B, I) with the NumPy reference kernel, in float64; returns a ``Trace``."""
+    spec = spec.check().float64()
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != spec.weight_ih.shape[1]:
         raise ShapeError("run_cell(%s): x must be (T, B, I=%d), got %s"
                          % (spec.kind, spec.weight_ih.shape[1], x.shape))
-    T, B, _ = x.shape
-    H = spec.hidden_size
-    dt = np.float64  # the reference always computes in float64, whatever the layer's dtype
-    h = np.zeros((B, H), dt) if h0 is None else np.asarray(h0, dt).reshape(B, H)
+    B, H = x.shape[1], spec.hidden_size
+    h = np.zeros((B, H)) if h0 is None else np.asarray(h0, np.float64).reshape(B, H)
     c = None
     if spec.kind == "lstm":
-        c = np.zeros((B, H), dt) if c0 is None else np.asarray(c0, dt).reshape(B, H)
-    G = GATES[spec.kind]
-    b_ih = np.zeros(G * H, dt) if spec.bias_ih is None else spec.bias_ih
-    b_hh = np.zeros(G * H, dt) if spec.bias_hh is None else spec.bias_hh
-    W_ih, W_hh = spec.weight_ih.astype(dt), spec.weight_hh.astype(dt)
-    spec = CellSpec(spec.kind, W_ih, W_hh, None if spec.bias_ih is None else spec.bias_ih.astype(dt),
-                    None if spec.bias_hh is None else spec.bias_hh.astype(dt), spec.nonlinearity)
-    b_ih = b_ih.astype(dt)
-    b_hh = b_hh.astype(dt)
-    xs = x.astype(dt) @ spec.weight_ih.T + b_ih  # (T, B, G*H)
-    hs = [h]
-    cs = [c] if c is not None else None
-    gates = np.empty((T, B, G * H), dt)
-    pre = np.empty((T, B, H), dt) if spec.kind == "rnn" else None
-    hn_lin = np.empty((T, B, H), dt) if spec.kind == "gru" else None
-    for t in range(T):
-        hh = h @ spec.weight_hh.T + b_hh
-        if spec.kind == "rnn":
-            a = xs[t] + hh
-            pre[t] = a
-            h = _act(spec.nonlinearity, a)
-            gates[t] = h
-        elif spec.kind == "lstm":
-            a = xs[t] + hh
-            i = _sigmoid(a[:, :H])
-            f = _sigmoid(a[:, H:2 * H])
-            g = np.tanh(a[:, 2 * H:3 * H])
-            o = _sigmoid(a[:, 3 * H:])
-            c = f * c + i * g
-            h = o * np.tanh(c)
-            gates[t] = np.concatenate([i, f, g, o], axis=1)
-            cs.append(c)
-        else:  # gru
-            r = _sigmoid(xs[t][:, :H] + hh[:, :H])
-            z = _sigmoid(xs[t][:, H:2 * H] + hh[:, H:2 * H])
-            n = np.tanh(xs[t][:, 2 * H:] + r * hh[:, 2 * H:])
-            hn_lin[t] = hh[:, 2 * H:]
-            h = (1 - z) * n + z * h
-            gates[t] = np.concatenate([r, z, n], axis=1)
-        hs.append(h)
-    return Trace(spec, np.stack(hs), np.stack(cs) if cs is not None else None, gates, pre, hn_lin)
+        c = np.zeros((B, H)) if c0 is None else np.asarray(c0, np.float64).reshape(B, H)
+    out, c_out, saved = numpy_rnn.seq_forward(spec.kind, x.astype(np.float64), h, c, spec.weight_ih,
+                                              spec.weight_hh, spec.bias_ih, spec.bias_hh)
+    hs = np.concatenate([h[None], out])
+    cs = None if c is None else np.concatenate([c[None], c_out])
+    return Trace(spec, hs, cs, saved)
+
+
+def _step_saved(tr, t, rows=None):
+    """The reference kernel's record of step ``t`` (1..T) alone, for its step backward.
+
+    ``rows``: batch indices to take (with repeats), or None for the whole batch."""
+    s, k = tr.saved, t - 1  # the saved arrays hold steps 1..T at 0..T-1
+
+    def pick(a):
+        return None if a is None else (a if rows is None else a[rows])
+
+    return RecurrentSaved("step", s.cell, pick(s.x[k]), pick(tr.h[t - 1]), None if tr.c is None else pick(tr.c[t - 1]),
+                          s.w_ih, s.w_hh, s.b_ih, s.b_hh, pick(s.out[k]),
+                          None if s.c_out is None else pick(s.c_out[k]), None if s.gates is None else pick(s.gates[k]),
+                          None if s.tanh_c is None else pick(s.tanh_c[k]), None if s.hn is None else pick(s.hn[k]))
+
+
+def step_vjp(tr, t, u, rows=None):
+    """``u J_t`` for row vectors ``u`` (B, D) on the state after step ``t`` (1..T).
+
+    This is one step of backpropagation through time, done by the NumPy reference
+    kernel's step backward; the result (B, D) is the gradient on the state before
+    the step.  ``rows``: which batch element each row of ``u`` belongs to (default:
+    row b is batch element b)."""
+    H = tr.spec.hidden_size
+    lstm = tr.spec.kind == "lstm"
+    g = numpy_rnn.step_backward(tr.spec.kind, _step_saved(tr, t, rows), u[:, :H], u[:, H:] if lstm else None,
+                                need_dx=False)
+    return np.concatenate([g["dh"], g["dc"]], axis=1) if lstm else g["dh"]
 
 
 def step_jacobian(tr, t, b=0):
-    """J_t = ds_t/ds_{t-1} for step ``t`` in 1..T and batch element ``b``: (D, D), D = H (2H for LSTM)."""
-    spec = tr.spec
-    H = spec.hidden_size
-    W = spec.weight_hh
-    k = t - 1
-    if spec.kind == "rnn":
-        d = _act_deriv(spec.nonlinearity, tr.pre[k, b], tr.h[t, b])
-        return d[:, None] * W
-    g = tr.gates[k, b]
-    if spec.kind == "lstm":
-        i, f, gg, o = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
-        c_prev, c = tr.c[t - 1, b], tr.c[t, b]
-        tc = np.tanh(c)
-        di = (i * (1 - i))[:, None] * W[:H]
-        df = (f * (1 - f))[:, None] * W[H:2 * H]
-        dg = (1 - gg * gg)[:, None] * W[2 * H:3 * H]
-        do = (o * (1 - o))[:, None] * W[3 * H:]
-        dc_dh = c_prev[:, None] * df + gg[:, None] * di + i[:, None] * dg
-        dc_dc = np.diag(f)
-        k_ = (o * (1 - tc * tc))[:, None]
-        dh_dh = tc[:, None] * do + k_ * dc_dh
-        dh_dc = k_ * dc_dc
-        return np.block([[dh_dh, dh_dc], [dc_dh, dc_dc]])
-    # gru
-    r, z, n = g[:H], g[H:2 * H], g[2 * H:]
-    h_prev = tr.h[t - 1, b]
-    hn = tr.hn_lin[k, b]
-    dr = (r * (1 - r))[:, None] * W[:H]
-    dz = (z * (1 - z))[:, None] * W[H:2 * H]
-    dn = (1 - n * n)[:, None] * (hn[:, None] * dr + r[:, None] * W[2 * H:])
-    return (1 - z)[:, None] * dn + np.diag(z) + (h_prev - n)[:, None] * dz
+    """J_t = ds_t/ds_{t-1} for step ``t`` in 1..T and batch element ``b``: (D, D), D = H (2H for LSTM).
+
+    Row k is the derivative of component k of the new state (h, then c for the LSTM)
+    with respect to the previous state: ``step_vjp`` of the k-th unit vector, all D
+    of them at once as a batch.
+    """
+    D = tr.spec.state_dim
+    return step_vjp(tr, t, np.eye(D), rows=np.full(D, b))
+
+
+def _layer_input(layer_or_spec, x, h0, c0, layer_index):
+    """``(spec, input, h0, c0)`` of the layer to analyse: a ``CellSpec`` as given, or layer
+    ``layer_index`` of a network, whose input is computed through the layers below."""
+    x = np.asarray(getattr(x, "data", x))
+    if x.ndim != 3:
+        raise ShapeError("jacobian analysis: x must be (T, B, I), got %s" % (x.shape,))
+    h0a, c0a = _np(h0), _np(c0)
+    if isinstance(layer_or_spec, CellSpec):
+        return layer_or_spec.check(), x, h0a, c0a
+    inp = x
+    for l in range(layer_index + 1):
+        spec = cell_from_layer(layer_or_spec, l)
+        hl = None if h0a is None else (h0a[l] if h0a.ndim == 3 else h0a)
+        cl = None if c0a is None else (c0a[l] if c0a.ndim == 3 else c0a)
+        if l < layer_index:
+            inp = run_cell(spec, inp, hl, cl).h[1:]
+    return spec, inp, hl, cl
 
 
 def _spectral(M):
@@ -354,26 +329,7 @@ def jacobian_norms(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_inde
         the full product, giving a lower estimate of each norm; "auto" uses exact up to
         state dimension ``exact_max_dim``.
     """
-    x = np.asarray(getattr(x, "data", x))
-    if x.ndim != 3:
-        raise ShapeError("jacobian_norms: x must be (T, B, I), got %s" % (x.shape,))
-    if isinstance(layer_or_spec, CellSpec):
-        spec = layer_or_spec.check()
-        inp = x
-        h0l = _np(h0)
-        c0l = _np(c0)
-    else:
-        layer = layer_or_spec
-        inp = x
-        h0a, c0a = _np(h0), _np(c0)
-        for l in range(layer_index + 1):
-            sp = cell_from_layer(layer, l)
-            hl = None if h0a is None else (h0a[l] if h0a.ndim == 3 else h0a)
-            cl = None if c0a is None else (c0a[l] if c0a.ndim == 3 else c0a)
-            if l == layer_index:
-                spec, h0l, c0l = sp, hl, cl
-                break
-            inp = run_cell(sp, inp, hl, cl).h[1:]
+    spec, inp, h0l, c0l = _layer_input(layer_or_spec, x, h0, c0, layer_index)
     tr = run_cell(spec, inp, h0l, c0l)
     T = inp.shape[0]
     H = spec.hidden_size
@@ -384,40 +340,44 @@ def jacobian_norms(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_inde
     if method not in ("exact", "power"):
         raise ValueError("jacobian_norms: method must be 'auto', 'exact' or 'power', got %r" % method)
 
-    log_h = np.full(T + 1, np.nan)
-    log_s = np.full(T + 1, np.nan)
     step_f = np.full(T + 1, np.nan)
-    log_h[T] = 0.0
-    log_s[T] = 0.0
     jac = [None] + [step_jacobian(tr, t, b) for t in range(1, T + 1)]
     for t in range(1, T + 1):
         Jh = jac[t][:H, :H]
         step_f[t] = _log10_safe(_spectral(Jh) if method == "exact" else spectral_norm(Jh, iters=30))
 
     if method == "exact":
-        P = np.eye(D)
-        scale = 0.0  # log10 of the factor divided out of P so far
-        for t in range(T - 1, -1, -1):
-            P = P @ jac[t + 1]
-            f = float(np.linalg.norm(P))
-            if f == 0.0 or not math.isfinite(f):
-                log_h[:t + 1] = -math.inf if f == 0.0 else math.inf
-                log_s[:t + 1] = log_h[:t + 1]
-                break
-            P /= f
-            scale += math.log10(f)
-            log_h[t] = scale + _log10_safe(_spectral(P[:H, :H]))
-            log_s[t] = scale + _log10_safe(_spectral(P))
+        log_h, log_s = _exact_products(jac, T, H, D)
     else:
         log_h, log_s = _power_estimate(jac, T, H, D, probes, seed)
 
     bound = factor = None
-    wn = spectral_norm(spec.weight_hh[:H] if spec.kind == "rnn" else spec.weight_hh)
-    if spec.kind == "rnn":
-        factor = wn * MAX_DERIVATIVE.get(spec.nonlinearity, 1.0)
+    wn = spectral_norm(spec.weight_hh)
+    if spec.nonlinearity is not None:  # a vanilla RNN
+        factor = wn * MAX_DERIVATIVE[spec.nonlinearity]
         lf = _log10_safe(factor)
         bound = np.array([(T - t) * lf if t < T else 0.0 for t in range(T + 1)])
     return JacobianReport(spec.kind, T, H, method, log_h, log_s, step_f, bound, factor, wn)
+
+
+def _exact_products(jac, T, H, D):
+    """log10 ||dh_T/dh_t|| and log10 ||ds_T/ds_t|| from the renormalised products of full Jacobians."""
+    log_h = np.full(T + 1, np.nan)
+    log_s = np.full(T + 1, np.nan)
+    log_h[T] = log_s[T] = 0.0
+    P = np.eye(D)
+    scale = 0.0  # log10 of the factor divided out of P so far
+    for t in range(T - 1, -1, -1):
+        P = P @ jac[t + 1]
+        f = float(np.linalg.norm(P))
+        if f == 0.0 or not math.isfinite(f):
+            log_h[:t + 1] = log_s[:t + 1] = -math.inf if f == 0.0 else math.inf
+            break
+        P /= f
+        scale += math.log10(f)
+        log_h[t] = scale + _log10_safe(_spectral(P[:H, :H]))
+        log_s[t] = scale + _log10_safe(_spectral(P))
+    return log_h, log_s
 
 
 def _power_estimate(jac, T, H, D, probes, seed):
@@ -470,26 +430,13 @@ def _power_estimate(jac, T, H, D, probes, seed):
 def logspace_backprop(layer_or_spec, x, g_T, h0=None, c0=None, layer_index=0):
     """log10 ||dL/dh_t|| for t = 0..T when L depends only on the last hidden state with dL/dh_T = ``g_T``.
 
-    The gradient is pushed back through the analytic step Jacobians one step at a
-    time, renormalised after every step, so the result stays exact in log space
-    where the float gradient has underflowed to 0.  ``g_T`` is (B, H) (or (H,) for B = 1).
+    The gradient is pushed back one step at a time (``step_vjp``), renormalised
+    after every step, so the result stays exact in log space where the float
+    gradient has underflowed to 0.  ``g_T`` is (B, H) (or (H,) for B = 1).
     Returns (log10_h, log10_c) arrays of shape (T+1,) (log10_c is None except for LSTM);
     the norms are over the whole batch.
     """
-    x = np.asarray(getattr(x, "data", x))
-    if isinstance(layer_or_spec, CellSpec):
-        spec, inp, hl, cl = layer_or_spec.check(), x, _np(h0), _np(c0)
-    else:
-        inp = x
-        h0a, c0a = _np(h0), _np(c0)
-        for l in range(layer_index + 1):
-            sp = cell_from_layer(layer_or_spec, l)
-            hl = None if h0a is None else (h0a[l] if h0a.ndim == 3 else h0a)
-            cl = None if c0a is None else (c0a[l] if c0a.ndim == 3 else c0a)
-            if l == layer_index:
-                spec = sp
-                break
-            inp = run_cell(sp, inp, hl, cl).h[1:]
+    spec, inp, hl, cl = _layer_input(layer_or_spec, x, h0, c0, layer_index)
     tr = run_cell(spec, inp, hl, cl)
     T, B = inp.shape[0], inp.shape[1]
     H, D = spec.hidden_size, spec.state_dim
@@ -512,8 +459,7 @@ def logspace_backprop(layer_or_spec, x, g_T, h0=None, c0=None, layer_index=0):
 
     record(T)
     for t in range(T, 0, -1):
-        for b in range(B):
-            V[b] = step_jacobian(tr, t, b).T @ V[b]
+        V = step_vjp(tr, t, V)
         f = float(np.linalg.norm(V))
         if f == 0.0 or not math.isfinite(f):
             log_h[:t] = -math.inf if f == 0.0 else math.inf

@@ -68,64 +68,19 @@ def plot_vanish(result, path, title=None):
     T = cfg["T"]
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=160)
     phases = ["before", "after"] if cfg["trained"] else ["measured"]
-    lows, highs = [], []
-    dashed = False
+    lows, highs, dashed = [], [], False
     for kind, e in result["cells"].items():
-        color = COLORS.get(kind, None)
         for phase in phases:
-            p = e[phase]
-            f = p["log10_grad_norm"]
-            ls = p["log10_grad_norm_logspace"]
-            faded = cfg["trained"] and phase == "before"
-            xs = [t for t, v in enumerate(f) if v is not None]
-            label = e["name"] + (" (%s training)" % phase if cfg["trained"] else "")
-            if not faded and p.get("summary"):
-                sm = p["summary"]
-                label += ": x%.3f per step, |dL/dh_0| = %s" % (
-                    sm["decay_per_step"], _pow10(f[0] if f[0] is not None else ls[0]))
-            kw = dict(color=color, linewidth=1.2 if faded else 2.4, alpha=0.45 if faded else 1.0)
-            if xs:
-                ax.plot(xs, [f[t] for t in xs], label=label, **kw)
-                lows.append(min(f[t] for t in xs))
-                highs.append(max(f[t] for t in xs))
-            gap = [t for t, v in enumerate(f) if v is None and ls[t] is not None]
-            if gap:
-                span = sorted(set(gap) | {max(gap) + 1} if max(gap) + 1 <= T else set(gap))
-                ax.plot(span, [ls[t] for t in span], linestyle="--", label=None if xs else label, **kw)
-                dashed = True
-                lows.append(min(ls[t] for t in span))
+            dashed |= _vanish_curve(ax, e, phase, COLORS.get(kind), cfg["trained"], T, lows, highs)
     if lows and highs:
         lo, hi = min(lows), max(highs)
         for kind, e in result["cells"].items():
-            jr = e[phases[-1]]["jacobian"]
-            if jr["log10_bound"] is not None:
-                b = jr["log10_bound"]
-                xs = [t for t in range(T + 1) if b[t] is not None and lo - 1 <= b[t] <= hi + 1]
-                if len(xs) > 1:
-                    ax.plot(xs, [b[t] for t in xs], linestyle=":", color=COLORS.get(kind), linewidth=1.3,
-                            label="%s: classical bound $(\\|W_{hh}\\|_2\\,\\gamma)^{T-t}$, $\\|W_{hh}\\|_2$ = %.2f"
-                            % (e["name"], jr["w_hh_spectral_norm"]))
-    if lows and highs:
-        lo, hi = min(lows), max(highs)
-        tiny = math.log10(float(np.finfo(np.dtype(cfg["dtype"])).tiny))
-        if lo - 1 <= tiny <= hi + 1:
-            ax.axhline(tiny, color="#555555", linewidth=1.0, linestyle="-.")
-            ax.annotate("smallest normal %s (below: subnormal, then 0)" % cfg["dtype"], (T, tiny),
-                        xytext=(-4, 4), textcoords="offset points", ha="right", va="bottom", fontsize=8.5,
-                        color="#555555")
-        if dashed:
-            ax.plot([], [], color="#555555", linestyle="--", linewidth=2,
-                    label="float gradient underflowed: float64 log-space value")
+            _vanish_bound(ax, e, e[phases[-1]]["jacobian"], COLORS.get(kind), T, lo, hi)
+        _vanish_floor(ax, cfg["dtype"], T, lo, hi, dashed)
     ax.set_xlim(0, T)
     ax.set_xlabel("time step t   (loss on the last step, t = %d)" % T, fontsize=11.5)
     ax.set_ylabel(r"$\log_{10}\ \|\partial L/\partial h_t\|$", fontsize=12)
-    if title is None:
-        title = "Gradients flowing back in time: RNN vs LSTM vs GRU (H=%d, %s%s)%s" % (
-            cfg["H"], cfg["dtype"], "" if cfg["init"] == "default" else ", init %s%s" % (
-                cfg["init"], " r=%g" % cfg["radius"] if cfg["init"] == "scaled" else ""),
-            "\nbefore (faded) and after %d steps of training on the adding problem" % cfg["train_steps"]
-            if cfg["trained"] else "")
-    ax.set_title(title, fontsize=12)
+    ax.set_title(title if title is not None else _vanish_title(cfg), fontsize=12)
     ax.grid(True, alpha=0.3)
     n_entries = len(ax.get_legend_handles_labels()[0])
     if n_entries > 4:  # many curves (--trained): legend under the axes, out of the way
@@ -139,3 +94,60 @@ def plot_vanish(result, path, title=None):
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _vanish_curve(ax, e, phase, color, trained, T, lows, highs):
+    """One cell's measured curve (solid) and its log-space continuation (dashed); True if dashed."""
+    p = e[phase]
+    f, ls = p["log10_grad_norm"], p["log10_grad_norm_logspace"]
+    faded = trained and phase == "before"
+    xs = [t for t, v in enumerate(f) if v is not None]
+    label = e["name"] + (" (%s training)" % phase if trained else "")
+    if not faded and p.get("summary"):
+        label += ": x%.3f per step, |dL/dh_0| = %s" % (
+            p["summary"]["decay_per_step"], _pow10(f[0] if f[0] is not None else ls[0]))
+    kw = dict(color=color, linewidth=1.2 if faded else 2.4, alpha=0.45 if faded else 1.0)
+    if xs:
+        ax.plot(xs, [f[t] for t in xs], label=label, **kw)
+        lows.append(min(f[t] for t in xs))
+        highs.append(max(f[t] for t in xs))
+    gap = [t for t, v in enumerate(f) if v is None and ls[t] is not None]
+    if not gap:
+        return False
+    span = sorted(set(gap) | {max(gap) + 1} if max(gap) + 1 <= T else set(gap))
+    ax.plot(span, [ls[t] for t in span], linestyle="--", label=None if xs else label, **kw)
+    lows.append(min(ls[t] for t in span))
+    return True
+
+
+def _vanish_bound(ax, e, jr, color, T, lo, hi):
+    """The classical bound of a vanilla RNN, dotted, where it is within the axes."""
+    b = jr["log10_bound"]
+    if b is None:
+        return
+    xs = [t for t in range(T + 1) if b[t] is not None and lo - 1 <= b[t] <= hi + 1]
+    if len(xs) > 1:
+        ax.plot(xs, [b[t] for t in xs], linestyle=":", color=color, linewidth=1.3,
+                label="%s: classical bound $(\\|W_{hh}\\|_2\\,\\gamma)^{T-t}$, $\\|W_{hh}\\|_2$ = %.2f"
+                % (e["name"], jr["w_hh_spectral_norm"]))
+
+
+def _vanish_floor(ax, dtype, T, lo, hi, dashed):
+    """The smallest normal number of the dtype, when the curves come near it."""
+    tiny = math.log10(float(np.finfo(np.dtype(dtype)).tiny))
+    if lo - 1 <= tiny <= hi + 1:
+        ax.axhline(tiny, color="#555555", linewidth=1.0, linestyle="-.")
+        ax.annotate("smallest normal %s (below: subnormal, then 0)" % dtype, (T, tiny),
+                    xytext=(-4, 4), textcoords="offset points", ha="right", va="bottom", fontsize=8.5,
+                    color="#555555")
+    if dashed:
+        ax.plot([], [], color="#555555", linestyle="--", linewidth=2,
+                label="float gradient underflowed: float64 log-space value")
+
+
+def _vanish_title(cfg):
+    return "Gradients flowing back in time: RNN vs LSTM vs GRU (H=%d, %s%s)%s" % (
+        cfg["H"], cfg["dtype"], "" if cfg["init"] == "default" else ", init %s%s" % (
+            cfg["init"], " r=%g" % cfg["radius"] if cfg["init"] == "scaled" else ""),
+        "\nbefore (faded) and after %d steps of training on the adding problem" % cfg["train_steps"]
+        if cfg["trained"] else "")

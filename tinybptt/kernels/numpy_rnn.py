@@ -108,6 +108,13 @@ def lstm_step_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return h_new, c_new, np.concatenate([i, f, g, o], axis=1), tanh_c
 
 
+def lstm_dc_total(gates, tanh_c, dh_new, dc_new):
+    """The whole gradient on c': ``dc_new`` (from later steps) plus the path through h' = o * tanh(c')."""
+    H = tanh_c.shape[-1]
+    o = gates[..., 3 * H:4 * H]
+    return dc_new + dh_new * o * (1 - tanh_c * tanh_c)
+
+
 def lstm_step_backward(x, h, c, w_ih, w_hh, gates, tanh_c, dh_new, dc_new, grads):
     """Backward of one LSTM step.
 
@@ -117,7 +124,7 @@ def lstm_step_backward(x, h, c, w_ih, w_hh, gates, tanh_c, dh_new, dc_new, grads
     (``dc_new`` plus the path through h' = o * tanh(c')).
     """
     i, f, g, o = np.split(gates, 4, axis=1)
-    dc_total = dc_new + dh_new * o * (1 - tanh_c * tanh_c)
+    dc_total = lstm_dc_total(gates, tanh_c, dh_new, dc_new)
     di = dc_total * g
     df = dc_total * c
     dg = dc_total * i

@@ -40,7 +40,9 @@ from . import functional, init, utils  # noqa: F401
 from .init import manual_seed  # noqa: F401
 from .layers import Embedding, Linear  # noqa: F401
 from .module import Module, Parameter, load, save  # noqa: F401
-from .rnn import GRU, LSTM, RNN, CheckpointStats, GRUCell, GradTrace, LSTMCell, RNNCell  # noqa: F401
+from .checkpoint import CheckpointStats  # noqa: F401
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
+from .trace import GradTrace  # noqa: F401
 
 __all__ = ["Module", "Parameter", "Linear", "Embedding", "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
            "GradTrace", "CheckpointStats", "functional", "init", "utils", "save", "load", "manual_seed"]

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..errors import ShapeError
+from ..kernels.cells import GATE_NAMES, GATES
 
 _rng = np.random.default_rng()
 
@@ -146,8 +147,9 @@ def lstm_forget_bias_(module, value=1.0):
         for name, p in m._parameters.items():
             if p is None or not name.startswith(("bias_ih", "bias_hh")):
                 continue
-            H = p.shape[0] // 4
-            p.data[H:2 * H] = value if name.startswith("bias_ih") else 0.0
+            H = p.shape[0] // GATES["lstm"]
+            f = GATE_NAMES["lstm"].index("f")
+            p.data[f * H:(f + 1) * H] = value if name.startswith("bias_ih") else 0.0
             found = True
     if not found:
         raise ValueError(

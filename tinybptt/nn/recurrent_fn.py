@@ -1,0 +1,134 @@
+"""The fused recurrent autograd Functions: one step, or a whole unroll, as one node.
+
+``mode="cell"`` puts one ``<cell>_cell`` node per time step in the graph, and
+``mode="sequence"`` one ``<cell>_sequence`` node per layer; both call the active
+kernel backend (``tinybptt.kernels``: the NumPy reference or C) for their forward
+and backward.  Their backward also deposits the per-step gradients dL/dh_t (and
+dL/dc_t) in the layer's ``TraceSlot`` (``nn/trace.py``), which is how
+``layer.grad_trace`` sees inside a node that hides its steps.
+
+The checkpointed variant, which recomputes segments during backward, is in
+``nn/checkpoint.py``.
+"""
+import numpy as np
+
+from .. import kernels
+from ..autograd import Function
+from ..errors import GraphError
+from ..kernels.numpy_rnn import lstm_dc_total
+
+
+def grads_tuple(g, dx_key, dh_key, dc_key):
+    """A kernel backward's dict as the Function's gradients (x, h, c, w_ih, w_hh, b_ih, b_hh)."""
+    return (g[dx_key], g[dh_key], g.get(dc_key), g["dw_ih"], g["dw_hh"], g.get("db_ih"), g.get("db_hh"))
+
+
+def fused_forward(ctx, kernel, cell, trace, *arrays):
+    """Run ``kernels.backend.<kernel>`` (``step_forward`` or ``seq_forward``) and keep what backward needs.
+
+    Returns the new hidden state(s), plus the cell state(s) for the LSTM."""
+    backend = kernels.backend
+    h, c, saved = getattr(backend, kernel)(cell, *arrays)
+    if any(ctx.needs_input_grad):
+        ctx.save_for_backward(saved)
+        ctx.backend, ctx.cell, ctx.trace = backend, cell, trace
+    return (h, c) if cell == "lstm" else h
+
+
+class FusedFunction(Function):
+    """Base of the fused recurrent nodes.
+
+    Their kernel's backward allocates every gradient it returns (``fresh_grads``), and
+    it fills the layer's trace slot as a side effect, so an inspection must not run
+    it a second time (``inspect_replay = False``, read by ``tinybptt.inspect.walk``).
+    """
+
+    fresh_grads = True
+    inspect_replay = False
+
+
+class StepFunction(FusedFunction):
+    """One time step as one node: ``step_forward`` / ``step_backward`` of the active kernel backend.
+
+    Inputs (x, h, c, w_ih, w_hh, b_ih, b_hh) -- c and the biases may be None.
+    Outputs h_new, plus c_new for the LSTM.
+    """
+
+    @staticmethod
+    def forward(ctx, x, h, c, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
+        return fused_forward(ctx, "step_forward", cell, trace, x, h, c, w_ih, w_hh, b_ih, b_hh)
+
+    @staticmethod
+    def backward(ctx, d_h, d_c=None):
+        (saved,) = ctx.saved_tensors
+        if ctx.trace is not None:
+            # d_h is the total gradient on h_new (the engine gathered every consumer's share
+            # before calling this backward); the total gradient on c_new also flows through
+            # h_new = o * tanh(c_new), inside this node
+            d_c_total = None if ctx.cell != "lstm" else lstm_dc_total(saved.gates, saved.tanh_c, d_h, d_c)
+            ctx.trace.add(d_h, d_c_total)
+        g = ctx.backend.step_backward(ctx.cell, saved, d_h, d_c, need_dx=ctx.needs_input_grad[0])
+        return grads_tuple(g, "dx", "dh", "dc")
+
+
+class SequenceFunction(FusedFunction):
+    """A whole layer unroll as one node: ``seq_forward`` / ``seq_backward``.
+
+    Inputs (x (T,B,I), h0, c0, w_ih, w_hh, b_ih, b_hh); outputs ``out`` (T, B, H)
+    and, for the LSTM, ``c_out`` (T, B, H).  The layer takes h_n and c_n as
+    slices ``out[-1]``, ``c_out[-1]``: only the last row of c_out may receive a
+    gradient (the kernel's interface has no per-step dL/dc input).
+    """
+
+    accepts_none_grads = True  # an unused c_out needs no (T, B, H) array of zeros
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
+        return fused_forward(ctx, "seq_forward", cell, trace, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+    @staticmethod
+    def backward(ctx, d_out, d_cout=None):
+        (saved,) = ctx.saved_tensors
+        d_cn = None
+        if d_cout is not None:
+            if d_cout.shape[0] > 1 and np.any(d_cout[:-1]):
+                raise GraphError(
+                    "%s: a gradient reached the cell states c_0..c_{T-2} of the sequence node; only c_n = c_out[-1] "
+                    "may be used. Use mode='cell' or mode='ops' to differentiate through intermediate cell states."
+                    % ctx.describe()
+                )
+            d_cn = d_cout[-1]
+        trace = ctx.trace
+        g = ctx.backend.seq_backward(ctx.cell, saved, d_out, None, d_cn,
+                                     need_dx=ctx.needs_input_grad[0], need_trace=trace is not None)
+        if trace is not None:
+            trace.add(g["trace_h"], g.get("trace_c"))
+        return grads_tuple(g, "dx", "dh0", "dc0")
+
+    @staticmethod
+    def trace_slots(ctx):
+        """The one ``TraceSlot`` this node fills (none if its layer does not record a trace)."""
+        trace = getattr(ctx, "trace", None)
+        return [] if trace is None else [trace]
+
+
+_FN_CACHE = {}
+
+
+def named_function(base, cell, suffix):
+    """A subclass of ``base`` named e.g. ``lstm_cell`` / ``gru_sequence``: the op name shown in graphs."""
+    key = (base, cell)
+    if key not in _FN_CACHE:
+        name = "%s_%s" % (cell, suffix)
+        _FN_CACHE[key] = type("".join(p.capitalize() for p in name.split("_")), (base,), {"name": name})
+    return _FN_CACHE[key]
+
+
+def step_function(cell):
+    """The fused one-step Function for ``cell`` (op name ``"<cell>_cell"``)."""
+    return named_function(StepFunction, cell, "cell")
+
+
+def sequence_function(cell):
+    """The fused whole-sequence Function for ``cell`` (op name ``"<cell>_sequence"``)."""
+    return named_function(SequenceFunction, cell, "sequence")

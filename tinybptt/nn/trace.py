@@ -1,0 +1,166 @@
+"""The gradient trace of a recurrent layer: dL/dh_t (and dL/dc_t) for every step t.
+
+After ``loss.backward()``, ``layer.grad_trace.h[l, t]`` is the *total* gradient
+of the loss with respect to layer l's hidden state at step t (t = 0..T-1, the
+state ``out[t]``): what reached it through every later step, the layer above
+and h_n.  How it is gathered depends on the layer's ``mode``:
+
+``"sequence"``  the fused node has the per-step gradients in hand during its
+                backward anyway; it deposits them in a ``TraceSlot`` (one per
+                layer), so the layer keeps no graph alive for the trace.
+``"cell"``      each step's node deposits its dL/dh_t, dL/dc_t in its own slot
+                (``StepSlots``).
+``"ops"``       h_t and c_t are ordinary tensors; the layer asks the engine to
+                keep their ``.grad`` (``retain_grad``) and reads it (``RetainedStates``).
+
+Each of these *sources* has ``read(h, c)``: copy what arrived into the arrays
+``h`` and ``c`` and say whether anything did.  ``gather_trace`` turns one source
+per layer into a ``GradTrace``.
+
+Inspection tools that meet a fused node in the graph find its slots with
+``trace_slots(node)``.
+"""
+import numpy as np
+
+from ..errors import GraphError
+
+
+class TraceSlot:
+    """Where a fused node deposits dL/dh (and for the LSTM dL/dc) during its backward.
+
+    A sequence node fills ``h`` (T, B, H); a step node ``h`` (B, H).  ``c`` is
+    the total gradient on the cell state (None for RNN and GRU).
+    """
+
+    __slots__ = ("h", "c")
+
+    def __init__(self):
+        self.h = None
+        self.c = None
+
+    def add(self, h, c):
+        """Add one backward pass's gradients (two backward passes add up, like ``.grad``)."""
+        if h is not None:
+            self.h = h if self.h is None else self.h + h
+        if c is not None:
+            self.c = c if self.c is None else self.c + c
+
+    def read(self, h, c):
+        """Copy the deposit into ``h`` (and ``c`` unless None); False if nothing arrived."""
+        if self.h is None and self.c is None:
+            return False
+        if self.h is not None:
+            h[...] = self.h
+        if c is not None and self.c is not None:
+            c[...] = self.c
+        return True
+
+
+class StepSlots(list):
+    """Mode "cell": one ``TraceSlot`` per time step, in step order."""
+
+    def new_slot(self):
+        slot = TraceSlot()
+        self.append(slot)
+        return slot
+
+    def read(self, h, c):
+        reached = False
+        for t, slot in enumerate(self):
+            reached |= slot.read(h[t], None if c is None else c[t])
+        return reached
+
+
+class RetainedStates:
+    """Mode "ops": the layer's h_t (and c_t) tensors, whose ``.grad`` the engine keeps.
+
+    Holding them keeps the last unrolled graph alive until the next forward call.
+    """
+
+    def __init__(self):
+        self.h, self.c = [], []
+
+    def keep(self, h, c):
+        """Ask the engine to keep dL/dh_t (and dL/dc_t) of this step's states."""
+        if h.requires_grad:
+            h.retain_grad()
+            if c is not None:
+                c.retain_grad()
+        self.h.append(h)
+        self.c.append(c)
+
+    def read(self, h, c):
+        reached = False
+        for t, (ht, ct) in enumerate(zip(self.h, self.c)):
+            if ht.grad is not None:
+                h[t] = ht.grad
+                reached = True
+            if c is not None and ct is not None and ct.grad is not None:
+                c[t] = ct.grad
+                reached = True
+        return reached
+
+
+class GradTrace:
+    """Per-step gradients of a recurrent layer, gathered by the last backward pass.
+
+    ``h`` (num_layers, T, B, H): ``h[l, t]`` is dL/dh_t of layer l, the *total*
+    gradient with respect to that hidden state (it flows through every later step,
+    the layer above, and h_n).  ``c``: the same for the LSTM's cell state (None
+    otherwise).  ``norms()`` / ``c_norms()``: L2 norm over (B, H), shape (num_layers, T).
+    """
+
+    def __init__(self, h, c=None):
+        self.h = h
+        self.c = c
+
+    def norms(self):
+        """(num_layers, T) L2 norms of ``h`` over the batch and hidden axes."""
+        return np.sqrt(np.sum(np.square(self.h), axis=(2, 3)))
+
+    def c_norms(self):
+        """(num_layers, T) L2 norms of ``c`` (LSTM only)."""
+        if self.c is None:
+            raise ValueError("grad_trace.c_norms(): only an LSTM has a cell state")
+        return np.sqrt(np.sum(np.square(self.c), axis=(2, 3)))
+
+    def __repr__(self):
+        return "GradTrace(h=%s%s)" % (self.h.shape, ", c=%s" % (self.c.shape,) if self.c is not None else "")
+
+
+class LayerTraces:
+    """What a layer's forward call leaves for ``grad_trace``: one source per layer and the sizes."""
+
+    __slots__ = ("sources", "T", "B")
+
+    def __init__(self, sources, T, B):
+        self.sources, self.T, self.B = sources, T, B
+
+
+def gather_trace(who, traces, H, dtype, lstm):
+    """The ``GradTrace`` of ``traces`` (a ``LayerTraces``); GraphError if no gradient arrived."""
+    L = len(traces.sources)
+    h = np.zeros((L, traces.T, traces.B, H), dtype=dtype)
+    c = np.zeros_like(h) if lstm else None
+    reached = False
+    for l, source in enumerate(traces.sources):
+        reached |= source.read(h[l], None if c is None else c[l])
+    if not reached:
+        raise GraphError("%s.grad_trace: no gradient has reached this layer since its last forward pass; "
+                         "call loss.backward() on a loss that depends on its output first" % who)
+    return GradTrace(h, c)
+
+
+def trace_slots(node):
+    """The ``TraceSlot`` per layer that a fused recurrent node fills during its backward.
+
+    ``node`` is a graph node (``Context``).  For a whole-sequence node (op
+    ``<cell>_sequence``: one slot) or a checkpointed one (``<cell>_checkpointed``:
+    one slot per layer) whose layer records its gradient trace, the slots'
+    ``h`` (and ``c``) become (T, B, H) arrays of per-step gradients, step t = 0..T-1,
+    when the backward pass has run the node.  Any other node: ``[]``.  Call it
+    before the node's backward has run (from a ``backward_hook``): the backward
+    pass frees the node afterwards, but the slots stay valid.
+    """
+    reader = getattr(node.fn, "trace_slots", None)
+    return list(reader(node)) if reader is not None else []
