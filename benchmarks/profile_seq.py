@@ -10,7 +10,7 @@ and the minimum of the runs are reported, with ratios to the best peer.
         --contenders seq,torch,jax --rounds 5 --reps 20
 
 Contenders: seq, cell, ops (tinybptt C backend), np (tinybptt NumPy backend),
-torch, jax, torch-ops, numpy (the hand-written NumPy BPTT).
+torch, jax, torch-ops, numpy (tinybptt's NumPy reference kernels called directly, a baseline).
 ``--profile seq`` runs cProfile over tinybptt's iterations instead of timing.
 """
 import argparse

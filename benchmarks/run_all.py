@@ -18,7 +18,6 @@ below were sized so that the whole run stays near 20 minutes on the 2-core devel
 machine.  Increase ``--budget``/``--repeat`` in SECTIONS for steadier numbers.
 """
 import argparse
-import datetime
 import json
 import os
 import shlex
@@ -140,7 +139,7 @@ def assemble(sections):
     lines += [
         "## How these numbers are made",
         "",
-        "- Workload (DESIGN.md \"Measuring performance\"): one recurrent layer, forward + backward, loss "
+        "- Workload: one recurrent layer, forward + backward, loss "
         "`sum(out**2)` over all outputs, input not requiring grad, zero-grad included. Configs (T, B, I, H): "
         + ", ".join("%s %s" % (k, v) for k, v in bench.CONFIGS.items()) + ".",
         "- Contenders: tinybptt `mode=\"sequence\"` (seq), `\"cell\"`, `\"ops\"` on the C backend and `mode=\"sequence\"` on "
@@ -151,7 +150,9 @@ def assemble(sections):
         "same formulas with leaner nodes: each product-plus-bias is one `linear` node, the RNN and LSTM pre-activation "
         "is one product `[x[t], h] @ [W_ih^T; W_hh^T] + (b_ih + b_hh)` (concat and linear where torch-ops has two "
         "matmuls and three adds), and the GRU update runs as `n + z * (h - n)`), and a "
-        "hand-written NumPy BPTT (numpy-bptt).  tinybptt layers run with `layer.record_grad_trace = False` "
+        "baseline that is not a peer: tinybptt's NumPy reference kernels (`kernels.numpy.seq_forward/seq_backward`) "
+        "called directly, without the autograd graph (numpy-ref; tables of runs before it existed show the "
+        "hand-written NumPy BPTT it replaced as numpy-bptt).  tinybptt layers run with `layer.record_grad_trace = False` "
         "(no peer records per-step gradients).",
         "- Each contender runs in a worker process started with OMP/MKL/OPENBLAS_NUM_THREADS and XLA_FLAGS "
         "(`--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1` for one thread) set before any "
@@ -175,7 +176,7 @@ def assemble(sections):
         "in the 2-thread and float64 sections a contender whose warm-up iteration exceeds `--max-iter-s` gets a "
         "single timed run (`*`).  The NumPy-backend contender is skipped on the large config (too slow for the "
         "budget; noted under each table), and the float64 section times mode=\"sequence\" against torch, jax and "
-        "numpy-bptt only (the ops target is a float32 one).  "
+        "numpy-ref only (the ops target is a float32 one).  "
         "`spread` (interquartile range / median) tells how noisy each one was, `~` flags ratios where it "
         "exceeds 50%.",
         "- `kernel` / `overhead`: extra runs with every `tinybptt.kernels.backend` function wrapped in a timer; "
@@ -187,7 +188,7 @@ def assemble(sections):
     summaries = []
     for name, title, d in sections:
         if d.get("results") and name not in NOT_IN_HEADLINE:
-            summaries += bench.summarize(d["results"], bench._floor(d))
+            summaries += bench.summarize(d["results"], bench.floor_rates(d))
     if summaries:
         lines += ["## Headline", "", bench.headline_table(summaries, md=True), ""]
     for name, title, d in sections:

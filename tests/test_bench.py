@@ -1,8 +1,9 @@
-"""Smoke and correctness tests of the benchmark suite (tinybptt/bench.py).
+"""Smoke and correctness tests of the benchmark suite (the tinybptt.bench package).
 
 No speed is asserted here, ever: timings are the benchmark's business.  What
-is tested is that every contender computes the same thing (the hand-written
-NumPy BPTT against finite differences and against PyTorch's autograd; the JAX,
+is tested is that every contender computes the same thing (the NumPy baseline,
+which calls the reference kernels, against finite differences and against
+PyTorch's autograd; the JAX,
 PyTorch-op-loop and tinybptt contenders against PyTorch), that the bookkeeping
 (agreement check, ratios, targets, FLOP count, repeat planning, kernel timer)
 is right, and that the command line runs end to end on a tiny config.
@@ -64,28 +65,47 @@ def _assert_same(got, want, rtol):
 # --------------------------------------------------------------------------- the peers compute the workload
 
 
+def _numpy_loss(cell, x, params):
+    r = bench.NumpyRunner(cell, x, params)
+    return r.forward()
+
+
 @pytest.mark.parametrize("cell", bench.CELLS)
-def test_numpy_bptt_matches_finite_differences(cell):
+def test_numpy_baseline_matches_finite_differences(cell):
     x, params = bench.make_problem(cell, *SHAPE, dtype="float64", seed=1)
-    model = bench.NumpyBPTT(cell, params)
-    out, loss = model.forward(x)
-    assert out.shape == (SHAPE[0], SHAPE[1], SHAPE[3])
-    assert loss == pytest.approx(float(np.sum(out ** 2)))
-    model.backward()
+    runner = bench.NumpyRunner(cell, x, params)
+    loss = runner.forward()
+    assert loss > 0
+    runner.backward(loss)
+    grads = runner.grads()
     rng = np.random.default_rng(0)
     eps = 1e-6
     for name in bench.PARAM_NAMES:
         p = params[name]
+        assert grads[name].shape == p.shape
         for _ in range(4):
             idx = tuple(int(rng.integers(0, s)) for s in p.shape)
             old = p[idx]
             p[idx] = old + eps
-            up = bench.NumpyBPTT(cell, params).forward(x)[1]
+            up = _numpy_loss(cell, x, params)
             p[idx] = old - eps
-            down = bench.NumpyBPTT(cell, params).forward(x)[1]
+            down = _numpy_loss(cell, x, params)
             p[idx] = old
             numeric = (up - down) / (2 * eps)
-            assert model.grads[name][idx] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, idx)
+            assert grads[name][idx] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, idx)
+
+
+def test_numpy_baseline_calls_the_reference_kernels(monkeypatch):
+    """The baseline has no cell formulas of its own: it runs kernels.numpy.seq_forward/seq_backward."""
+    from tinybptt.kernels import numpy as ref
+    calls = []
+    for fn in ("seq_forward", "seq_backward"):
+        orig = getattr(ref, fn)
+        monkeypatch.setattr(ref, fn, lambda *a, _f=orig, _n=fn, **k: (calls.append((_n, a[0])), _f(*a, **k))[1])
+    x, params = bench.make_problem("rnn", *SHAPE, dtype="float64")
+    r = bench.NumpyRunner("rnn", x, params)
+    r.backward(r.forward())
+    assert calls == [("seq_forward", "rnn_tanh"), ("seq_backward", "rnn_tanh")]
 
 
 def test_make_problem_is_deterministic_and_torch_shaped():
@@ -223,7 +243,7 @@ def test_thread_env_pins_every_library():
 
 
 def test_memory_profile_scales_with_T():
-    """The NumPy BPTT keeps at least its LSTM gate activations (T*B*4H floats), linear in T."""
+    """The NumPy baseline keeps at least its LSTM gate activations (T*B*4H floats), linear in T."""
     got = []
     for T in (20, 40):
         x, params = bench.make_problem("lstm", T, 4, 8, 16, dtype="float64")
@@ -279,6 +299,7 @@ def test_cli_runs_a_tiny_grid(tmp_path):
     recs = {r["contender"]: r for r in data["results"]}
     assert recs["numpy"]["status"] == "ok" and recs["numpy"]["reps"] == 1
     assert recs["numpy"]["total_ms"] > 0
+    assert "PASS" not in md.read_text()  # the NumPy baseline is never the peer a target is judged against
     if _nn_available():
         assert recs["tinybptt:sequence"]["status"] == "ok"
         assert recs["tinybptt:sequence"]["agree"] is True
@@ -354,7 +375,7 @@ def test_measure_row_interleaves_rounds_and_settles_only_when_asked(monkeypatch)
         def broadcast(self, req):
             pass
 
-    monkeypatch.setattr(bench.time, "sleep", lambda s: sleeps.append(s))
+    monkeypatch.setattr(bench.timing.time, "sleep", lambda s: sleeps.append(s))
     base = {"op": "measure", "cell": "rnn", "shape": [2, 1, 2, 2], "dtype": "float32"}
     out = bench.measure_row(Pool(), ["tinybptt:sequence", "torch"], base, rounds=3, timeout=1)
     assert [c for c, _ in calls] == ["tinybptt:sequence", "torch"] * 3
@@ -363,3 +384,72 @@ def test_measure_row_interleaves_rounds_and_settles_only_when_asked(monkeypatch)
     calls.clear()
     bench.measure_row(Pool(), ["tinybptt:sequence", "torch"], base, rounds=2, timeout=1, settle_s=0.2)
     assert sleeps == [0.2] * 4
+
+
+def test_without_peers_the_bench_says_so_and_judges_nothing(tmp_path, monkeypatch, capsys):
+    """No torch and no JAX (simulated): a message saying how to install them, no PASS/FAIL, no ratio."""
+    from tinybptt.bench import grid
+    monkeypatch.setattr(grid, "peer_available", lambda peer: peer == "numpy")
+    md = tmp_path / "out.md"
+    modes = ["--modes", "sequence", "--backends", "c"] if _nn_available() else ["--backends", ""]
+    code = bench.main(["--cells", "rnn", "--configs", "tiny", "--repeat", "1", "--rounds", "1", "--quiet",
+                       "--no-split", "--markdown", str(md)] + modes)
+    assert code == 0
+    captured = capsys.readouterr()
+    for text in (captured.out, md.read_text()):
+        assert "No peer to compare with: neither torch nor jax is installed" in text
+        assert 'pip install "tinybptt[bench]"' in text and "torch==2.13.0" in text
+        assert "PASS" not in text and "FAIL" not in text
+    assert "No peer" in captured.err  # said at the start too, before the timings
+    assert "peer torch skipped: torch is not installed" in captured.out
+
+
+def test_no_peer_message_only_without_an_external_peer():
+    assert bench.no_peer_message(["torch", "numpy"]) is None
+    assert bench.no_peer_message(["torch-ops"]) is None
+    assert "No peer" in bench.no_peer_message(["numpy"])
+
+
+def test_bench_text_names_no_outside_document():
+    """What the suite prints and ships speaks for itself: every document it names (README.md,
+    RESULTS.md, ...) is in the repository, and it cites no issue numbers."""
+    import pathlib
+    import re
+    root = pathlib.Path(bench.__file__).parent
+    repo = root.parent.parent
+    files = list(root.glob("*.py"))
+    bench_dir = repo / "benchmarks"
+    if bench_dir.is_dir():
+        files += [f for f in bench_dir.iterdir() if f.suffix in (".py", ".md", ".sh")]
+    known = {p.name for p in repo.rglob("*.md")}
+    problems = []
+    for f in files:
+        text = f.read_text()
+        problems += ["%s names %s" % (f.name, m) for m in set(re.findall(r"\b[A-Z][A-Z_-]+\.md\b", text))
+                     if m.split("/")[-1] not in known]
+        problems += ["%s: %r" % (f.name, m) for m in re.findall(r"\bissues?[- ]?#?\d+", text, re.IGNORECASE)]
+        problems += ["%s: a path outside the repository" % f.name for _ in re.findall(r"\.\./shared|/work/", text)]
+    assert problems == []
+
+
+def test_progress_writes_lines_when_no_bar_can_be_shown():
+    import io
+
+    from tinybptt.display import Progress
+    out = io.StringIO()  # not a terminal: no live bar
+    with Progress(2, stream=out, lines=True) as p:
+        p.update(desc="rnn tiny")
+        p.update(desc="rnn small")
+    assert out.getvalue() == "[1/2] rnn tiny\n[2/2] rnn small\n"
+    quiet = io.StringIO()
+    with Progress(2, stream=quiet) as p:
+        p.update(desc="x")
+    assert quiet.getvalue() == "" and p.n == 1
+
+
+def test_parse_cpus():
+    from tinybptt.bench.workers import parse_cpus
+    assert parse_cpus("1") == [1]
+    assert parse_cpus("0-2,5") == [0, 1, 2, 5]
+    with pytest.raises(ValueError):
+        parse_cpus(",")

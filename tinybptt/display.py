@@ -140,37 +140,49 @@ def heatmap(rows, labels=None, lo=None, hi=None, width=60, unicode=None, color=N
 class Progress:
     """A progress display: tqdm when installed and the output is a terminal, otherwise quiet.
 
-    ``Progress(total, desc)`` is used as a context manager; ``update(n, **postfix)``
-    advances it.  With ``enabled=False`` it does nothing at all.
+    ``Progress(total, desc)`` is used as a context manager; ``update(n, desc=None, **postfix)``
+    advances it (``desc`` replaces the description shown).  With ``enabled=False`` it
+    does nothing at all.  With ``lines=True``, when no live bar can be shown (no tqdm,
+    or the stream is not a terminal) every update writes one line ``[n/total] desc``
+    to the stream instead of staying quiet: for long runs whose log is read later.
     """
 
-    def __init__(self, total, desc="", enabled=True, stream=None):
+    def __init__(self, total, desc="", enabled=True, stream=None, lines=False):
         self.total, self.desc = total, desc
         self._bar = None
         self.n = 0
-        stream = stream or sys.stderr
-        if enabled:
+        self.stream = stream or sys.stderr
+        self.enabled = bool(enabled)
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        if enabled and tty:
             try:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=desc, file=stream, leave=False, dynamic_ncols=True,
-                                 disable=not (hasattr(stream, "isatty") and stream.isatty()))
+                self._bar = tqdm(total=total, desc=desc, file=self.stream, leave=False, dynamic_ncols=True)
             except ImportError:
                 self._bar = None
+        self.lines = self.enabled and lines and self._bar is None
 
-    def update(self, n=1, **postfix):
+    def update(self, n=1, desc=None, **postfix):
         self.n += n
+        if desc is not None:
+            self.desc = desc
         if self._bar is not None:
+            if desc is not None:
+                self._bar.set_description(desc[:60], refresh=False)
             if postfix:
                 self._bar.set_postfix(postfix, refresh=False)
             self._bar.update(n)
+        elif self.lines:
+            self.stream.write("[%d/%d] %s\n" % (self.n, self.total, self.desc))
+            self.stream.flush()
 
-    def write(self, msg):
-        """Print a line without breaking the bar."""
+    def write(self, msg, file=None):
+        """Print a line (to ``file``, default stdout) without breaking the bar."""
         if self._bar is not None:
-            self._bar.write(msg)
+            self._bar.write(msg, file=file)
         else:
-            print(msg)
+            print(msg, file=file)
 
     def close(self):
         if self._bar is not None:
