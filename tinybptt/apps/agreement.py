@@ -219,26 +219,29 @@ def _reach(c, subject):
 
 
 def run(models=None, steps=3000, batch=64, lr=3e-3, clip=1.0, embed_dim=32, hidden_size=64, pool_size=20000,
-        per_cell=10, max_distance=20, max_attractors=4, seed=0, sentence=None, progress=True, log=print):
+        per_cell=10, max_distance=20, max_attractors=4, seed=0, sentence=None, progress=True, log=print,
+        attractor_weights=None):
     """Train each model on the same sentences and measure it: a dict with everything shown.
 
     ``models`` defaults to ``model_kinds()``.  Training sentences: ``pool_size`` drawn once
     (distance 0..``max_distance``, 0..``max_attractors`` attractors); the test set has
-    ``per_cell`` fresh sentences for every feasible (distance, attractors) pair.  The
+    ``per_cell`` fresh sentences for every feasible (distance, attractors) pair
+    (``attractor_weights``: see ``Grammar.batch``; the test grid is always uniform).  The
     connectivity sentence is ``sentence`` (text; default ``SENTENCE``).
     """
     g = grammar_mod.load_grammar()
     models = list(models or model_kinds())
     t0 = time.time()
     pool = g.batch(pool_size, np.random.default_rng(seed), distances=(0, max_distance),
-                   max_attractors=max_attractors)
+                   max_attractors=max_attractors, attractor_weights=attractor_weights)
     test = g.grid(per_cell, np.random.default_rng(seed + 10_000), distances=range(0, max_distance + 1),
                   attractors=range(0, max_attractors + 1))
     probe = g.parse(sentence or SENTENCE)
     out = {"config": {"models": models, "steps": steps, "batch": batch, "lr": lr, "clip": clip, "optimizer": "adam",
                       "embed_dim": embed_dim, "hidden_size": hidden_size, "pool_size": pool_size,
                       "test_size": int(len(test.labels)), "max_distance": max_distance,
-                      "max_attractors": max_attractors, "seed": seed, "dtype": "float32"},
+                      "max_attractors": max_attractors, "attractor_weights": attractor_weights, "seed": seed,
+                      "dtype": "float32"},
            "sentence": {"words": probe.words, "subject": probe.subject, "verb": probe.verb,
                         "label": grammar_mod.LABELS[probe.label], "distance": probe.distance,
                         "attractors": probe.attractors},

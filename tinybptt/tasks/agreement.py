@@ -256,13 +256,14 @@ class Grammar:
                 out.append(w)
         return out
 
-    def batch(self, B, rng=None, distances=(0, 20), max_attractors=4, pairs=None):
+    def batch(self, B, rng=None, distances=(0, 20), max_attractors=4, pairs=None, attractor_weights=None):
         """``B`` sentences as an ``AgreementBatch`` of prefixes (the words before each verb).
 
         By default each sentence draws its distance uniformly from the inclusive range
-        ``distances`` and then its attractor count uniformly from those feasible at that
-        distance (at most ``max_attractors``); ``pairs`` (a list of (distance, attractors))
-        gives the exact counts of each sentence instead.
+        ``distances`` and then its attractor count from those feasible at that distance
+        (at most ``max_attractors``): uniformly, or in proportion to ``attractor_weights[a]``
+        (e.g. ``(0.8, 0.15, 0.05)`` makes attractors rare, as in natural text).  ``pairs``
+        (a list of (distance, attractors)) gives the exact counts of each sentence instead.
         """
         if int(B) != B or B < 1:
             raise ShapeError("agreement batch: the batch size B must be an integer >= 1, got %r" % (B,))
@@ -273,7 +274,11 @@ class Grammar:
             for _ in range(int(B)):
                 d = int(g.integers(lo, hi + 1))
                 options = [a for a in range(max_attractors + 1) if self.feasible(d, a)]
-                pairs.append((d, options[int(g.integers(len(options)))]))
+                if attractor_weights is None:
+                    pairs.append((d, options[int(g.integers(len(options)))]))
+                    continue
+                w = np.array([attractor_weights[a] if a < len(attractor_weights) else 0.0 for a in options])
+                pairs.append((d, options[int(g.choice(len(options), p=w / w.sum()))] if w.sum() > 0 else 0))
         elif len(pairs) != B:
             raise ShapeError("agreement batch: %d (distance, attractors) pairs for a batch of %d" % (len(pairs), B))
         sentences = [self.sentence(d, a, g) for d, a in pairs]
