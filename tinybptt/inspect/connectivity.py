@@ -241,8 +241,7 @@ def plot_rows(results, labels=None, path=None, title=None, lo=None, hi=None, tai
     for i, r in enumerate(results):
         grid[i, :T] = [v if math.isfinite(v) else np.nan for v in r.log10]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.42 * len(words) + 2), 0.55 * len(results) + 1.8), dpi=150)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")  # no gradient at all: light grey
     im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=lo, vmax=hi)
     ax.set_xticks(range(len(words)))
     ax.set_xticklabels(words, rotation=60, ha="right", fontsize=9)
