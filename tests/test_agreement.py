@@ -163,7 +163,15 @@ def test_app_runs_small(tmp_path, capsys):
     assert set(data["models"]) == {"rnn", "lstm"}
     m = data["models"]["rnn"]
     assert len(m["before"]["log10"]) == data["sentence"]["verb"] and "verdict" in m
+    assert all("monitor" in h for h in m["history"]) and "steps_to_90" in m
     assert png.stat().st_size > 1000
+
+
+def test_steps_to_learn():
+    from tinybptt.apps.agreement import steps_to_learn
+
+    h = [{"step": 50, "monitor": 0.5}, {"step": 100, "monitor": 0.95}, {"step": 150, "monitor": 0.8}]
+    assert steps_to_learn(h) == 100 and steps_to_learn(h, 0.99) is None and steps_to_learn([{"step": 50}]) is None
 
 
 def test_app_rejects_unknown_words_and_models(capsys):

@@ -136,10 +136,11 @@ def _slice(batch, idx):
     return batch.ids[: int(pos.max()) + 1, idx], pos, batch.labels[idx]
 
 
-def train_model(model, pool, steps=600, batch=64, lr=3e-3, clip=1.0, seed=0, progress=True, desc=""):
+def train_model(model, pool, steps=600, batch=64, lr=3e-3, clip=1.0, seed=0, progress=True, desc="", monitor=None):
     """Adam on cross-entropy at the decision step, batches drawn from ``pool`` (an ``AgreementBatch``).
 
-    Returns the training history: ``[{"step", "loss"}]`` every 50 steps (running mean).
+    Returns the training history: ``[{"step", "loss"}]`` every 50 steps (running mean of
+    the training loss), with ``"monitor"``: the accuracy on the ``monitor`` batch, if given.
     """
     params = model.parameters()
     opt = optim.Adam(params, lr=lr)
@@ -159,8 +160,15 @@ def train_model(model, pool, steps=600, batch=64, lr=3e-3, clip=1.0, seed=0, pro
             bar.update(1, loss="%.3f" % run[-1])
             if step % 50 == 0 or step == steps:
                 history.append({"step": step, "loss": float(np.mean(run))})
+                if monitor is not None:
+                    history[-1]["monitor"] = evaluate(model, monitor)["accuracy"]
                 run = []
     return history
+
+
+def steps_to_learn(history, level=0.9):
+    """The first recorded step whose monitor accuracy reached ``level`` (None if it never did)."""
+    return next((h["step"] for h in history if h.get("monitor", 0.0) >= level), None)
 
 
 def evaluate(model, test, chunk=256):
@@ -236,6 +244,9 @@ def run(models=None, steps=3000, batch=64, lr=3e-3, clip=1.0, embed_dim=32, hidd
                    max_attractors=max_attractors, attractor_weights=attractor_weights)
     test = g.grid(per_cell, np.random.default_rng(seed + 10_000), distances=range(0, max_distance + 1),
                   attractors=range(0, max_attractors + 1))
+    far = [(d, a) for d in range(12, max_distance + 1) for a in range(1, max_attractors + 1) if g.feasible(d, a)]
+    monitor = g.batch(200, np.random.default_rng(seed + 20_000), pairs=[far[k % len(far)] for k in range(200)]) \
+        if far else None
     probe = g.parse(sentence or SENTENCE)
     out = {"config": {"models": models, "steps": steps, "batch": batch, "lr": lr, "clip": clip, "optimizer": "adam",
                       "embed_dim": embed_dim, "hidden_size": hidden_size, "pool_size": pool_size,
@@ -251,13 +262,14 @@ def run(models=None, steps=3000, batch=64, lr=3e-3, clip=1.0, embed_dim=32, hidd
         before = sentence_connectivity(model, probe, g)
         t1 = time.time()
         history = train_model(model, pool, steps, batch, lr, clip, seed=seed + i, progress=progress,
-                              desc="agreement %s" % kind)
+                              desc="agreement %s" % kind, monitor=monitor)
         seconds = time.time() - t1
         ev = evaluate(model, test)
         after = sentence_connectivity(model, probe, g)
         with no_grad():
             p = np.asarray(model(g.encode(probe.words[: probe.verb])[:, None]).data)[0]
         out["models"][kind] = {"train_seconds": seconds, "history": history, "eval": ev, "verdict": verdict(ev),
+                               "steps_to_90": steps_to_learn(history),
                                "before": before, "after": after,
                                "reach_before": _reach(before, probe.subject), "reach_after": _reach(after, probe.subject),
                                "sentence_prediction": grammar_mod.LABELS[int(np.argmax(p))]}
@@ -293,7 +305,9 @@ def report(result, color=None):
     by_d, by_a = accuracy_tables(result)
     lines += ["test accuracy by distance (chance 0.5):", by_d, "", "test accuracy by number of attractors:", by_a, ""]
     for k, m in result["models"].items():
+        when = ("first at step %d" % m["steps_to_90"]) if m["steps_to_90"] else "never, in %d steps" % c["steps"]
         lines.append("%-9s %s  (trained %.0f s)" % (k, m["verdict"], m["train_seconds"]))
+        lines.append("%-9s 0.90 on held-out sentences of distance >= 12 with attractors: %s" % ("", when))
     words = s["words"]
     lines += ["", "connectivity of the decision at %r (the verb; correct: %s) to each earlier word: "
               "log10 ||dy/dx_t||, y the logit of the correct number, x_t the embedded word"
