@@ -1,0 +1,177 @@
+"""The time-memory frontier of backpropagation through time for one layer.
+
+    taskset -c 1 python benchmarks/frontier.py                   # LSTM T=1000 B=8 I=64 H=64 float32
+    python benchmarks/frontier.py --config 200x4x16x32 --repeat 3  # a quick look
+
+For one configuration (``TxBxIxH``), one forward + backward of ``nn.LSTM``
+(loss ``sum(out**2)``, input not requiring grad, as in ``tinybptt bench``) under
+
+* full BPTT (``mode="sequence"``): every step's activations kept;
+* uniform checkpointing (``checkpoint=k``): every k-th state kept, each k-step
+  segment recomputed once in backward;
+* binomial checkpointing (``nn.revolve.revolve_sequence``) at several budgets of
+  stored states, with segments of ``--segment`` steps and with the default
+  segment length (``nn.revolve.default_segment``).
+
+Memory is the peak of the bytes NumPy allocated during forward + backward,
+traced with ``tracemalloc`` (NumPy reports its buffers to it; the input, the
+weights and everything allocated before are excluded, the (T, B, H) outputs and
+their gradient are included -- the same for every point).  The layers' own byte
+counts (``checkpoint_stats.peak_bytes``: stored states plus the largest
+recomputed segment) are recorded too.  Time is the median of ``--repeat`` runs
+without tracing, after one warm-up run.  Pin the process to one core
+(``taskset -c 1``); ``--cpu`` does it from inside when taskset is absent.
+
+Writes ``benchmarks/results/frontier.json`` and ``frontier.png`` (matplotlib, if installed).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+import tinybptt as tb  # noqa: E402
+from tinybptt import nn  # noqa: E402
+from tinybptt.nn.revolve import default_segment, revolve_sequence  # noqa: E402
+
+MiB = 2.0 ** 20
+
+
+def _once(lstm, x, how):
+    """One forward + backward; ``how`` is ("full",), ("uniform", k) or ("revolve", budget, segment)."""
+    if how[0] == "revolve":
+        out, _ = revolve_sequence(lstm, x, budget=how[1], segment=how[2])
+    else:
+        out, _ = lstm._forward(x, None, how[1] if how[0] == "uniform" else None)
+    (out * out).sum().backward()
+    lstm.zero_grad()
+
+
+def measure(lstm, x, how, repeat):
+    _once(lstm, x, how)  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _once(lstm, x, how)
+        times.append(time.perf_counter() - t0)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        _once(lstm, x, how)
+        traced = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    T = x.shape[0]
+    row = dict(method=how[0], param=how[1] if len(how) > 1 else None, time_ms=1e3 * statistics.median(times),
+               times_ms=[1e3 * t for t in times], traced_peak_mib=traced / MiB, steps_computed=2 * T if how[0] ==
+               "uniform" else T)
+    if how[0] != "full":
+        st = lstm.checkpoint_stats
+        row["counted_peak_mib"] = st.peak_bytes / MiB
+    if how[0] == "revolve":
+        row.update(segment=how[2], steps_computed=st.steps_computed, max_stored=st.max_stored)
+    row["recompute"] = row["steps_computed"] / T
+    return row
+
+
+def plot(rows, title, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install matplotlib): no plot")
+        return
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    series = collections_by(rows)
+    for (label, marker), pts in series.items():
+        pts = sorted(pts, key=lambda r: r["traced_peak_mib"])
+        ax.plot([r["traced_peak_mib"] for r in pts], [r["time_ms"] for r in pts], marker=marker, label=label)
+        for r in pts:
+            if r["param"] is not None:
+                ax.annotate(str(r["param"]), (r["traced_peak_mib"], r["time_ms"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+    ax.set_xscale("log")
+    ax.set_xlabel("peak memory of forward + backward (MiB, tracemalloc)")
+    ax.set_ylabel("forward + backward time (ms, median)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print("wrote", path)
+
+
+def collections_by(rows):
+    """Group rows into plot series: full, uniform k, revolve per segment length."""
+    series = {}
+    for r in rows:
+        if r["method"] == "full":
+            key = ("full BPTT", "*")
+        elif r["method"] == "uniform":
+            key = ("uniform checkpoint=k (labels: k)", "s")
+        else:
+            key = ("revolve, segment=%s (labels: budget)" % r["segment_label"], "o" if r["segment_label"] ==
+                   "default" else "^")
+        series.setdefault(key, []).append(r)
+    return series
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="1000x8x64x64", help="TxBxIxH")
+    ap.add_argument("--ks", default="5,10,20,32,50,100,250", help="uniform checkpointing intervals")
+    ap.add_argument("--budgets", default="2,4,8,16,32,64,128", help="revolve budgets (stored states)")
+    ap.add_argument("--segment", type=int, default=10, help="steps per kernel call of the fixed-segment series")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--cpu", type=int, default=None, help="pin to this core (os.sched_setaffinity)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "frontier"),
+                    help="path prefix of the .json and .png")
+    args = ap.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    T, B, I, H = (int(v) for v in args.config.split("x"))
+    nn.manual_seed(0)
+    lstm = nn.LSTM(I, H, dtype=np.float32)
+    lstm.record_grad_trace = False
+    x = tb.tensor(np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32))
+    plan = [(("full",), None)]
+    plan += [(("uniform", int(k)), None) for k in args.ks.split(",")]
+    for s in (int(b) for b in args.budgets.split(",")):
+        plan.append((("revolve", s, args.segment), str(args.segment)))
+        plan.append((("revolve", s, default_segment("lstm", s)), "default"))
+    rows = []
+    print("LSTM T=%d B=%d I=%d H=%d float32, forward + backward, loss sum(out**2); affinity %s"
+          % (T, B, I, H, sorted(os.sched_getaffinity(0))))
+    print("%-8s %6s %8s %10s %12s %13s %10s" % ("method", "param", "segment", "time ms", "traced MiB",
+                                                  "counted MiB", "recompute"))
+    for how, seg_label in plan:
+        row = measure(lstm, x, how, args.repeat)
+        row["segment_label"] = seg_label
+        rows.append(row)
+        print("%-8s %6s %8s %10.2f %12.2f %13s %10.2f" % (row["method"], row["param"] or "",
+                                                         row.get("segment", ""), row["time_ms"],
+                                                         row["traced_peak_mib"],
+                                                         "%.2f" % row["counted_peak_mib"] if "counted_peak_mib"
+                                                         in row else "", row["recompute"]), flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    meta = dict(config=dict(T=T, B=B, I=I, H=H, dtype="float32", cell="lstm"), repeat=args.repeat,
+                affinity=sorted(os.sched_getaffinity(0)), date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                memory="tracemalloc peak of NumPy allocations during forward+backward (traced_peak_mib); "
+                       "counted_peak_mib = the layer's own count of stored states + largest recomputed segment")
+    with open(args.out + ".json", "w") as f:
+        json.dump(dict(meta, rows=rows), f, indent=1)
+    print("wrote", args.out + ".json")
+    plot(rows, "LSTM T=%d B=%d I=%d H=%d float32: time vs memory of BPTT" % (T, B, I, H), args.out + ".png")
+
+
+if __name__ == "__main__":
+    main()
