@@ -139,10 +139,8 @@ int FN(tb_gru_step_backward)(long B, long I, long H,
     memcpy(dh, d_h, (size_t)(B * H) * sizeof(real));
     FN(gru_pointwise_backward)(B, H, gates, hn, h, dh, dgx, dgh);
     if (GEMM(0, 0, B, H, G3, 1, dgh, G3, w_hh, H, 1, dh, H)  /* dh = dh*z + dgh @ W_hh */
-        || FN(cell_weight_grads)(1, B, I, H, G3, dgx, dgh, x, h, NULL, w_ih, dx, dw_ih, dw_hh))
+        || FN(cell_weight_grads)(1, B, I, H, G3, dgx, dgh, x, h, NULL, w_ih, dx, dw_ih, dw_hh, db_ih, db_hh))
         goto done;
-    FN(cell_colsum_acc)(B, G3, dgx, G3, db_ih);
-    FN(cell_colsum_acc)(B, G3, dgh, G3, db_hh);
     err = 0;
 done:
     tb_scratch_done(TB_SLOT_DGATES);
@@ -229,7 +227,7 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
         FN(cell_colsum_acc)(B, G3, dgh_t, G3, dbh);
         FN(panel_mm)(B, dgh_t, G3, &whh, dh, H, 1, NULL);          /* dh_{t-1} += dgh_t @ W_hh */
     }
-    if (FN(cell_weight_grads)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh))
+    if (FN(cell_weight_grads)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
         goto done;
     if (dbx) FN(cell_add2)(G3, db_ih, NULL, dbx);
     if (dbh) FN(cell_add2)(G3, db_hh, NULL, dbh);

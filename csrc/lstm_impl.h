@@ -120,10 +120,8 @@ int FN(tb_lstm_step_backward)(long B, long I, long H,
     FN(cell_copy_or_zero)(B * H, d_c, dc);
     FN(lstm_pointwise_backward)(B, H, gates, tanh_c, c, d_h, dc, dc_total, dgates);
     if (GEMM(0, 0, B, H, G4, 1, dgates, G4, w_hh, H, 0, dh, H)  /* dh = dgates @ W_hh */
-        || FN(cell_weight_grads)(1, B, I, H, G4, dgates, dgates, x, h, NULL, w_ih, dx, dw_ih, dw_hh))
+        || FN(cell_weight_grads)(1, B, I, H, G4, dgates, dgates, x, h, NULL, w_ih, dx, dw_ih, dw_hh, db_ih, db_hh))
         goto done;
-    FN(cell_colsum_acc)(B, G4, dgates, G4, db_ih);
-    FN(cell_colsum_acc)(B, G4, dgates, G4, db_hh);
     err = 0;
 done:
     tb_scratch_done(TB_SLOT_DGATES);
@@ -223,7 +221,7 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
         FN(cell_colsum_acc)(B, G4, dg, G4, db);                /* db += column sums of dgates_t */
         FN(panel_mm)(B, dg, G4, &whh, dh, H, 0, NULL);          /* dh_{t-1} = dgates_t @ W_hh */
     }
-    if (FN(cell_weight_grads)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh))
+    if (FN(cell_weight_grads)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
         goto done;
     if (db) FN(cell_add2)(G4, db_ih, db_hh, db);
     err = 0;

@@ -89,9 +89,10 @@ static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
    [x_t | h_{t-1}] are gathered into a scratch buffer first (a copy of x and
    out, cheap next to the product).  The GRU (dgx != dgh) takes two products,
    dW_hh as one GEMM against h0 and one against out[0..T-2].
-   dW_ih, dW_hh ACCUMULATE; dx (if not NULL) is WRITTEN.  The bias gradients
-   are the callers' (column sums of dgx, dgh).  Returns nonzero if scratch
-   memory could not be had. */
+   dW_ih, dW_hh ACCUMULATE; dx (if not NULL) is WRITTEN; db_ih and db_hh, if not
+   NULL, ACCUMULATE the column sums of dgx and dgh (the sequence kernels pass
+   NULL: they sum step by step, while each step's gradients are in cache).
+   Returns nonzero if scratch memory could not be had. */
 static int FN(cell_weight_grads)(long T, long B, long I, long H, long GH,
                                  const real *dgx,  /* (T, B, GH) */
                                  const real *dgh,  /* (T, B, GH) */
@@ -101,7 +102,9 @@ static int FN(cell_weight_grads)(long T, long B, long I, long H, long GH,
                                  const real *w_ih, /* (GH, I) */
                                  real *dx,         /* (T, B, I) or NULL */
                                  real *dw_ih,      /* (GH, I) */
-                                 real *dw_hh)      /* (GH, H) */
+                                 real *dw_hh,      /* (GH, H) */
+                                 real *db_ih,      /* (GH,) or NULL */
+                                 real *db_hh)      /* (GH,) or NULL */
 {
     long TB = T * B, IH = I + H;
     int err = 0;
@@ -136,5 +139,9 @@ static int FN(cell_weight_grads)(long T, long B, long I, long H, long GH,
               || (T > 1 && GEMM(1, 0, GH, H, (T - 1) * B, 1, dgh + B * GH, GH, out, H, 1, dw_hh, H));
     }
     if (!err && dx) err = GEMM(0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);
+    if (!err) {
+        FN(cell_colsum_acc)(TB, GH, dgx, GH, db_ih);
+        FN(cell_colsum_acc)(TB, GH, dgh, GH, db_hh);
+    }
     return err;
 }

@@ -72,10 +72,8 @@ int FN(tb_rnn_step_backward)(int relu, long B, long I, long H,
     if (!da) goto done;
     FN(rnn_pointwise_backward)(relu, B * H, h_new, d_h, da);
     if (GEMM(0, 0, B, H, H, 1, da, H, w_hh, H, 0, dh, H)              /* dh = da @ W_hh */
-        || FN(cell_weight_grads)(1, B, I, H, H, da, da, x, h, NULL, w_ih, dx, dw_ih, dw_hh))
+        || FN(cell_weight_grads)(1, B, I, H, H, da, da, x, h, NULL, w_ih, dx, dw_ih, dw_hh, db_ih, db_hh))
         goto done;
-    FN(cell_colsum_acc)(B, H, da, H, db_ih);
-    FN(cell_colsum_acc)(B, H, da, H, db_hh);
     err = 0;
 done:
     tb_scratch_done(TB_SLOT_DGATES);
@@ -155,7 +153,8 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
         FN(cell_colsum_acc)(B, H, da_t, H, db);
         FN(panel_mm)(B, da_t, H, &whh, dh, H, 0, NULL);        /* dh_{t-1} = da_t @ W_hh */
     }
-    if (FN(cell_weight_grads)(T, B, I, H, H, da, da, x, h0, out, w_ih, dx, dw_ih, dw_hh)) goto done;
+    if (FN(cell_weight_grads)(T, B, I, H, H, da, da, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
+        goto done;
     if (db) FN(cell_add2)(H, db_ih, db_hh, db);
     err = 0;
 done:

@@ -90,9 +90,26 @@ static void free_slots(void *arg)
 
 static void make_key(void) { pthread_key_create(&slots_key, free_slots); }
 
+/* The test switch (tb_fail_alloc_after in tinybptt.h): how many more scratch
+   requests succeed before one fails; -1 when off.  One relaxed atomic load per
+   request while it is off. */
+static long fail_countdown = -1;
+
+void tb_fail_alloc_after(long n) { __atomic_store_n(&fail_countdown, n < 0 ? -1 : n, __ATOMIC_RELAXED); }
+
+long tb_fail_alloc_pending(void) { return __atomic_load_n(&fail_countdown, __ATOMIC_RELAXED); }
+
+/* Is this request the one the test switch makes fail?  (It then switches off.) */
+static int injected_failure(void)
+{
+    if (__atomic_load_n(&fail_countdown, __ATOMIC_RELAXED) < 0) return 0;
+    return __atomic_sub_fetch(&fail_countdown, 1, __ATOMIC_RELAXED) == -1;
+}
+
 void *tb_scratch(int slot, size_t bytes)
 {
     slot_t *s = &slots[slot];
+    if (injected_failure()) return NULL;   /* as if out of memory; the slot keeps its buffer */
     if (bytes <= s->n) return s->p;
     pthread_once(&slots_once, make_key);
     pthread_setspecific(slots_key, slots);   /* so that thread exit frees them */
@@ -145,6 +162,7 @@ const char *tb_build_info(void)
 void tb_set_num_threads(int n)
 {
     if (n < 1) n = 1;
+    if (n > TB_MAX_THREADS) n = TB_MAX_THREADS;
     tb_num_threads = n;
 #ifdef _OPENMP
     omp_set_num_threads(n);

@@ -37,7 +37,10 @@
    instruction set and GEMM micro-kernel the CPU dispatch selected. */
 const char *tb_build_info(void);
 
-/* Threads used by the kernels (1 unless built with OpenMP). */
+/* Threads used by the kernels (1 unless built with OpenMP).  n is clamped to
+   [1, TB_MAX_THREADS]: OpenMP sets up a team's threads on the caller's stack,
+   so an absurd count (100000) would overflow it. */
+enum { TB_MAX_THREADS = 256 };
 void tb_set_num_threads(int n);
 int tb_get_num_threads(void);
 
@@ -53,6 +56,16 @@ int tb_get_flush_to_zero(void);
    above or "auto"; returns 0, or 1 (unchanged) if the CPU lacks it. */
 const char *tb_isa_name(void);
 int tb_select_isa(const char *name);
+
+/* For tests only: make the kernels' allocations fail on purpose.  Every
+   request a kernel makes for scratch memory counts (whether or not it was
+   already at hand); after tb_fail_alloc_after(n), n more requests succeed and
+   the next one fails as if the system were out of memory, once; a negative n
+   switches it off.  The kernel then returns nonzero after releasing what it
+   took.  tb_fail_alloc_pending returns how many requests are left before the
+   failure, or -1 when none is pending (it happened, or the switch is off). */
+void tb_fail_alloc_after(long n);
+long tb_fail_alloc_pending(void);
 
 /* ------------------------------------------------------------------ */
 /* The kernels, once per dtype                                         */

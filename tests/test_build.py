@@ -97,3 +97,21 @@ def test_missing_extension_falls_back_to_numpy_with_a_warning():
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "numpy" and lines[1] == "1"
     assert lines[2].startswith("BackendError") and "numpy" in lines[2]
+
+
+@pytest.mark.skipif(kernels.c_backend is None, reason="the C backend is not built")
+def test_every_typed_kernel_is_declared_for_both_dtypes():
+    """tinybptt_typed.h declares each kernel once over `real`; the built library has it
+    as _f32 taking float pointers and as _f64 taking double pointers."""
+    import re
+    from tinybptt.kernels._ffi import ffi, lib
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "csrc", "tinybptt_typed.h")) as f:
+        text = f.read()
+    assert not [line for line in text.splitlines() if line.lstrip().startswith("#")]  # cffi reads it as it is
+    names = re.findall(r"\bFN\((\w+)\)\(", text)
+    assert len(names) >= 20 and "tb_bmm" in names and "tb_lstm_seq_backward" in names
+    for name in names:
+        for suffix, real, other in (("f32", "float", "double"), ("f64", "double", "float")):
+            signature = ffi.typeof(getattr(lib, "%s_%s" % (name, suffix))).cname
+            assert real + " *" in signature and other + " *" not in signature, (name, suffix, signature)

@@ -19,8 +19,13 @@ __version__ = "0.1.0"
 
 
 def set_num_threads(n):
-    """Threads used by the C kernels (needs an OpenMP build; 1 by default)."""
+    """Threads used by the C kernels (needs an OpenMP build; 1 by default).
+
+    ``n`` is an int from 1 to 256; anything else raises TypeError or ValueError.
+    """
     from . import kernels
+    from .kernels.validate import check_num_threads
+    n = check_num_threads("set_num_threads", n)
     if kernels.c_backend is not None:
         kernels.c_backend.set_num_threads(n)
 

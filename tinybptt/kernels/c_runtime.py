@@ -1,4 +1,5 @@
 """The C library's process-wide settings: threads, flush-to-zero, build information."""
+from . import validate as V
 from ._ffi import ffi, lib
 
 
@@ -8,7 +9,7 @@ def build_info():
 
 
 def set_num_threads(n):
-    lib.tb_set_num_threads(int(n))
+    lib.tb_set_num_threads(V.check_num_threads("set_num_threads", n))
 
 
 def get_num_threads():

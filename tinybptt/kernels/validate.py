@@ -5,11 +5,15 @@ sure dtypes are float32/float64 and agree, ranks and shapes fit, and arrays are
 C-contiguous (copying when they are not).  Messages name the op, the shapes
 and the dtypes.
 """
+import numbers
+
 import numpy as np
 
 from ..errors import DTypeError, ShapeError, describe
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: The most threads the kernels accept (the C library's TB_MAX_THREADS).
+MAX_THREADS = 256
 
 
 def check_float(op, *arrays):
@@ -109,3 +113,12 @@ def check_out(op, out, shape, dtype):
                          "pass np.empty(%s, dtype=np.%s)" % (op, describe(out), out.strides,
                                                                "" if out.flags.writeable else ", read-only",
                                                                tuple(shape), dtype))
+
+
+def check_num_threads(op, n):
+    """``n`` is a whole number of threads from 1 to MAX_THREADS; returns it as an int."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+        raise TypeError("%s: n must be an int (a number of threads), got %s %r" % (op, type(n).__name__, n))
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError("%s: n must be between 1 and %d threads, got %d" % (op, MAX_THREADS, n))
+    return int(n)
