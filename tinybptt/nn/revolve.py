@@ -194,6 +194,14 @@ class RevolveStats:
                    self.max_stored, self.stored_bytes, self.tape_bytes))
 
 
+def _workspace_bytes(saved):
+    """Bytes of the arrays a sequence kernel allocated for ``saved`` (its outputs and workspace).
+
+    The rest of ``saved`` -- the input chunk (a view of x), the weights and the
+    initial state -- exists anyway."""
+    return sum(a.nbytes for a in (saved.out, saved.c_out, saved.gates, saved.tanh_c, saved.hn) if a is not None)
+
+
 class _Run:
     """One layer stack on one input, segment by segment: the schedule's actions carried out.
 
@@ -226,9 +234,7 @@ class _Run:
         st.evaluations += 1
         st.steps_computed += e - s
         if keep:
-            from .utils import nbytes_of
-            exclude = (self.x,) + tuple(a for w in self.weights for a in w)
-            st.tape_bytes = max(st.tape_bytes, nbytes_of(tape, exclude=exclude))
+            st.tape_bytes = max(st.tape_bytes, sum(_workspace_bytes(saved) for saved in tape))
         return inp
 
     def store(self, i):
