@@ -20,8 +20,9 @@ largest recomputed segment's saved workspace).  "traced": the peak of the bytes
 NumPy allocated during forward + backward, traced with ``tracemalloc`` (NumPy
 reports its buffers to it; what existed before -- input, weights -- is excluded;
 the (T, B, H) outputs, their gradient and the kernels' backward scratch are
-included, about the same for every point).  Time is the median of ``--repeat`` runs
-without tracing, after one warm-up run.  Pin the process to one core
+included, about the same for every point).  Time is the median of ``--repeat``
+runs without tracing, after one warm-up run, the methods taking turns (one run
+of each per round) so that a noisy moment hits them all.  Pin the process to one core
 (``taskset -c 1``); ``--cpu`` does it from inside when taskset is absent.
 
 Writes ``benchmarks/results/frontier.json`` and ``frontier.png`` (matplotlib, if installed).
@@ -57,13 +58,21 @@ def _once(lstm, x, how):
     lstm.zero_grad()
 
 
-def measure(lstm, x, how, repeat):
-    _once(lstm, x, how)  # warm-up
-    times = []
+def time_all(lstm, x, plan, repeat):
+    """Median time of each plan entry, measured in interleaved rounds (one run of each per round)."""
+    for how, _ in plan:
+        _once(lstm, x, how)  # warm-up
+    times = [[] for _ in plan]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        _once(lstm, x, how)
-        times.append(time.perf_counter() - t0)
+        for (how, _), ts in zip(plan, times):
+            t0 = time.perf_counter()
+            _once(lstm, x, how)
+            ts.append(time.perf_counter() - t0)
+    return times
+
+
+def memory(lstm, x, how):
+    """One more run under tracemalloc; returns the row of everything but the time."""
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -73,9 +82,8 @@ def measure(lstm, x, how, repeat):
     finally:
         tracemalloc.stop()
     T = x.shape[0]
-    row = dict(method=how[0], param=how[1] if len(how) > 1 else None, time_ms=1e3 * statistics.median(times),
-               times_ms=[1e3 * t for t in times], traced_peak_mib=traced / MiB, steps_computed=2 * T if how[0] ==
-               "uniform" else T)
+    row = dict(method=how[0], param=how[1] if len(how) > 1 else None, traced_peak_mib=traced / MiB,
+               steps_computed=2 * T if how[0] == "uniform" else T)
     if how[0] == "full":
         out, _ = lstm(x)
         row["counted_peak_mib"] = saved_bytes(out, exclude=[x] + lstm.parameters()) / MiB
@@ -101,7 +109,7 @@ def plot(rows, title, path):
     for ax, key, xlabel in ((axes[0], "counted_peak_mib", "activation memory (MiB): states kept + largest segment"),
                             (axes[1], "traced_peak_mib", "peak NumPy memory of forward + backward (MiB, tracemalloc)")):
         for (label, marker), pts in series.items():
-            pts = sorted(pts, key=lambda r: r[key])
+            pts = sorted(pts, key=lambda r: r["param"] or 0)  # along k or the budget
             ax.plot([r[key] for r in pts], [r["time_ms"] for r in pts], marker=marker, label=label)
             for r in pts:
                 if r["param"] is not None:
@@ -162,9 +170,10 @@ def main(argv=None):
           % (T, B, I, H, sorted(os.sched_getaffinity(0))))
     print("%-8s %6s %8s %10s %12s %13s %10s" % ("method", "param", "segment", "time ms", "traced MiB",
                                                   "counted MiB", "recompute"))
-    for how, seg_label in plan:
-        row = measure(lstm, x, how, args.repeat)
-        row["segment_label"] = seg_label
+    times = time_all(lstm, x, plan, args.repeat)
+    for (how, seg_label), ts in zip(plan, times):
+        row = memory(lstm, x, how)
+        row.update(segment_label=seg_label, time_ms=1e3 * statistics.median(ts), times_ms=[1e3 * t for t in ts])
         rows.append(row)
         print("%-8s %6s %8s %10.2f %12.2f %13s %10.2f" % (row["method"], row["param"] or "",
                                                          row.get("segment", ""), row["time_ms"],
