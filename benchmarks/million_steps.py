@@ -162,6 +162,7 @@ def _jax_step(T, I, H):
 
 
 def worker(args):
+    sys.path.insert(0, ROOT)  # this checkout's tinybptt, also when the worker is started by hand
     if args.contender == "torch":
         res = _torch_step(args.T, args.I, args.H)
     elif args.contender == "jax":
