@@ -13,13 +13,16 @@ For one configuration (``TxBxIxH``), one forward + backward of ``nn.LSTM``
   stored states, with segments of ``--segment`` steps and with the default
   segment length (``nn.revolve.default_segment``).
 
-Memory is the peak of the bytes NumPy allocated during forward + backward,
-traced with ``tracemalloc`` (NumPy reports its buffers to it; the input, the
-weights and everything allocated before are excluded, the (T, B, H) outputs and
-their gradient are included -- the same for every point).  The layers' own byte
-counts (``checkpoint_stats.peak_bytes``: stored states plus the largest
-recomputed segment) are recorded too.  Time is the median of ``--repeat`` runs
-without tracing, after one warm-up run.  Pin the process to one core
+Memory, two ways.  "counted": the activation memory by the layers' own byte
+counts -- for full BPTT what the graph saves for backward (``saved_bytes``), for
+checkpointing ``checkpoint_stats.peak_bytes`` (the stored states plus the
+largest recomputed segment's saved workspace).  "traced": the peak of the bytes
+NumPy allocated during forward + backward, traced with ``tracemalloc`` (NumPy
+reports its buffers to it; what existed before -- input, weights -- is excluded;
+the (T, B, H) outputs, their gradient and the kernels' backward scratch are
+included, about the same for every point).  Time is the median of ``--repeat``
+runs without tracing, after one warm-up run, the methods taking turns (one run
+of each per round) so that a noisy moment hits them all.  Pin the process to one core
 (``taskset -c 1``); ``--cpu`` does it from inside when taskset is absent.
 
 Writes ``benchmarks/results/frontier.json`` and ``frontier.png`` (matplotlib, if installed).
@@ -40,6 +43,7 @@ import numpy as np  # noqa: E402
 import tinybptt as tb  # noqa: E402
 from tinybptt import nn  # noqa: E402
 from tinybptt.nn.revolve import default_segment, revolve_sequence  # noqa: E402
+from tinybptt.nn.utils import saved_bytes  # noqa: E402
 
 MiB = 2.0 ** 20
 
@@ -54,13 +58,21 @@ def _once(lstm, x, how):
     lstm.zero_grad()
 
 
-def measure(lstm, x, how, repeat):
-    _once(lstm, x, how)  # warm-up
-    times = []
+def time_all(lstm, x, plan, repeat):
+    """Median time of each plan entry, measured in interleaved rounds (one run of each per round)."""
+    for how, _ in plan:
+        _once(lstm, x, how)  # warm-up
+    times = [[] for _ in plan]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        _once(lstm, x, how)
-        times.append(time.perf_counter() - t0)
+        for (how, _), ts in zip(plan, times):
+            t0 = time.perf_counter()
+            _once(lstm, x, how)
+            ts.append(time.perf_counter() - t0)
+    return times
+
+
+def memory(lstm, x, how):
+    """One more run under tracemalloc; returns the row of everything but the time."""
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -70,10 +82,12 @@ def measure(lstm, x, how, repeat):
     finally:
         tracemalloc.stop()
     T = x.shape[0]
-    row = dict(method=how[0], param=how[1] if len(how) > 1 else None, time_ms=1e3 * statistics.median(times),
-               times_ms=[1e3 * t for t in times], traced_peak_mib=traced / MiB, steps_computed=2 * T if how[0] ==
-               "uniform" else T)
-    if how[0] != "full":
+    row = dict(method=how[0], param=how[1] if len(how) > 1 else None, traced_peak_mib=traced / MiB,
+               steps_computed=2 * T if how[0] == "uniform" else T)
+    if how[0] == "full":
+        out, _ = lstm(x)
+        row["counted_peak_mib"] = saved_bytes(out, exclude=[x] + lstm.parameters()) / MiB
+    else:
         st = lstm.checkpoint_stats
         row["counted_peak_mib"] = st.peak_bytes / MiB
     if how[0] == "revolve":
@@ -90,21 +104,24 @@ def plot(rows, title, path):
     except ImportError:
         print("matplotlib is not installed (pip install matplotlib): no plot")
         return
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
     series = collections_by(rows)
-    for (label, marker), pts in series.items():
-        pts = sorted(pts, key=lambda r: r["traced_peak_mib"])
-        ax.plot([r["traced_peak_mib"] for r in pts], [r["time_ms"] for r in pts], marker=marker, label=label)
-        for r in pts:
-            if r["param"] is not None:
-                ax.annotate(str(r["param"]), (r["traced_peak_mib"], r["time_ms"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, 3))
-    ax.set_xscale("log")
-    ax.set_xlabel("peak memory of forward + backward (MiB, tracemalloc)")
-    ax.set_ylabel("forward + backward time (ms, median)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, key, xlabel in ((axes[0], "counted_peak_mib", "activation memory (MiB): states kept + largest segment"),
+                            (axes[1], "traced_peak_mib", "peak NumPy memory of forward + backward (MiB, tracemalloc)")):
+        for (label, marker), pts in series.items():
+            pts = sorted(pts, key=lambda r: r["param"] or 0)  # along k or the budget
+            ax.plot([r[key] for r in pts], [r["time_ms"] for r in pts], marker=marker, label=label)
+            for r in pts:
+                if r["param"] is not None:
+                    ax.annotate(str(r["param"]), (r[key], r["time_ms"]), fontsize=7,
+                                textcoords="offset points", xytext=(3, 3))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("forward + backward time (ms, median)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print("wrote", path)
@@ -153,9 +170,10 @@ def main(argv=None):
           % (T, B, I, H, sorted(os.sched_getaffinity(0))))
     print("%-8s %6s %8s %10s %12s %13s %10s" % ("method", "param", "segment", "time ms", "traced MiB",
                                                   "counted MiB", "recompute"))
-    for how, seg_label in plan:
-        row = measure(lstm, x, how, args.repeat)
-        row["segment_label"] = seg_label
+    times = time_all(lstm, x, plan, args.repeat)
+    for (how, seg_label), ts in zip(plan, times):
+        row = memory(lstm, x, how)
+        row.update(segment_label=seg_label, time_ms=1e3 * statistics.median(ts), times_ms=[1e3 * t for t in ts])
         rows.append(row)
         print("%-8s %6s %8s %10.2f %12.2f %13s %10.2f" % (row["method"], row["param"] or "",
                                                          row.get("segment", ""), row["time_ms"],

@@ -16,10 +16,11 @@ Every attempt is its own process (``taskset -c 1`` when available, one
 thread), watched by this one: its resident memory (VmRSS, polled every 50 ms)
 may not exceed ``--mem-cap`` GiB and its time ``--time-cap`` seconds, or it is
 killed.  Before an attempt, the memory growth per time step measured at the
-previous T predicts the need; an attempt predicted above the cap is not started
-and reported as "would need X GiB".  Memory is reported as the peak RSS of the
-process (``ru_maxrss``) minus its RSS after imports, model and input were made:
-what the training step itself added.  torch and JAX are tried when installed.
+previous two T predicts the need; an attempt predicted above the cap is not
+started and reported as "would need X GiB".  Memory is reported as the peak RSS
+of the process during the training step (``VmHWM``, reset just before the step
+through ``/proc/self/clear_refs``) minus its RSS when the step began (imports,
+model and input already made): what the training step itself added.  torch and JAX are tried when installed.
 
 Results: a table on stdout and ``benchmarks/results/million_steps.json``.
 """
@@ -38,9 +39,38 @@ GiB = 1024 ** 3
 # ---------------------------------------------------------------- the worker (one attempt, own process)
 
 
-def _rss_mib():
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mib(field):
+    """``VmRSS`` (resident now) or ``VmHWM`` (its high-water mark) of this process, in MiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise OSError("no %s in /proc/self/status" % field)
+
+
+def _baseline_mib():
+    """Resident memory now, after resetting the high-water mark so that ``_peak_mib`` sees only what follows."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current VmRSS (Linux >= 4.0)
+    return _status_mib("VmRSS")
+
+
+def _peak_mib():
+    return _status_mib("VmHWM")
+
+
+def _timed_step(loss_fn, opt):
+    """Time ``loss = loss_fn()``, ``loss.backward()`` and ``opt.step()`` (tinybptt and torch spell them alike)."""
+    base = _baseline_mib()
+    t0 = time.perf_counter()
+    loss = loss_fn()
+    t1 = time.perf_counter()
+    opt.zero_grad()
+    loss.backward()
+    t2 = time.perf_counter()
+    opt.step()
+    t3 = time.perf_counter()
+    return dict(loss=float(loss.item()), forward_s=t1 - t0, backward_s=t2 - t1, update_s=t3 - t2, base_mib=base)
 
 
 def _tinybptt_step(T, budget, segment, I, H):
@@ -54,20 +84,15 @@ def _tinybptt_step(T, budget, segment, I, H):
     head = nn.Linear(H, 1, dtype=np.float32)
     opt = optim.Adam(lstm.parameters() + head.parameters(), lr=1e-3)
     x = tb.tensor(np.random.default_rng(0).standard_normal((T, 1, I)).astype(np.float32))
-    base = _rss_mib()
-    t0 = time.perf_counter()
-    if budget:
-        _, (h_n, _) = revolve_sequence(lstm, x, budget=budget, segment=segment, return_sequence=False)
-    else:
-        _, (h_n, _) = lstm(x)
-    loss = (head(h_n[0]) ** 2).sum()
-    t1 = time.perf_counter()
-    opt.zero_grad()
-    loss.backward()
-    t2 = time.perf_counter()
-    opt.step()
-    t3 = time.perf_counter()
-    res = dict(loss=float(loss.item()), forward_s=t1 - t0, backward_s=t2 - t1, update_s=t3 - t2, base_mib=base)
+
+    def loss():
+        if budget:
+            _, (h_n, _) = revolve_sequence(lstm, x, budget=budget, segment=segment, return_sequence=False)
+        else:
+            _, (h_n, _) = lstm(x)
+        return (head(h_n[0]) ** 2).sum()
+
+    res = _timed_step(loss, opt)
     if budget:
         st = lstm.checkpoint_stats
         res.update(segment=st.segment, budget=st.budget, n_segments=st.n_segments, steps_computed=st.steps_computed,
@@ -82,17 +107,12 @@ def _torch_step(T, I, H):
     lstm, head = torch.nn.LSTM(I, H), torch.nn.Linear(H, 1)
     opt = torch.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=1e-3)
     x = torch.randn(T, 1, I)
-    base = _rss_mib()
-    t0 = time.perf_counter()
-    _, (h_n, _) = lstm(x)
-    loss = (head(h_n[0]) ** 2).sum()
-    t1 = time.perf_counter()
-    opt.zero_grad()
-    loss.backward()
-    t2 = time.perf_counter()
-    opt.step()
-    t3 = time.perf_counter()
-    return dict(loss=float(loss.item()), forward_s=t1 - t0, backward_s=t2 - t1, update_s=t3 - t2, base_mib=base)
+
+    def loss():
+        _, (h_n, _) = lstm(x)
+        return (head(h_n[0]) ** 2).sum()
+
+    return _timed_step(loss, opt)
 
 
 def _jax_step(T, I, H):
@@ -127,7 +147,7 @@ def _jax_step(T, I, H):
 
     grad_fn = jax.jit(jax.value_and_grad(loss_fn))
     zeros = jax.tree_util.tree_map(jnp.zeros_like, p)
-    base = _rss_mib()
+    base = _baseline_mib()
     t0 = time.perf_counter()
     loss, g = grad_fn(p, x)
     jax.block_until_ready(adam(p, g, zeros, zeros, 1))
@@ -142,13 +162,14 @@ def _jax_step(T, I, H):
 
 
 def worker(args):
+    sys.path.insert(0, ROOT)  # this checkout's tinybptt, also when the worker is started by hand
     if args.contender == "torch":
         res = _torch_step(args.T, args.I, args.H)
     elif args.contender == "jax":
         res = _jax_step(args.T, args.I, args.H)
     else:
         res = _tinybptt_step(args.T, args.budget if args.contender == "revolve" else 0, args.segment, args.I, args.H)
-    res["peak_mib"] = _rss_mib()
+    res["peak_mib"] = _peak_mib()
     res["added_mib"] = res["peak_mib"] - res["base_mib"]
     res["total_s"] = res["forward_s"] + res["backward_s"] + res["update_s"]
     print("RESULT " + json.dumps(res), flush=True)
@@ -241,7 +262,7 @@ def main(argv=None):
     ap.add_argument("--segment", type=int, default=100, help="steps per kernel call of the revolve run")
     ap.add_argument("--I", type=int, default=2)
     ap.add_argument("--H", type=int, default=64)
-    ap.add_argument("--peers-T", default="10000,100000,300000,1000000", help="T ladder of the full-BPTT runs")
+    ap.add_argument("--peers-T", default="10000,100000,300000,600000,1000000,2000000", help="T ladder of the full-BPTT runs")
     ap.add_argument("--peers", default="tinybptt,torch,jax")
     ap.add_argument("--mem-cap", type=float, default=4.0, help="GiB per attempt")
     ap.add_argument("--time-cap", type=int, default=600, help="seconds per attempt")

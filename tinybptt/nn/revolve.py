@@ -66,8 +66,8 @@ from .. import kernels
 from ..autograd import Function, is_grad_enabled, node_scope
 from ..kernels.cells import STATES
 
-__all__ = ["Action", "revolve_cost", "revolve_split", "revolve_schedule", "revolve_sequence", "RevolveStats",
-           "revolve_function", "default_segment"]
+__all__ = ["Action", "revolve_cost", "revolve_split", "revolve_schedule", "revolve_sequence", "revolve_layer",
+           "RevolveStats", "revolve_function", "default_segment"]
 
 #: One instruction of the schedule: ``op`` is one of the six names above, ``index`` a segment or state.
 Action = collections.namedtuple("Action", ["op", "index"])
@@ -194,6 +194,14 @@ class RevolveStats:
                    self.max_stored, self.stored_bytes, self.tape_bytes))
 
 
+def _workspace_bytes(saved):
+    """Bytes of the arrays a sequence kernel allocated for ``saved`` (its outputs and workspace).
+
+    The rest of ``saved`` -- the input chunk (a view of x), the weights and the
+    initial state -- exists anyway."""
+    return sum(a.nbytes for a in (saved.out, saved.c_out, saved.gates, saved.tanh_c, saved.hn) if a is not None)
+
+
 class _Run:
     """One layer stack on one input, segment by segment: the schedule's actions carried out.
 
@@ -226,9 +234,7 @@ class _Run:
         st.evaluations += 1
         st.steps_computed += e - s
         if keep:
-            from .utils import nbytes_of
-            exclude = (self.x,) + tuple(a for w in self.weights for a in w)
-            st.tape_bytes = max(st.tape_bytes, nbytes_of(tape, exclude=exclude))
+            st.tape_bytes = max(st.tape_bytes, sum(_workspace_bytes(saved) for saved in tape))
         return inp
 
     def store(self, i):
@@ -401,10 +407,15 @@ def revolve_sequence(layer, x, state=None, budget=None, segment=None, return_seq
     one included) and the last segment's activations; the backward pass
     recomputes the rest with the binomial schedule, the fewest segment
     evaluations any schedule with that many stored states can do
-    (``revolve_cost``).  Outputs, dL/dx and dL/dh0, dL/dc0 are those of full BPTT
-    bit for bit; the weight and bias gradients are the same sums over time taken
-    segment by segment, so they agree with full BPTT to the rounding of a sum
-    taken in a different order.
+    (``revolve_cost``).
+
+    Agreement with full BPTT: every step runs the same kernel arithmetic, so
+    outputs, dL/dx, dL/dh0 and dL/dc0 are full BPTT's bit for bit on the NumPy
+    backend; on the C backend a shorter call may take another GEMM blocking
+    (rounding differences only).  The weight and bias gradients are sums over
+    time; here they are summed segment by segment, so they agree with full BPTT
+    to the rounding of a sum taken in another order (bit for bit when
+    ``segment >= T``).
 
     ``segment`` time steps run in one fused kernel call (default
     ``default_segment(cell, budget)``).  ``return_sequence=False`` returns
@@ -413,38 +424,50 @@ def revolve_sequence(layer, x, state=None, budget=None, segment=None, return_seq
     O(budget + segment), independent of T (apart from the input and dL/dx).
     ``layer.checkpoint_stats`` is the run's ``RevolveStats``.
     """
-    from .rnn import TraceSlot
     if not (hasattr(layer, "layer_weights") and hasattr(layer, "cell_type") and hasattr(layer, "num_layers")):
         raise TypeError("revolve_sequence: expected an nn.RNN, nn.LSTM or nn.GRU layer, got %s"
                         % type(layer).__name__)
-    cell, L = layer.cell_type, layer.num_layers
     if budget is None:
         raise ValueError("revolve_sequence: budget (the number of states to store, at least 1) is required")
     _check_budget("revolve_sequence", 1, budget)
-    if segment is None:
-        segment = default_segment(cell, budget)
-    elif isinstance(segment, bool) or not isinstance(segment, (int, np.integer)) or segment < 1:
+    if segment is not None and (isinstance(segment, bool) or not isinstance(segment, (int, np.integer))
+                                or segment < 1):
         raise ValueError("revolve_sequence: segment must be a positive number of time steps, got %r" % (segment,))
     x, batched = layer._input(x)
-    T, B = x.shape[0], x.shape[1]
-    h0s, c0s = layer._initial_state(state, B, batched)
-    args = []
-    for l in range(L):
-        args += [h0s[l], c0s[l], *layer.layer_weights(l)]
-    track = layer.record_grad_trace and is_grad_enabled()
-    slots = [TraceSlot() for _ in range(L)] if track else None
-    stats = RevolveStats(T, int(budget), int(segment))
-    layer.checkpoint_stats = stats
-    with node_scope(label="rnn" if cell.startswith("rnn") else cell):
-        res = revolve_function(cell).apply(x, *args, cell=cell, budget=int(budget), segment=int(segment),
-                                           return_sequence=return_sequence, traces=slots, stats=stats)
-    layer._trace_source = ("sequence", slots, T, B) if track else None
-    out, h_n, c_n = res if cell == "lstm" else res + (None,)
-    H = layer.hidden_size
+    h0s, c0s = layer._initial_state(state, x.shape[1], batched)
+    out, h_n, c_n = revolve_layer(layer, x, h0s, c0s, budget, segment, return_sequence)
+    T, L, H = x.shape[0], layer.num_layers, layer.hidden_size
     if not batched:
         out = None if out is None else out.reshape(T, H)
         h_n = h_n.reshape(L, H)
         c_n = None if c_n is None else c_n.reshape(L, H)
     elif layer.batch_first and out is not None:
         out = out.transpose(1, 0, 2)
-    return (out, (h_n, c_n)) if cell == "lstm" else (out, h_n)
+    return (out, (h_n, c_n)) if layer.cell_type == "lstm" else (out, h_n)
+
+
+def revolve_layer(layer, x, h0s, c0s, budget, segment=None, return_sequence=True):
+    """The layer's side of ``revolve_sequence``, for use inside a layer's forward.
+
+    ``x`` a (T, B, I) Tensor, ``h0s``/``c0s`` per-layer (B, H) Tensors (c0s
+    entries None except LSTM), as the layer's own validation returns them.
+    Returns Tensors ``(out (T, B, H) or None, h_n (L, B, H), c_n (L, B, H) or
+    None)``; sets ``layer.checkpoint_stats`` and the layer's gradient trace source.
+    """
+    from .rnn import TraceSlot
+    cell, L = layer.cell_type, layer.num_layers
+    budget = int(budget)
+    segment = default_segment(cell, budget) if segment is None else int(segment)
+    args = []
+    for l in range(L):
+        args += [h0s[l], c0s[l], *layer.layer_weights(l)]
+    T, B = x.shape[0], x.shape[1]
+    track = layer.record_grad_trace and is_grad_enabled()
+    slots = [TraceSlot() for _ in range(L)] if track else None
+    stats = RevolveStats(T, budget, segment)
+    layer.checkpoint_stats = stats
+    with node_scope(label="rnn" if cell.startswith("rnn") else cell):
+        res = revolve_function(cell).apply(x, *args, cell=cell, budget=budget, segment=segment,
+                                           return_sequence=return_sequence, traces=slots, stats=stats)
+    layer._trace_source = ("sequence", slots, T, B) if track else None
+    return res if cell == "lstm" else res + (None,)
