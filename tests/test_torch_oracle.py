@@ -1,0 +1,762 @@
+"""PyTorch as a second oracle: random programs, layers, losses and optimisers against torch.
+
+Finite differences (``tinybptt.gradcheck``) are the first oracle for every gradient; this
+file is the second.  Hypothesis builds one random program and runs it twice, step by step,
+in tinybptt and in torch: elementwise ops with broadcasting, values used several times,
+every indexing form (ints, slices with steps, negative indices, None, Ellipsis, integer
+arrays and lists, boolean masks, negative steps), sums and means over axes, reshape,
+transpose, concat/stack/split, matmul and linear, tanh/sigmoid/relu/exp/log on safe
+domains, casts, 0-size and 1-size dimensions, leaves that are non-contiguous NumPy views,
+float32 and float64, on both kernel backends.  Every intermediate value and every leaf's
+gradient must match torch within a tolerance per dtype.  The layers (every mode), the
+losses and the optimisers get the same treatment with torch's own modules.
+
+A failure prints the program that disagreed, one line per step, ready to paste.
+
+Example counts are bounded and the runs derandomized, so the default run is short and
+reproducible.  For a long campaign with fresh random programs, set
+``TINYBPTT_FUZZ_EXAMPLES=<n>`` (examples per test and backend), e.g.::
+
+    TINYBPTT_FUZZ_EXAMPLES=5000 python -m pytest -q tests/test_torch_oracle.py
+
+Known deliberate differences from torch (documented tinybptt behaviour, so not compared):
+a mean over no elements raises ShapeError (torch gives NaN); recurrent layers reject
+inputs with no time steps or no batch (ShapeError) and have no bidirectional or dropout
+option (ValueError at construction).
+"""
+import math
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hypothesis import Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import tinybptt as tb  # noqa: E402
+from tinybptt import nn, optim  # noqa: E402
+from tinybptt.nn import functional as F  # noqa: E402
+
+torch.set_num_threads(1)  # the machines running the suite are shared
+
+_CAMPAIGN = int(os.environ.get("TINYBPTT_FUZZ_EXAMPLES", "0") or 0)
+
+
+_NO_SHRINK = tuple(p for p in Phase if p is not Phase.shrink)
+
+
+def fuzz(default):
+    """Hypothesis settings: ``default`` examples, derandomized, unless a campaign asks for more.
+
+    The default run does not shrink a failing example (shrinking these programs can take
+    minutes; the failure message already prints the whole program).  A campaign shrinks.
+    """
+    if _CAMPAIGN:
+        return settings(max_examples=_CAMPAIGN, derandomize=False)
+    return settings(max_examples=default, derandomize=True, phases=_NO_SHRINK)
+
+
+TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+# (rtol, atol relative to the largest magnitude compared): float32 programs chain up to a
+# dozen rounded ops, float64 ones agree to a few ulps of each step
+TOL = {np.dtype(np.float32): (2e-4, 2e-5), np.dtype(np.float64): (1e-9, 1e-11)}
+
+
+def to_np(t):
+    return t.detach().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def assert_match(got, want, what, dtype=None, log=None):
+    """``got`` (tinybptt/NumPy) equals ``want`` (torch): shape, dtype, values (NaN == NaN)."""
+    got, want = np.asarray(got), to_np(want)
+    where = "%s\n%s" % (what, "\n".join(log) if log else "")
+    assert got.shape == want.shape, "shape %s, torch %s: %s" % (got.shape, want.shape, where)
+    assert got.dtype == want.dtype, "dtype %s, torch %s: %s" % (got.dtype, want.dtype, where)
+    rtol, atol = TOL[np.dtype(dtype or want.dtype)]
+    finite = np.abs(want[np.isfinite(want)])
+    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * scale, equal_nan=True, err_msg=where)
+
+
+# =========================================================================== random programs
+
+
+class Value:
+    """One value of the program, in both frameworks."""
+
+    __slots__ = ("name", "ours", "theirs")
+
+    def __init__(self, name, ours, theirs):
+        self.name, self.ours, self.theirs = name, ours, theirs
+
+    @property
+    def np(self):
+        return self.ours.data
+
+    @property
+    def shape(self):
+        return self.ours.shape
+
+
+LAYOUTS = ("C", "F", "strided", "reversed", "transposed")
+
+
+def leaf_array(rng, shape, dtype, layout, scale=1.0):
+    """Random values of ``shape`` laid out in memory as ``layout`` (a view for all but "C")."""
+    vals = (rng.standard_normal(shape) * scale).astype(dtype)
+    nd = len(shape)
+    if layout == "F" or (layout == "transposed" and nd >= 2):
+        return np.asfortranarray(vals) if layout == "F" else np.ascontiguousarray(np.swapaxes(vals, 0, -1)).swapaxes(0, -1)
+    if layout == "strided" and nd >= 1:
+        big = np.zeros(shape[:-1] + (2 * shape[-1] + 1,), dtype)
+        big[..., 1::2] = vals
+        return big[..., 1::2]
+    if layout == "reversed" and nd >= 1:
+        return np.ascontiguousarray(vals[::-1])[::-1]
+    return vals
+
+
+class Program:
+    """A random program grown one op at a time; every step runs in tinybptt and torch."""
+
+    def __init__(self, draw, dtype, seed):
+        self.draw = draw
+        self.dtype = np.dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        self.pool = []
+        self.leaves = []
+        self.least = self.dtype
+        self.log = ["import numpy as np, tinybptt as tb  # dtype %s, backend %s" % (self.dtype.name, tb.get_backend())]
+
+    # ------------------------------------------------------------------ values
+    def leaf(self, shape, dtype=None, scale=1.0):
+        dtype = np.dtype(dtype or self.dtype)
+        layout = self.draw(st.sampled_from(LAYOUTS))
+        arr = leaf_array(self.rng, tuple(shape), dtype, layout, scale)
+        name = "x%d" % len(self.leaves)
+        ours = tb.tensor(arr, requires_grad=True)
+        theirs = torch.tensor(arr.copy(order="C"), requires_grad=True)
+        self.log.append("%s = tb.tensor(np.array(%s, dtype=np.%s).reshape(%s), requires_grad=True)  # %s layout"
+                        % (name, np.array2string(arr.ravel(), separator=",", threshold=10 ** 6, precision=17,
+                                                 floatmode="unique").replace("\n", ""), dtype.name, tuple(shape), layout))
+        v = Value(name, ours, theirs)
+        if dtype == np.float32:
+            self.least = dtype
+        self.leaves.append(v)
+        self.pool.append(v)
+        return v
+
+    def add(self, text, ours, theirs):
+        name = "v%d" % len(self.pool)
+        self.log.append("%s = %s" % (name, text))
+        self.check(ours.data, theirs, "value of %s" % name)
+        v = Value(name, ours, theirs)
+        self.pool.append(v)
+        return v
+
+    def check(self, got, want, what):
+        """Compare at the tolerance of the least precise dtype the program has used so far
+        (a float32 value anywhere upstream rounds everything computed from it)."""
+        if got.dtype == np.float32 or (isinstance(want, torch.Tensor) and want.dtype == torch.float32):
+            self.least = np.dtype(np.float32)
+        assert_match(got, want, what, self.least, log=self.log)
+
+    def pick(self, pred=lambda v: True):
+        cands = [v for v in self.pool if pred(v)]
+        return self.draw(st.sampled_from(cands)) if cands else None
+
+    def shape(self, min_dims=0, max_dims=4):
+        nd = self.draw(st.integers(min_dims, max_dims))
+        return tuple(self.draw(st.sampled_from((0, 1, 1, 2, 3, 4))) for _ in range(nd))
+
+    def partner_shape(self, shape):
+        """A shape that broadcasts with ``shape`` (leading dims dropped or added, some set to 1)."""
+        keep = self.draw(st.integers(0, len(shape)))
+        out = [1 if self.draw(st.booleans()) else n for n in shape[len(shape) - keep:]]
+        if keep == len(shape) and self.draw(st.integers(0, 3)) == 0:  # a new leading axis
+            out = [self.draw(st.sampled_from((1, 2)))] + out
+        return tuple(out)
+
+    # ------------------------------------------------------------------ the ops
+    def op_unary(self):
+        name = self.draw(st.sampled_from(("tanh", "sigmoid", "relu", "exp", "log", "neg")))
+        if name == "exp":
+            v = self.pick(lambda v: v.np.size == 0 or np.abs(v.np).max() < 10)
+        elif name == "log":
+            v = self.pick(lambda v: v.np.size == 0 or v.np.min() > 1e-2)
+        else:
+            v = self.pick()
+        if v is None:
+            return
+        if name == "neg":
+            return self.add("-%s" % v.name, -v.ours, -v.theirs)
+        return self.add("tb.%s(%s)" % (name, v.name), getattr(tb, name)(v.ours), getattr(torch, name)(v.theirs))
+
+    def op_binary(self):
+        name = self.draw(st.sampled_from(("+", "-", "*", "/", "**")))
+        if name == "**":
+            a = self.pick(lambda v: v.np.size == 0 or (v.np.min() > 0.2 and v.np.max() < 5))
+        else:
+            a = self.pick()
+        if a is None:
+            return
+        how = self.draw(st.sampled_from(("pool", "leaf", "self", "scalar", "rscalar")))
+        if how == "self":
+            b = a
+        elif how in ("scalar", "rscalar"):
+            s = self.draw(st.sampled_from((2.0, -0.5, 3.0, 1.5)))
+            if name == "**" and how == "scalar":
+                s = self.draw(st.sampled_from((2.0, 3.0, 0.5, -1.0)))
+            if name == "**" and how == "rscalar":
+                s = 1.5
+            if name == "/" and how == "rscalar" and a.np.size and np.abs(a.np).min() < 0.2:
+                return
+            expr = "%s %s %r" % (a.name, name, s) if how == "scalar" else "%r %s %s" % (s, name, a.name)
+            ours = _apply(name, a.ours, s) if how == "scalar" else _apply(name, s, a.ours)
+            theirs = _apply(name, a.theirs, s) if how == "scalar" else _apply(name, s, a.theirs)
+            return self.add(expr, ours, theirs)
+        else:
+            want = self.partner_shape(a.shape)
+            ok = _divisor_ok if name == "/" else (_exponent_ok if name == "**" else (lambda v: True))
+            b = self.pick(lambda v: ok(v) and _broadcasts(v.shape, a.shape)) if how == "pool" else None
+            if b is None:
+                b = self.leaf(want, scale=0.5 if name == "**" else 1.0)
+                if name == "/":
+                    sign = np.where(b.np >= 0, 1.0, -1.0).astype(b.np.dtype)
+                    return self.add("%s / (%s + %s)" % (a.name, b.name, "np.sign(...) * 0.5"),
+                                    a.ours / (b.ours + sign * 0.5), a.theirs / (b.theirs + torch.tensor(sign) * 0.5))
+        if name == "/" and not _divisor_ok(b):
+            return
+        if self.draw(st.booleans()):
+            a, b = (b, a) if name in "+-*" else (a, b)
+        if a.np.dtype != b.np.dtype and (a.np.ndim == 0) != (b.np.ndim == 0):
+            return  # 0-D float64 with n-D float32: NumPy's rule gives float64, torch's float32 (undecided)
+        return self.add("%s %s %s" % (a.name, name, b.name), _apply(name, a.ours, b.ours), _apply(name, a.theirs, b.theirs))
+
+    def op_index(self):
+        v = self.pick(lambda v: v.ours.ndim >= 1)
+        if v is None:
+            return
+        ours_idx, theirs_idx, text = self.index(v.shape)
+        parts = theirs_idx if isinstance(theirs_idx, tuple) else (theirs_idx,)
+        if any(isinstance(p, _Flip) for p in parts):
+            out_t = _flip_index(v.theirs, parts)
+        else:
+            out_t = v.theirs[theirs_idx]
+        return self.add("%s[%s]" % (v.name, text), v.ours[ours_idx], out_t)
+
+    def index(self, shape):
+        """A random index for ``shape``: (tinybptt index, torch index, source text)."""
+        nd = len(shape)
+        form = self.draw(st.sampled_from(("basic", "basic", "array", "list", "mask", "negstep")))
+        n_used = self.draw(st.integers(1 if form != "basic" else 0, nd))
+        dims = list(range(nd))
+        ellipsis_at = self.draw(st.integers(-1, n_used)) if n_used < nd or self.draw(st.booleans()) else -1
+        used = dims[:ellipsis_at] + dims[nd - (n_used - ellipsis_at):] if ellipsis_at >= 0 else dims[:n_used]
+        special = self.draw(st.sampled_from(used)) if form != "basic" and used else None
+        ours, theirs, text = [], [], []
+        for k, d in enumerate(used):
+            if k == ellipsis_at:
+                ours.append(Ellipsis), theirs.append(Ellipsis), text.append("...")
+            if self.draw(st.integers(0, 4)) == 0:
+                ours.append(None), theirs.append(None), text.append("None")
+            n = shape[d]
+            if d == special:
+                o, t, s = self.advanced(form, n)
+            elif form == "basic" and n > 0 and self.draw(st.booleans()):
+                i = self.draw(st.integers(-n, n - 1))
+                o, t, s = i, i, str(i)
+            else:
+                sl = slice(self.draw(st.one_of(st.none(), st.integers(-n - 1, n + 1))),
+                           self.draw(st.one_of(st.none(), st.integers(-n - 1, n + 1))),
+                           self.draw(st.sampled_from((None, 1, 2, 3))))
+                o, t, s = sl, sl, _slice_text(sl)
+            ours.append(o), theirs.append(t), text.append(s)
+        if ellipsis_at == len(used):
+            ours.append(Ellipsis), theirs.append(Ellipsis), text.append("...")
+        if len(ours) == 1 and self.draw(st.booleans()):
+            return ours[0], theirs[0], text[0]
+        return tuple(ours), tuple(theirs), ", ".join(text) + ("," if len(text) == 1 else "")
+
+    def advanced(self, form, n):
+        if form == "mask":
+            m = np.array([self.draw(st.booleans()) for _ in range(n)], dtype=bool)
+            return m, torch.as_tensor(m), "np.array(%s)" % m.tolist()
+        if form == "negstep":
+            sl = slice(self.draw(st.one_of(st.none(), st.integers(-n - 1, n + 1))),
+                       self.draw(st.one_of(st.none(), st.integers(-n - 1, n + 1))),
+                       self.draw(st.sampled_from((-1, -2))))
+            return sl, _Flip(np.arange(n)[sl]), _slice_text(sl)
+        if n == 0:
+            a = np.zeros((0,), np.int64)
+        else:
+            shape = self.draw(st.sampled_from(((0,), (1,), (3,), (2, 2))))
+            a = np.array([self.draw(st.integers(-n, n - 1)) for _ in range(math.prod(shape))], np.int64).reshape(shape)
+        if form == "list" and a.ndim == 1:
+            return a.tolist(), torch.as_tensor(a), repr(a.tolist())
+        return a, torch.as_tensor(a), "np.array(%s)" % a.tolist()
+
+    def op_reduce(self):
+        v = self.pick()
+        if v is None:
+            return
+        name = self.draw(st.sampled_from(("sum", "mean")))
+        nd = v.ours.ndim
+        kind = self.draw(st.sampled_from(("none", "int", "tuple")))
+        keep = self.draw(st.booleans())
+        if kind == "none" or nd == 0:
+            axis = None
+        elif kind == "int":
+            axis = self.draw(st.integers(-nd, nd - 1))
+        else:
+            axis = tuple(self.draw(st.permutations(range(nd)))[: self.draw(st.integers(1, nd))])
+            axis = tuple(a - nd if self.draw(st.booleans()) else a for a in axis)
+        count = v.np.size if axis is None else math.prod(v.shape[a] for a in np.atleast_1d(axis))
+        if name == "mean" and count == 0:
+            return  # a mean of nothing: tinybptt raises ShapeError on purpose (torch gives NaN)
+        ours = getattr(v.ours, name)(axis=axis, keepdims=keep)
+        if axis is None:
+            theirs = getattr(v.theirs, name)()
+            if keep:
+                theirs = theirs.reshape((1,) * nd)
+        else:
+            theirs = getattr(v.theirs, name)(dim=axis, keepdim=keep)
+        return self.add("%s.%s(axis=%r, keepdims=%r)" % (v.name, name, axis, keep), ours, theirs)
+
+    def op_reshape(self):
+        v = self.pick()
+        if v is None:
+            return
+        shape = self.factor(v.np.size)
+        if v.np.size and shape and self.draw(st.booleans()):
+            shape[self.draw(st.integers(0, len(shape) - 1))] = -1
+        shape = tuple(shape)
+        return self.add("%s.reshape(%r)" % (v.name, shape), v.ours.reshape(shape), v.theirs.reshape(shape))
+
+    def factor(self, size):
+        if size == 0:
+            dims = [self.draw(st.sampled_from((1, 2, 3))) for _ in range(self.draw(st.integers(0, 2)))]
+            dims.insert(self.draw(st.integers(0, len(dims))), 0)
+            return dims
+        primes, n, p = [], size, 2
+        while n > 1:
+            while n % p == 0:
+                primes.append(p)
+                n //= p
+            p += 1
+        dims = []
+        for f in self.draw(st.permutations(primes)):
+            if dims and self.draw(st.booleans()):
+                dims[-1] *= f
+            else:
+                dims.append(f)
+        for _ in range(self.draw(st.integers(0, 2))):
+            dims.insert(self.draw(st.integers(0, len(dims))), 1)
+        return dims
+
+    def op_transpose(self):
+        v = self.pick(lambda v: v.ours.ndim >= 1)
+        if v is None:
+            return
+        nd = v.ours.ndim
+        if self.draw(st.booleans()):
+            theirs = v.theirs.T if nd == 2 else v.theirs.permute(*reversed(range(nd)))
+            return self.add("%s.T" % v.name, v.ours.T, theirs)
+        perm = tuple(self.draw(st.permutations(range(nd))))
+        return self.add("%s.transpose(%r)" % (v.name, perm), v.ours.transpose(perm), v.theirs.permute(*perm))
+
+    def op_join(self):
+        v = self.pick(lambda v: v.ours.ndim >= 1)
+        if v is None:
+            return
+        nd = v.ours.ndim
+        stack_it = self.draw(st.booleans())
+        axis = self.draw(st.integers(-nd - 1, nd)) if stack_it else self.draw(st.integers(-nd, nd - 1))
+        parts = [v]
+        for _ in range(self.draw(st.integers(0, 2))):
+            if self.draw(st.booleans()):
+                parts.append(v)  # the same value twice: its gradient gathers from both places
+            else:
+                shape = list(v.shape)
+                if not stack_it:
+                    shape[axis] = self.draw(st.sampled_from((0, 1, 2)))
+                parts.append(self.leaf(tuple(shape)))
+        names = "[%s]" % ", ".join(p.name for p in parts)
+        if stack_it:
+            return self.add("tb.stack(%s, axis=%d)" % (names, axis), tb.stack([p.ours for p in parts], axis=axis),
+                            torch.stack([p.theirs for p in parts], dim=axis))
+        return self.add("tb.concat(%s, axis=%d)" % (names, axis), tb.concat([p.ours for p in parts], axis=axis),
+                        torch.cat([p.theirs for p in parts], dim=axis))
+
+    def op_split(self):
+        v = self.pick(lambda v: v.ours.ndim >= 1)
+        if v is None:
+            return
+        nd = v.ours.ndim
+        axis = self.draw(st.integers(-nd, nd - 1))
+        n = v.shape[axis]
+        if self.draw(st.booleans()):
+            divisors = [k for k in range(1, 5) if n % k == 0]
+            sections = self.draw(st.sampled_from(divisors))
+        else:
+            sections = sorted(self.draw(st.lists(st.integers(0, n), max_size=3)))
+        ours = tb.split(v.ours, sections, axis=axis)
+        theirs = torch.tensor_split(v.theirs, sections, dim=axis)
+        assert len(ours) == len(theirs), "split into %d parts, torch %d" % (len(ours), len(theirs))
+        keep = self.draw(st.lists(st.booleans(), min_size=len(ours), max_size=len(ours)))
+        out = None
+        for k, (o, t) in enumerate(zip(ours, theirs)):
+            if keep[k]:  # unused parts receive no gradient: backward must cope with the gap
+                out = self.add("tb.split(%s, %r, axis=%d)[%d]" % (v.name, sections, axis, k), o, t)
+        return out
+
+    def op_matmul(self):
+        a = self.pick(lambda v: v.ours.ndim >= 1)
+        if a is None:
+            return
+        K = a.shape[-1]
+        b = self.pick(lambda v: v.ours.ndim == 2 and v.shape[0] == K and v.np.dtype == a.np.dtype)
+        if b is None or self.draw(st.booleans()):
+            b = self.leaf((K, self.draw(st.sampled_from((0, 1, 2, 3)))), dtype=a.np.dtype)
+        if self.draw(st.booleans()):
+            return self.add("%s @ %s" % (a.name, b.name), a.ours @ b.ours, a.theirs @ b.theirs)
+        bias = self.leaf((b.shape[1],), dtype=a.np.dtype) if self.draw(st.booleans()) else None
+        if bias is None:
+            return self.add("tb.linear(%s, %s)" % (a.name, b.name), tb.linear(a.ours, b.ours), a.theirs @ b.theirs)
+        return self.add("tb.linear(%s, %s, %s)" % (a.name, b.name, bias.name), tb.linear(a.ours, b.ours, bias.ours),
+                        a.theirs @ b.theirs + bias.theirs)
+
+    def op_cast(self):
+        v = self.pick()
+        if v is None:
+            return
+        other = np.dtype(np.float32) if v.np.dtype == np.float64 else np.dtype(np.float64)
+        return self.add("%s.astype(np.%s)" % (v.name, other.name), v.ours.astype(other), v.theirs.to(TORCH_DTYPE[other]))
+
+    OPS = ("op_unary", "op_unary", "op_binary", "op_binary", "op_binary", "op_index", "op_index", "op_reduce",
+           "op_reshape", "op_transpose", "op_join", "op_split", "op_matmul", "op_matmul", "op_cast")
+
+    def run(self, steps):
+        for _ in range(self.draw(st.integers(1, 2))):
+            self.leaf(self.shape(0, 4))
+        for _ in range(steps):
+            getattr(self, self.draw(st.sampled_from(self.OPS)))()
+        # the loss weighs every value with fixed random numbers, so every value (leaves too) gets a gradient
+        loss_o, loss_t = None, None
+        for v in self.pool:
+            r = self.rng.standard_normal(v.shape).astype(v.np.dtype)
+            lo, lt = (v.ours * r).sum(), (v.theirs * torch.tensor(r)).sum()
+            loss_o, loss_t = (lo, lt) if loss_o is None else (loss_o + lo, loss_t + lt)
+        self.log.append("loss = sum((v * r_v).sum() for every value v, fixed random r_v); loss.backward()")
+        self.check(loss_o.data, loss_t, "loss")
+        loss_o.backward()
+        loss_t.backward()
+        for leaf in self.leaves:
+            assert leaf.ours.grad is not None, "%s.grad is None\n%s" % (leaf.name, "\n".join(self.log))
+            self.check(leaf.ours.grad, leaf.theirs.grad, "gradient of %s" % leaf.name)
+
+
+class _Flip:
+    """A negative-step slice, given to torch (which has none) as the index list it selects."""
+
+    def __init__(self, idx):
+        self.idx = torch.as_tensor(np.array(idx), dtype=torch.int64)
+
+
+def _flip_index(t, idx):
+    """``t[idx]`` where one part of ``idx`` is a _Flip: slice the rest, then index_select that axis."""
+    nd, out_dim, plain = t.ndim, 0, []
+    consumed = sum(1 for p in idx if p is not None and p is not Ellipsis)
+    target = None
+    for p in idx:
+        if p is Ellipsis:
+            out_dim += nd - consumed
+            plain.append(p)
+        elif isinstance(p, _Flip):
+            target = (out_dim, p.idx)
+            plain.append(slice(None))
+            out_dim += 1
+        else:
+            plain.append(p)
+            out_dim += 0 if isinstance(p, int) else 1
+    out = t[tuple(plain)]
+    return out.index_select(target[0], target[1])
+
+
+def _slice_text(sl):
+    return "%s:%s%s" % ("" if sl.start is None else sl.start, "" if sl.stop is None else sl.stop,
+                        "" if sl.step is None else ":%d" % sl.step)
+
+
+def _apply(name, a, b):
+    if name == "+":
+        return a + b
+    if name == "-":
+        return a - b
+    if name == "*":
+        return a * b
+    if name == "/":
+        return a / b
+    return a ** b
+
+
+def _broadcasts(s, t):
+    return all(x == y or x == 1 or y == 1 for x, y in zip(reversed(s), reversed(t)))
+
+
+def _divisor_ok(v):
+    return v.np.size == 0 or np.abs(v.np).min() > 0.2
+
+
+def _exponent_ok(v):
+    return v.np.size == 0 or np.abs(v.np).max() < 3
+
+
+@fuzz(60)
+@given(data=st.data(), dtype=st.sampled_from((np.float64, np.float32)), seed=st.integers(0, 2 ** 32 - 1),
+       steps=st.integers(1, 8))
+def test_random_programs_match_torch(backend, data, dtype, seed, steps):
+    Program(data.draw, dtype, seed).run(steps)
+
+
+# =========================================================================== layers
+
+
+def _torch_kw(kind, nonlinearity):
+    return dict(nonlinearity=nonlinearity) if kind == "rnn" else {}
+
+
+LAYER = {"rnn": (nn.RNN, torch.nn.RNN), "lstm": (nn.LSTM, torch.nn.LSTM), "gru": (nn.GRU, torch.nn.GRU)}
+CELL = {"rnn": (nn.RNNCell, torch.nn.RNNCell), "lstm": (nn.LSTMCell, torch.nn.LSTMCell),
+        "gru": (nn.GRUCell, torch.nn.GRUCell)}
+
+
+def _copy_weights(ours, theirs):
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+
+
+def _compare_params(ours, theirs, what, dtype):
+    mine = dict(ours.named_parameters())
+    for name, p in theirs.named_parameters():
+        assert mine[name].grad is not None, "%s: %s.grad is None" % (what, name)
+        assert_match(mine[name].grad, p.grad, "%s: d loss / d %s" % (what, name), dtype)
+
+
+@fuzz(20)
+@given(kind=st.sampled_from(("rnn", "lstm", "gru")), nonlinearity=st.sampled_from(("tanh", "relu")),
+       mode=st.sampled_from(("sequence", "cell", "ops")), L=st.integers(1, 3), T=st.integers(1, 5),
+       B=st.integers(1, 3), I=st.integers(1, 4), H=st.integers(1, 4), bias=st.booleans(), batch_first=st.booleans(),
+       unbatched=st.booleans(), with_state=st.booleans(), dtype=st.sampled_from((np.float64, np.float32)),
+       checkpoint=st.sampled_from((None, None, 1, 2)), layout=st.sampled_from(LAYOUTS), seed=st.integers(0, 2 ** 31))
+def test_recurrent_layers_match_torch(backend, kind, nonlinearity, mode, L, T, B, I, H, bias, batch_first, unbatched,
+                                      with_state, dtype, checkpoint, layout, seed):
+    if mode != "sequence":
+        checkpoint = None
+    td = TORCH_DTYPE[np.dtype(dtype)]
+    torch.manual_seed(seed)
+    theirs = LAYER[kind][1](I, H, num_layers=L, bias=bias, batch_first=batch_first, dtype=td,
+                            **_torch_kw(kind, nonlinearity))
+    ours = LAYER[kind][0](I, H, num_layers=L, bias=bias, batch_first=batch_first, dtype=dtype, mode=mode,
+                          checkpoint=checkpoint, **_torch_kw(kind, nonlinearity))
+    _copy_weights(ours, theirs)
+    what = "%s(%d, %d, num_layers=%d, bias=%s, batch_first=%s, mode=%r, checkpoint=%r, dtype=%s%s) T=%d B=%d%s" % (
+        kind, I, H, L, bias, batch_first, mode, checkpoint, np.dtype(dtype).name,
+        ", nonlinearity=%r" % nonlinearity if kind == "rnn" else "", T, B, " unbatched" if unbatched else "")
+    rng = np.random.default_rng(seed)
+    xshape = (T, I) if unbatched else ((B, T, I) if batch_first else (T, B, I))
+    sshape = (L, H) if unbatched else (L, B, H)
+    x = leaf_array(rng, xshape, dtype, layout)
+    gx, tx = tb.tensor(x, requires_grad=True), torch.tensor(x.copy(order="C"), requires_grad=True)
+    states = [rng.standard_normal(sshape).astype(dtype) * 0.5 for _ in range(2 if kind == "lstm" else 1)]
+    g_states = [tb.tensor(s, requires_grad=True) for s in states]
+    t_states = [torch.tensor(s, requires_grad=True) for s in states]
+    g_arg = None if not with_state else (tuple(g_states) if kind == "lstm" else g_states[0])
+    t_arg = None if not with_state else (tuple(t_states) if kind == "lstm" else t_states[0])
+    g_out, g_fin = ours(gx, g_arg)
+    t_out, t_fin = theirs(tx, t_arg)
+    g_fin = g_fin if kind == "lstm" else (g_fin,)
+    t_fin = t_fin if kind == "lstm" else (t_fin,)
+    assert_match(g_out.data, t_out, what + ": output", dtype)
+    rng2 = np.random.default_rng(seed + 1)
+    r_out = rng2.standard_normal(g_out.shape).astype(dtype)
+    g_loss, t_loss = (g_out * r_out).sum(), (t_out * torch.tensor(r_out)).sum()
+    for k, (go, to) in enumerate(zip(g_fin, t_fin)):
+        assert_match(go.data, to, what + ": final state %d" % k, dtype)
+        r = rng2.standard_normal(go.shape).astype(dtype)
+        g_loss, t_loss = g_loss + (go * r).sum(), t_loss + (to * torch.tensor(r)).sum()
+    g_loss.backward()
+    t_loss.backward()
+    assert_match(gx.grad, tx.grad, what + ": d loss / d input", dtype)
+    if with_state:
+        for k, (gs, ts) in enumerate(zip(g_states, t_states)):
+            assert_match(gs.grad, ts.grad, what + ": d loss / d initial state %d" % k, dtype)
+    _compare_params(ours, theirs, what, dtype)
+
+
+@fuzz(15)
+@given(kind=st.sampled_from(("rnn", "lstm", "gru")), nonlinearity=st.sampled_from(("tanh", "relu")),
+       mode=st.sampled_from(("cell", "ops")), B=st.integers(1, 3), I=st.integers(1, 4), H=st.integers(1, 4),
+       bias=st.booleans(), unbatched=st.booleans(), with_state=st.booleans(), steps=st.integers(1, 3),
+       dtype=st.sampled_from((np.float64, np.float32)), seed=st.integers(0, 2 ** 31))
+def test_recurrent_cells_match_torch(backend, kind, nonlinearity, mode, B, I, H, bias, unbatched, with_state, steps,
+                                     dtype, seed):
+    """A cell applied ``steps`` times, its state fed back (the state is reused by the next step)."""
+    td = TORCH_DTYPE[np.dtype(dtype)]
+    torch.manual_seed(seed)
+    theirs = CELL[kind][1](I, H, bias=bias, dtype=td, **_torch_kw(kind, nonlinearity))
+    ours = CELL[kind][0](I, H, bias=bias, dtype=dtype, mode=mode, **_torch_kw(kind, nonlinearity))
+    _copy_weights(ours, theirs)
+    what = "%sCell(%d, %d, bias=%s, mode=%r, dtype=%s) B=%d steps=%d%s" % (
+        kind, I, H, bias, mode, np.dtype(dtype).name, B, steps, " unbatched" if unbatched else "")
+    rng = np.random.default_rng(seed)
+    lead = () if unbatched else (B,)
+    xs = [rng.standard_normal(lead + (I,)).astype(dtype) for _ in range(steps)]
+    gxs = [tb.tensor(x, requires_grad=True) for x in xs]
+    txs = [torch.tensor(x, requires_grad=True) for x in xs]
+    states = [rng.standard_normal(lead + (H,)).astype(dtype) for _ in range(2 if kind == "lstm" else 1)]
+    gs = [tb.tensor(s, requires_grad=True) for s in states]
+    ts = [torch.tensor(s, requires_grad=True) for s in states]
+    g_state = (tuple(gs) if kind == "lstm" else gs[0]) if with_state else None
+    t_state = (tuple(ts) if kind == "lstm" else ts[0]) if with_state else None
+    g_loss = t_loss = 0
+    for k in range(steps):
+        g_state, t_state = ours(gxs[k], g_state), theirs(txs[k], t_state)
+        g_parts = g_state if kind == "lstm" else (g_state,)
+        t_parts = t_state if kind == "lstm" else (t_state,)
+        for go, to in zip(g_parts, t_parts):
+            assert_match(go.data, to, what + ": state after step %d" % k, dtype)
+            r = rng.standard_normal(go.shape).astype(dtype)
+            g_loss, t_loss = g_loss + (go * r).sum(), t_loss + (to * torch.tensor(r)).sum()
+    g_loss.backward()
+    t_loss.backward()
+    for k in range(steps):
+        assert_match(gxs[k].grad, txs[k].grad, what + ": d loss / d x_%d" % k, dtype)
+    if with_state:
+        for k in range(len(gs)):
+            assert_match(gs[k].grad, ts[k].grad, what + ": d loss / d initial state %d" % k, dtype)
+    _compare_params(ours, theirs, what, dtype)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_linear_embedding_and_lstm_model_match_torch(backend, kind):
+    """A small model: Embedding -> layer -> Linear -> cross_entropy, forward and every gradient."""
+    torch.manual_seed(3)
+    V, E, H, C, T, B = 7, 4, 5, 3, 4, 2
+    t_emb, t_rnn, t_head = torch.nn.Embedding(V, E, dtype=torch.float64), LAYER[kind][1](E, H, dtype=torch.float64), \
+        torch.nn.Linear(H, C, dtype=torch.float64)
+    g_emb, g_rnn, g_head = nn.Embedding(V, E), LAYER[kind][0](E, H), nn.Linear(H, C)
+    for g, t in ((g_emb, t_emb), (g_rnn, t_rnn), (g_head, t_head)):
+        _copy_weights(g, t)
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, V, size=(T, B))
+    ids[0, 0] = ids[1, 1]  # a repeated id: its embedding row gathers two gradients
+    target = rng.integers(0, C, size=(T, B))
+    g_out, _ = g_rnn(g_emb(ids))
+    t_out, _ = t_rnn(t_emb(torch.as_tensor(ids)))
+    g_loss = F.cross_entropy(g_head(g_out), target)
+    t_loss = torch.nn.functional.cross_entropy(t_head(t_out).reshape(-1, C), torch.as_tensor(target).reshape(-1))
+    assert_match(g_loss.data, t_loss, "loss")
+    g_loss.backward()
+    t_loss.backward()
+    for g, t in ((g_emb, t_emb), (g_rnn, t_rnn), (g_head, t_head)):
+        _compare_params(g, t, type(g).__name__, np.float64)
+
+
+def test_bidirectional_and_dropout_are_refused_clearly():
+    """Documented: no bidirectional layers and no inter-layer dropout (torch has both)."""
+    for cls in (nn.RNN, nn.LSTM, nn.GRU):
+        with pytest.raises(ValueError, match="bidirectional"):
+            cls(3, 4, bidirectional=True)
+        with pytest.raises(ValueError, match="dropout"):
+            cls(3, 4, num_layers=2, dropout=0.5)
+
+
+# =========================================================================== losses
+
+
+@fuzz(40)
+@given(loss=st.sampled_from(("mse_loss", "cross_entropy", "nll_loss", "softmax", "log_softmax")),
+       reduction=st.sampled_from(("mean", "sum", "none")), lead=st.sampled_from(((), (1,), (3,), (2, 3), (0,), (2, 0))),
+       C=st.integers(1, 4), dtype=st.sampled_from((np.float64, np.float32)), scale=st.sampled_from((1.0, 30.0)),
+       seed=st.integers(0, 2 ** 31))
+def test_losses_match_torch(backend, loss, reduction, lead, C, dtype, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(lead + (C,)) * scale).astype(dtype)
+    gx, tx = tb.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    what = "%s(shape %s, %s, reduction=%r)" % (loss, x.shape, np.dtype(dtype).name, reduction)
+    N = math.prod(lead)
+    if loss in ("softmax", "log_softmax"):
+        axis = int(rng.integers(-x.ndim, x.ndim))
+        what += " axis=%d" % axis
+        g_y, t_y = getattr(F, loss)(gx, axis=axis), getattr(torch.nn.functional, loss)(tx, dim=axis)
+    elif loss == "mse_loss":
+        y = rng.standard_normal(x.shape).astype(dtype)
+        if reduction == "mean" and x.size == 0:
+            return  # a mean of nothing: tinybptt raises ShapeError on purpose (torch gives NaN)
+        gy, ty = tb.tensor(y, requires_grad=True), torch.tensor(y, requires_grad=True)
+        g_y = F.mse_loss(gx, gy, reduction=reduction)
+        t_y = torch.nn.functional.mse_loss(tx, ty, reduction=reduction)
+    else:
+        target = rng.integers(0, C, size=lead)
+        if reduction == "mean" and N == 0:
+            return  # as above
+        g_y = getattr(F, loss)(gx, target, reduction=reduction)
+        tfn = getattr(torch.nn.functional, loss)
+        t_y = tfn(tx.reshape(N, C), torch.as_tensor(target).reshape(N), reduction=reduction)
+        if reduction == "none":
+            t_y = t_y.reshape(lead)
+    assert_match(g_y.data, t_y, what + ": value")
+    r = rng.standard_normal(g_y.shape).astype(dtype)
+    (g_y * r).sum().backward()
+    (t_y * torch.tensor(r)).sum().backward()
+    assert_match(gx.grad, tx.grad, what + ": d / d input")
+    if loss == "mse_loss":
+        assert_match(gy.grad, ty.grad, what + ": d / d target")
+
+
+# =========================================================================== optimisers
+
+
+@fuzz(20)
+@given(name=st.sampled_from(("SGD", "Adam")), lr=st.sampled_from((0.1, 0.01)), momentum=st.sampled_from((0.0, 0.9)),
+       weight_decay=st.sampled_from((0.0, 0.01)), betas=st.sampled_from(((0.9, 0.999), (0.5, 0.9))),
+       eps=st.sampled_from((1e-8, 1e-3)), dtype=st.sampled_from((np.float64, np.float32)), steps=st.integers(1, 6),
+       seed=st.integers(0, 2 ** 31))
+def test_optimisers_match_torch(backend, name, lr, momentum, weight_decay, betas, eps, dtype, steps, seed):
+    """A GRU + Linear regression trained for a few steps: every parameter after every step, and the losses."""
+    torch.manual_seed(seed)
+    td = TORCH_DTYPE[np.dtype(dtype)]
+    t_rnn, t_head = torch.nn.GRU(2, 3, dtype=td), torch.nn.Linear(3, 1, dtype=td)
+    g_rnn, g_head = nn.GRU(2, 3, dtype=dtype), nn.Linear(3, 1, dtype=dtype)
+    _copy_weights(g_rnn, t_rnn)
+    _copy_weights(g_head, t_head)
+    g_params = g_rnn.parameters() + g_head.parameters()
+    t_params = list(t_rnn.parameters()) + list(t_head.parameters())
+    if name == "SGD":
+        g_opt = optim.SGD(g_params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        t_opt = torch.optim.SGD(t_params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    else:
+        g_opt = optim.Adam(g_params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        t_opt = torch.optim.Adam(t_params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    what = "%s(lr=%r, momentum=%r, weight_decay=%r, betas=%r, eps=%r) %s" % (name, lr, momentum, weight_decay, betas,
+                                                                            eps, np.dtype(dtype).name)
+    rng = np.random.default_rng(seed)
+    for step in range(steps):
+        x = rng.standard_normal((4, 2, 2)).astype(dtype)
+        y = rng.standard_normal((2, 1)).astype(dtype)
+        g_out, g_h = g_rnn(x)
+        t_out, t_h = t_rnn(torch.tensor(x))
+        g_loss = F.mse_loss(g_head(g_h[-1]), y)
+        t_loss = torch.nn.functional.mse_loss(t_head(t_h[-1]), torch.tensor(y))
+        assert_match(g_loss.data, t_loss, "%s: loss at step %d" % (what, step))
+        g_opt.zero_grad()
+        t_opt.zero_grad()
+        g_loss.backward()
+        t_loss.backward()
+        g_opt.step()
+        t_opt.step()
+        for k, (gp, tp) in enumerate(zip(g_params, t_params)):
+            assert_match(gp.data, tp, "%s: parameter %d after step %d" % (what, k, step))
