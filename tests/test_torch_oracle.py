@@ -202,7 +202,23 @@ class Program:
             a = self.pick()
         if a is None:
             return
-        how = self.draw(st.sampled_from(("pool", "leaf", "self", "scalar", "rscalar")))
+        how = self.draw(st.sampled_from(("pool", "leaf", "self", "scalar", "rscalar", "array", "rarray")))
+        if how in ("array", "rarray"):  # a plain NumPy array operand (a constant), on either side
+            c = (self.rng.uniform(0.5, 1.5, self.partner_shape(a.shape)) * self.draw(st.sampled_from((1, -1))))
+            c = c.astype(a.np.dtype)
+            if name == "**":
+                c = np.abs(c) if how == "array" else c
+                if how == "rarray":
+                    c = np.abs(c) + 0.5
+            if how == "array":
+                return self.add("%s %s np.array(%s)" % (a.name, name, c.tolist()), _apply(name, a.ours, c),
+                                _apply(name, a.theirs, torch.tensor(c)))
+            if name == "/" and a.np.size and np.abs(a.np).min() < 0.2:
+                return
+            if name == "**" and a.np.size and np.abs(a.np).max() > 3:
+                return
+            return self.add("np.array(%s) %s %s" % (c.tolist(), name, a.name), _apply(name, c, a.ours),
+                            _apply(name, torch.tensor(c), a.theirs))
         if how == "self":
             b = a
         elif how in ("scalar", "rscalar"):
@@ -451,6 +467,11 @@ class Program:
             loss_o, loss_t = (lo, lt) if loss_o is None else (loss_o + lo, loss_t + lt)
         self.log.append("loss = sum((v * r_v).sum() for every value v, fixed random r_v); loss.backward()")
         self.check(loss_o.data, loss_t, "loss")
+        twice = self.draw(st.integers(0, 4)) == 0  # backward twice through a retained graph: gradients add up
+        if twice:
+            self.log.append("loss.backward(retain_graph=True); loss.backward()")
+            loss_o.backward(retain_graph=True)
+            loss_t.backward(retain_graph=True)
         loss_o.backward()
         loss_t.backward()
         for leaf in self.leaves:
@@ -519,6 +540,38 @@ def _exponent_ok(v):
        steps=st.integers(1, 8))
 def test_random_programs_match_torch(backend, data, dtype, seed, steps):
     Program(data.draw, dtype, seed).run(steps)
+
+
+# the shapes of the failures seen with matmul and linear when an axis is empty: (a shape, b shape)
+EMPTY_PRODUCTS = [((2, 3, 4), (4, 0)), ((4,), (4, 0)), ((3, 4), (4, 0)), ((2, 3, 0), (0, 2)), ((0, 4), (4, 2)),
+                  ((2, 0, 4), (4, 3)), ((0,), (0, 3)), ((4,), (4, 2)), ((2, 3, 4), (4, 1))]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("op", ["matmul", "linear", "linear+bias"])
+@pytest.mark.parametrize("a_shape,b_shape", EMPTY_PRODUCTS,
+                         ids=["%s@%s" % ("x".join(map(str, a)) or "()", "x".join(map(str, b))) for a, b in EMPTY_PRODUCTS])
+def test_matmul_and_linear_with_empty_and_one_sized_axes_match_torch(backend, op, a_shape, b_shape, dtype):
+    """``(a @ w).sum().backward()`` with a 0-sized axis: zero gradients of the right shapes, as torch gives."""
+    rng = np.random.default_rng(0)
+    a, w, bias = (rng.standard_normal(s).astype(dtype) for s in (a_shape, b_shape, b_shape[1:]))
+    ga, gw, gb = (tb.tensor(v, requires_grad=True) for v in (a, w, bias))
+    ta, tw, tbias = (torch.tensor(v, requires_grad=True) for v in (a, w, bias))
+    if op == "matmul":
+        y, ty = ga @ gw, ta @ tw
+    elif op == "linear":
+        y, ty = tb.linear(ga, gw), ta @ tw
+    else:
+        y, ty = tb.linear(ga, gw, gb), ta @ tw + tbias
+    what = "%s(a %s, w %s) %s" % (op, a_shape, b_shape, np.dtype(dtype).name)
+    assert_match(y.data, ty, what + ": value")
+    r = rng.standard_normal(y.shape).astype(dtype)
+    (y * r).sum().backward()
+    (ty * torch.tensor(r)).sum().backward()
+    assert_match(ga.grad, ta.grad, what + ": d/da")
+    assert_match(gw.grad, tw.grad, what + ": d/dw")
+    if op == "linear+bias":
+        assert_match(gb.grad, tbias.grad, what + ": d/dbias")
 
 
 # =========================================================================== layers
