@@ -87,9 +87,11 @@ for dtype in (np.int32, bool, np.complex64, np.float16):
         np.dtype(dtype).name)
 for op, fn in [("add", lambda a, b: a + b), ("mul", lambda a, b: a * b), ("sub", lambda a, b: b - a),
                ("div", lambda a, b: a / b), ("pow", lambda a, b: a ** b)]:
-    for other, shown in [(np.complex128(1 + 2j), "complex128"), (np.complex64(2j), "complex64"),
-                         (np.array([1j, 2, 3]), "complex128"), (1 + 2j, "complex"), (np.array(["a"] * 3), "<U1")]:
-        bad("Tensor %s %s" % (op, shown), (lambda fn=fn, other=other: fn(x23(), other)), op, shown)
+    for other, kind, shown in [(np.complex128(1 + 2j), "NumPy scalar", "complex128"),
+                               (np.complex64(2j), "NumPy scalar", "complex64"),
+                               (np.array([1j, 2, 3]), "array", "complex128"), (1 + 2j, "Python", "complex"),
+                               (np.array(["a"] * 3), "array", "<U1")]:
+        bad("Tensor %s %s %s" % (op, kind, shown), (lambda fn=fn, other=other: fn(x23(), other)), op, shown)
 bad("matmul(float32, float64)", lambda: tb.matmul(x23(np.float32), tb.tensor(np.ones((3, 2)))), "matmul",
     ("float32",))
 bad("linear(x float64, w float32)", lambda: tb.linear(x23(), tb.tensor(np.ones((3, 2), np.float32))), "linear",

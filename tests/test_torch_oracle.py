@@ -535,7 +535,7 @@ def _exponent_ok(v):
     return v.np.size == 0 or np.abs(v.np).max() < 3
 
 
-@fuzz(60)
+@fuzz(100)
 @given(data=st.data(), dtype=st.sampled_from((np.float64, np.float32)), seed=st.integers(0, 2 ** 32 - 1),
        steps=st.integers(1, 8))
 def test_random_programs_match_torch(backend, data, dtype, seed, steps):
