@@ -158,7 +158,9 @@ def test_bad_input_is_a_clear_error(case):
     try:
         with pytest.raises(Exception) as info:
             case.call()
-    finally:
+        changed = tb.get_num_threads()
+    finally:  # a bad value that was accepted must not leak into the tests that follow
+        tb.set_num_threads(threads)
         tb.set_backend(backend)
     err = info.value
     msg = str(err)
@@ -169,7 +171,7 @@ def test_bad_input_is_a_clear_error(case):
             case.label, name, type(err).__name__, msg)
     assert any(a.lower() in msg.lower() for a in case.args), (
         "%s: the message names none of %s: %s: %s" % (case.label, case.args, type(err).__name__, msg))
-    assert tb.get_num_threads() == threads, "%s changed the thread count" % case.label
+    assert changed == threads, "%s changed the thread count from %d to %d" % (case.label, threads, changed)
 
 
 # ---------------------------------------------------------------- crash-prone cases, in a subprocess
