@@ -5,7 +5,8 @@ The recurrent layers (RNN with tanh and relu, LSTM, GRU) in every mode ("sequenc
 batched or not, with and without bias and initial state, float32 and float64, leaves laid
 out as non-contiguous views; the cells fed their own state for a few steps; a small
 Embedding -> LSTM -> Linear -> cross_entropy model; the losses over shapes with empty and
-one-sized axes; SGD and Adam for a few steps against torch.optim.  Each copies torch's
+one-sized axes; SGD and Adam for a few steps against torch.optim; every layer and mode
+fed an inf, -inf, NaN or 1e300 input element.  Each copies torch's
 weights in through ``load_state_dict`` and compares outputs, final states and every
 gradient (inputs, initial states, each parameter by name).
 
@@ -271,3 +272,31 @@ def test_optimisers_match_torch(backend, name, lr, momentum, weight_decay, betas
         t_opt.step()
         for k, (gp, tp) in enumerate(zip(g_params, t_params)):
             assert_match(gp.data, tp, "%s: parameter %d after step %d" % (what, k, step))
+
+
+# =========================================================================== layers at non-finite inputs
+
+NONFINITE = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan, 1e300], ids=["inf", "-inf", "nan", "1e300"])
+@pytest.mark.parametrize("mode", ["sequence", "cell", "ops"])
+@pytest.mark.parametrize("kind,nonlinearity", NONFINITE, ids=["%s-%s" % k for k in NONFINITE])
+def test_layers_propagate_non_finite_inputs_as_torch_does(backend, kind, nonlinearity, mode, value):
+    """One input element is inf, -inf, NaN or huge: outputs and gradients hold the same
+    non-finite values in the same places as torch's (NaN == NaN), the rest match."""
+    torch.manual_seed(0)
+    theirs = LAYER[kind][1](2, 3, dtype=torch.float64, **_torch_kw(kind, nonlinearity))
+    ours = LAYER[kind][0](2, 3, mode=mode, **_torch_kw(kind, nonlinearity))
+    _copy_weights(ours, theirs)
+    x = np.random.default_rng(0).standard_normal((3, 2, 2))
+    x[1, 0, 0] = value
+    gx, tx = tb.tensor(x.copy(), requires_grad=True), torch.tensor(x.copy(), requires_grad=True)
+    g_out, t_out = ours(gx)[0], theirs(tx)[0]
+    what = "%s(2, 3, mode=%r%s), x[1, 0, 0] = %r" % (kind, mode, ", nonlinearity=%r" % nonlinearity
+                                                     if kind == "rnn" else "", value)
+    assert_match(g_out.data, t_out, what + ": output")
+    g_out.sum().backward()
+    t_out.sum().backward()
+    assert_match(gx.grad, tx.grad, what + ": d loss / d input")
+    _compare_params(ours, theirs, what, np.float64)
