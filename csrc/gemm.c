@@ -491,3 +491,19 @@ void tb_gemm_##SUF(int trans_a, int trans_b, long M, long N, long K,            
 
 DEFINE_GEMM(float, f32)
 DEFINE_GEMM(double, f64)
+
+/* ------------------------------------------------------------------ */
+/* Batched product: C[s] = A[s] @ B[s] for s < S, one GEMM per matrix */
+/* ------------------------------------------------------------------ */
+
+#define DEFINE_BMM(real, SUF)                                                          \
+int tb_bmm_##SUF(long S, long M, long N, long K, const real *A, const real *B, real *C) \
+{                                                                                      \
+    for (long s = 0; s < S; s++)                                                       \
+        tb_gemm_##SUF(0, 0, M, N, K, 1, A + s * M * K, K, B + s * K * N, N,            \
+                      0, C + s * M * N, N);                                            \
+    return 0;                                                                          \
+}
+
+DEFINE_BMM(float, f32)
+DEFINE_BMM(double, f64)

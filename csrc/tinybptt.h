@@ -61,6 +61,13 @@ void tb_gemm_f64(int trans_a, int trans_b, long M, long N, long K,
                  double beta,
                  double *C, long ldc);
 
+/* Batched product: C[s] (M, N) = A[s] (M, K) @ B[s] (K, N) for s < S, all three
+   arrays dense and C-contiguous: A (S, M, K), B (S, K, N), C (S, M, N) WRITTEN.
+   Any size may be 0 (K = 0 writes zeros).  Returns 0 on success, nonzero if
+   scratch memory could not be allocated. */
+int tb_bmm_f32(long S, long M, long N, long K, const float *A, const float *B, float *C);
+int tb_bmm_f64(long S, long M, long N, long K, const double *A, const double *B, double *C);
+
 /* The plain triple loop the optimised GEMM is tested against. */
 void tb_gemm_ref_f32(int trans_a, int trans_b, long M, long N, long K,
                      float alpha, const float *A, long lda,

@@ -2,7 +2,8 @@
 
 matmul in every transpose combination and memory layout (non-contiguous,
 negatively strided, Fortran-ordered), with empty and unit dimensions, odd
-sizes, ``out=`` and ``accumulate=``; tanh / sigmoid / relu and their backward
+sizes, ``out=`` and ``accumulate=``; bmm (one C call for a batch of
+products) with zero and odd sizes; tanh / sigmoid / relu and their backward
 passes including +-1000, infinities and NaN, with NumPy warnings turned into
 errors; both float dtypes; and bad input that must raise DTypeError /
 ShapeError from both backends rather than crash.
@@ -304,3 +305,79 @@ def test_backward_shape_mismatch_raises_shape_error(backend, name):
         getattr(backend, name)(np.ones((2, 3)), np.ones((3, 2)))
     with pytest.raises(ShapeError, match=name):
         getattr(backend, name)(np.ones((2, 3)), np.ones((1, 3)))  # broadcastable is still wrong
+
+
+# --------------------------------------------------------------------------- bmm
+
+
+BMM_SIZES = [(0, 3, 4, 5), (2, 0, 4, 5), (2, 3, 0, 5), (2, 3, 4, 0), (0, 0, 0, 0), (1, 1, 1, 1),
+             (3, 7, 1, 13), (5, 17, 33, 65), (2, 64, 48, 257)]
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("SMNK", BMM_SIZES)
+def test_bmm_c_matches_numpy_reference(dtype, SMNK):
+    """Batched products, odd and zero sizes: C, the NumPy reference and a per-matrix float64 loop agree."""
+    S, M, N, K = SMNK
+    rng = np.random.default_rng(S * 10**6 + M * 10**4 + N * 100 + K)
+    a = rng.uniform(-1, 1, (S, M, K)).astype(dtype)
+    b = rng.uniform(-1, 1, (S, K, N)).astype(dtype)
+    rc, rn = C.bmm(a, b), REF.bmm(a, b)
+    assert rc.shape == rn.shape == (S, M, N) and rc.dtype == rn.dtype == np.dtype(dtype)
+    expected = np.zeros((S, M, N))
+    for s in range(S):  # the oracle: one plain float64 product per matrix
+        expected[s] = a[s].astype(np.float64) @ b[s].astype(np.float64)
+    tol = TOL[np.dtype(dtype)]
+    for r in (rc, rn):
+        np.testing.assert_allclose(r, expected, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10 * max(K, 1))
+    if K == 0:
+        assert not np.any(rc) and not np.any(rn)  # an empty sum is zero
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bmm_returns_a_new_array_and_accepts_strided_inputs(backend):
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((3, 4, 5))
+    b = rng.standard_normal((5, 3, 6)).transpose(1, 0, 2)  # (3, 5, 6), not C-contiguous
+    a_before, b_before = a.copy(), b.copy()
+    r = backend.bmm(a[:, ::-1], b)
+    np.testing.assert_allclose(r, np.einsum("smk,skn->smn", a[:, ::-1], b), rtol=1e-12)
+    assert r.flags.c_contiguous and not np.shares_memory(r, a) and not np.shares_memory(r, b)
+    np.testing.assert_array_equal(a, a_before)
+    np.testing.assert_array_equal(b, b_before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bmm_bad_input_raises(backend):
+    good = np.ones((2, 3, 4))
+    with pytest.raises(ShapeError, match=r"bmm.*3-D"):
+        backend.bmm(np.ones((3, 4)), np.ones((4, 5)))
+    with pytest.raises(ShapeError, match=r"bmm.*3-D"):
+        backend.bmm(good, np.ones((2, 1, 4, 5)))
+    with pytest.raises(ShapeError, match=r"bmm: batch sizes differ.*2.*3"):
+        backend.bmm(good, np.ones((3, 4, 5)))
+    with pytest.raises(ShapeError, match=r"bmm: inner dimensions differ.*\(3, 4\).*\(5, 6\)"):
+        backend.bmm(good, np.ones((2, 5, 6)))
+    with pytest.raises(DTypeError, match=r"bmm.*float32.*float64"):
+        backend.bmm(good.astype(np.float32), np.ones((2, 4, 5)))
+    for bad in BAD_DTYPES:
+        with pytest.raises(DTypeError, match="bmm"):
+            backend.bmm(good.astype(bad), np.ones((2, 4, 5), bad))
+    with pytest.raises(DTypeError, match="bmm"):
+        backend.bmm([[[1.0]]], np.ones((1, 1, 1)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("MNK", [(0, 3, 4), (3, 0, 4), (3, 4, 0), (0, 0, 0)])
+def test_matmul_zero_sizes_with_out(backend, MNK):
+    """A zero-size product is zeros or empty, also into ``out=`` and with ``accumulate=True``."""
+    M, N, K = MNK
+    a, b = np.ones((M, K), np.float32), np.ones((K, N), np.float32)
+    r = backend.matmul(a, b)
+    assert r.shape == (M, N) and r.dtype == np.float32 and not np.any(r)
+    out = np.full((M, N), np.nan, np.float32)
+    assert backend.matmul(a, b, out=out) is out and not np.any(out)
+    out[...] = 5
+    backend.matmul(a, b, out=out, accumulate=True)
+    assert np.all(out == 5)

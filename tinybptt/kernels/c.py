@@ -132,6 +132,16 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
     return out
 
 
+def bmm(a, b):
+    """Batched matmul ``a[s] @ b[s]`` in one C call that loops over s; see kernels.numpy.bmm."""
+    S, M, N, K, dtype = V.bmm_shapes("bmm", a, b)
+    a, b = V.contiguous(a), V.contiguous(b)
+    out = np.empty((S, M, N), dtype=dtype)
+    if out.size and fn("bmm", dtype)(S, M, N, K, ptr(a), ptr(b), ptr(out)):
+        raise MemoryError("bmm: the C kernel could not allocate its scratch memory (inputs %s)" % describe(a, b))
+    return out
+
+
 # ---------------------------------------------------------------- activations
 
 def _plain(a):

@@ -1,12 +1,12 @@
 """The NumPy reference backend: every kernel written the obvious way.
 
 This module only gathers the backend's functions under one name; they are written
-in ``numpy_ops.py`` (matmul, tanh, sigmoid, relu and their backward passes) and
+in ``numpy_ops.py`` (matmul, bmm, tanh, sigmoid, relu and their backward passes) and
 ``numpy_rnn.py`` (the RNN, LSTM and GRU cells, a step and a whole sequence).
 The C backend (``kernels/c.py``) exposes the same functions with the same
 signatures and must agree with these to rounding.
 """
-from .numpy_ops import (matmul, relu, relu_backward, sigmoid, sigmoid_backward, tanh,  # noqa: F401
+from .numpy_ops import (bmm, matmul, relu, relu_backward, sigmoid, sigmoid_backward, tanh,  # noqa: F401
                         tanh_backward)
 from .numpy_rnn import seq_backward, seq_forward, step_backward, step_forward  # noqa: F401
 

@@ -1,4 +1,4 @@
-"""The NumPy reference kernels for the primitive ops: matmul and the activations.
+"""The NumPy reference kernels for the primitive ops: matmul, bmm and the activations.
 
 This module is the oracle.  The C backend (``kernels/c.py``) exposes the same
 functions with the same signatures and must agree with these to rounding.
@@ -32,6 +32,16 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
     else:
         out[...] = r
     return out
+
+
+def bmm(a, b):
+    """Batched matmul: ``out[s] = a[s] @ b[s]`` for a (S, M, K) and b (S, K, N) -> new (S, M, N).
+
+    Any of S, M, N, K may be 0 (K = 0 gives zeros).
+    """
+    V.bmm_shapes("bmm", a, b)
+    with np.errstate(all="ignore"):  # silently IEEE, as in C
+        return np.matmul(a, b)
 
 
 # ---------------------------------------------------------------- activations

@@ -77,6 +77,21 @@ def matmul_shapes(op, a, b, trans_a, trans_b):
     return M, N, Ka, dtype
 
 
+def bmm_shapes(op, a, b):
+    """Validate a batched matmul, a (S, M, K) @ b (S, K, N), and return (S, M, N, K, dtype)."""
+    dtype = check_float(op, a, b)
+    if a.ndim != 3 or b.ndim != 3:
+        raise ShapeError("%s: expects 3-D arrays a (S, M, K) and b (S, K, N), got %s" % (op, describe(a, b)))
+    (S, M, K), (Sb, Kb, N) = a.shape, b.shape
+    if S != Sb:
+        raise ShapeError("%s: batch sizes differ: a has %d matrices, b has %d (inputs %s)"
+                         % (op, S, Sb, describe(a, b)))
+    if K != Kb:
+        raise ShapeError("%s: inner dimensions differ: a[s] is (%d, %d), b[s] is (%d, %d) (inputs %s)"
+                         % (op, M, K, Kb, N, describe(a, b)))
+    return S, M, N, K, dtype
+
+
 def check_out(op, out, shape, dtype):
     """``out`` given to a kernel must be a C-contiguous array of exactly ``shape`` and ``dtype``."""
     check_shape(op, "out", out, shape)
