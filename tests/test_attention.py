@@ -354,6 +354,7 @@ def test_classifier_takes_ids_or_one_hot_and_reads_out_where_asked(backend):
     one_hot = np.eye(6)[ids]
     np.testing.assert_array_equal(model(ids).data, model(one_hot).data)
     assert model(ids).shape == (2, 3)
+    np.testing.assert_array_equal(model.forward_embedded(model.embed(one_hot)).data, model(ids).data)
     x = tb.tensor(one_hot, requires_grad=True)
     model(x, readout=2).sum().backward()  # causal: position 2 sees steps 0..2 only
     assert np.all(x.grad[:, 3:] == 0) and np.all(np.abs(x.grad[:, :3]).sum(axis=2) > 0)

@@ -296,14 +296,15 @@ class AttentionClassifier(Module):
     ``x`` (T, N, input_size) (one-hot words or real features; (N, T, input_size) with
     ``batch_first=True``), or integer word ids (T, N) that stand for one-hot rows:
 
-        h = embed(x) + positions          embed: Linear(input_size, embed_dim)
+        h = embed(x) + positions          embed: Linear(input_size, embed_dim), on one-hot rows a word embedding
         z = h + attn(h, h, h)             one MultiheadAttention layer, causal if asked
         logits = head(z[readout])         head: Linear(embed_dim, num_classes)
 
     ``positional``: "sinusoidal" (no parameters) or "learned" (needs ``max_len``).
     ``readout``: the position whose output is classified (default -1, the last);
-    ``forward(x, readout=...)`` overrides it for one call.  With ``causal=True``
-    position t sees only steps 0..t, as a recurrent layer would.
+    ``forward(x, readout=...)`` overrides it for one call; ``forward_embedded(e)``
+    starts from embedded inputs.  With ``causal=True`` position t sees only steps
+    0..t, as a recurrent layer would.
     """
 
     def __init__(self, input_size, num_classes, embed_dim=32, num_heads=2, positional="sinusoidal", max_len=None,
@@ -327,14 +328,18 @@ class AttentionClassifier(Module):
 
     def forward(self, x, readout=None):
         """Logits (N, num_classes) read out at position ``readout`` (default: the constructor's)."""
-        x = self._one_hot(x)
-        h = self.positions(self.embed(x))
+        return self.forward_embedded(self.embed(self._one_hot(x)), readout)
+
+    def forward_embedded(self, e, readout=None):
+        """The same from inputs already embedded, ``e`` (T, N, embed_dim): differentiate the logits
+        with respect to ``e`` to see how strongly the decision depends on each step."""
+        h = self.positions(e)
         T = h.shape[1] if self.batch_first else h.shape[0]
-        a, _ = self.attn(h, h, h, attn_mask=causal_mask(T) if self.causal else None, need_weights=False)
-        z = h + a
         t = self.readout if readout is None else readout
-        if not -T <= t < T:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not -T <= t < T:
             raise ShapeError("AttentionClassifier: readout position %r is outside a sequence of %d steps" % (t, T))
+        a, _ = self.attn(h, h, h, attn_mask=causal_mask(T) if self.causal else None, need_weights=False)
+        z = h + a  # the residual keeps each step's own input beside what it gathered
         return self.head(z[:, t] if self.batch_first else z[t])
 
     def _one_hot(self, x):
