@@ -37,18 +37,19 @@ class MatMul(Function):
         ctx.shapes = (a.shape, b.shape)
         if a.ndim == 2 and b.ndim == 2:  # the common case: no reshapes
             ctx.save_for_backward(a if need_b else None, b if need_a else None)
-            ctx.lead = None
+            ctx.kind = "2d"
             return kernels.backend.matmul(a, b)
         a1 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a  # a row
         b1 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b  # a column
         ctx.promoted = (a1.shape, b1.shape)
         if b1.ndim == 2:  # (..., K) @ (K, N): one GEMM on a flattened to (M, K)
+            ctx.kind = "flat"
             lead = ctx.lead = a1.shape[:-1]
             a2 = a1.reshape(math.prod(lead), b1.shape[0])  # not (-1, K): NumPy cannot infer -1 when K == 0
             ctx.save_for_backward(a2 if need_b else None, b1 if need_a else None)
             out = kernels.backend.matmul(a2, b1)
         else:  # a batch of products, one bmm call
-            ctx.lead = "batched"
+            ctx.kind = "batched"
             ctx.save_for_backward(a1 if need_b else None, b1 if need_a else None)
             out = _batched(a1, b1)
         return out.reshape(_result_shape(a.shape, b.shape))
@@ -57,12 +58,12 @@ class MatMul(Function):
     def backward(ctx, g):
         a1, b1 = ctx.saved_tensors
         sa, sb = ctx.shapes
-        if ctx.lead is None:
+        if ctx.kind == "2d":
             da, db, _ = _product_grads(a1, b1, None, g)
             return da, db
         sa1, sb1 = ctx.promoted
         g = g.reshape(_result_shape(sa1, sb1))  # the row/column axes of 1-D operands restored
-        if ctx.lead == "batched":
+        if ctx.kind == "batched":
             da, db = _batched_grads(a1, b1, g, sa1, sb1)
         else:
             da, db, _ = _product_grads(a1, b1, ctx.lead, g)
@@ -102,15 +103,13 @@ def _result_shape(sa, sb):
     return np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
 
 
-def _as_batch(x, batch):
-    """``x`` (..., R, C) broadcast to ``batch + (R, C)`` as one C-contiguous (S, R, C) array."""
+def _as_batch(x, batch, transposed=False):
+    """``x`` (..., R, C) broadcast to ``batch + (R, C)`` as one C-contiguous (S, R, C) array
+    (S = the batch's size), or as (S, C, R) holding each matrix transposed; copies at most once."""
+    if transposed:
+        x = np.swapaxes(x, -1, -2)
     full = np.broadcast_to(x, batch + x.shape[-2:])
     return np.ascontiguousarray(full.reshape((math.prod(batch),) + x.shape[-2:]))
-
-
-def _swap_last(x):
-    """The transpose of each matrix of the (S, R, C) batch ``x``, C-contiguous (S, C, R)."""
-    return np.ascontiguousarray(x.transpose(0, 2, 1))
 
 
 def _batched(a, b):
@@ -128,10 +127,10 @@ def _batched_grads(a, b, g, sa, sb):
     g3 = _as_batch(g, batch)
     da = db = None
     if b is not None:  # dL/da = g @ b^T, matrix by matrix
-        da = kernels.backend.bmm(g3, _swap_last(_as_batch(b, batch)))
+        da = kernels.backend.bmm(g3, _as_batch(b, batch, transposed=True))
         da = unbroadcast(da.reshape(batch + da.shape[1:]), sa)
     if a is not None:  # dL/db = a^T @ g
-        db = kernels.backend.bmm(_swap_last(_as_batch(a, batch)), g3)
+        db = kernels.backend.bmm(_as_batch(a, batch, transposed=True), g3)
         db = unbroadcast(db.reshape(batch + db.shape[1:]), sb)
     return da, db
 
