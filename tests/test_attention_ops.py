@@ -8,6 +8,8 @@ backend is compared with the NumPy reference directly as well.
 """
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinybptt as tb
 from tinybptt import kernels
@@ -16,7 +18,7 @@ from tinybptt.factories import ones, randn, zeros
 from tinybptt.nn import manual_seed
 from tinybptt.ops.masking import masked_fill, where
 from tinybptt.ops.softmax import log_softmax, softmax
-from tinybptt.testing import assert_gradients_match
+from tinybptt.testing import assert_gradients_match, broadcastable_shapes, float_arrays, shapes
 
 try:
     import torch
@@ -109,6 +111,23 @@ def _sum_to(x, shape):
         if n == 1 and x.shape[k] != 1:
             x = x.sum(axis=k, keepdims=True)
     return x
+
+
+@st.composite
+def batched_operands(draw):
+    """a (..., M, K) and b (..., K, N) whose batch axes broadcast (either side may stretch)."""
+    batch_a, batch_b = draw(broadcastable_shapes(shapes(min_dims=0, max_dims=2, max_side=3), max_side=3))
+    if draw(st.booleans()):
+        batch_a, batch_b = batch_b, batch_a
+    M, K, N = (draw(st.integers(1, 3)) for _ in range(3))
+    return draw(float_arrays(batch_a + (M, K))), draw(float_arrays(batch_b + (K, N)))
+
+
+@given(ab=batched_operands())
+def test_broadcast_batched_matmul_property(backend, ab):
+    a, b = ab
+    np.testing.assert_allclose((T(a) @ T(b)).data, np.matmul(a, b), rtol=1e-12, atol=1e-12)
+    assert_gradients_match(lambda x, y: x @ y, [T(a), T(b)], names=["a", "b"], allow_kinks=False)
 
 
 @needs_torch

@@ -23,7 +23,6 @@ import numpy as np
 
 from .autograd import DEFAULT_DTYPE, Tensor
 from .errors import DTypeError, ShapeError
-from .nn import init
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -47,22 +46,19 @@ def _dtype(op, dtype):
     return dt
 
 
-def _leaf(data, requires_grad):
-    return Tensor(data, requires_grad=requires_grad)
-
-
 def zeros(*shape, dtype=None, requires_grad=False):
     """A tensor of zeros of the given shape: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
-    return _leaf(np.zeros(_shape("zeros", shape), _dtype("zeros", dtype)), requires_grad)
+    return Tensor(np.zeros(_shape("zeros", shape), _dtype("zeros", dtype)), requires_grad=requires_grad)
 
 
 def ones(*shape, dtype=None, requires_grad=False):
     """A tensor of ones of the given shape: ``ones(2, 3)`` or ``ones((2, 3))``."""
-    return _leaf(np.ones(_shape("ones", shape), _dtype("ones", dtype)), requires_grad)
+    return Tensor(np.ones(_shape("ones", shape), _dtype("ones", dtype)), requires_grad=requires_grad)
 
 
 def _generator(op, generator):
     if generator is None:
+        from .nn import init  # here, not at the top: the package imports this module before nn
         return init.get_rng()
     if isinstance(generator, np.random.Generator):
         return generator
@@ -82,4 +78,4 @@ def randn(*shape, generator=None, dtype=None, requires_grad=False):
     shape = _shape("randn", shape)
     dt = _dtype("randn", dtype)
     values = _generator("randn", generator).standard_normal(shape)
-    return _leaf(values.astype(dt, copy=False), requires_grad)
+    return Tensor(values.astype(dt, copy=False), requires_grad=requires_grad)
