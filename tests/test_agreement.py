@@ -180,3 +180,23 @@ def test_app_rejects_unknown_words_and_models(capsys):
     assert ag.main(["--sentence", "the zebra sits", "--steps", "1"]) == 2
     assert "'zebra'" in capsys.readouterr().err
     assert ag.main(["--models", "rnn,banana", "--steps", "1"]) == 2
+
+
+def test_attention_model_when_available():
+    from tinybptt.apps import agreement as ag
+    from tinybptt.inspect.connectivity import connectivity
+
+    if not ag.attention_available():
+        pytest.skip("tinybptt.nn.attention is not in this build")
+    g = A.load_grammar()
+    model = ag.build_model("attention", g.vocab_size, embed_dim=8, seed=0)
+    b = g.batch(6, 0, distances=(0, 6), max_attractors=1)
+    ids, pos, labels = ag._slice(b, np.arange(6))
+    logits = model(ids, pos)
+    assert logits.shape == (6, 2)
+    # each sequence read out at its own step equals reading that sequence alone, cut after its step
+    for k in range(6):
+        alone = model(ids[: pos[k] + 1, k:k + 1])
+        np.testing.assert_allclose(logits.data[k], alone.data[0], rtol=1e-5, atol=1e-6)
+    c = connectivity(model, ids[: pos[0] + 1, :1])
+    assert c.T == pos[0] + 1 and np.all(np.isfinite(c.log10))

@@ -76,7 +76,16 @@ def test_cliff_loss_matches_a_plain_recurrence():
 
 
 def test_agreement_small(capsys):
-    rc = R.main(["agreement", "--steps", "3", "--pool", "100", "--per-cell", "1", "--hidden", "4", "--quiet"])
+    rc = R.main(["agreement", "--steps", "3", "--pool", "100", "--per-cell", "1", "--hidden", "4", "--seeds", "2",
+                 "--quiet"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "error by attractors" in text and "trend:" in text
+    assert "mean error by attractors" in text and "seed 1:" in text and "trend:" in text
+
+
+def test_agreement_mean_is_the_mean_of_the_seeds():
+    r = R.run("agreement", steps=2, pool=60, per_cell=1, hidden=4, seeds=2, progress=False, models=["rnn"])
+    m = r["models"]["rnn"]
+    for a, mean in m["error_by_attractors"].items():
+        assert mean == pytest.approx(sum(e[a] for e in m["error_by_attractors_per_seed"]) / 2)
+    assert r["config"]["seeds"] == [0, 1]

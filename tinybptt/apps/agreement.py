@@ -4,7 +4,7 @@ Models read a sentence of the agreement grammar (``tinybptt.tasks.agreement``) u
 to its main verb and say whether the verb is singular or plural.  The subject can
 be 20 words back, behind nouns of the other number (attractors).  This app trains
 a tanh RNN, an LSTM, a GRU -- and a one-layer causal self-attention model when
-``tinybptt.nn`` has ``MultiheadAttention`` -- on the same sentences, prints their
+``tinybptt.nn.attention`` is there -- on the same sentences, prints their
 accuracy by distance and by number of attractors, and then shows, for one sentence,
 each model's *connectivity* (``tinybptt.inspect.connectivity``): how strongly its
 decision depends on each word, before and after training.
@@ -37,8 +37,12 @@ DISTANCE_BINS = ((0, 2), (3, 5), (6, 8), (9, 11), (12, 14), (15, 17), (18, 20))
 
 
 def attention_available():
-    """True when ``tinybptt.nn`` provides ``MultiheadAttention`` (the attention model needs it)."""
-    return hasattr(nn, "MultiheadAttention")
+    """True when ``tinybptt.nn.attention`` provides ``AttentionClassifier`` (the attention model)."""
+    try:
+        from ..nn import attention
+    except ImportError:
+        return False
+    return hasattr(attention, "AttentionClassifier")
 
 
 def model_kinds():
@@ -75,40 +79,35 @@ class AgreementRNN(nn.Module):
         return self.forward_embedded(self.embed(ids), positions)
 
 
-def sinusoidal_positions(T, dim, dtype=np.float32):
-    """The fixed sine/cosine position code of Vaswani et al. (2017): (T, dim)."""
-    pos = np.arange(T)[:, None]
-    freq = np.exp(-math.log(10000.0) * (np.arange(0, dim, 2) / dim))
-    pe = np.zeros((T, dim))
-    pe[:, 0::2] = np.sin(pos * freq)
-    pe[:, 1::2] = np.cos(pos * freq[: dim // 2])
-    return pe.astype(dtype)
-
-
 class AgreementAttention(nn.Module):
-    """Embedding + sinusoidal positions -> one causal ``nn.MultiheadAttention`` (+ residual) -> read-out.
+    """``nn.attention.AttentionClassifier`` (causal, on one-hot words), read out at each sentence's decision step.
 
     Step t attends to steps 0..t only, so the decision sees what a recurrent model
     would have read -- but reaches every earlier word in one step, without a chain.
     """
 
     def __init__(self, vocab_size, embed_dim=32, num_heads=2, dtype=np.float32):
+        from ..nn.attention import AttentionClassifier
+
         super().__init__()
-        self.kind = "attention"
-        self.dtype = np.dtype(dtype)
-        self.embedding = nn.Embedding(vocab_size, embed_dim, dtype=dtype)
-        self.attn = nn.MultiheadAttention(embed_dim, num_heads, dtype=dtype)
-        self.head = nn.Linear(embed_dim, 2, dtype=dtype)
+        self.kind, self.vocab_size = "attention", vocab_size
+        self.clf = AttentionClassifier(vocab_size, 2, embed_dim, num_heads, causal=True, dtype=dtype)
 
     def embed(self, ids):
-        return self.embedding(ids)
+        """(T, B) ids -> (T, B, embed_dim): the classifier's embedding of each one-hot word."""
+        return self.clf.embed(np.eye(self.vocab_size, dtype=self.clf.dtype)[np.asarray(ids)])
 
     def forward_embedded(self, x, positions=None):
-        T = x.shape[0]
-        z = x + Tensor(sinusoidal_positions(T, x.shape[2], self.dtype)[:, None, :])
-        mask = np.triu(np.ones((T, T), dtype=bool), k=1)  # True: may not attend (a later step)
-        a = self.attn(z, z, z, attn_mask=mask, need_weights=False)[0]
-        return self.head(_pick(z + a, positions))
+        """Logits (B, 2) at ``positions`` (B,) (default: the last step) from embedded input x (T, B, E)."""
+        if positions is None or np.all(np.asarray(positions) == np.asarray(positions).flat[0]):
+            return self.clf.forward_embedded(x, -1 if positions is None else int(np.asarray(positions).flat[0]))
+        from ..nn.attention import causal_mask
+
+        # sentences of one batch decide at different steps: the classifier's own layers, each
+        # sequence read out at its own step (the classifier reads out one step for the whole batch)
+        h = self.clf.positions(x)
+        a = self.clf.attn(h, h, h, attn_mask=causal_mask(h.shape[0]), need_weights=False)[0]
+        return self.clf.head(_pick(h + a, positions))
 
     def forward(self, ids, positions=None):
         return self.forward_embedded(self.embed(ids), positions)
@@ -121,7 +120,7 @@ def build_model(kind, vocab_size, embed_dim=32, hidden_size=64, dtype=np.float32
         return AgreementRNN(kind, vocab_size, embed_dim, hidden_size, dtype)
     if kind == "attention":
         if not attention_available():
-            raise ValueError("agreement: the attention model needs tinybptt.nn.MultiheadAttention, "
+            raise ValueError("agreement: the attention model needs tinybptt.nn.attention.AttentionClassifier, "
                              "which this build does not have")
         return AgreementAttention(vocab_size, embed_dim, dtype=dtype)
     raise ValueError("agreement: unknown model %r; choose from %s" % (kind, ", ".join(model_kinds())))
@@ -321,6 +320,12 @@ def report(result, color=None):
         lines.append("%-9s at %r: ||dy/dx_%s|| / max_t ||dy/dx_t|| = %s before, %s after training; predicts %s"
                      % (k, words[s["verb"]], words[s["subject"]], _pow(m["reach_before"]), _pow(m["reach_after"]),
                         m["sentence_prediction"]))
+        if m["reach_after"] is not None and m["reach_after"] < -6:
+            right = "right" if m["sentence_prediction"] == s["label"] else "wrong"
+            lines.append("%-9s its answer is %s, yet a change at %r reaches the decision %s times weaker than the "
+                         "strongest word: the gradient from %r does not get back to %r"
+                         % ("", right, words[s["subject"]], _pow(-m["reach_after"]), words[s["verb"]],
+                            words[s["subject"]]))
     return "\n".join(lines)
 
 
@@ -346,7 +351,7 @@ def plot(result, path):
     models = result["models"]
     rows = [m[w] for m in models.values() for w in ("before", "after")]
     labels = ["%s, %s training" % (k, w) for k in models for w in ("before", "after")]
-    fig = conn.plot_rows(rows, labels, path=path, tail=s["words"][s["verb"]:],
+    fig = conn.plot_rows(rows, labels, path=path, tail=["[%s]" % s["words"][s["verb"]]] + s["words"][s["verb"] + 1:],
                          title="log10 ||dy/dx_t||: the decision at %r (%s) against each earlier word"
                                % (s["words"][s["verb"]], s["label"]))
     plt.close(fig)
@@ -397,7 +402,7 @@ def main(argv=None):
             print("tinybptt agreement: %s" % exc, file=sys.stderr)
             return 2
     if not attention_available() and not args.models:
-        print("(attention: not in this build -- tinybptt.nn has no MultiheadAttention; training rnn, lstm, gru)")
+        print("(attention: not in this build -- no tinybptt.nn.attention.AttentionClassifier; training rnn, lstm, gru)")
     result = run(models, steps=args.steps, batch=args.batch, lr=args.lr, clip=args.clip, embed_dim=args.embed_dim,
                  hidden_size=args.hidden, pool_size=args.pool, per_cell=args.per_cell, seed=args.seed,
                  sentence=args.sentence, progress=not args.quiet)
