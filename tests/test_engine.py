@@ -95,6 +95,35 @@ def test_backward_through_a_freed_graph_names_the_node_and_suggests_detach():
     assert isinstance(info.value, RuntimeError)
 
 
+def test_node_scope_tags_role_and_describe_shows_it():
+    x = leaf([0.1, 0.7])
+    a = x * 2.0
+    assert a.node.role is None
+    with tb.node_scope(label="lstm.l0", step=3):
+        with tb.node_scope(role="f"):
+            f = a.sigmoid()
+            with tb.node_scope(role="i"):  # an inner role replaces the outer one
+                i = a.sigmoid()
+        g = a.tanh()  # the role ends with its scope; label and step stay
+    b = x * 3.0
+    assert (f.node.label, f.node.step, f.node.role) == ("lstm.l0", 3, "f")
+    assert i.node.role == "i"
+    assert (g.node.label, g.node.step, g.node.role) == ("lstm.l0", 3, None)
+    assert (b.node.label, b.node.step, b.node.role) == (None, None, None)
+    assert f.node.describe() == "sigmoid [lstm.l0, t=3, f] #%d" % f.node.id
+    assert g.node.describe() == "tanh [lstm.l0, t=3] #%d" % g.node.id
+    with tb.node_scope(role="h"):
+        h = x.tanh()
+    assert h.node.describe() == "tanh [h] #%d" % h.node.id
+
+
+def test_node_scope_role_is_restored_after_an_exception():
+    with pytest.raises(RuntimeError):
+        with tb.node_scope(role="z"):
+            raise RuntimeError("boom")
+    assert (leaf([1.0]) * 2.0).node.role is None
+
+
 @on_both_backends
 def test_detach_cuts_the_graph():
     x = leaf([0.3])

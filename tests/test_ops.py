@@ -253,9 +253,46 @@ def array_and_perm(draw):
 def test_transpose(ap):
     a, perm = ap
     check(lambda x: x.transpose(perm), [T(a)], np.transpose(a, perm))
-    check(lambda x: x.transpose(*perm), [T(a)], np.transpose(a, perm))
+    check(lambda x: x.permute(*perm), [T(a)], np.transpose(a, perm))
+    check(lambda x: x.permute(perm), [T(a)], np.transpose(a, perm))
+    if len(perm) != 2:  # ndim ints, ndim != 2: NumPy's permutation
+        check(lambda x: x.transpose(*perm), [T(a)], np.transpose(a, perm))
     check(lambda x: x.T, [T(a)], a.T)
     check(lambda x: x.transpose(), [T(a)], a.T)
+
+
+@given(a=float_arrays(shapes(min_dims=1, max_dims=4, max_side=3)), data=st.data())
+def test_transpose_of_two_dims_swaps_them(a, data):
+    """``transpose(dim0, dim1)`` is PyTorch's: swap two dims, on any ndim (also 2-D)."""
+    d0 = data.draw(st.integers(-a.ndim, a.ndim - 1))
+    d1 = data.draw(st.integers(-a.ndim, a.ndim - 1))
+    check(lambda x: x.transpose(d0, d1), [T(a)], np.swapaxes(a, d0, d1))
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 3, 4), (2, 3, 4, 5)])
+def test_transpose_and_permute_agree_with_torch(shape):
+    torch = pytest.importorskip("torch")
+    a = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    n = len(shape)
+    for d0 in range(-n, n):
+        for d1 in range(-n, n):
+            want = torch.from_numpy(a).transpose(d0, d1).numpy()
+            got = tb.tensor(a).transpose(d0, d1).data
+            assert got.shape == want.shape and np.array_equal(got, want), (shape, d0, d1)
+    perm = tuple(reversed(range(n)))[1:] + (n - 1,)
+    np.testing.assert_array_equal(tb.tensor(a).permute(*perm).data, torch.from_numpy(a).permute(*perm).numpy())
+
+
+def test_transpose_and_permute_reject_bad_dims():
+    x = tb.tensor(np.ones((2, 3, 4)))
+    with pytest.raises(tb.ShapeError, match=r"transpose.*0 and 3.*3-D"):
+        x.transpose(0, 3)
+    with pytest.raises(tb.ShapeError, match=r"transpose.*3-D"):
+        x.transpose(0, 1.0)
+    with pytest.raises(tb.ShapeError, match=r"permute.*\(0, 1\).*\(2, 3, 4\)"):
+        x.permute(0, 1)
+    with pytest.raises(tb.ShapeError, match=r"transpose.*not a permutation"):
+        x.permute(0, 0, 1)
 
 
 # --------------------------------------------------------------------------- indexing

@@ -36,12 +36,13 @@ class _Modes:
     lookup (``_state.m``, about 70 ns) and then cheap slot reads, instead of a
     thread-local lookup per mode."""
 
-    __slots__ = ("grad_enabled", "label", "step", "backward_hooks", "forward_hooks")
+    __slots__ = ("grad_enabled", "label", "step", "role", "backward_hooks", "forward_hooks")
 
     def __init__(self):
         self.grad_enabled = True
         self.label = None  # tags given to nodes created inside node_scope()
         self.step = None
+        self.role = None
         self.backward_hooks = []  # callables (ctx, grads_out) run as each node is backpropagated
         self.forward_hooks = []  # callables (ctx, inputs, outputs) run after each op's forward (empty: no cost)
 
@@ -103,29 +104,36 @@ def is_grad_enabled():
 
 
 class node_scope(_Scope):
-    """Tag every node created inside with ``label`` and/or time ``step``.
+    """Tag every node created inside with ``label``, time ``step`` and/or ``role``.
 
     The recurrent layers wrap each time step in ``node_scope(label="lstm.l0", step=t)``
-    so that an inspection of the unrolled graph can say which step a node belongs to.
+    so that an inspection of the unrolled graph can say which step a node belongs to,
+    and each gate or state in ``node_scope(role="f")`` (LSTM ``i f g o c h``, GRU
+    ``r z n h``, ...) so that it can say which of three ``sigmoid`` nodes is the
+    forget gate.  An argument left as None keeps the value of the enclosing scope, so
+    scopes nest: ``with node_scope(label="lstm.l0", step=3): with node_scope(role="f"):``
+    tags nodes ``[lstm.l0, t=3, f]``.
     """
 
-    __slots__ = ("label", "step")
+    __slots__ = ("label", "step", "role")
 
-    def __init__(self, label=None, step=None):
-        self.label, self.step, self._saved = label, step, []
+    def __init__(self, label=None, step=None, role=None):
+        self.label, self.step, self.role, self._saved = label, step, role, []
 
     def __enter__(self):
         st = _state.m
-        self._saved.append((st.label, st.step))
+        self._saved.append((st.label, st.step, st.role))
         if self.label is not None:
             st.label = self.label
         if self.step is not None:
             st.step = self.step
+        if self.role is not None:
+            st.role = self.role
 
     @staticmethod
     def _restore(prev):
         st = _state.m
-        st.label, st.step = prev
+        st.label, st.step, st.role = prev
 
 
 @contextlib.contextmanager
@@ -331,7 +339,7 @@ class Context:
     # "shapes": the operand shapes the elementwise ops keep for un-broadcasting (a slot,
     # not the instance dict that other attributes a forward sets go to)
     __slots__ = ("fn", "inputs", "needs_input_grad", "saved_tensors", "out_meta",
-                 "label", "step", "id", "freed", "extra", "shapes", "__dict__")
+                 "label", "step", "role", "id", "freed", "extra", "shapes", "__dict__")
 
     def __init__(self, fn, inputs, needs_input_grad):
         # (Function.apply builds its nodes inline, with the same fields: keep the two alike)
@@ -343,6 +351,7 @@ class Context:
         self.out_meta = ()  # (shape, dtype) of each output
         self.label = m.label
         self.step = m.step
+        self.role = m.role  # e.g. "f" for an LSTM's forget gate; None outside node_scope(role=...)
         self.id = next(_node_counter)
         self.freed = False
 
@@ -370,12 +379,18 @@ class Context:
         self.__dict__.clear()
 
     def describe(self):
-        """``matmul [lstm.l0, t=3] #42`` -- how errors and inspections name this node."""
+        """``sigmoid [lstm.l0, t=3, f] #42`` -- how errors and inspections name this node.
+
+        The tags in brackets are the node's ``label``, ``step`` and ``role`` (each
+        shown only when set); the number is its creation id.
+        """
         tags = []
         if self.label is not None:
             tags.append(str(self.label))
         if self.step is not None:
             tags.append("t=%s" % self.step)
+        if self.role is not None:
+            tags.append(str(self.role))
         return "%s%s #%d" % (self.op, " [%s]" % ", ".join(tags) if tags else "", self.id)
 
     def __repr__(self):
@@ -457,6 +472,7 @@ class Function:
         ctx.out_meta = ()
         ctx.label = m.label
         ctx.step = m.step
+        ctx.role = m.role
         ctx.id = next(_node_counter)
         ctx.freed = False
         raw = cls.forward(ctx, *arrays, **kwargs) if kwargs else cls.forward(ctx, *arrays)

@@ -98,10 +98,45 @@ def _reshape(self, *shape):
     return Reshape.apply(self, shape=shape)
 
 
-def _transpose(self, *axes):
-    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-        axes = tuple(axes[0])
-    return Transpose.apply(self, axes=axes or None)
+def _transpose(self, *dims):
+    """Two ways to call it -- PyTorch's, and NumPy's permutation.
+
+    * ``x.transpose(dim0, dim1)``: swap those two dims (PyTorch's ``transpose``),
+      whatever ``x.ndim`` is -- on a 2-D tensor ``transpose(0, 1)`` is the matrix
+      transpose, and on a 3-D tensor ``transpose(0, 1)`` swaps the first two dims.
+    * ``x.transpose()`` reverses all dims (like ``x.T``); ``x.transpose((2, 0, 1))``
+      with one tuple, or ``x.transpose(2, 0, 1)`` with ``ndim`` ints where ``ndim``
+      is not 2, is NumPy's permutation: output dim ``k`` is input dim ``dims[k]``.
+      ``x.permute(*dims)`` is the same permutation under PyTorch's name.
+    """
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        return Transpose.apply(self, axes=tuple(dims[0]))
+    if len(dims) == 2:
+        return Transpose.apply(self, axes=_swap(self.ndim, *dims))
+    return Transpose.apply(self, axes=dims or None)
+
+
+def _swap(ndim, dim0, dim1):
+    """The permutation of ``ndim`` dims that swaps ``dim0`` and ``dim1`` (checked)."""
+    for d in (dim0, dim1):
+        if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or not -ndim <= d < ndim:
+            raise ShapeError("transpose: cannot swap dims %r and %r of a %d-D tensor" % (dim0, dim1, ndim))
+    axes = list(range(ndim))
+    axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+    return tuple(axes)
+
+
+def _permute(self, *dims):
+    """Reorder the dims: output dim ``k`` is input dim ``dims[k]`` (PyTorch's ``permute``).
+
+    ``dims`` may be given as separate ints or one tuple; it must name every dim once.
+    """
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    if len(dims) != self.ndim:
+        raise ShapeError("permute: dims %s do not name each of the %d dims of a tensor of shape %s once"
+                         % (dims, self.ndim, self.shape))
+    return Transpose.apply(self, axes=dims)
 
 
 def _getitem(self, idx):
@@ -137,4 +172,5 @@ Tensor.sum = lambda self, axis=None, keepdims=False: Sum.apply(self, axis=axis, 
 Tensor.mean = lambda self, axis=None, keepdims=False: Mean.apply(self, axis=axis, keepdims=keepdims)
 Tensor.reshape = _reshape
 Tensor.transpose = _transpose
+Tensor.permute = _permute
 Tensor.T = property(lambda self: Transpose.apply(self, axes=None))
