@@ -97,10 +97,10 @@ class _Colours:
 
 
 def _node_text(r):
-    """The lines of a node's box: op (or parameter name), label and step, shape, |grad|, status."""
+    """The lines of a node's box: op (or parameter name), label, step and role, shape, |grad|, status."""
     parts = [r.name or r.op]
     tag = ", ".join(x for x in [r.label if r.kind != "leaf" else None,
-                                None if r.step is None else "t=%s" % r.step] if x)
+                                None if r.step is None else "t=%s" % r.step, r.role] if x)
     if tag:
         parts.append(tag)
     parts.append("x".join(str(n) for n in r.shape) or "scalar")
