@@ -68,7 +68,22 @@ def to_dot(obj, roots=None, title=None, max_nodes=3000, cluster_steps=True, show
         lines += ["  %s -> %s;" % (name[id(r)], name[id(by_id[c])]) for c in r.consumers if c in by_id]
     lines += colour.legend()
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return DotSource("\n".join(lines) + "\n")
+
+
+class DotSource(str):
+    """DOT source text (a ``str``) that a notebook shows as a picture when Graphviz is installed."""
+
+    def render(self, path, fmt=None):
+        """Write the picture to ``path`` (see ``render_dot``); None without Graphviz."""
+        return render_dot(self, path, fmt)
+
+    def _repr_svg_(self):
+        exe = shutil.which("dot")
+        if exe is None:
+            return None
+        res = subprocess.run([exe, "-Tsvg"], input=self.encode(), capture_output=True, timeout=120)
+        return res.stdout.decode() if res.returncode == 0 else None
 
 
 class _Colours:
