@@ -4,6 +4,7 @@ gradient paths of an LSTM, Jacobian spectra, plots and notebook display.
 Every value is checked against something computed here independently: the textbook cell
 formulas in NumPy, torch's autograd, finite differences, NumPy's SVD."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -293,3 +294,65 @@ def test_dot_source_shows_itself_when_graphviz_exists():
         assert "<svg" in svg
     else:
         assert svg is None
+
+
+# --------------------------------------------------------------------------- folded graphs of long unrolls
+
+
+def lstm_walk(T, seed=0):
+    nn.manual_seed(seed)
+    lstm = nn.LSTM(2, 3, mode="ops")
+    out, _ = lstm(np.random.default_rng(seed).standard_normal((T, 1, 2)))
+    return walk(out[-1].sum(), model=lstm)
+
+
+def test_folded_graph_does_not_grow_with_T():
+    from tinybptt.inspect.fold import Folded
+    small, large = Folded(lstm_walk(4)), Folded(lstm_walk(300))
+    assert len(small.nodes) == len(large.nodes) and len(small.edges) == len(large.edges)
+    src = tb.inspect.to_dot_folded(lstm_walk(300))
+    edges = [line for line in src.splitlines() if re.match(r"\s+\w+ -> \w+", line)]
+    assert len(edges) == len(large.edges) and "x 300 steps (t = 0..299)" in src
+    assert "t-1 -> t, x 299" in src  # the recurrent back-edges
+
+
+def test_folded_graph_has_the_statistics_of_the_unrolled_one():
+    from tinybptt.inspect.fold import Folded
+    T = 40
+    w = lstm_walk(T, seed=1)
+    folded = Folded(w)
+    for op, role in [("sigmoid", "f"), ("sigmoid", "i"), ("tanh", "g"), ("sigmoid", "o"), ("add", "c")]:
+        steps = w.nodes(op=op, role=role, label="lstm.l0")
+        assert len(steps) == T
+        fin = [r.log10_norm for r in steps if math.isfinite(r.log10_norm)]
+        node = [n for n in folded.nodes if (n.op, n.role) == (op, role) and n.step is None]
+        assert len(node) == 1 and len(folded.members[id(node[0])]) == T
+        assert folded.stats(node[0]) == (min(fin), float(np.median(fin)), max(fin))
+    f = [n for n in folded.nodes if (n.op, n.role, n.step) == ("sigmoid", "f", None)][0]
+    assert f.status == "ok" and folded.exceptions(f) == ["zero at 1 step (t = 0)"]
+    # every edge of the unrolled graph is one of the edges drawn
+    by_id = {r.id for r in w.records if r.kind != "step"}
+    unrolled = sum(len([c for c in dict.fromkeys(r.consumers) if c in by_id]) for r in w.records if r.kind != "step")
+    assert sum(len(rs) for *_, rs in folded.edges) == unrolled
+
+
+def test_unfolding_a_window_draws_those_steps_node_by_node():
+    w = lstm_walk(30)
+    src = tb.inspect.to_dot_folded(w, unfold=(27, 30))
+    for r in w.nodes(kind="node"):
+        drawn = "n%d [" % r.id in src
+        assert drawn == (r.step is None or 27 <= r.step < 30)
+    assert "x 27 steps (t = 0..26)" in src
+
+
+def test_grid_svg_needs_no_graphviz():
+    import xml.dom.minidom
+    T = 25
+    w = lstm_walk(T)
+    svg = tb.inspect.grid_svg(w, title="T=25")
+    xml.dom.minidom.parseString(svg)  # well-formed
+    cells = [r for r in w.records if r.kind == "node" and r.step is not None]
+    assert svg.count("<rect") == len(cells) + 9  # one square per node and step, 9 legend swatches
+    assert svg._repr_svg_() == svg
+    long = tb.inspect.grid_svg(lstm_walk(1000), width=1000)
+    assert "median of 2 steps per column" in long

@@ -13,6 +13,9 @@
                                 path through h_t; the forget-gate product prod f.
 ``to_dot(walk_or_loss)``        Graphviz DOT of the unrolled graph coloured by log10 |grad|;
                                 ``render_dot`` makes SVG/PNG when Graphviz is installed.
+``to_dot_folded(walk)``         the same with the cell drawn once for all steps (min/median/max
+                                |grad| over steps), readable for long unrolls; ``grid_svg(walk)``
+                                an SVG grid (cell nodes x time steps) made without Graphviz.
 ``plot``                        matplotlib figures (optional dependency); the objects above
                                 have ``plot()``, ``to_dict()`` and show themselves in a notebook.
 
@@ -20,7 +23,8 @@ Time steps are numbered t = 0..T-1 everywhere (``out[t]`` is h_t); the initial s
 is t = -1 (arrays over the states, such as ``JacobianReport.log10_norms``, start there).
 """
 from .anomaly import Anomaly, AnomalyError, AnomalyLog, detect_anomaly
-from .dot import dot_available, render_dot, to_dot
+from .dot import DotSource, dot_available, render_dot, to_dot
+from .fold import grid_svg, to_dot_folded
 from .jacobian import (MAX_DERIVATIVE, CellSpec, JacobianReport, cell_from_layer, jacobian_norms, logspace_backprop,
                        run_cell, spectral_norm, spectral_radius, step_jacobian, step_vjp)
 from .numerics import count_subnormal, log10_norm, norm, subnormal_mask
@@ -31,6 +35,6 @@ from .walk import walk
 
 __all__ = ["walk", "Walk", "NodeRecord", "detect_anomaly", "AnomalyError", "Anomaly", "AnomalyLog",
            "jacobian_norms", "logspace_backprop", "JacobianReport", "CellSpec", "cell_from_layer", "run_cell",
-           "step_jacobian", "step_vjp", "spectral_norm", "spectral_radius", "MAX_DERIVATIVE", "to_dot", "render_dot",
+           "step_jacobian", "step_vjp", "spectral_norm", "spectral_radius", "MAX_DERIVATIVE", "to_dot", "to_dot_folded", "grid_svg", "DotSource", "render_dot",
            "dot_available", "jacobian_spectra", "JacobianSpectra", "lstm_gradient_paths",
            "LSTMPaths", "log10_norm", "norm", "count_subnormal", "subnormal_mask"]
