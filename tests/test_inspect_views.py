@@ -356,3 +356,15 @@ def test_grid_svg_needs_no_graphviz():
     assert svg._repr_svg_() == svg
     long = tb.inspect.grid_svg(lstm_walk(1000), width=1000)
     assert "median of 2 steps per column" in long
+
+
+def test_a_cell_in_ops_mode_has_roles_and_the_explained_zero_too():
+    nn.manual_seed(0)
+    cell = nn.LSTMCell(2, 3, mode="ops")
+    h, c = cell(np.ones((1, 2)))  # zero initial state
+    w = walk(h.sum(), model=cell)
+    f = w.nodes(op="sigmoid", role="f")
+    assert len(f) == 1 and f[0].label == "lstm_cell" and f[0].status == "zero"
+    assert "incoming cell state c = 0" in f[0].note
+    assert {r.name for r in w.nodes(kind="leaf")} == {"lstm_cell.weight_ih", "lstm_cell.weight_hh", "lstm_cell.bias_ih",
+                                                      "lstm_cell.bias_hh"}

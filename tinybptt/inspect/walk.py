@@ -270,10 +270,7 @@ class _Judge:
                 if node is not None and src == id(node):
                     continue  # that factor is this node's own output
                 if node is not None and node.role == "f" and c.role == "c":
-                    first = node.step == 0
-                    return ("exact zero: f_%s multiplies c_%s = 0%s, so no gradient reaches the forget gate"
-                            % (node.step, "{-1}" if first else "{%s}" % (node.step - 1),
-                               " (the initial cell state)" if first else ""))
+                    return _forget_gate_note(node.step)
                 return "exact zero: %s multiplies it by %s, which is all zeros" % (c.describe(), self.describe(t))
         return ""
 
@@ -283,6 +280,14 @@ class _Judge:
         if t._ctx is not None:
             return t._ctx.describe()
         return self.names.get(id(t)) or "a leaf %s" % ("x".join(str(n) for n in t.shape) or "()")
+
+
+def _forget_gate_note(t):
+    """Why the forget gate of step t received no gradient: the cell state it multiplies is 0."""
+    if t is None:
+        return "exact zero: the forget gate multiplies the incoming cell state c = 0, so no gradient reaches it"
+    return ("exact zero: f_%s multiplies c_%s = 0%s, so no gradient reaches the forget gate"
+            % (t, "{%d}" % (t - 1), " (the initial cell state)" if t == 0 else ""))
 
 
 # --------------------------------------------------------------------------- records
