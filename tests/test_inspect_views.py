@@ -368,3 +368,11 @@ def test_a_cell_in_ops_mode_has_roles_and_the_explained_zero_too():
     assert "incoming cell state c = 0" in f[0].note
     assert {r.name for r in w.nodes(kind="leaf")} == {"lstm_cell.weight_ih", "lstm_cell.weight_hh", "lstm_cell.bias_ih",
                                                       "lstm_cell.bias_hh"}
+
+
+def test_walk_explains_a_relu_that_is_off():
+    x = tb.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    u = x * -1.0  # all negative
+    w = walk(u.relu().sum())
+    rec = [r for r in w.nodes(op="mul")][0]
+    assert rec.status == "zero" and "relu" in rec.note and "is off" in rec.note

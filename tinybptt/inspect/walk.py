@@ -104,9 +104,12 @@ class _Graph:
         self.consumers = {}  # grad_key(tensor) -> nodes that take it as an input
         self.leaves = {}  # id(tensor) -> leaf tensor that requires grad
         self.zero_factors = {}  # id(mul node) -> [(id of the node making the input or None, the input)] if all-zero
+        self.dead_relus = set()  # ids of relu nodes whose input is <= 0 everywhere
         for n in self.loss_nodes + self.other_nodes:
             if n.op == "mul":
                 self._note_zero_factors(n)
+            elif n.op == "relu" and n.inputs and isinstance(n.inputs[0], Tensor) and np.all(n.inputs[0].data <= 0):
+                self.dead_relus.add(id(n))
             for t in n.inputs or ():
                 if isinstance(t, Tensor) and t.requires_grad:
                     self.consumers.setdefault(grad_key(t), []).append(n)
@@ -264,8 +267,10 @@ class _Judge:
         return fields, allzero
 
     def why_zero(self, node, consumers):
-        """The structural reason for an exact zero, when it is a product with an all-zero factor."""
+        """The structural reason for an exact zero: a product with an all-zero factor, or a ReLU that is off."""
         for c in consumers:
+            if id(c) in self.graph.dead_relus:
+                return "exact zero: %s is off (its input is <= 0 everywhere)" % c.describe()
             for src, t in self.graph.zero_factors.get(id(c), ()):
                 if node is not None and src == id(node):
                     continue  # that factor is this node's own output

@@ -423,9 +423,8 @@ class _LayerBase(_RecurrentBase):
             h_last.append(h)
             c_last.append(c)
             sources.append(source)
-        with node_scope(label=self.label, role="h"):
+        with node_scope(label=self.label):
             h_n = stack(h_last)
-        with node_scope(label=self.label, role="c"):
             c_n = stack(c_last) if self.cell_type == "lstm" else None
         return inp, h_n, c_n, sources
 
@@ -435,12 +434,10 @@ class _LayerBase(_RecurrentBase):
         slot = TraceSlot() if track else None
         with node_scope(label=label):
             res = sequence_function(cell).apply(inp, h, c, *self.layer_weights(l), cell=cell, trace=slot)
-        out, c_out = res if cell == "lstm" else (res, None)
-        with node_scope(label=label, role="h"):
-            h_n = GetItem.apply(out, idx=-1)  # out[-1]
-        with node_scope(label=label, role="c"):
-            c_n = None if c_out is None else GetItem.apply(c_out, idx=-1)
-        return out, h_n, c_n, slot
+            if cell != "lstm":
+                return res, GetItem.apply(res, idx=-1), None, slot  # h_n = out[-1]
+            out, c_out = res
+            return out, GetItem.apply(out, idx=-1), GetItem.apply(c_out, idx=-1), slot
 
     def _run_steps(self, l, inp, h, c, track):
         """Layer l unrolled one node group per step (mode "ops" or "cell"): ``(out, h_n, c_n, trace source)``."""
