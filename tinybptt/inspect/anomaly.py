@@ -6,7 +6,7 @@
         out, h = rnn(x, h0)
         loss = (out ** 2).sum()
         loss.backward()
-    # AnomalyError: backward of tanh [rnn.l0, t=37] #812 produced NaN in the gradient
+    # AnomalyError: backward of tanh [rnn.l0, t=37, h] #812 produced NaN in the gradient
     #   of input 0 (shape (1, 64) float64) from finite gradients; inputs: (1, 64) float64
 
 By default the first anomaly raises ``AnomalyError`` (a ``GraphError``, so a
@@ -65,13 +65,11 @@ class Anomaly:
     inputs_finite: bool
     node_repr: str = ""
     extra: dict = field(default_factory=dict)
+    role: Optional[str] = None  # the node's role in its cell, e.g. "f" for an LSTM's forget gate
 
     def message(self):
-        tags = []
-        if self.label is not None:
-            tags.append(str(self.label))
-        if self.step is not None:
-            tags.append("t=%s" % self.step)
+        tags = [str(x) for x in (self.label, None if self.step is None else "t=%s" % self.step, self.role)
+                if x is not None]
         where = "%s%s #%d" % (self.op, " [%s]" % ", ".join(tags) if tags else "", self.node_id)
         shapes = ", ".join("%s %s" % (s, d) for s, d in zip(self.input_shapes, self.input_dtypes)) or "none"
         src = "from finite inputs" if self.inputs_finite else "(its inputs were already non-finite)"
@@ -86,7 +84,7 @@ class Anomaly:
     def to_dict(self):
         return {"phase": self.phase, "op": self.op, "label": self.label, "step": self.step, "node_id": self.node_id,
                 "input_shapes": [list(s) for s in self.input_shapes], "input_dtypes": self.input_dtypes,
-                "bad": self.bad, "which": self.which, "inputs_finite": self.inputs_finite}
+                "bad": self.bad, "which": self.which, "inputs_finite": self.inputs_finite, "role": self.role}
 
 
 class AnomalyLog:
@@ -197,7 +195,7 @@ def detect_anomaly(forward=True, backward=True, raise_error=True):
             step = t
         report(Anomaly("forward", ctx.op, ctx.label, step, ctx.id, [tuple(a.shape) for a in arrays],
                        [str(a.dtype) for a in arrays], _bad_kind([outputs[k]]), which,
-                       _bad_kind(arrays) is None, repr(ctx)))
+                       _bad_kind(arrays) is None, repr(ctx), role=ctx.role))
 
     def check_backward(ctx, grads_out, grads_in):
         if not isinstance(grads_in, tuple):
@@ -213,7 +211,7 @@ def detect_anomaly(forward=True, backward=True, raise_error=True):
             step = t
         report(Anomaly("backward", ctx.op, ctx.label, step, ctx.id, [tuple(t.shape) for t in ins],
                        [str(t.dtype) for t in ins], _bad_kind([np.asarray(grads_in[k])]), which,
-                       _bad_kind(list(grads_out)) is None, repr(ctx)))
+                       _bad_kind(list(grads_out)) is None, repr(ctx), role=ctx.role))
 
     def bwd(node, grads_out):
         # install the checking wrapper for this node only; it restores node.fn when it runs

@@ -56,19 +56,42 @@ def to_dot(obj, roots=None, title=None, max_nodes=3000, cluster_steps=True, show
     if len(recs) > max_nodes:
         raise GraphError("to_dot: the graph has %d nodes (more than max_nodes=%d); Graphviz would not cope. "
                          "Use a shorter sequence or pass max_nodes=" % (len(recs), max_nodes))
+    by_id = {r.id: r for r in recs if r.id is not None}
+    edges = [(r, by_id[c], "") for r in recs for c in r.consumers if c in by_id]
+    return dot_source(recs, edges, title, cluster_steps)
+
+
+def dot_source(recs, edges, title=None, cluster_steps=True, text=None):
+    """DOT text drawing records as boxes and ``edges`` ``(src, dst, attributes)`` between them.
+
+    ``text(r)``: the lines of a record's box (default: op, tags, shape, |grad|, status)."""
     colour = _Colours(recs)
-    name = {id(r): ("n%d" % r.id if r.id is not None else "leaf%d" % k) for k, r in enumerate(recs)}
+    name = {id(r): ("n%d" % r.id if r.id is not None else "%s%d" % (r.kind, k)) for k, r in enumerate(recs)}
     lines = ["digraph tinybptt {", '  rankdir="BT";', '  node [shape=box, fontname="Helvetica", fontsize=10];',
              '  edge [color="#888888", arrowsize=0.6];']
     if title:
         lines.append('  labelloc="t"; label="%s";' % _esc(title))
-    lines += _node_lines(recs, name, colour, cluster_steps)
-    by_id = {r.id: r for r in recs if r.id is not None}
-    for r in recs:
-        lines += ["  %s -> %s;" % (name[id(r)], name[id(by_id[c])]) for c in r.consumers if c in by_id]
+    lines += _node_lines(recs, name, colour, cluster_steps, text or _node_text)
+    for src, dst, attrs in edges:
+        lines.append("  %s -> %s%s;" % (name[id(src)], name[id(dst)], " [%s]" % attrs if attrs else ""))
     lines += colour.legend()
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return DotSource("\n".join(lines) + "\n")
+
+
+class DotSource(str):
+    """DOT source text (a ``str``) that a notebook shows as a picture when Graphviz is installed."""
+
+    def render(self, path, fmt=None):
+        """Write the picture to ``path`` (see ``render_dot``); None without Graphviz."""
+        return render_dot(self, path, fmt)
+
+    def _repr_svg_(self):
+        exe = shutil.which("dot")
+        if exe is None:
+            return None
+        res = subprocess.run([exe, "-Tsvg"], input=self.encode(), capture_output=True, timeout=120)
+        return res.stdout.decode() if res.returncode == 0 else None
 
 
 class _Colours:
@@ -97,10 +120,10 @@ class _Colours:
 
 
 def _node_text(r):
-    """The lines of a node's box: op (or parameter name), label and step, shape, |grad|, status."""
+    """The lines of a node's box: op (or parameter name), label, step and role, shape, |grad|, status."""
     parts = [r.name or r.op]
     tag = ", ".join(x for x in [r.label if r.kind != "leaf" else None,
-                                None if r.step is None else "t=%s" % r.step] if x)
+                                None if r.step is None else "t=%s" % r.step, r.role] if x)
     if tag:
         parts.append(tag)
     parts.append("x".join(str(n) for n in r.shape) or "scalar")
@@ -111,11 +134,11 @@ def _node_text(r):
     return parts
 
 
-def _node_lines(recs, name, colour, cluster_steps):
+def _node_lines(recs, name, colour, cluster_steps, text):
     """One line per record; the nodes of one (label, step) grouped in a box when ``cluster_steps``."""
     def line(r):
         shape = ", shape=ellipse" if r.kind == "leaf" else ""
-        return '%s [label="%s", %s%s];' % (name[id(r)], "\\n".join(_esc(p) for p in _node_text(r)),
+        return '%s [label="%s", %s%s];' % (name[id(r)], "\\n".join(_esc(p) for p in text(r)),
                                            colour.style(r), shape)
 
     clusters, loose = {}, []

@@ -1,13 +1,17 @@
-"""Jacobian analysis of a recurrent layer: how dh_T/dh_t shrinks (or grows) with T - t.
+"""Jacobian analysis of a recurrent layer: how dh_{T-1}/dh_t shrinks (or grows) with T-1-t.
 
-For a recurrence s_t = f(s_{t-1}, x_t) the gradient of a loss on the last state
-reaches step t through the product of per-step Jacobians
+Time steps are numbered t = 0..T-1 as everywhere in tinybptt (``out[t]`` is h_t);
+the initial state is h_{-1}.  For a recurrence s_t = f(s_{t-1}, x_t) the gradient
+of a loss on the last state reaches step t through the product of per-step Jacobians
 
-    ds_T/ds_t = J_T J_{T-1} ... J_{t+1},      J_k = ds_k/ds_{k-1}.
+    ds_{T-1}/ds_t = J_{T-1} J_{T-2} ... J_{t+1},      J_t = ds_t/ds_{t-1}.
+
+Arrays over the states have T+1 entries, for t = -1..T-1 (``report.steps``):
+entry k belongs to time step t = k - 1, entry 0 to the initial state.
 
 The state s is h for RNN and GRU and (h, c) for LSTM.  The forward pass is
 recomputed in float64 by the NumPy reference kernel (``kernels/numpy_rnn.py``,
-PyTorch's formulas and gate order), and each J_k comes from that kernel's
+PyTorch's formulas and gate order), and each J_t comes from that kernel's
 backward of one step, run on the unit vectors of the state (``step_jacobian``);
 for example
 
@@ -22,8 +26,8 @@ log of that norm is added to a running sum.  ``log10`` values therefore stay
 finite and exact where the plain product is 0.0 or inf.
 
 The classical bound (Bengio et al. 1994, Pascanu et al. 2013) for a vanilla RNN:
-||J_k|| <= ||W_hh||_2 * max|act'| (tanh and ReLU 1, sigmoid 1/4), hence
-||dh_T/dh_t|| <= (||W_hh||_2 * max|act'|)^(T-t).
+||J_t|| <= ||W_hh||_2 * max|act'| (tanh and ReLU 1, sigmoid 1/4), hence
+||dh_{T-1}/dh_t|| <= (||W_hh||_2 * max|act'|)^(T-1-t).
 """
 import math
 from dataclasses import dataclass
@@ -129,9 +133,10 @@ def cell_from_layer(layer, index=0):
 
 @dataclass
 class Trace:
-    """States of a forward pass: ``h`` (T+1, B, H) with h[0] the initial state, ``c`` likewise
-    for the LSTM (else None), and ``saved``: what the NumPy reference kernel kept for its
-    backward (gates, tanh(c), ...), from which ``step_jacobian`` builds each step's Jacobian."""
+    """States of a forward pass: ``h`` (T+1, B, H) holds h_{-1} (the initial state), h_0, ...,
+    h_{T-1} (row k is time step t = k - 1), ``c`` likewise for the LSTM (else None), and
+    ``saved``: what the NumPy reference kernel kept for its backward (gates, tanh(c), ...),
+    from which ``step_jacobian`` builds each step's Jacobian."""
 
     spec: CellSpec
     h: np.ndarray
@@ -158,23 +163,23 @@ def run_cell(spec, x, h0=None, c0=None):
     return Trace(spec, hs, cs, saved)
 
 
-def _step_saved(tr, t, rows=None):
-    """The reference kernel's record of step ``t`` (1..T) alone, for its step backward.
+def _step_saved(tr, k, rows=None):
+    """The reference kernel's record of the step that makes ``tr.h[k]`` (k = 1..T) alone.
 
     ``rows``: batch indices to take (with repeats), or None for the whole batch."""
-    s, k = tr.saved, t - 1  # the saved arrays hold steps 1..T at 0..T-1
+    s, t = tr.saved, k - 1  # time step t = k - 1: the kernel's arrays hold steps 0..T-1
 
     def pick(a):
         return None if a is None else (a if rows is None else a[rows])
 
-    return RecurrentSaved("step", s.cell, pick(s.x[k]), pick(tr.h[t - 1]), None if tr.c is None else pick(tr.c[t - 1]),
-                          s.w_ih, s.w_hh, s.b_ih, s.b_hh, pick(s.out[k]),
-                          None if s.c_out is None else pick(s.c_out[k]), None if s.gates is None else pick(s.gates[k]),
-                          None if s.tanh_c is None else pick(s.tanh_c[k]), None if s.hn is None else pick(s.hn[k]))
+    return RecurrentSaved("step", s.cell, pick(s.x[t]), pick(tr.h[k - 1]), None if tr.c is None else pick(tr.c[k - 1]),
+                          s.w_ih, s.w_hh, s.b_ih, s.b_hh, pick(s.out[t]),
+                          None if s.c_out is None else pick(s.c_out[t]), None if s.gates is None else pick(s.gates[t]),
+                          None if s.tanh_c is None else pick(s.tanh_c[t]), None if s.hn is None else pick(s.hn[t]))
 
 
-def step_vjp(tr, t, u, rows=None):
-    """``u J_t`` for row vectors ``u`` (B, D) on the state after step ``t`` (1..T).
+def step_vjp(tr, k, u, rows=None):
+    """``u J`` for row vectors ``u`` (B, D) on the state ``tr.h[k]`` (k = 1..T: time step t = k - 1).
 
     This is one step of backpropagation through time, done by the NumPy reference
     kernel's step backward; the result (B, D) is the gradient on the state before
@@ -182,23 +187,24 @@ def step_vjp(tr, t, u, rows=None):
     row b is batch element b)."""
     H = tr.spec.hidden_size
     lstm = tr.spec.kind == "lstm"
-    g = numpy_rnn.step_backward(tr.spec.kind, _step_saved(tr, t, rows), u[:, :H], u[:, H:] if lstm else None,
+    g = numpy_rnn.step_backward(tr.spec.kind, _step_saved(tr, k, rows), u[:, :H], u[:, H:] if lstm else None,
                                 need_dx=False)
     return np.concatenate([g["dh"], g["dc"]], axis=1) if lstm else g["dh"]
 
 
-def step_jacobian(tr, t, b=0):
-    """J_t = ds_t/ds_{t-1} for step ``t`` in 1..T and batch element ``b``: (D, D), D = H (2H for LSTM).
+def step_jacobian(tr, k, b=0):
+    """The Jacobian of the step that makes ``tr.h[k]``, k = 1..T: J_t = ds_t/ds_{t-1} of time
+    step t = k - 1, for batch element ``b``: (D, D), D = H (2H for LSTM).
 
     Row k is the derivative of component k of the new state (h, then c for the LSTM)
     with respect to the previous state: ``step_vjp`` of the k-th unit vector, all D
     of them at once as a batch.
     """
     D = tr.spec.state_dim
-    return step_vjp(tr, t, np.eye(D), rows=np.full(D, b))
+    return step_vjp(tr, k, np.eye(D), rows=np.full(D, b))
 
 
-def _layer_input(layer_or_spec, x, h0, c0, layer_index):
+def layer_input(layer_or_spec, x, h0, c0, layer_index):
     """``(spec, input, h0, c0)`` of the layer to analyse: a ``CellSpec`` as given, or layer
     ``layer_index`` of a network, whose input is computed through the layers below."""
     x = np.asarray(getattr(x, "data", x))
@@ -247,11 +253,12 @@ def spectral_radius(M):
 
 @dataclass
 class JacobianReport:
-    """||dh_T/dh_t|| for t = 0..T (index t; t = T is the identity, 1), in log10.
+    """||dh_{T-1}/dh_t|| for t = -1..T-1, in log10: entry k is time step t = k - 1 (``steps``).
 
-    ``log10_norms``         (T+1,) log10 ||dh_T/dh_t||_2 (for LSTM: holding c_t fixed)
-    ``log10_state_norms``   (T+1,) log10 ||ds_T/ds_t||_2 of the full state (h, c) for LSTM (= the above otherwise)
-    ``log10_step_factors``  (T+1,) log10 ||dh_t/dh_{t-1}||_2 of step t (entry 0 is NaN: no step)
+    ``log10_norms``         (T+1,) log10 ||dh_{T-1}/dh_t||_2 (for LSTM: holding c_t fixed);
+                            the last entry (t = T-1, the identity) is 0
+    ``log10_state_norms``   (T+1,) log10 ||ds_{T-1}/ds_t||_2 of the full state (h, c) for LSTM (= the above otherwise)
+    ``log10_step_factors``  (T+1,) log10 ||dh_t/dh_{t-1}||_2 of step t (entry 0, t = -1, is NaN: no step)
     ``log10_bound``         (T+1,) log10 of the classical bound (vanilla RNN only, else None)
     ``bound_factor``        ||W_hh||_2 * max|act'| (RNN only)
     ``method``              "exact" or "power"
@@ -269,6 +276,11 @@ class JacobianReport:
     w_hh_norm: float
 
     @property
+    def steps(self):
+        """The time step of each entry: -1 (the initial state), 0, ..., T-1."""
+        return np.arange(-1, self.T)
+
+    @property
     def norms(self):
         """The plain norms (10**log10): these underflow to 0.0 where the log10 values do not."""
         with np.errstate(under="ignore", over="ignore"):
@@ -276,7 +288,7 @@ class JacobianReport:
 
     @property
     def mean_log10_decay(self):
-        """Average log10 change per step from t = T back to t = 0 (negative: vanishing)."""
+        """Average log10 change per step from t = T-1 back to t = -1 (negative: vanishing)."""
         v = self.log10_norms[0]
         return float(v / self.T) if self.T and math.isfinite(v) else float("nan") if not math.isinf(v) else -math.inf
 
@@ -293,14 +305,26 @@ class JacobianReport:
                 "log10_norms": lst(self.log10_norms), "log10_state_norms": lst(self.log10_state_norms),
                 "log10_step_factors": lst(self.log10_step_factors), "log10_bound": lst(self.log10_bound),
                 "bound_factor": self.bound_factor, "w_hh_norm": self.w_hh_norm,
-                "mean_log10_decay": self.mean_log10_decay}
+                "mean_log10_decay": self.mean_log10_decay, "steps": self.steps.tolist()}
+
+    def plot(self, title=None):
+        """A matplotlib figure: log10 ||dh_{T-1}/dh_t|| against t, the step factors and the bound."""
+        from .plot import jacobian_figure
+
+        return jacobian_figure(self, title)
+
+    def _repr_png_(self):
+        from .plot import png_of
+
+        return png_of(self.plot)
 
 
 def _log10_safe(x):
     return math.log10(x) if x > 0 else -math.inf
 
 
-def _single_blas_thread(fn):
+def single_blas_thread(fn):
+    """Run ``fn`` with one BLAS thread: small products are faster that way, and results reproducible."""
     import functools
 
     @functools.wraps(fn)
@@ -310,10 +334,10 @@ def _single_blas_thread(fn):
     return wrapper
 
 
-@_single_blas_thread
+@single_blas_thread
 def jacobian_norms(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_index=0, method="auto",
                    exact_max_dim=256, probes=8, seed=0):
-    """Norms of dh_T/dh_t for every t, per-step factors and the classical bound.
+    """Norms of dh_{T-1}/dh_t for every t = -1..T-1, per-step factors and the classical bound.
 
     Parameters
     ----------
@@ -329,7 +353,7 @@ def jacobian_norms(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_inde
         the full product, giving a lower estimate of each norm; "auto" uses exact up to
         state dimension ``exact_max_dim``.
     """
-    spec, inp, h0l, c0l = _layer_input(layer_or_spec, x, h0, c0, layer_index)
+    spec, inp, h0l, c0l = layer_input(layer_or_spec, x, h0, c0, layer_index)
     tr = run_cell(spec, inp, h0l, c0l)
     T = inp.shape[0]
     H = spec.hidden_size
@@ -360,33 +384,46 @@ def jacobian_norms(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_inde
     return JacobianReport(spec.kind, T, H, method, log_h, log_s, step_f, bound, factor, wn)
 
 
+def renormalised_products(jac, T):
+    """``(k, P, scale)`` for k = T-1, ..., 0: the product J_T ... J_{k+1} of ``jac[T], ..., jac[k+1]``
+    is ``P * 10**scale`` with ||P||_F = 1 (``jac[k]`` is the Jacobian of time step t = k - 1).
+
+    If the product becomes exactly 0 (or inf/NaN), the last item is ``(k, None, -inf)``
+    (or ``+inf``) and the products of all earlier entries are that too."""
+    P = np.eye(jac[T].shape[0])
+    scale = 0.0  # log10 of the factor divided out of P so far
+    for k in range(T - 1, -1, -1):
+        P = P @ jac[k + 1]
+        f = float(np.linalg.norm(P))
+        if f == 0.0 or not math.isfinite(f):
+            yield k, None, (-math.inf if f == 0.0 else math.inf)
+            return
+        P /= f
+        scale += math.log10(f)
+        yield k, P, scale
+
+
 def _exact_products(jac, T, H, D):
-    """log10 ||dh_T/dh_t|| and log10 ||ds_T/ds_t|| from the renormalised products of full Jacobians."""
+    """log10 ||dh_{T-1}/dh_t|| and log10 ||ds_{T-1}/ds_t|| from the renormalised products of full Jacobians."""
     log_h = np.full(T + 1, np.nan)
     log_s = np.full(T + 1, np.nan)
     log_h[T] = log_s[T] = 0.0
-    P = np.eye(D)
-    scale = 0.0  # log10 of the factor divided out of P so far
-    for t in range(T - 1, -1, -1):
-        P = P @ jac[t + 1]
-        f = float(np.linalg.norm(P))
-        if f == 0.0 or not math.isfinite(f):
-            log_h[:t + 1] = log_s[:t + 1] = -math.inf if f == 0.0 else math.inf
+    for k, P, scale in renormalised_products(jac, T):
+        if P is None:
+            log_h[:k + 1] = log_s[:k + 1] = scale
             break
-        P /= f
-        scale += math.log10(f)
-        log_h[t] = scale + _log10_safe(_spectral(P[:H, :H]))
-        log_s[t] = scale + _log10_safe(_spectral(P))
+        log_h[k] = scale + _log10_safe(_spectral(P[:H, :H]))
+        log_s[k] = scale + _log10_safe(_spectral(P))
     return log_h, log_s
 
 
 def _power_estimate(jac, T, H, D, probes, seed):
-    """Lower estimates of log10||dh_T/dh_t|| from a block of vectors pushed back through J^T.
+    """Lower estimates of log10||dh_{T-1}/dh_t|| from a block of vectors pushed back through J^T.
 
     Pass 1 runs k random vectors backward (v <- J^T v) from T to 0 and pass 2 forward
     (v <- J v) from 0 to T with QR re-orthonormalisation: that is one sweep of subspace
     iteration on P_0 P_0^T, whose result approximates the dominant left singular
-    directions at h_T.  Pass 3 pushes those back again, accumulating the k x k triangular
+    directions at the last state.  Pass 3 pushes those back again, accumulating the k x k triangular
     factors in log space; the largest singular value of the accumulated block is the estimate.
     """
     rng = np.random.default_rng(seed)
@@ -426,17 +463,18 @@ def _power_estimate(jac, T, H, D, probes, seed):
     return log_h, log_s
 
 
-@_single_blas_thread
+@single_blas_thread
 def logspace_backprop(layer_or_spec, x, g_T, h0=None, c0=None, layer_index=0):
-    """log10 ||dL/dh_t|| for t = 0..T when L depends only on the last hidden state with dL/dh_T = ``g_T``.
+    """log10 ||dL/dh_t|| for t = -1..T-1 when L depends only on the last state, dL/dh_{T-1} = ``g_T``.
 
     The gradient is pushed back one step at a time (``step_vjp``), renormalised
     after every step, so the result stays exact in log space where the float
     gradient has underflowed to 0.  ``g_T`` is (B, H) (or (H,) for B = 1).
-    Returns (log10_h, log10_c) arrays of shape (T+1,) (log10_c is None except for LSTM);
-    the norms are over the whole batch.
+    Returns (log10_h, log10_c) arrays of shape (T+1,), entry k for time step t = k - 1
+    (entry 0: the initial state); log10_c is None except for LSTM.  The norms are over
+    the whole batch.
     """
-    spec, inp, hl, cl = _layer_input(layer_or_spec, x, h0, c0, layer_index)
+    spec, inp, hl, cl = layer_input(layer_or_spec, x, h0, c0, layer_index)
     tr = run_cell(spec, inp, hl, cl)
     T, B = inp.shape[0], inp.shape[1]
     H, D = spec.hidden_size, spec.state_dim

@@ -34,7 +34,8 @@ from .records import NodeRecord, Walk  # noqa: F401  (Walk re-exported: inspect.
 from .underflow import UnderflowProbe, grad_key
 
 
-def walk(loss, roots=None, grad=None, params=None, modules=(), detect_underflow=True, retain_graph=False):
+def walk(loss, roots=None, grad=None, params=None, modules=(), detect_underflow=True, retain_graph=False,
+         model=None):
     """Backpropagate from ``loss`` and record what reached every node, in backward order.
 
     Parameters
@@ -48,7 +49,10 @@ def walk(loss, roots=None, grad=None, params=None, modules=(), detect_underflow=
     grad : array-like, optional
         Gradient to start from (as in ``Tensor.backward``).
     params : dict name -> Tensor, list of (name, Tensor), or a Module, optional
-        Names for leaf tensors in the table.
+        Names for leaf tensors in the table, as given.
+    model : Module, optional
+        Names its parameters in the table as ``<label>.<name>``, e.g.
+        ``lstm.weight_hh_l0`` for ``walk(loss, model=lstm)``.
     modules : recurrent layers, optional
         Layers run in ``mode="cell"`` or ``"sequence"``; each one's ``grad_trace``
         is expanded into one ``"step"`` record per layer and time step.
@@ -67,10 +71,12 @@ def walk(loss, roots=None, grad=None, params=None, modules=(), detect_underflow=
     _check_loss(loss)
     graph = _Graph(loss, _flatten_tensors(roots))
     seen = _run_backward(loss, graph, grad, retain_graph, detect_underflow)
-    judge = _Judge(seen.probe)
+    names = _param_names(params)
+    names.update(_model_names(model))
+    judge = _Judge(seen.probe, graph, names)
     records = _loss_node_records(graph, seen, judge, modules)
     records += _no_path_records(graph)
-    records += _leaf_records(graph, judge, _param_names(params), first_order=len(graph.loss_nodes))
+    records += _leaf_records(graph, judge, names, first_order=len(graph.loss_nodes))
     return Walk(records, loss.dtype)
 
 
@@ -97,7 +103,13 @@ class _Graph:
         self.other_nodes = [n for n in _graph_nodes(extra) if id(n) not in self.loss_ids]
         self.consumers = {}  # grad_key(tensor) -> nodes that take it as an input
         self.leaves = {}  # id(tensor) -> leaf tensor that requires grad
+        self.zero_factors = {}  # id(mul node) -> [(id of the node making the input or None, the input)] if all-zero
+        self.dead_relus = set()  # ids of relu nodes whose input is <= 0 everywhere
         for n in self.loss_nodes + self.other_nodes:
+            if n.op == "mul":
+                self._note_zero_factors(n)
+            elif n.op == "relu" and n.inputs and isinstance(n.inputs[0], Tensor) and np.all(n.inputs[0].data <= 0):
+                self.dead_relus.add(id(n))
             for t in n.inputs or ():
                 if isinstance(t, Tensor) and t.requires_grad:
                     self.consumers.setdefault(grad_key(t), []).append(n)
@@ -108,6 +120,15 @@ class _Graph:
                 self.leaves.setdefault(id(t), t)
         self.leaf_grad_before = {k: (None if t.grad is None else np.array(t.grad, copy=True))
                                  for k, t in self.leaves.items()}
+
+    def _note_zero_factors(self, n):
+        """Remember the inputs of product node ``n`` that are exactly zero: whatever else it
+        multiplies receives a zero gradient, for a structural reason the walk can name."""
+        for t in n.inputs or ():
+            a = t.data if isinstance(t, Tensor) else t
+            if isinstance(a, (np.ndarray, float, int)) and not np.any(a):
+                src = t._ctx if isinstance(t, Tensor) else None
+                self.zero_factors.setdefault(id(n), []).append((None if src is None else id(src), t))
 
     def node_consumers(self, n):
         """The nodes that use any output of node ``n``."""
@@ -138,6 +159,14 @@ def _flatten_tensors(obj):
     if isinstance(obj, dict):
         return _flatten_tensors(list(obj.values()))
     return []
+
+
+def _model_names(model):
+    """``{id(parameter): "lstm.weight_hh_l0", ...}`` for the parameters of ``model``."""
+    if model is None:
+        return {}
+    prefix = getattr(model, "label", None) or type(model).__name__.lower()
+    return {id(p): "%s.%s" % (prefix, name) for name, p in model.named_parameters()}
 
 
 def _param_names(params):
@@ -207,11 +236,11 @@ class _Judge:
     """Gives each gradient its status, remembering every node's (status, all zero) so that a
     zero caused by an underflow further up (nearer the loss) is called an underflow too."""
 
-    def __init__(self, probe):
-        self.probe = probe
+    def __init__(self, probe, graph, names):
+        self.probe, self.graph, self.names = probe, graph, names
         self.status_of = {}  # id(node) -> (status, all_zero)
 
-    def judge(self, keyed_grads, consumers):
+    def judge(self, keyed_grads, consumers, node=None):
         """``dict`` of NodeRecord fields for the gradients ``[(key, g), ...]`` of one node or leaf."""
         lg, mx, sub, nonfinite, allzero = _stats([g for _, g in keyed_grads])
         flushed = self.probe.flushed(keyed_grads)
@@ -229,11 +258,41 @@ class _Judge:
             if ups:
                 status = "underflow"
                 note = "zero because the gradient underflowed upstream (#%s)" % ",".join(str(c.id) for c in ups)
+            else:
+                note = self.why_zero(node, consumers)
         else:
             status = "ok"
         fields = dict(norm=_norm_from_log(lg), log10_norm=lg, max_abs=mx, subnormal=sub, flushed=flushed,
                       status=status, note=note)
         return fields, allzero
+
+    def why_zero(self, node, consumers):
+        """The structural reason for an exact zero: a product with an all-zero factor, or a ReLU that is off."""
+        for c in consumers:
+            if id(c) in self.graph.dead_relus:
+                return "exact zero: %s is off (its input is <= 0 everywhere)" % c.describe()
+            for src, t in self.graph.zero_factors.get(id(c), ()):
+                if node is not None and src == id(node):
+                    continue  # that factor is this node's own output
+                if node is not None and node.role == "f" and c.role == "c":
+                    return _forget_gate_note(node.step)
+                return "exact zero: %s multiplies it by %s, which is all zeros" % (c.describe(), self.describe(t))
+        return ""
+
+    def describe(self, t):
+        if not isinstance(t, Tensor):
+            return "a constant"
+        if t._ctx is not None:
+            return t._ctx.describe()
+        return self.names.get(id(t)) or "a leaf %s" % ("x".join(str(n) for n in t.shape) or "()")
+
+
+def _forget_gate_note(t):
+    """Why the forget gate of step t received no gradient: the cell state it multiplies is 0."""
+    if t is None:
+        return "exact zero: the forget gate multiplies the incoming cell state c = 0, so no gradient reaches it"
+    return ("exact zero: f_%s multiplies c_%s = 0%s, so no gradient reaches the forget gate"
+            % (t, "{%d}" % (t - 1), " (the initial cell state)" if t == 0 else ""))
 
 
 # --------------------------------------------------------------------------- records
@@ -260,12 +319,12 @@ def _node_record(n, order, graph, seen, judge):
     shape, dtype = _shape_dtype(n)
     cons = graph.node_consumers(n)
     grads = seen.grads.get(id(n))
-    common = dict(id=n.id, consumers=[c.id for c in cons])
+    common = dict(id=n.id, consumers=[c.id for c in cons], role=n.role)
     if grads is None:
         judge.status_of[id(n)] = ("zero", True)
         return NodeRecord(order, "node", n.op, n.label, n.step, shape, dtype, 0.0, -math.inf, 0.0, 0, 0, "zero",
                           note="no gradient arrived (a backward returned None)", **common)
-    fields, allzero = judge.judge([((id(n), k), g) for k, g in enumerate(grads)], cons)
+    fields, allzero = judge.judge([((id(n), k), g) for k, g in enumerate(grads)], cons, node=n)
     judge.status_of[id(n)] = (fields["status"], allzero)
     return NodeRecord(order, "node", n.op, n.label, n.step, shape, dtype, **fields, **common)
 
@@ -276,7 +335,7 @@ def _no_path_records(graph):
     for n in graph.other_nodes:
         shape, dtype = _shape_dtype(n)
         out.append(NodeRecord(None, "node", n.op, n.label, n.step, shape, dtype, None, None, None, 0, 0, "no-path",
-                              id=n.id, note="no path to the loss",
+                              id=n.id, note="no path to the loss", role=n.role,
                               consumers=[c.id for c in graph.node_consumers(n)]))
     return out
 
@@ -367,6 +426,6 @@ def _steps_of(name, label, arr):
         else:
             status = "zero"
         out.append(NodeRecord(None, "step", name, label, t, tuple(g.shape), str(arr.dtype),
-                              (10 ** lg if math.isfinite(lg) else 0.0), lg, mx, sub, 0, status, note=note))
+                              (10 ** lg if math.isfinite(lg) else 0.0), lg, mx, sub, 0, status, note=note, role=name))
         prev_max = mx
     return out

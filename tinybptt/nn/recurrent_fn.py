@@ -23,40 +23,38 @@ def grads_tuple(g, dx_key, dh_key, dc_key):
     return (g[dx_key], g[dh_key], g.get(dc_key), g["dw_ih"], g["dw_hh"], g.get("db_ih"), g.get("db_hh"))
 
 
-def fused_forward(ctx, kernel, cell, trace, *arrays):
-    """Run ``kernels.backend.<kernel>`` (``step_forward`` or ``seq_forward``) and keep what backward needs.
-
-    Returns the new hidden state(s), plus the cell state(s) for the LSTM."""
-    backend = kernels.backend
-    h, c, saved = getattr(backend, kernel)(cell, *arrays)
-    if any(ctx.needs_input_grad):
-        ctx.save_for_backward(saved)
-        ctx.backend, ctx.cell, ctx.trace = backend, cell, trace
-    return (h, c) if cell == "lstm" else h
-
-
 class FusedFunction(Function):
-    """Base of the fused recurrent nodes.
+    """Base of the fused recurrent nodes: the forward is one kernel call.
 
-    Their kernel's backward allocates every gradient it returns (``fresh_grads``), and
-    it fills the layer's trace slot as a side effect, so an inspection must not run
-    it a second time (``inspect_replay = False``, read by ``tinybptt.inspect.walk``).
+    ``kernel`` names the backend function (``step_forward`` or ``seq_forward``).
+    Inputs (x, h, c, w_ih, w_hh, b_ih, b_hh) -- c and the biases may be None; the
+    outputs are the new hidden state(s), plus the cell state(s) for the LSTM.  The
+    kernel's backward allocates every gradient it returns (``fresh_grads``), and it
+    fills the layer's trace slot as a side effect, so an inspection must not run it
+    a second time (``inspect_replay = False``, read by ``tinybptt.inspect.walk``).
     """
 
+    kernel = None
     fresh_grads = True
     inspect_replay = False
+
+    @staticmethod
+    def forward(ctx, x, h, c, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
+        backend = kernels.backend
+        h_new, c_new, saved = getattr(backend, ctx.fn.kernel)(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(saved)
+            ctx.backend, ctx.cell, ctx.trace = backend, cell, trace
+        return (h_new, c_new) if cell == "lstm" else h_new
 
 
 class StepFunction(FusedFunction):
     """One time step as one node: ``step_forward`` / ``step_backward`` of the active kernel backend.
 
-    Inputs (x, h, c, w_ih, w_hh, b_ih, b_hh) -- c and the biases may be None.
     Outputs h_new, plus c_new for the LSTM.
     """
 
-    @staticmethod
-    def forward(ctx, x, h, c, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
-        return fused_forward(ctx, "step_forward", cell, trace, x, h, c, w_ih, w_hh, b_ih, b_hh)
+    kernel = "step_forward"
 
     @staticmethod
     def backward(ctx, d_h, d_c=None):
@@ -80,11 +78,8 @@ class SequenceFunction(FusedFunction):
     gradient (the kernel's interface has no per-step dL/dc input).
     """
 
+    kernel = "seq_forward"
     accepts_none_grads = True  # an unused c_out needs no (T, B, H) array of zeros
-
-    @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, cell=None, trace=None):
-        return fused_forward(ctx, "seq_forward", cell, trace, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
 
     @staticmethod
     def backward(ctx, d_out, d_cout=None):

@@ -44,7 +44,7 @@ from ..errors import DTypeError, GraphError, ShapeError, describe
 from ..kernels.cells import GATES, cell_kind
 from ..ops import GetItem, stack
 from . import init
-from .cells_ops import ops_step, unroll_step
+from .cells_ops import ops_step, role, unroll_step
 from .checkpoint import CheckpointStats, checkpointed_function
 from .module import Module, Parameter
 from .recurrent_fn import sequence_function, step_function
@@ -430,9 +430,9 @@ class _LayerBase(_RecurrentBase):
 
     def _run_sequence(self, l, inp, h, c, track):
         """Layer l as one fused node: ``(out, h_n, c_n, its TraceSlot)``; h_n, c_n are slices of its outputs."""
-        cell = self.cell_type
+        cell, label = self.cell_type, self._layer_labels[l]
         slot = TraceSlot() if track else None
-        with node_scope(label=self._layer_labels[l]):
+        with node_scope(label=label):
             res = sequence_function(cell).apply(inp, h, c, *self.layer_weights(l), cell=cell, trace=slot)
             if cell != "lstm":
                 return res, GetItem.apply(res, idx=-1), None, slot  # h_n = out[-1]
@@ -447,9 +447,11 @@ class _LayerBase(_RecurrentBase):
         with _cyclic_gc_paused(inp.shape[0] >= 64):
             for t in range(inp.shape[0]):
                 with node_scope(label=label, step=t):
-                    h, c = step(inp[t], h, c)
+                    with role("x"):
+                        x_t = inp[t]
+                    h, c = step(x_t, h, c)
                 hs.append(h)
-        with node_scope(label=label):
+        with node_scope(label=label, role="h"):
             out = stack(hs)
         return out, h, c, source
 

@@ -104,10 +104,12 @@ class RetainedStates:
 class GradTrace:
     """Per-step gradients of a recurrent layer, gathered by the last backward pass.
 
-    ``h`` (num_layers, T, B, H): ``h[l, t]`` is dL/dh_t of layer l, the *total*
-    gradient with respect to that hidden state (it flows through every later step,
-    the layer above, and h_n).  ``c``: the same for the LSTM's cell state (None
+    ``h`` (num_layers, T, B, H): ``h[l, t]`` is dL/dh_t of layer l (t = 0..T-1), the
+    *total* gradient with respect to that hidden state (it flows through every later
+    step, the layer above, and h_n).  ``c``: the same for the LSTM's cell state (None
     otherwise).  ``norms()`` / ``c_norms()``: L2 norm over (B, H), shape (num_layers, T).
+    ``plot()`` draws them (matplotlib), ``to_dict()`` gives them as plain data, and a
+    notebook shows the plot.
     """
 
     def __init__(self, h, c=None):
@@ -123,6 +125,22 @@ class GradTrace:
         if self.c is None:
             raise ValueError("grad_trace.c_norms(): only an LSTM has a cell state")
         return np.sqrt(np.sum(np.square(self.c), axis=(2, 3)))
+
+    def to_dict(self):
+        """``{"steps", "h_norms", "c_norms"}``: per-layer lists of per-step norms (JSON-safe)."""
+        return {"steps": list(range(self.h.shape[1])), "h_norms": self.norms().tolist(),
+                "c_norms": None if self.c is None else self.c_norms().tolist()}
+
+    def plot(self, title=None):
+        """A matplotlib figure of log10 ||dL/dh_t|| (and ||dL/dc_t||) against t, one line per layer."""
+        from ..inspect.plot import trace_figure
+
+        return trace_figure(self, title)
+
+    def _repr_png_(self):
+        from ..inspect.plot import png_of
+
+        return png_of(self.plot)
 
     def __repr__(self):
         return "GradTrace(h=%s%s)" % (self.h.shape, ", c=%s" % (self.c.shape,) if self.c is not None else "")
