@@ -344,3 +344,38 @@ def test_memory_does_not_grow_with_T():
     small, large = _peak_bytes(500, 8, 10), _peak_bytes(4000, 8, 10)
     full_bptt_growth = 3500 * 16 * 4 * 7  # what full BPTT's saved activations would add
     assert large - small < full_bptt_growth / 20
+
+
+# --------------------------------------------------------------------------- the layers' checkpoint="auto"
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_layer_checkpoint_auto_equals_full_bptt(cell):
+    """``checkpoint="auto", checkpoint_budget=s`` on a layer: the outputs, every parameter
+    gradient and the gradient trace of full BPTT; at most s states stored."""
+    T, B, I, H, s = 37, 3, 4, 5, 4
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((T, B, I))
+    make = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+    nn.manual_seed(3)
+    full = make(I, H, num_layers=2)
+    auto = make(I, H, num_layers=2, checkpoint="auto", checkpoint_budget=s)
+    auto.load_state_dict(full.state_dict())
+    results = []
+    for layer in (full, auto):
+        out = layer(x)[0]
+        (out * out).sum().backward()
+        results.append((out.data, {k: p.grad for k, p in layer.named_parameters()}, layer.grad_trace.h))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-12, atol=1e-14)  # C GEMM blocking: rounding
+    for k in results[0][1]:
+        np.testing.assert_allclose(results[1][1][k], results[0][1][k], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(results[1][2], results[0][2], rtol=1e-12, atol=1e-14)
+    assert auto.checkpoint_stats.max_stored <= s
+    assert "checkpoint='auto', checkpoint_budget=4" in repr(auto)
+
+
+@pytest.mark.parametrize("kwargs", [dict(checkpoint="auto"), dict(checkpoint="auto", checkpoint_budget=0),
+                                    dict(checkpoint="auto", checkpoint_budget=2.5),
+                                    dict(checkpoint=5, checkpoint_budget=3), dict(checkpoint="revolve")])
+def test_layer_checkpoint_auto_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="LSTM: checkpoint"):
+        nn.LSTM(2, 3, **kwargs)

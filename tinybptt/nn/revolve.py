@@ -65,6 +65,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function, is_grad_enabled, node_scope
 from ..kernels.cells import STATES
+from .trace import TraceSlot
 
 __all__ = ["Action", "revolve_cost", "revolve_split", "revolve_schedule", "revolve_sequence", "revolve_layer",
            "RevolveStats", "revolve_function", "default_segment"]
@@ -433,17 +434,7 @@ def revolve_sequence(layer, x, state=None, budget=None, segment=None, return_seq
     if segment is not None and (isinstance(segment, bool) or not isinstance(segment, (int, np.integer))
                                 or segment < 1):
         raise ValueError("revolve_sequence: segment must be a positive number of time steps, got %r" % (segment,))
-    x, batched = layer._input(x)
-    h0s, c0s = layer._initial_state(state, x.shape[1], batched)
-    out, h_n, c_n = revolve_layer(layer, x, h0s, c0s, budget, segment, return_sequence)
-    T, L, H = x.shape[0], layer.num_layers, layer.hidden_size
-    if not batched:
-        out = None if out is None else out.reshape(T, H)
-        h_n = h_n.reshape(L, H)
-        c_n = None if c_n is None else c_n.reshape(L, H)
-    elif layer.batch_first and out is not None:
-        out = out.transpose(1, 0, 2)
-    return (out, (h_n, c_n)) if layer.cell_type == "lstm" else (out, h_n)
+    return layer.forward_revolve(x, state, budget, segment, return_sequence)
 
 
 def revolve_layer(layer, x, h0s, c0s, budget, segment=None, return_sequence=True):
@@ -452,22 +443,21 @@ def revolve_layer(layer, x, h0s, c0s, budget, segment=None, return_sequence=True
     ``x`` a (T, B, I) Tensor, ``h0s``/``c0s`` per-layer (B, H) Tensors (c0s
     entries None except LSTM), as the layer's own validation returns them.
     Returns Tensors ``(out (T, B, H) or None, h_n (L, B, H), c_n (L, B, H) or
-    None)``; sets ``layer.checkpoint_stats`` and the layer's gradient trace source.
+    None, trace slots (one per layer) or None)``; sets ``layer.checkpoint_stats``.
     """
-    from .rnn import TraceSlot
     cell, L = layer.cell_type, layer.num_layers
     budget = int(budget)
     segment = default_segment(cell, budget) if segment is None else int(segment)
     args = []
     for l in range(L):
         args += [h0s[l], c0s[l], *layer.layer_weights(l)]
-    T, B = x.shape[0], x.shape[1]
+    T = x.shape[0]
     track = layer.record_grad_trace and is_grad_enabled()
     slots = [TraceSlot() for _ in range(L)] if track else None
     stats = RevolveStats(T, budget, segment)
     layer.checkpoint_stats = stats
-    with node_scope(label="rnn" if cell.startswith("rnn") else cell):
+    with node_scope(label=layer.label):
         res = revolve_function(cell).apply(x, *args, cell=cell, budget=budget, segment=segment,
                                            return_sequence=return_sequence, traces=slots, stats=stats)
-    layer._trace_source = ("sequence", slots, T, B) if track else None
-    return res if cell == "lstm" else res + (None,)
+    out, h_n, c_n = res if cell == "lstm" else res + (None,)
+    return out, h_n, c_n, slots

@@ -27,7 +27,10 @@ three compute the same numbers (to rounding) and the same gradients:
 ``checkpoint=k`` (layers only) stores only every k-th state of all layers and
 recomputes each k-step segment during the backward pass (node
 ``lstm_checkpointed``, ``nn/checkpoint.py``): activation memory O(T/k + k)
-instead of O(T).
+instead of O(T).  ``checkpoint="auto", checkpoint_budget=s`` stores at most s
+states and recomputes the rest with the binomial schedule (Griewank's revolve,
+``nn/revolve.py``), the fewest recomputations any schedule with s stored states can
+do: a million-step unroll fits in a few megabytes.
 
 After ``loss.backward()``, ``layer.grad_trace.h[l, t]`` is the total gradient of
 the loss with respect to layer l's hidden state at step t (through every later
@@ -46,6 +49,7 @@ from ..ops import GetItem, stack
 from . import init
 from .cells_ops import ops_step, role, unroll_step
 from .checkpoint import CheckpointStats, checkpointed_function
+from .revolve import revolve_layer
 from .module import Module, Parameter
 from .recurrent_fn import sequence_function, step_function
 from .trace import LayerTraces, RetainedStates, StepSlots, TraceSlot, gather_trace
@@ -275,7 +279,8 @@ class _LayerBase(_RecurrentBase):
     label = None  # "rnn", "lstm", "gru": nodes of layer l are labelled "<label>.l<l>"
 
     def __init__(self, cell_type, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None):
+                 dropout=0.0, bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None,
+                 checkpoint_budget=None):
         super().__init__()
         who = type(self).__name__
         _check_sizes(who, input_size, hidden_size)
@@ -295,7 +300,7 @@ class _LayerBase(_RecurrentBase):
         self.batch_first = bool(batch_first)
         self.dtype = _check_dtype(dtype, who)
         self.mode = mode
-        self.checkpoint = self._check_checkpoint(checkpoint)
+        self.checkpoint, self.checkpoint_budget = self._check_checkpoint(checkpoint, checkpoint_budget)
         for l in range(self.num_layers):
             self._make_weights("_l%d" % l, self.input_size if l == 0 else self.hidden_size)
         self._layer_labels = tuple("%s.l%d" % (self.label, l) for l in range(self.num_layers))
@@ -305,12 +310,24 @@ class _LayerBase(_RecurrentBase):
         #: and in ops/cell mode a retained gradient per step).  Set False to skip it.
         self.record_grad_trace = True
 
-    def _check_checkpoint(self, k):
+    def _check_checkpoint(self, k, budget):
+        """``(checkpoint, checkpoint_budget)`` checked: None, k >= 1, or "auto" with a budget >= 1."""
+        def positive(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+        if k == "auto":
+            if not positive(budget):
+                raise ValueError("%s: checkpoint='auto' needs checkpoint_budget=s, the number of states to "
+                                 "store (a positive integer), got %r" % (self._who, budget))
+            return "auto", int(budget)
+        if budget is not None:
+            raise ValueError("%s: checkpoint_budget goes with checkpoint='auto' (got checkpoint=%r)"
+                             % (self._who, k))
         if k is None:
-            return None
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError("%s: checkpoint must be None or a positive number of steps, got %r" % (self._who, k))
-        return int(k)
+            return None, None
+        if not positive(k):
+            raise ValueError("%s: checkpoint must be None, 'auto' or a positive number of steps, got %r"
+                             % (self._who, k))
+        return int(k), None
 
     def layer_weights(self, l):
         """``(weight_ih_l{l}, weight_hh_l{l}, bias_ih_l{l}, bias_hh_l{l})`` (biases None without bias)."""
@@ -399,6 +416,19 @@ class _LayerBase(_RecurrentBase):
         """``out, h_n = layer(x, h0)``; LSTM: ``out, (h_n, c_n) = layer(x, (h0, c0))``."""
         return self._forward(x, state, self.checkpoint)
 
+    def forward_revolve(self, x, state=None, budget=None, segment=None, return_sequence=True):
+        """The forward under binomial checkpointing with ``budget`` stored states (``nn/revolve.py``).
+
+        ``return_sequence=False`` gives ``None`` for ``out`` and never allocates the
+        (T, B, H) outputs.  See ``nn.revolve.revolve_sequence``.
+        """
+        x, batched = self._input(x)
+        T, B = x.shape[0], x.shape[1]
+        h0s, c0s = self._initial_state(state, B, batched)
+        out, h_n, c_n, slots = revolve_layer(self, x, h0s, c0s, budget, segment, return_sequence)
+        self._traces = LayerTraces(slots, T, B) if slots is not None else None
+        return self._output(out, h_n, c_n, batched)
+
     def _forward(self, x, state, checkpoint):
         """Check the arguments, run the layers, return the results in the caller's layout."""
         x, batched = self._input(x)
@@ -406,7 +436,9 @@ class _LayerBase(_RecurrentBase):
         h0s, c0s = self._initial_state(state, B, batched)
         track = self.record_grad_trace and is_grad_enabled()
         self._traces = None
-        if checkpoint is not None:
+        if checkpoint == "auto":
+            out, h_n, c_n, sources = revolve_layer(self, x, h0s, c0s, self.checkpoint_budget)
+        elif checkpoint is not None:
             out, h_n, c_n, sources = self._forward_checkpointed(x, h0s, c0s, checkpoint, track)
         else:
             out, h_n, c_n, sources = self._forward_layers(x, h0s, c0s, track)
@@ -502,10 +534,10 @@ class _LayerBase(_RecurrentBase):
         """The results in the caller's layout (unbatched or batch-first) and PyTorch's tuple form."""
         if not batched:
             H, L = self.hidden_size, self.num_layers
-            out = out.reshape(out.shape[0], H)
+            out = None if out is None else out.reshape(out.shape[0], H)
             h_n = h_n.reshape(L, H)
             c_n = None if c_n is None else c_n.reshape(L, H)
-        elif self.batch_first:
+        elif self.batch_first and out is not None:
             out = out.transpose(1, 0, 2)
         return (out, (h_n, c_n)) if self.cell_type == "lstm" else (out, h_n)
 
@@ -541,7 +573,9 @@ class _LayerBase(_RecurrentBase):
             s += ", dtype=%s" % self.dtype
         if self.mode != "sequence":
             s += ", mode=%r" % self.mode
-        if self.checkpoint is not None:
+        if self.checkpoint == "auto":
+            s += ", checkpoint='auto', checkpoint_budget=%d" % self.checkpoint_budget
+        elif self.checkpoint is not None:
             s += ", checkpoint=%d" % self.checkpoint
         return s
 
@@ -557,9 +591,10 @@ class RNN(_LayerBase):
     label = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None):
+                 dropout=0.0, bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None,
+                 checkpoint_budget=None):
         super().__init__(_cell_name(nonlinearity, "RNN"), input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype, mode, checkpoint)
+                         dropout, bidirectional, dtype, mode, checkpoint, checkpoint_budget)
         self.nonlinearity = nonlinearity
 
 
@@ -576,9 +611,10 @@ class LSTM(_LayerBase):
     label = "lstm"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None, forget_bias=None):
+                 bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None, forget_bias=None,
+                 checkpoint_budget=None):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, mode, checkpoint)
+                         dtype, mode, checkpoint, checkpoint_budget)
         if forget_bias is not None:
             init.lstm_forget_bias_(self, forget_bias)
 
@@ -589,6 +625,7 @@ class GRU(_LayerBase):
     label = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None):
+                 bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None,
+                 checkpoint_budget=None):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, mode, checkpoint)
+                         dtype, mode, checkpoint, checkpoint_budget)
