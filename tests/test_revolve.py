@@ -377,5 +377,5 @@ def test_layer_checkpoint_auto_equals_full_bptt(cell):
                                     dict(checkpoint="auto", checkpoint_budget=2.5),
                                     dict(checkpoint=5, checkpoint_budget=3), dict(checkpoint="revolve")])
 def test_layer_checkpoint_auto_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="LSTM: checkpoint"):
+    with pytest.raises(ValueError, match=r"LSTM\(input_size=2, hidden_size=3\): checkpoint"):
         nn.LSTM(2, 3, **kwargs)

@@ -272,9 +272,6 @@ _WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
 # =========================================================================== layers
 
 
-_WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
-
-
 class _LayerBase(_RecurrentBase):
     label = None  # "rnn", "lstm", "gru": nodes of layer l are labelled "<label>.l<l>"
 
