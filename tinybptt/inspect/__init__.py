@@ -16,6 +16,8 @@
 ``to_dot_folded(walk)``         the same with the cell drawn once for all steps (min/median/max
                                 |grad| over steps), readable for long unrolls; ``grid_svg(walk)``
                                 an SVG grid (cell nodes x time steps) made without Graphviz.
+``connectivity(model, x)``      ||dy/dx_t|| of one decision to every input step (or word), shaded
+                                in the terminal, as a figure or JSON.
 ``plot``                        matplotlib figures (optional dependency); the objects above
                                 have ``plot()``, ``to_dict()`` and show themselves in a notebook.
 
@@ -23,6 +25,7 @@ Time steps are numbered t = 0..T-1 everywhere (``out[t]`` is h_t); the initial s
 is t = -1 (arrays over the states, such as ``JacobianReport.log10_norms``, start there).
 """
 from .anomaly import Anomaly, AnomalyError, AnomalyLog, detect_anomaly
+from .connectivity import Connectivity, connectivity, plot_rows, render_rows
 from .dot import DotSource, dot_available, render_dot, to_dot
 from .fold import grid_svg, to_dot_folded
 from .jacobian import (MAX_DERIVATIVE, CellSpec, JacobianReport, cell_from_layer, jacobian_norms, logspace_backprop,
@@ -35,6 +38,7 @@ from .walk import walk
 
 __all__ = ["walk", "Walk", "NodeRecord", "detect_anomaly", "AnomalyError", "Anomaly", "AnomalyLog",
            "jacobian_norms", "logspace_backprop", "JacobianReport", "CellSpec", "cell_from_layer", "run_cell",
-           "step_jacobian", "step_vjp", "spectral_norm", "spectral_radius", "MAX_DERIVATIVE", "to_dot", "to_dot_folded", "grid_svg", "DotSource", "render_dot",
-           "dot_available", "jacobian_spectra", "JacobianSpectra", "lstm_gradient_paths",
-           "LSTMPaths", "log10_norm", "norm", "count_subnormal", "subnormal_mask"]
+           "step_jacobian", "step_vjp", "spectral_norm", "spectral_radius", "MAX_DERIVATIVE", "to_dot",
+           "to_dot_folded", "grid_svg", "DotSource", "render_dot", "dot_available", "jacobian_spectra",
+           "JacobianSpectra", "lstm_gradient_paths", "LSTMPaths", "connectivity", "Connectivity", "render_rows",
+           "plot_rows", "log10_norm", "norm", "count_subnormal", "subnormal_mask"]

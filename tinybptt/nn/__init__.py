@@ -28,11 +28,14 @@ strongly the loss reaches back to each time step::
 ``mode="ops"`` builds the same LSTM from primitive ops (every gate a node,
 tagged with its time step), ``mode="cell"`` makes one node per step, and the
 default ``mode="sequence"`` one node per layer; all three agree to rounding.
-``checkpoint=k`` trades recomputation for O(T/k + k) activation memory, and
+``checkpoint=k`` trades recomputation for O(T/k + k) activation memory,
+``checkpoint="auto", checkpoint_budget=s`` stores at most s states (binomial
+checkpointing, ``revolve_sequence``), and
 ``tinybptt.bptt.truncated_bptt`` trains on long sequences in k1/k2 windows.
 
 Contents: ``Module``, ``Parameter``, ``Linear``, ``Embedding``, ``RNNCell``,
 ``LSTMCell``, ``GRUCell``, ``RNN``, ``LSTM``, ``GRU``, ``GradTrace``,
+``MultiheadAttention`` (PyTorch's), positional encodings, ``AttentionClassifier``,
 ``functional`` (losses), ``init`` (initialisers, ``manual_seed``), ``utils``
 (clipping, ``detach_state``, ``saved_bytes``), ``save``/``load`` (``.npz``).
 """
@@ -40,9 +43,14 @@ from . import functional, init, utils  # noqa: F401
 from .init import manual_seed  # noqa: F401
 from .layers import Embedding, Linear  # noqa: F401
 from .module import Module, Parameter, load, save  # noqa: F401
+from .attention import (AttentionClassifier, LearnedPositionalEncoding, MultiheadAttention,  # noqa: F401
+                        SinusoidalPositionalEncoding, causal_mask)
 from .checkpoint import CheckpointStats  # noqa: F401
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
+from .revolve import RevolveStats, revolve_cost, revolve_schedule, revolve_sequence  # noqa: F401
 from .trace import GradTrace  # noqa: F401
 
 __all__ = ["Module", "Parameter", "Linear", "Embedding", "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
-           "GradTrace", "CheckpointStats", "functional", "init", "utils", "save", "load", "manual_seed"]
+           "GradTrace", "CheckpointStats", "MultiheadAttention", "AttentionClassifier", "SinusoidalPositionalEncoding",
+           "LearnedPositionalEncoding", "causal_mask", "RevolveStats", "revolve_cost", "revolve_schedule",
+           "revolve_sequence", "functional", "init", "utils", "save", "load", "manual_seed"]

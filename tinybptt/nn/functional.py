@@ -12,7 +12,7 @@ can name it.  None of this raises a NumPy warning.
 """
 import numpy as np
 
-from ..autograd import Function, Tensor, _as_array
+from ..autograd import Tensor, _as_array
 from ..errors import DTypeError, ShapeError, describe
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -24,76 +24,8 @@ def _tensor(x, who, like=None):
     return Tensor(_as_array(x, like.dtype if like is not None else None))
 
 
-class LogSoftmax(Function):
-    """``y = x - max(x) - log(sum(exp(x - max(x))))`` along ``axis``; backward ``g - softmax * sum(g)``."""
-
-    name = "log_softmax"
-
-    @staticmethod
-    def forward(ctx, x, axis=-1):
-        ctx.axis = axis
-        if x.ndim and x.shape[axis] == 0:  # no classes: nothing to normalise
-            ctx.save_for_backward(x)
-            return x.copy()
-        # IEEE arithmetic does the right thing silently: exp underflows to 0 for
-        # logits far below the maximum; a row holding NaN or +inf (max - max is
-        # NaN) or only -inf (-inf - -inf is NaN) becomes NaN throughout.
-        with np.errstate(all="ignore"):
-            z = x - np.max(x, axis=axis, keepdims=True)
-            y = z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        with np.errstate(all="ignore"):  # exp(-inf) * inf: a NaN gradient, without a warning
-            return g - np.exp(y) * np.sum(g, axis=ctx.axis, keepdims=True)
-
-
-class Softmax(Function):
-    """``y = exp(x - max) / sum(exp(x - max))`` along ``axis``; backward ``y * (g - sum(g * y))``."""
-
-    name = "softmax"
-
-    @staticmethod
-    def forward(ctx, x, axis=-1):
-        ctx.axis = axis
-        if x.ndim and x.shape[axis] == 0:
-            ctx.save_for_backward(x)
-            return x.copy()
-        with np.errstate(all="ignore"):  # see LogSoftmax.forward
-            e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-            y = e / np.sum(e, axis=axis, keepdims=True)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        with np.errstate(all="ignore"):
-            return y * (g - np.sum(g * y, axis=ctx.axis, keepdims=True))
-
-
-def _axis(who, x, axis):
-    """``axis`` as an int, checked against ``x`` (a 0-D tensor has the one axis -1/0)."""
-    nd = max(x.ndim, 1)
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -nd <= axis < nd:
-        raise ShapeError("%s: axis %r is out of range for an input of shape %s (%d-D); use an axis in [%d, %d]"
-                         % (who, axis, tuple(x.shape), x.ndim, -nd, nd - 1))
-    return int(axis)
-
-
-def log_softmax(x, axis=-1):
-    """Log of the softmax along ``axis``, computed stably (Tensor in, Tensor out)."""
-    x = _tensor(x, "log_softmax")
-    return LogSoftmax.apply(x, axis=_axis("log_softmax", x, axis))
-
-
-def softmax(x, axis=-1):
-    """Softmax along ``axis``, computed stably (Tensor in, Tensor out)."""
-    x = _tensor(x, "softmax")
-    return Softmax.apply(x, axis=_axis("softmax", x, axis))
+# softmax and log_softmax are ops (tinybptt/ops/softmax.py); the losses use them from here too.
+from ..ops.softmax import LogSoftmax, Softmax, log_softmax, softmax  # noqa: E402,F401
 
 
 def _reduce(loss, reduction, who, shape=None):
