@@ -49,18 +49,10 @@ def execute(path, timeout=TIMEOUT_S, write=False, headless=True):
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(kernel_env(headless))  # the kernel process inherits this environment
-    try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": HERE}})
-        start = time.perf_counter()
-        client.execute()
-        elapsed = time.perf_counter() - start
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": HERE}})
+    start = time.perf_counter()
+    client.execute(env=kernel_env(headless))  # passed on to the kernel manager's start_kernel
+    elapsed = time.perf_counter() - start
     if write:
         nbformat.write(nb, path)
     return elapsed
