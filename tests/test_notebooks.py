@@ -1,0 +1,68 @@
+"""Execute every notebook in docs/notebooks top to bottom; any cell error fails the test.
+
+Each notebook runs in a fresh kernel (working directory docs/notebooks, this checkout first
+on PYTHONPATH, matplotlib's Agg backend) with a per-cell timeout, and must finish within
+NOTEBOOK_BUDGET_S.  Skipped, with the reason, when nbclient, nbformat or ipykernel are not
+installed (``pip install tinybptt[notebooks]``).
+"""
+import glob
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NB_DIR = os.path.join(ROOT, "docs", "notebooks")
+NOTEBOOKS = sorted(glob.glob(os.path.join(NB_DIR, "*.ipynb")))
+CELL_TIMEOUT_S = 180
+NOTEBOOK_BUDGET_S = 240  # each takes well under a minute alone; generous for a busy CI machine
+
+_MISSING = [m for m in ("nbclient", "nbformat", "ipykernel") if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(bool(_MISSING), reason="executing the notebooks needs %s (pip install "
+                                "tinybptt[notebooks])" % ", ".join(_MISSING))
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("run_notebooks", os.path.join(NB_DIR, "run_notebooks.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notebooks_are_there():
+    names = [os.path.basename(p) for p in NOTEBOOKS]
+    assert len(names) >= 6, names
+    assert names[0].startswith("01_"), names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+def test_notebook_is_committed_without_outputs(path):
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    with_outputs = [k for k, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not with_outputs, ("%s has saved outputs in cells %s; clear them with "
+                              "`python docs/notebooks/run_notebooks.py --clear`" % (os.path.basename(path), with_outputs))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path):
+    import shutil
+
+    from nbclient.exceptions import CellExecutionError
+
+    copy = tmp_path / os.path.basename(path)  # executed outputs go to the copy, never the repository
+    shutil.copy(path, copy)
+    runner = _runner()
+    try:
+        seconds = runner.execute(str(copy), timeout=CELL_TIMEOUT_S, write=True, headless=True)
+    except CellExecutionError as e:
+        pytest.fail("%s: a cell failed:\n%s" % (os.path.basename(path), e), pytrace=False)
+    import nbformat
+
+    nb = nbformat.read(str(copy), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "some code cells did not run"
+    errors = [o for c in code for o in c.outputs if o.get("output_type") == "error"]
+    assert not errors, errors
+    assert seconds < NOTEBOOK_BUDGET_S, "%s took %.0f s" % (os.path.basename(path), seconds)
