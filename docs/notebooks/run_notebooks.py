@@ -5,8 +5,9 @@
     python docs/notebooks/run_notebooks.py --clear        # remove saved outputs (how they are committed)
     python docs/notebooks/run_notebooks.py 03_*.ipynb     # only some of them
 
-The notebooks are committed without outputs; ``--write`` regenerates them (the same as
-``jupyter nbconvert --execute --to notebook --inplace docs/notebooks/*.ipynb``).  Each
+The notebooks are committed without outputs; ``--write`` regenerates them (much as
+``jupyter nbconvert --execute --to notebook --inplace docs/notebooks/*.ipynb`` would, but
+with the environment below).  Each
 notebook runs in a fresh kernel whose working directory is this folder, with the
 repository root first on ``PYTHONPATH`` so that it imports this checkout of tinybptt.
 Needs ``nbclient``, ``nbformat`` and ``ipykernel`` (``pip install tinybptt[notebooks]``).
