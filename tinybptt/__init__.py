@@ -7,7 +7,7 @@ checker (``tinybptt.gradcheck``) and tools to inspect gradient flow
 (``tinybptt.inspect``).
 """
 from . import ops  # noqa: F401  (binds operators and methods onto Tensor)
-from .autograd import (Context, Function, Tensor, backward_hook, forward_hook, is_grad_enabled, no_grad,
+from .autograd import (Context, Function, Tensor, backward_hook, enable_grad, forward_hook, is_grad_enabled, no_grad,
                        node_scope, tensor)
 from .errors import BackendError, DTypeError, GraphError, ShapeError, TinyBPTTError
 from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck

@@ -11,7 +11,7 @@ import numpy as np
 from ..autograd import Tensor, _as_array
 from ..errors import ShapeError
 from .activations import Exp, Log, Relu, Sigmoid, Tanh
-from .elementwise import Add, Cast, Div, Mul, Neg, Pow, Sub, unbroadcast  # noqa: F401  (Cast, unbroadcast: public for custom ops)
+from .elementwise import Add, Cast, Div, Mul, Neg, Pow, Sub, unbroadcast  # noqa: F401  (unbroadcast: public for custom ops)
 from .linalg import Linear, MatMul
 from .reduce import Mean, Sum
 from .shape import Concat, GetItem, Reshape, Split, Stack, Transpose
@@ -173,4 +173,6 @@ Tensor.mean = lambda self, axis=None, keepdims=False: Mean.apply(self, axis=axis
 Tensor.reshape = _reshape
 Tensor.transpose = _transpose
 Tensor.permute = _permute
+Tensor.astype = lambda self, dtype: Cast.apply(self, dtype=np.dtype(dtype))
+Tensor.astype.__doc__ = "This tensor converted to ``dtype`` (differentiable)."
 Tensor.T = property(lambda self: Transpose.apply(self, axes=None))
