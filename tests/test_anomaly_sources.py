@@ -59,22 +59,10 @@ def test_anomaly_mode_names_the_step_where_the_state_overflows(backend):
 def test_anomaly_mode_names_a_backward_that_makes_nan(backend):
     from tinybptt import inspect
 
-    class Sqrt(tb.Function):  # d sqrt(x)/dx = 1/(2 sqrt x): inf at 0, so 0 * inf = NaN below
-        @staticmethod
-        def forward(ctx, x):
-            y = np.sqrt(x)
-            ctx.save_for_backward(y)
-            return y
-
-        @staticmethod
-        def backward(ctx, g):
-            (y,) = ctx.saved_tensors
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return g / (2 * y)
-
+    # d sqrt(x)/dx = 0.5 x^-0.5: inf at 0, so the zero gradient arriving there gives 0 * inf = NaN
     x = tb.tensor(np.array([0.0, 4.0]), requires_grad=True)
     with pytest.raises(inspect.AnomalyError) as info:
         with inspect.detect_anomaly():
-            (Sqrt.apply(x) * 0.0).sum().backward()
+            ((x ** 0.5) * 0.0).sum().backward()
     a = info.value.anomaly
-    assert (a.phase, a.op, a.inputs_finite) == ("backward", "sqrt", True)
+    assert (a.phase, a.op, a.inputs_finite) == ("backward", "pow", True)

@@ -9,6 +9,7 @@ import numpy as np
 import tinybptt as tb
 from tinybptt import nn, optim
 from tinybptt.nn import functional as F
+from training_cases import train_step
 
 
 def _train(cell, seed, steps, results, key, barrier=None):
@@ -27,12 +28,7 @@ def _train(cell, seed, steps, results, key, barrier=None):
     y = rng.integers(0, 2, (30, 8))
     for _ in range(steps):
         out, _ = layer(x)
-        loss = F.cross_entropy(head(out), y)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(loss.item())
+        losses.append(train_step(F.cross_entropy(head(out), y), opt, params))
     results[key] = (losses, [p.data.copy() for p in params])
 
 

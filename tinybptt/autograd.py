@@ -16,176 +16,19 @@ A node may have several outputs (a recurrent layer returns its outputs and its
 final cell state); the engine gathers the gradients of all outputs of a node
 before calling its backward.
 """
-import contextlib
 import itertools
-import threading
 
 import numpy as np
 
-from .errors import DTypeError, GraphError, ShapeError, describe
+from .errors import DTypeError, GraphError, ShapeError
+from .modes import thread
+# the modes, re-exported: ``from tinybptt.autograd import no_grad, node_scope`` keeps working
+from .modes import backward_hook, enable_grad, forward_hook, is_grad_enabled, no_grad, node_scope  # noqa: F401
 
 DEFAULT_DTYPE = np.float64
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-# --------------------------------------------------------------------------- global modes
-
-
-class _Modes:
-    """One thread's modes: a plain object with slots, so every op pays one thread-local
-    lookup (``_state.m``, about 70 ns) and then cheap slot reads, instead of a
-    thread-local lookup per mode."""
-
-    __slots__ = ("grad_enabled", "label", "step", "role", "backward_hooks", "forward_hooks")
-
-    def __init__(self):
-        self.grad_enabled = True
-        self.label = None  # tags given to nodes created inside node_scope()
-        self.step = None
-        self.role = None
-        self.backward_hooks = []  # callables (ctx, grads_out) run as each node is backpropagated
-        self.forward_hooks = []  # callables (ctx, inputs, outputs) run after each op's forward (empty: no cost)
-
-
-class _ThreadState(threading.local):
-    """Per-thread modes, so two threads training two models do not disturb each other."""
-
-    def __init__(self):
-        self.m = _Modes()
-
-
-_state = _ThreadState()
 _node_counter = itertools.count()
-
-
-class _Scope(contextlib.ContextDecorator):
-    """Base of the small context managers below: a class, not a generator, because
-    the "ops" mode of a recurrent layer enters one per time step (a generator-based
-    context manager costs about four times as much).  Each entry pushes the state it
-    replaces, so one instance may be nested or reused (also as a decorator)."""
-
-    __slots__ = ("_saved",)
-
-    def __exit__(self, *exc):
-        self._restore(self._saved.pop())
-        return False
-
-    def _recreate_cm(self):  # ContextDecorator: reuse this instance for every call
-        return self
-
-
-class _GradMode(_Scope):
-    """Sets whether ops build the graph (``_ENABLED``) for the duration of the block."""
-
-    __slots__ = ()
-    _ENABLED = None
-
-    def __init__(self):
-        self._saved = []
-
-    def __enter__(self):
-        st = _state.m
-        self._saved.append(st.grad_enabled)
-        st.grad_enabled = self._ENABLED
-
-    @staticmethod
-    def _restore(prev):
-        _state.m.grad_enabled = prev
-
-
-class no_grad(_GradMode):
-    """Inside this block ops build no graph: results do not require grad.
-
-    Use it for evaluation and for optimiser updates::
-
-        with tinybptt.no_grad():
-            pred = model(x)
-    """
-
-    __slots__ = ()
-    _ENABLED = False
-
-
-class enable_grad(_GradMode):
-    """Inside this block ops build the graph again, even within an enclosing ``no_grad()``.
-
-    ``tinybptt.gradcheck`` uses it so that a check run under ``no_grad()`` still
-    has a graph to backpropagate through.
-    """
-
-    __slots__ = ()
-    _ENABLED = True
-
-
-def is_grad_enabled():
-    """True unless inside ``no_grad()``."""
-    return _state.m.grad_enabled
-
-
-class node_scope(_Scope):
-    """Tag every node created inside with ``label``, time ``step`` and/or ``role``.
-
-    The recurrent layers wrap each time step in ``node_scope(label="lstm.l0", step=t)``
-    so that an inspection of the unrolled graph can say which step a node belongs to,
-    and each gate or state in ``node_scope(role="f")`` (LSTM ``i f g o c h``, GRU
-    ``r z n h``, ...) so that it can say which of three ``sigmoid`` nodes is the
-    forget gate.  An argument left as None keeps the value of the enclosing scope, so
-    scopes nest: ``with node_scope(label="lstm.l0", step=3): with node_scope(role="f"):``
-    tags nodes ``[lstm.l0, t=3, f]``.
-    """
-
-    __slots__ = ("label", "step", "role")
-
-    def __init__(self, label=None, step=None, role=None):
-        self.label, self.step, self.role, self._saved = label, step, role, []
-
-    def __enter__(self):
-        st = _state.m
-        self._saved.append((st.label, st.step, st.role))
-        if self.label is not None:
-            st.label = self.label
-        if self.step is not None:
-            st.step = self.step
-        if self.role is not None:
-            st.role = self.role
-
-    @staticmethod
-    def _restore(prev):
-        st = _state.m
-        st.label, st.step, st.role = prev
-
-
-@contextlib.contextmanager
-def backward_hook(fn):
-    """Call ``fn(ctx, grads_out)`` for every node as the backward pass reaches it.
-
-    ``grads_out`` is the tuple of gradients of the node's outputs (NumPy arrays).
-    This is how ``tinybptt.inspect`` sees the gradient that reached each node.
-    Hooks are per thread, like ``no_grad``: they see backward passes run by the
-    thread that installed them.
-    """
-    hooks = _state.m.backward_hooks
-    hooks.append(fn)
-    try:
-        yield
-    finally:
-        hooks.remove(fn)
-
-
-@contextlib.contextmanager
-def forward_hook(fn):
-    """Call ``fn(ctx, inputs, outputs)`` after every op's forward inside this block.
-
-    ``inputs`` are the forward's arguments (NumPy arrays where the argument was a
-    Tensor), ``outputs`` the tuple of arrays it returned.  ``tinybptt.inspect``'s
-    anomaly mode uses it to name the first node that produced NaN or Inf.  Hooks
-    are per thread: they see the ops of the thread that installed them.
-    """
-    hooks = _state.m.forward_hooks
-    hooks.append(fn)
-    try:
-        yield
-    finally:
-        hooks.remove(fn)
 
 
 # --------------------------------------------------------------------------- Tensor
@@ -353,7 +196,7 @@ class Context:
                  "label", "step", "role", "id", "freed", "__dict__")
 
     def __init__(self, fn, inputs, needs_input_grad):
-        m = _state.m
+        m = thread.modes
         self.fn = fn
         self.inputs = inputs  # the Tensor arguments (None where the argument was not a Tensor)
         self.needs_input_grad = needs_input_grad
@@ -450,7 +293,7 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         """Run the op on Tensors (or arrays/numbers) and record it in the graph."""
-        grad_on = _state.m.grad_enabled
+        grad_on = thread.modes.grad_enabled
         arrays, needs = [], []
         for a in args:
             if isinstance(a, Tensor):
@@ -462,7 +305,7 @@ class Function:
         requires_grad = True in needs
         ctx = Context(cls, args if requires_grad else None, tuple(needs))
         raw = cls.forward(ctx, *arrays, **kwargs)
-        if _state.m.forward_hooks:
+        if thread.modes.forward_hooks:
             _run_forward_hooks(ctx, arrays, raw)
         outs = [_output(o, k, ctx if requires_grad else None) for k, o in enumerate(raw)] \
             if isinstance(raw, tuple) else [_output(raw, 0, ctx if requires_grad else None)]
@@ -482,7 +325,7 @@ def _output(data, index, ctx):
 
 def _run_forward_hooks(ctx, arrays, raw):
     outs = raw if isinstance(raw, tuple) else (raw,)
-    for hook in list(_state.m.forward_hooks):
+    for hook in list(thread.modes.forward_hooks):
         hook(ctx, arrays, outs)
 
 
@@ -672,7 +515,7 @@ def _call_backward(node, grads_out):
             "retain_graph=True only if you really mean to backprop through the same graph twice."
             % node.describe()
         )
-    hooks = _state.m.backward_hooks
+    hooks = thread.modes.backward_hooks
     if any(g is None for g in grads_out) and (hooks or not node.fn.accepts_none_grads):
         grads_out = [np.zeros(shape, dtype) if g is None and shape is not None else g
                      for g, (shape, dtype) in zip(grads_out, node.out_meta)]

@@ -302,11 +302,6 @@ def _specs(inputs, names, time_axis):
     return specs
 
 
-def _step(x_orig, eps):
-    """A step no smaller than a few units in the last place of x (so x + h != x)."""
-    return max(eps, 16.0 * float(np.abs(np.spacing(x_orig))))
-
-
 # --------------------------------------------------------------------------- the outputs
 
 
