@@ -20,6 +20,7 @@ import itertools
 
 import numpy as np
 
+from . import saved as saved_values
 from .errors import DTypeError, GraphError, ShapeError
 from .modes import thread
 # the modes, re-exported: ``from tinybptt.autograd import no_grad, node_scope`` keeps working
@@ -54,10 +55,14 @@ def _as_array(data, dtype=None):
 class Tensor:
     """An n-dimensional array that remembers how it was computed.
 
+    ``Tensor(data)`` uses a float32/float64 array as it is, without a copy (like
+    ``from_numpy``); ``tinybptt.tensor(data)`` copies.
+
     Attributes
     ----------
     data : numpy.ndarray
-        The value (float32 or float64).
+        The value (float32 or float64).  Editing it in place between a forward
+        pass and its backward is caught (see ``version``).
     grad : numpy.ndarray or None
         After ``backward()``, the gradient of the loss with respect to this tensor,
         for leaves that require grad (and non-leaves after ``retain_grad()``).
@@ -65,16 +70,42 @@ class Tensor:
         Whether gradients flow to (and through) this tensor.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_index", "_retain", "__weakref__")
+    __slots__ = ("data", "_versions", "grad", "requires_grad", "_ctx", "_index", "_retain", "__weakref__")
     __array_priority__ = 1000  # make ndarray + Tensor call Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self.data = _as_array(data, dtype)
+        self._versions = saved_values.VersionCounter()  # shared by the tensors that share the data
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._ctx = None  # the node that produced this tensor (None for leaves)
         self._index = 0  # which output of that node this tensor is
         self._retain = False
+
+    # ---- the version of the data
+    @property
+    def version(self):
+        """How many times the data was edited in place through the API (``add_``, ``mul_``,
+        ``zero_``, ``copy_``, ``t[idx] = v``, ..., ``bump_version()``).
+
+        A node that saved this tensor for backward remembers the version; backward
+        raises ``GraphError`` if it changed.  (PyTorch calls it ``t._version``.)
+        Assigning a new array, ``t.data = array``, is not an edit of the saved
+        values (the node keeps the old array) and does not count.
+        """
+        return self._versions.value
+
+    _version = version
+
+    @property
+    def version_counter(self):
+        """The counter behind ``version``, one object shared by the tensors that share the data."""
+        return self._versions
+
+    def bump_version(self):
+        """Count an in-place edit of ``data`` (the in-place methods call it; call it after
+        editing the array yourself, e.g. ``t.data[0] = 1``, to have backward check it)."""
+        self._versions.value += 1
 
     # ---- basic properties
     @property
@@ -120,12 +151,18 @@ class Tensor:
         return self.data.item()
 
     def detach(self):
-        """A new leaf tensor sharing this tensor's data, cut from the graph.
+        """A new leaf tensor sharing this tensor's data (and its version), cut from the graph.
 
         Use it to carry a recurrent hidden state from one chunk of a sequence
         to the next without backpropagating into the previous chunk.
         """
-        return Tensor(self.data, requires_grad=False)
+        t = Tensor(self.data, requires_grad=False)
+        t._versions = self._versions
+        return t
+
+    def clone(self):
+        """A new leaf tensor with a copy of this tensor's data (not differentiable)."""
+        return Tensor(self.data.copy(), requires_grad=False)
 
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
@@ -171,12 +208,36 @@ class Tensor:
 
 
 def tensor(data, requires_grad=False, dtype=None):
-    """Make a leaf Tensor from array-like ``data``.
+    """Make a leaf Tensor from a copy of array-like ``data`` (like ``torch.tensor``).
 
-    ``dtype`` defaults to the data's own float type, or float64 for Python
-    numbers, lists and integer arrays.
+    ``dtype`` defaults to the data's own float type (float32 or float64), or
+    float64 for Python numbers, lists, and bool, integer and float16 arrays
+    (promoted); complex data raises ``DTypeError``.  The tensor never shares
+    memory with ``data``: editing the array afterwards does not change the
+    tensor.  ``from_numpy`` shares instead.
     """
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    src = data.data if isinstance(data, Tensor) else data
+    arr = _as_array(src, dtype)
+    if isinstance(src, np.ndarray) and np.may_share_memory(arr, src):
+        arr = arr.copy()
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def from_numpy(array):
+    """A leaf Tensor that SHARES memory with the NumPy ``array`` (like ``torch.from_numpy``).
+
+    Editing the array edits the tensor and the other way round -- also between a
+    forward and its backward, where such an edit changes the gradient (edits of
+    the array itself bypass the tensor's version counter; see ``Tensor.version``).
+    The array must be float32 or float64: a conversion would have to copy (use
+    ``tinybptt.tensor`` for that).
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError("from_numpy: expected a numpy.ndarray, got %s" % type(array).__name__)
+    if array.dtype not in _FLOATS:
+        raise DTypeError("from_numpy: the array is %s; only float32 and float64 arrays can be shared "
+                         "(tinybptt.tensor(array) makes a float64 copy)" % array.dtype)
+    return Tensor(array)
 
 
 # --------------------------------------------------------------------------- nodes and Functions
@@ -192,7 +253,7 @@ class Context:
     """
 
     # the engine's fields; whatever else a forward stores on ctx goes to the instance dict
-    __slots__ = ("fn", "inputs", "needs_input_grad", "saved_tensors", "out_meta",
+    __slots__ = ("fn", "inputs", "needs_input_grad", "saved_tensors", "out_meta", "saved_versions",
                  "label", "step", "role", "id", "freed", "__dict__")
 
     def __init__(self, fn, inputs, needs_input_grad):
@@ -202,6 +263,7 @@ class Context:
         self.needs_input_grad = needs_input_grad
         self.saved_tensors = ()
         self.out_meta = ()  # (shape, dtype) of each output
+        self.saved_versions = ()  # what backward checks for in-place edits (tinybptt.saved.record)
         self.label = m.label
         self.step = m.step
         self.role = m.role  # e.g. "f" for an LSTM's forget gate; None outside node_scope(role=...)
@@ -228,6 +290,7 @@ class Context:
         """
         self.saved_tensors = None
         self.inputs = None
+        self.saved_versions = ()
         self.freed = True
         self.__dict__.clear()
 
@@ -309,8 +372,11 @@ class Function:
             _run_forward_hooks(ctx, arrays, raw)
         outs = [_output(o, k, ctx if requires_grad else None) for k, o in enumerate(raw)] \
             if isinstance(raw, tuple) else [_output(raw, 0, ctx if requires_grad else None)]
+        _share_versions_of_views(args, outs)
         if requires_grad:  # each output's shape and dtype: the engine makes zeros for an unused one
             ctx.out_meta = tuple((None, None) if o is None else (o.shape, o.dtype) for o in outs)
+            if ctx.saved_tensors:
+                ctx.saved_versions = saved_values.record(ctx.saved_tensors, args, outs)
         return tuple(outs) if isinstance(raw, tuple) else outs[0]
 
 
@@ -333,12 +399,26 @@ def _new_tensor(data, requires_grad, ctx, index):
     """A Tensor made by an op: ``data`` is already a float ndarray (no checks, no copy)."""
     t = Tensor.__new__(Tensor)
     t.data = data
+    t._versions = saved_values.VersionCounter()
     t.grad = None
     t.requires_grad = requires_grad
     t._ctx = ctx
     t._index = index
     t._retain = False
     return t
+
+
+def _share_versions_of_views(inputs, outputs):
+    """An output that is a view of an input's data (transpose, reshape, slicing) shares its
+    version counter, so an edit of a weight ``w`` is seen by every node that saved ``w.T``."""
+    for o in outputs:
+        base = None if o is None else o.data.base
+        if base is None:
+            continue
+        for t in inputs:
+            if isinstance(t, Tensor) and (base is t.data or base is t.data.base):
+                o._versions = t._versions
+                break
 
 
 # --------------------------------------------------------------------------- the backward pass
@@ -515,6 +595,8 @@ def _call_backward(node, grads_out):
             "retain_graph=True only if you really mean to backprop through the same graph twice."
             % node.describe()
         )
+    if node.saved_versions:
+        saved_values.check(node)
     hooks = thread.modes.backward_hooks
     if any(g is None for g in grads_out) and (hooks or not node.fn.accepts_none_grads):
         grads_out = [np.zeros(shape, dtype) if g is None and shape is not None else g
@@ -536,9 +618,10 @@ def _checked_grad(node, t, g):
     """``g``, the gradient ``node`` computed for its input ``t``, as an array of t's shape and dtype."""
     if type(g) is not np.ndarray:  # 0-D arithmetic in a backward returns NumPy scalars
         g = np.asarray(g)
-    if g.shape != t.data.shape:
+    data = t.data
+    if g.shape != data.shape:
         raise ShapeError(
             "backward of %s produced a gradient of shape %s for an input of shape %s"
-            % (node.describe(), g.shape, t.data.shape)
+            % (node.describe(), g.shape, data.shape)
         )
-    return g if g.dtype == t.data.dtype else g.astype(t.data.dtype)
+    return g if g.dtype == data.dtype else g.astype(data.dtype)

@@ -135,6 +135,15 @@ class node_scope(_Scope):
 
 
 @contextlib.contextmanager
+def _installed(hooks, fn):
+    """``fn`` in the list ``hooks`` for the duration of the block."""
+    hooks.append(fn)
+    try:
+        yield
+    finally:
+        hooks.remove(fn)
+
+
 def backward_hook(fn):
     """Call ``fn(ctx, grads_out)`` for every node as the backward pass reaches it.
 
@@ -143,15 +152,9 @@ def backward_hook(fn):
     Hooks are per thread, like ``no_grad``: they see backward passes run by the
     thread that installed them.
     """
-    hooks = thread.modes.backward_hooks
-    hooks.append(fn)
-    try:
-        yield
-    finally:
-        hooks.remove(fn)
+    return _installed(thread.modes.backward_hooks, fn)
 
 
-@contextlib.contextmanager
 def forward_hook(fn):
     """Call ``fn(ctx, inputs, outputs)`` after every op's forward inside this block.
 
@@ -160,9 +163,4 @@ def forward_hook(fn):
     anomaly mode uses it to name the first node that produced NaN or Inf.  Hooks
     are per thread: they see the ops of the thread that installed them.
     """
-    hooks = thread.modes.forward_hooks
-    hooks.append(fn)
-    try:
-        yield
-    finally:
-        hooks.remove(fn)
+    return _installed(thread.modes.forward_hooks, fn)

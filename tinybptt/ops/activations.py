@@ -42,7 +42,7 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
-    """``y = max(x, 0)`` (NaN stays NaN).   dy/dx = 1 where y > 0, else 0."""
+    """``y = max(x, 0)`` (NaN stays NaN).   dy/dx = 0 where y <= 0, else 1 (also at NaN, as PyTorch)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -53,7 +53,11 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return kernels.backend.relu_backward(y, g)  # where(y > 0, g, 0)
+        gx = kernels.backend.relu_backward(y, g)  # where(y > 0, g, 0)
+        nan = np.isnan(y)  # PyTorch's rule where y is NaN: the gradient passes (y <= 0 is false there)
+        if nan.any():
+            gx = np.where(nan, g, gx)
+        return gx
 
 
 class Exp(Function):

@@ -129,7 +129,8 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = np.shape(a), np.shape(b)
-        y = _broadcasting("pow", np.power, a, b)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):  # IEEE results
+            y = _broadcasting("pow", np.power, a, b)
         ctx.save_for_backward(a, b, y)
         return y
 
