@@ -3,6 +3,8 @@
 ``backend``: parametrizes a test over the "c" and "numpy" kernel backends
 (the "c" case is skipped when the extension is not built), makes it the active
 backend for the test, and restores the previous backend afterwards.
+``c_backend``: the C backend only.  ``strict_fp``: warnings are errors and NumPy
+raises on every floating-point event.
 
 Hypothesis runs under the "ci" profile by default: no deadline (the machines
 are shared and noisy), few examples (gradient checks are expensive),
@@ -10,7 +12,9 @@ derandomized so a failure reproduces.  ``HYPOTHESIS_PROFILE=dev`` runs more
 examples with random seeds.
 """
 import os
+import warnings
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -49,3 +53,25 @@ def backend(request):
         yield name
     finally:
         tinybptt.set_backend(previous)
+
+
+@pytest.fixture
+def c_backend():
+    """The C backend made active for the test (and the previous one restored)."""
+    if "c" not in kernels.available_backends():
+        pytest.skip("the C backend is not built (%s)" % (kernels.C_IMPORT_ERROR,))
+    previous = tinybptt.get_backend()
+    tinybptt.set_backend("c")
+    try:
+        yield
+    finally:
+        tinybptt.set_backend(previous)
+
+
+@pytest.fixture
+def strict_fp():
+    """Warnings are errors and NumPy raises on every floating-point event (also underflow)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise"):
+            yield

@@ -94,3 +94,28 @@ def test_bench_dispatch(monkeypatch):
 def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "tinybptt", "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "vanish" in res.stdout
+
+
+@pytest.mark.parametrize("name", ["vanish", "train", "graph"])
+def test_every_app_has_build_parser_and_main(name, capsys):
+    import argparse
+    import importlib
+
+    module = importlib.import_module("tinybptt.apps." + name)
+    own = module.build_parser()
+    assert isinstance(own, argparse.ArgumentParser) and own.prog == "tinybptt " + name
+    given = argparse.ArgumentParser(prog="x")
+    assert module.build_parser(given) is given  # adds its options to the parser it is handed
+    assert cli.APPS[name][0] is module
+    with pytest.raises(SystemExit) as info:
+        module.main(["--help"])
+    assert info.value.code == 0 and "--" in capsys.readouterr().out
+
+
+def test_bench_forwards_its_argv_to_tinybptt_bench_main(monkeypatch):
+    import tinybptt.bench
+
+    seen = []
+    monkeypatch.setattr(tinybptt.bench, "main", lambda argv: seen.append(argv) or 7)
+    assert cli.main(["bench", "--cells", "lstm", "--configs", "tiny"]) == 7
+    assert seen == [["--cells", "lstm", "--configs", "tiny"]]

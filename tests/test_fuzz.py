@@ -277,7 +277,7 @@ ORDER = ("x", "h", "c", "w_ih", "w_hh", "b_ih", "b_hh")
 
 def silent(call):
     """Run the reference with NumPy's FP warnings off: it is the oracle, not under test here
-    (test_hardening checks which kernels stay silent)."""
+    (test_ieee_values checks which kernels stay silent)."""
     with np.errstate(all="ignore"):
         return call()
 

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinybptt as tb
+from tinybptt.autograd import Function
 from tinybptt.gradcheck import GradcheckWarning
 from tinybptt.testing import assert_gradients_match, broadcastable_shapes, float_arrays, shapes, tensors
 
@@ -94,7 +95,7 @@ def test_planted_error_is_caught_and_described():
 
 
 def test_numeric_value_is_the_true_derivative():
-    """With a 0-D output, S = r * sum(x^2): numeric = 2 r x_i, and analytic = numeric + PLANT."""
+    """With a one-element output, S is the output itself: numeric = d sum(x^2)/dx_i = 2 x_i."""
     x = leaf((3, 2), seed=4)
     bad = (1, 0)
     Square = make_square(bad)
@@ -103,12 +104,50 @@ def test_numeric_value_is_the_true_derivative():
         return Square.apply(x).sum()
 
     rep = tb.gradcheck(fn, [x], raise_exception=False)
-    # r from a one-element input at 1.5 (same seed and output shape, so the same r): numeric = 3 r
-    good = tb.gradcheck(lambda z: (z * z).sum(), [tb.tensor([1.5], requires_grad=True)])
-    r = good.numeric / 3.0
-    assert abs(r) > 1e-3
-    assert rep.numeric == pytest.approx(2 * r * x.data[bad], rel=1e-6)
-    assert rep.analytic == pytest.approx(2 * r * x.data[bad] + PLANT, rel=1e-6)
+    assert rep.compared == "output"
+    assert rep.numeric == pytest.approx(2 * x.data[bad], rel=1e-6)
+    assert rep.analytic == pytest.approx(2 * x.data[bad] + PLANT, rel=1e-6)
+    assert "derivatives of the output" in rep.message()
+
+
+def test_non_scalar_output_says_it_compares_a_seeded_random_projection():
+    x = leaf((4,), seed=5)
+    Square = make_square((2,))
+    rep = tb.gradcheck(Square.apply, [x], raise_exception=False, seed=7)
+    assert rep.compared == "projection"
+    msg = rep.message()
+    assert "random projection" in msg and "seed 7" in msg and "per_output=True" in msg
+    assert "random projection" in str(tb.gradcheck(lambda z: z * z, [x], seed=7))
+    # the projection S = v . y with y_i = x_i^2 has dS/dx_2 = 2 v_2 x_2: recover v_2 from numeric
+    v = np.random.default_rng(7).standard_normal(4)
+    assert rep.numeric == pytest.approx(2 * v[2] * x.data[2], rel=1e-6)
+
+
+def test_per_output_view_names_the_output_element():
+    """y = (x0^2 + plant, x1^2, x0 * x1) with a planted error only in dy_0/dx_0."""
+    class Planted(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return np.array([x[0] ** 2, x[1] ** 2, x[0] * x[1]])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return np.array([g[0] * (2 * x[0] + PLANT) + g[2] * x[1], g[1] * 2 * x[1] + g[2] * x[0]])
+
+    x = tb.tensor([0.7, -1.3], requires_grad=True)
+    rep = tb.gradcheck(Planted.apply, [x], per_output=True, raise_exception=False, names=["x"])
+    assert rep.compared == "per output" and rep.n_failed == 1
+    w = rep["x"]
+    assert w.n_compared == 6 and w.worst_output == (0, (0,)) and w.worst_index == (0,)
+    assert w.numeric == pytest.approx(2 * 0.7, rel=1e-6)
+    assert w.analytic == pytest.approx(2 * 0.7 + PLANT, rel=1e-9)
+    assert "of output 0 at (0,)" in rep.message() and "each output element" in rep.message()
+    good = tb.gradcheck(lambda x: (x * x, x.sum()), [x], per_output=True)
+    assert good.ok and good["input 0"].n_compared == 3 * 2
+    with pytest.raises(ValueError, match="per_output"):
+        tb.gradcheck(lambda x: x * x, [x], per_output=True, fast=True)
 
 
 def test_transposed_weight_gradient_is_caught():

@@ -34,6 +34,7 @@ from tinybptt import bptt, nn, optim
 from tinybptt.autograd import topological_order
 from tinybptt.kernels.recurrent import RecurrentSaved
 from tinybptt.nn import functional as F
+from training_cases import train_step
 
 
 @pytest.fixture
@@ -93,12 +94,7 @@ def _lstm_trainer(mode="sequence", checkpoint=None, T=20, B=4, I=2, H=8, seed=0)
 
     def step():
         out, _ = lstm(x)
-        loss = F.mse_loss(head(out), y)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        return loss.item()
+        return train_step(F.mse_loss(head(out), y), opt, params)
 
     return lstm, step
 

@@ -1,70 +1,100 @@
-"""The thread count: every bad argument is a clear error, and no count crashes the kernels.
-
-``set_num_threads(100000)`` followed by a 300 x 300 matmul used to kill the
-process (OpenMP sets up a team's threads on the caller's stack); thread counts
-are now checked in Python (1 to 256) and clamped in C.
+"""Threads: two threads train independent models at once (C backend) and each gets
+bit for bit what it gets alone; no_grad, node_scope and anomaly mode in one
+thread do not leak into another.
 """
-import os
-import subprocess
-import sys
+import threading
 
 import numpy as np
-import pytest
 
 import tinybptt as tb
-from tinybptt import kernels
-from tinybptt.kernels.validate import MAX_THREADS
-
-needs_c = pytest.mark.skipif(kernels.c_backend is None, reason="the C backend is not built")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tinybptt import nn, optim
+from tinybptt.nn import functional as F
+from training_cases import train_step
 
 
-@pytest.fixture
-def restore_threads():
-    before = tb.get_num_threads()
-    yield
-    tb.set_num_threads(before)
+def _train(cell, seed, steps, results, key, barrier=None):
+    """Train a small model; store its final parameters and losses under results[key]."""
+    if barrier is not None:
+        barrier.wait()
+    rng = np.random.default_rng(seed)
+    layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](3, 16, num_layers=2)
+    head = nn.Linear(16, 2)
+    for p in layer.parameters() + head.parameters():
+        p.data = rng.uniform(-0.3, 0.3, p.shape)
+    params = layer.parameters() + head.parameters()
+    opt = optim.Adam(params, lr=1e-2)
+    losses = []
+    x = rng.standard_normal((30, 8, 3))
+    y = rng.integers(0, 2, (30, 8))
+    for _ in range(steps):
+        out, _ = layer(x)
+        losses.append(train_step(F.cross_entropy(head(out), y), opt, params))
+    results[key] = (losses, [p.data.copy() for p in params])
 
 
-@pytest.mark.parametrize("bad", [100000, 2**40, MAX_THREADS + 1, 0, -1, -2**40])
-def test_out_of_range_counts_raise_value_error(bad, restore_threads):
-    before = tb.get_num_threads()
-    with pytest.raises(ValueError, match=r"set_num_threads: n must be between 1 and %d.*got %d" % (MAX_THREADS, bad)):
-        tb.set_num_threads(bad)
-    assert tb.get_num_threads() == before  # nothing changed
+def test_two_threads_train_independent_models_exactly_as_alone(c_backend):
+    jobs = [("lstm", 1), ("gru", 2)]
+    alone = {}
+    for cell, seed in jobs:
+        _train(cell, seed, 25, alone, cell)
+    together = {}
+    barrier = threading.Barrier(len(jobs))
+    threads = [threading.Thread(target=_train, args=(cell, seed, 25, together, cell, barrier)) for cell, seed in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for cell, _ in jobs:
+        assert cell in together, "thread %s died" % cell
+        losses, params = together[cell]
+        assert losses == alone[cell][0], cell  # bit for bit
+        for p, q in zip(params, alone[cell][1]):
+            np.testing.assert_array_equal(p, q)
 
 
-@pytest.mark.parametrize("bad", [2.0, 2.5, float("nan"), True, np.bool_(True), "4", None, [2], np.float64(2)])
-def test_non_integers_raise_type_error(bad, restore_threads):
-    with pytest.raises(TypeError, match=r"set_num_threads: n must be an int .*got %s" % type(bad).__name__):
-        tb.set_num_threads(bad)
+def test_no_grad_and_node_scope_are_per_thread():
+    inside = threading.Event()
+    checked = threading.Event()
+    seen = {}
+
+    def evaluator():
+        w = tb.tensor(np.ones((2, 2)), requires_grad=True)
+        with tb.no_grad(), tb.node_scope(label="eval", step=7):
+            inside.set()
+            assert checked.wait(30)
+            y = w @ w
+            seen["eval"] = (y.requires_grad, tb.is_grad_enabled())
+
+    t = threading.Thread(target=evaluator)
+    t.start()
+    assert inside.wait(30)
+    # the other thread is inside no_grad() and node_scope() right now
+    w = tb.tensor(np.ones((2, 2)), requires_grad=True)
+    y = (w @ w).tanh()
+    seen["main"] = (y.requires_grad, tb.is_grad_enabled(), y.node.label, y.node.step)
+    checked.set()
+    t.join(30)
+    y.sum().backward()
+    assert seen["main"] == (True, True, None, None)
+    assert seen["eval"] == (False, False)
+    assert w.grad is not None and np.all(np.isfinite(w.grad))
 
 
-@needs_c
-@pytest.mark.parametrize("n", [1, 2, np.int64(3), MAX_THREADS])
-def test_valid_counts_are_kept_and_the_kernels_stay_right(n, restore_threads):
-    tb.set_num_threads(n)
-    assert tb.get_num_threads() == int(n)
-    rng = np.random.default_rng(int(n))
-    a = rng.standard_normal((300, 300)).astype(np.float32)
-    np.testing.assert_allclose(kernels.c_backend.matmul(a, a), a.astype(np.float64) @ a, rtol=1e-4, atol=1e-3)
-    x, h0 = rng.standard_normal((20, 16, 64)), np.zeros((16, 128))
-    w = [0.1 * rng.standard_normal(s) for s in ((512, 64), (512, 128), (512,), (512,))]
-    out_c = kernels.c_backend.seq_forward("lstm", x, h0, h0, *w)[0]
-    out_n = kernels.numpy_backend.seq_forward("lstm", x, h0, h0, *w)[0]
-    np.testing.assert_allclose(out_c, out_n, rtol=1e-10, atol=1e-12)
+def test_anomaly_mode_in_one_thread_does_not_affect_another():
+    from tinybptt import inspect
+    inside, done = threading.Event(), threading.Event()
 
+    def watcher():
+        with inspect.detect_anomaly():
+            inside.set()
+            done.wait(30)
 
-@needs_c
-def test_the_raw_c_call_clamps_a_huge_count():
-    """In a child process, so that a regression fails this test instead of killing the run."""
-    code = ("import numpy as np\n"
-            "from tinybptt.kernels import c\n"
-            "from tinybptt.kernels._ffi import lib\n"
-            "lib.tb_set_num_threads(100000)\n"
-            "assert lib.tb_get_num_threads() == lib.TB_MAX_THREADS == %d\n"
-            "a = np.random.default_rng(0).standard_normal((300, 300)).astype(np.float32)\n"
-            "np.testing.assert_allclose(c.matmul(a, a), a.astype(np.float64) @ a, rtol=1e-4, atol=1e-3)\n"
-            "print('ok')\n" % MAX_THREADS)
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stdout, r.stderr[-2000:])
+    t = threading.Thread(target=watcher)
+    t.start()
+    try:
+        assert inside.wait(30)
+        y = tb.tensor(np.array([-1.0]), requires_grad=True).log()  # NaN here, outside anomaly mode
+        assert np.isnan(y.data[0])
+    finally:
+        done.set()
+        t.join(30)

@@ -7,8 +7,8 @@ checker (``tinybptt.gradcheck``) and tools to inspect gradient flow
 (``tinybptt.inspect``).
 """
 from . import ops  # noqa: F401  (binds operators and methods onto Tensor)
-from .autograd import (Context, Function, Tensor, backward_hook, forward_hook, is_grad_enabled, no_grad,
-                       node_scope, tensor)
+from .autograd import (Context, Function, Tensor, backward_hook, enable_grad, forward_hook, from_numpy,
+                       is_grad_enabled, no_grad, node_scope, tensor)
 from .errors import BackendError, DTypeError, GraphError, ShapeError, TinyBPTTError
 from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck
 from .kernels import available_backends, get_backend, set_backend

@@ -16,158 +16,20 @@ A node may have several outputs (a recurrent layer returns its outputs and its
 final cell state); the engine gathers the gradients of all outputs of a node
 before calling its backward.
 """
-import contextlib
-import gc
 import itertools
-import threading
 
 import numpy as np
 
-from .errors import DTypeError, GraphError, ShapeError, describe
+from . import saved as saved_values
+from .errors import DTypeError, GraphError, ShapeError
+from .modes import thread
+# the modes, re-exported: ``from tinybptt.autograd import no_grad, node_scope`` keeps working
+from .modes import backward_hook, enable_grad, forward_hook, is_grad_enabled, no_grad, node_scope  # noqa: F401
 
 DEFAULT_DTYPE = np.float64
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-# --------------------------------------------------------------------------- global modes
-
-
-class _Modes:
-    """One thread's modes: a plain object with slots, so every op pays one thread-local
-    lookup (``_state.m``, about 70 ns) and then cheap slot reads, instead of a
-    thread-local lookup per mode."""
-
-    __slots__ = ("grad_enabled", "label", "step", "role", "backward_hooks", "forward_hooks")
-
-    def __init__(self):
-        self.grad_enabled = True
-        self.label = None  # tags given to nodes created inside node_scope()
-        self.step = None
-        self.role = None
-        self.backward_hooks = []  # callables (ctx, grads_out) run as each node is backpropagated
-        self.forward_hooks = []  # callables (ctx, inputs, outputs) run after each op's forward (empty: no cost)
-
-
-class _ThreadState(threading.local):
-    """Per-thread modes, so two threads training two models do not disturb each other."""
-
-    def __init__(self):
-        self.m = _Modes()
-
-
-_state = _ThreadState()
 _node_counter = itertools.count()
-
-
-class _Scope(contextlib.ContextDecorator):
-    """Base of the small context managers below: a class, not a generator, because
-    the "ops" mode of a recurrent layer enters one per time step (a generator-based
-    context manager costs about four times as much).  Each entry pushes the state it
-    replaces, so one instance may be nested or reused (also as a decorator)."""
-
-    __slots__ = ("_saved",)
-
-    def __exit__(self, *exc):
-        self._restore(self._saved.pop())
-        return False
-
-    def _recreate_cm(self):  # ContextDecorator: reuse this instance for every call
-        return self
-
-
-class no_grad(_Scope):
-    """Inside this block ops build no graph: results do not require grad.
-
-    Use it for evaluation and for optimiser updates::
-
-        with tinybptt.no_grad():
-            pred = model(x)
-    """
-
-    __slots__ = ()
-
-    def __init__(self):
-        self._saved = []
-
-    def __enter__(self):
-        st = _state.m
-        self._saved.append(st.grad_enabled)
-        st.grad_enabled = False
-
-    @staticmethod
-    def _restore(prev):
-        _state.m.grad_enabled = prev
-
-
-def is_grad_enabled():
-    """True unless inside ``no_grad()``."""
-    return _state.m.grad_enabled
-
-
-class node_scope(_Scope):
-    """Tag every node created inside with ``label``, time ``step`` and/or ``role``.
-
-    The recurrent layers wrap each time step in ``node_scope(label="lstm.l0", step=t)``
-    so that an inspection of the unrolled graph can say which step a node belongs to,
-    and each gate or state in ``node_scope(role="f")`` (LSTM ``i f g o c h``, GRU
-    ``r z n h``, ...) so that it can say which of three ``sigmoid`` nodes is the
-    forget gate.  An argument left as None keeps the value of the enclosing scope, so
-    scopes nest: ``with node_scope(label="lstm.l0", step=3): with node_scope(role="f"):``
-    tags nodes ``[lstm.l0, t=3, f]``.
-    """
-
-    __slots__ = ("label", "step", "role")
-
-    def __init__(self, label=None, step=None, role=None):
-        self.label, self.step, self.role, self._saved = label, step, role, []
-
-    def __enter__(self):
-        st = _state.m
-        self._saved.append((st.label, st.step, st.role))
-        if self.label is not None:
-            st.label = self.label
-        if self.step is not None:
-            st.step = self.step
-        if self.role is not None:
-            st.role = self.role
-
-    @staticmethod
-    def _restore(prev):
-        st = _state.m
-        st.label, st.step, st.role = prev
-
-
-@contextlib.contextmanager
-def backward_hook(fn):
-    """Call ``fn(ctx, grads_out)`` for every node as the backward pass reaches it.
-
-    ``grads_out`` is the tuple of gradients of the node's outputs (NumPy arrays).
-    This is how ``tinybptt.inspect`` sees the gradient that reached each node.
-    Hooks are per thread, like ``no_grad``: they see backward passes run by the
-    thread that installed them.
-    """
-    hooks = _state.m.backward_hooks
-    hooks.append(fn)
-    try:
-        yield
-    finally:
-        hooks.remove(fn)
-
-
-@contextlib.contextmanager
-def forward_hook(fn):
-    """Call ``fn(ctx, inputs, outputs)`` after every op's forward inside this block.
-
-    ``inputs`` are the forward's arguments (NumPy arrays where the argument was a
-    Tensor), ``outputs`` the tuple of arrays it returned.  ``tinybptt.inspect``'s
-    anomaly mode uses it to name the first node that produced NaN or Inf.  Hooks
-    are per thread: they see the ops of the thread that installed them.
-    """
-    hooks = _state.m.forward_hooks
-    hooks.append(fn)
-    try:
-        yield
-    finally:
-        hooks.remove(fn)
 
 
 # --------------------------------------------------------------------------- Tensor
@@ -193,10 +55,14 @@ def _as_array(data, dtype=None):
 class Tensor:
     """An n-dimensional array that remembers how it was computed.
 
+    ``Tensor(data)`` uses a float32/float64 array as it is, without a copy (like
+    ``from_numpy``); ``tinybptt.tensor(data)`` copies.
+
     Attributes
     ----------
     data : numpy.ndarray
-        The value (float32 or float64).
+        The value (float32 or float64).  Editing it in place between a forward
+        pass and its backward is caught (see ``version``).
     grad : numpy.ndarray or None
         After ``backward()``, the gradient of the loss with respect to this tensor,
         for leaves that require grad (and non-leaves after ``retain_grad()``).
@@ -204,17 +70,42 @@ class Tensor:
         Whether gradients flow to (and through) this tensor.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_index", "_retain", "_topo", "__weakref__")
+    __slots__ = ("data", "_versions", "grad", "requires_grad", "_ctx", "_index", "_retain", "__weakref__")
     __array_priority__ = 1000  # make ndarray + Tensor call Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self.data = _as_array(data, dtype)
+        self._versions = saved_values.VersionCounter()  # shared by the tensors that share the data
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._ctx = None  # the node that produced this tensor (None for leaves)
         self._index = 0  # which output of that node this tensor is
         self._retain = False
-        self._topo = None  # cached topological order when this tensor is a backward root
+
+    # ---- the version of the data
+    @property
+    def version(self):
+        """How many times the data was edited in place through the API (``add_``, ``mul_``,
+        ``zero_``, ``copy_``, ``t[idx] = v``, ..., ``bump_version()``).
+
+        A node that saved this tensor for backward remembers the version; backward
+        raises ``GraphError`` if it changed.  (PyTorch calls it ``t._version``.)
+        Assigning a new array, ``t.data = array``, is not an edit of the saved
+        values (the node keeps the old array) and does not count.
+        """
+        return self._versions.value
+
+    _version = version
+
+    @property
+    def version_counter(self):
+        """The counter behind ``version``, one object shared by the tensors that share the data."""
+        return self._versions
+
+    def bump_version(self):
+        """Count an in-place edit of ``data`` (the in-place methods call it; call it after
+        editing the array yourself, e.g. ``t.data[0] = 1``, to have backward check it)."""
+        self._versions.value += 1
 
     # ---- basic properties
     @property
@@ -260,12 +151,18 @@ class Tensor:
         return self.data.item()
 
     def detach(self):
-        """A new leaf tensor sharing this tensor's data, cut from the graph.
+        """A new leaf tensor sharing this tensor's data (and its version), cut from the graph.
 
         Use it to carry a recurrent hidden state from one chunk of a sequence
         to the next without backpropagating into the previous chunk.
         """
-        return Tensor(self.data, requires_grad=False)
+        t = Tensor(self.data, requires_grad=False)
+        t._versions = self._versions
+        return t
+
+    def clone(self):
+        """A new leaf tensor with a copy of this tensor's data (not differentiable)."""
+        return Tensor(self.data.copy(), requires_grad=False)
 
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
@@ -275,11 +172,6 @@ class Tensor:
     def zero_grad(self):
         """Forget the accumulated gradient."""
         self.grad = None
-
-    def astype(self, dtype):
-        """This tensor converted to ``dtype`` (differentiable)."""
-        from .ops.elementwise import Cast
-        return Cast.apply(self, dtype=np.dtype(dtype))
 
     def __repr__(self):
         extra = ""
@@ -316,12 +208,36 @@ class Tensor:
 
 
 def tensor(data, requires_grad=False, dtype=None):
-    """Make a leaf Tensor from array-like ``data``.
+    """Make a leaf Tensor from a copy of array-like ``data`` (like ``torch.tensor``).
 
-    ``dtype`` defaults to the data's own float type, or float64 for Python
-    numbers, lists and integer arrays.
+    ``dtype`` defaults to the data's own float type (float32 or float64), or
+    float64 for Python numbers, lists, and bool, integer and float16 arrays
+    (promoted); complex data raises ``DTypeError``.  The tensor never shares
+    memory with ``data``: editing the array afterwards does not change the
+    tensor.  ``from_numpy`` shares instead.
     """
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    src = data.data if isinstance(data, Tensor) else data
+    arr = _as_array(src, dtype)
+    if isinstance(src, np.ndarray) and np.may_share_memory(arr, src):
+        arr = arr.copy()
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def from_numpy(array):
+    """A leaf Tensor that SHARES memory with the NumPy ``array`` (like ``torch.from_numpy``).
+
+    Editing the array edits the tensor and the other way round -- also between a
+    forward and its backward, where such an edit changes the gradient (edits of
+    the array itself bypass the tensor's version counter; see ``Tensor.version``).
+    The array must be float32 or float64: a conversion would have to copy (use
+    ``tinybptt.tensor`` for that).
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError("from_numpy: expected a numpy.ndarray, got %s" % type(array).__name__)
+    if array.dtype not in _FLOATS:
+        raise DTypeError("from_numpy: the array is %s; only float32 and float64 arrays can be shared "
+                         "(tinybptt.tensor(array) makes a float64 copy)" % array.dtype)
+    return Tensor(array)
 
 
 # --------------------------------------------------------------------------- nodes and Functions
@@ -336,19 +252,18 @@ class Context:
     gradient, so forward can skip saving what nobody will use.
     """
 
-    # "shapes": the operand shapes the elementwise ops keep for un-broadcasting (a slot,
-    # not the instance dict that other attributes a forward sets go to)
-    __slots__ = ("fn", "inputs", "needs_input_grad", "saved_tensors", "out_meta",
-                 "label", "step", "role", "id", "freed", "extra", "shapes", "__dict__")
+    # the engine's fields; whatever else a forward stores on ctx goes to the instance dict
+    __slots__ = ("fn", "inputs", "needs_input_grad", "saved_tensors", "out_meta", "saved_versions",
+                 "label", "step", "role", "id", "freed", "__dict__")
 
     def __init__(self, fn, inputs, needs_input_grad):
-        # (Function.apply builds its nodes inline, with the same fields: keep the two alike)
-        m = _state.m
+        m = thread.modes
         self.fn = fn
         self.inputs = inputs  # the Tensor arguments (None where the argument was not a Tensor)
         self.needs_input_grad = needs_input_grad
         self.saved_tensors = ()
         self.out_meta = ()  # (shape, dtype) of each output
+        self.saved_versions = ()  # what backward checks for in-place edits (tinybptt.saved.record)
         self.label = m.label
         self.step = m.step
         self.role = m.role  # e.g. "f" for an LSTM's forget gate; None outside node_scope(role=...)
@@ -375,6 +290,7 @@ class Context:
         """
         self.saved_tensors = None
         self.inputs = None
+        self.saved_versions = ()
         self.freed = True
         self.__dict__.clear()
 
@@ -424,9 +340,6 @@ class Function:
     #: True if ``backward`` accepts None for an output that received no gradient
     #: (instead of an array of zeros the engine would otherwise allocate for it).
     accepts_none_grads = False
-    #: True if every array ``backward`` returns is newly allocated and shared with
-    #: nothing else, so the engine may keep it as a leaf's ``.grad`` without copying.
-    fresh_grads = False
 
     @classmethod
     def op_name(cls):
@@ -443,81 +356,69 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         """Run the op on Tensors (or arrays/numbers) and record it in the graph."""
-        m = _state.m
-        arrays = []
-        needs = []
-        any_needs = False
-        if m.grad_enabled:
-            for a in args:
-                if isinstance(a, Tensor):
-                    arrays.append(a.data)
-                    if a.requires_grad:
-                        needs.append(True)
-                        any_needs = True
-                    else:
-                        needs.append(False)
-                else:
-                    arrays.append(a)
-                    needs.append(False)
-        else:
-            for a in args:
-                arrays.append(a.data if isinstance(a, Tensor) else a)
+        grad_on = thread.modes.grad_enabled
+        arrays, needs = [], []
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a.data)
+                needs.append(grad_on and a.requires_grad)
+            else:
+                arrays.append(a)
                 needs.append(False)
-        # the node: Context.__init__ written out here (a Python call less per op)
-        ctx = _new_object(Context)
-        ctx.fn = cls
-        ctx.inputs = args if any_needs else None
-        ctx.needs_input_grad = tuple(needs)
-        ctx.saved_tensors = ()
-        ctx.out_meta = ()
-        ctx.label = m.label
-        ctx.step = m.step
-        ctx.role = m.role
-        ctx.id = next(_node_counter)
-        ctx.freed = False
-        raw = cls.forward(ctx, *arrays, **kwargs) if kwargs else cls.forward(ctx, *arrays)
-        hooks = m.forward_hooks
-        if hooks:
-            outs = raw if isinstance(raw, tuple) else (raw,)
-            for hook in list(hooks):
-                hook(ctx, arrays, outs)
-        if not isinstance(raw, tuple):  # one output: the common case, kept short
-            if type(raw) is not np.ndarray:
-                raw = np.asarray(raw)
-            t = _new_tensor(raw, any_needs, ctx if any_needs else None, 0)
-            if any_needs:
-                ctx.out_meta = ((raw.shape, raw.dtype),)
-            return t
-        results = []
-        meta = []
-        for k, o in enumerate(raw):
-            if not isinstance(o, np.ndarray):
-                if o is None:
-                    results.append(None)
-                    meta.append((None, None))
-                    continue
-                o = np.asarray(o)
-            results.append(_new_tensor(o, any_needs, ctx if any_needs else None, k))
-            meta.append((o.shape, o.dtype))
-        if any_needs:
-            ctx.out_meta = tuple(meta)
-        return tuple(results)
+        requires_grad = True in needs
+        ctx = Context(cls, args if requires_grad else None, tuple(needs))
+        raw = cls.forward(ctx, *arrays, **kwargs)
+        if thread.modes.forward_hooks:
+            _run_forward_hooks(ctx, arrays, raw)
+        outs = [_output(o, k, ctx if requires_grad else None) for k, o in enumerate(raw)] \
+            if isinstance(raw, tuple) else [_output(raw, 0, ctx if requires_grad else None)]
+        _share_versions_of_views(args, outs)
+        if requires_grad:  # each output's shape and dtype: the engine makes zeros for an unused one
+            ctx.out_meta = tuple((None, None) if o is None else (o.shape, o.dtype) for o in outs)
+            if ctx.saved_tensors:
+                ctx.saved_versions = saved_values.record(ctx.saved_tensors, args, outs)
+        return tuple(outs) if isinstance(raw, tuple) else outs[0]
 
 
-_new_object = object.__new__
+def _output(data, index, ctx):
+    """Output ``index`` of the node ``ctx`` (None: no graph) as a Tensor; None stays None."""
+    if data is None:
+        return None
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)
+    return _new_tensor(data, ctx is not None, ctx, index)
+
+
+def _run_forward_hooks(ctx, arrays, raw):
+    outs = raw if isinstance(raw, tuple) else (raw,)
+    for hook in list(thread.modes.forward_hooks):
+        hook(ctx, arrays, outs)
 
 
 def _new_tensor(data, requires_grad, ctx, index):
     """A Tensor made by an op: ``data`` is already a float ndarray (no checks, no copy)."""
     t = Tensor.__new__(Tensor)
     t.data = data
+    t._versions = saved_values.VersionCounter()
     t.grad = None
     t.requires_grad = requires_grad
     t._ctx = ctx
     t._index = index
     t._retain = False
-    t._topo = None
     return t
+
+
+def _share_versions_of_views(inputs, outputs):
+    """An output that is a view of an input's data (transpose, reshape, slicing) shares its
+    version counter, so an edit of a weight ``w`` is seen by every node that saved ``w.T``."""
+    for o in outputs:
+        base = None if o is None else o.data.base
+        if base is None:
+            continue
+        for t in inputs:
+            if isinstance(t, Tensor) and (base is t.data or base is t.data.base):
+                o._versions = t._versions
+                break
 
 
 # --------------------------------------------------------------------------- the backward pass
@@ -533,11 +434,10 @@ def topological_order(root):
     to the post-order once they are all done.
     """
     order = []
-    rc = root._ctx
-    if rc is None:
+    if root._ctx is None:
         return order
     visited = set()
-    stack = [rc]
+    stack = [root._ctx]
     push, pop, done = stack.append, stack.pop, order.append
     while stack:
         node = pop()
@@ -559,15 +459,19 @@ def topological_order(root):
     return order
 
 
-def _accumulate(slot, g):
-    if slot is None:
-        return g
-    s = slot + g
-    return s if isinstance(s, np.ndarray) else np.asarray(s)  # 0-D + 0-D gives a NumPy scalar
-
-
 def backward(root, grad=None, retain_graph=False):
     """Backpropagate from ``root``; see ``Tensor.backward``."""
+    grad = _root_grad(root, grad)
+    if root._ctx is None:  # backward on a leaf: its gradient is grad itself
+        root.grad = _accumulate(root.grad, grad)
+        return
+    _backward_pass(root, grad, topological_order(root), retain_graph)
+    if root._retain:
+        root.grad = _accumulate(root.grad, grad)
+
+
+def _root_grad(root, grad):
+    """The gradient that starts the pass: ``grad`` checked, or 1 for a one-element root."""
     if not root.requires_grad:
         raise GraphError(
             "backward: this tensor does not require grad (op=%s, shape %s); "
@@ -580,128 +484,144 @@ def backward(root, grad=None, retain_graph=False):
                 "backward: grad can be omitted only for a one-element output; this one has shape %s. "
                 "Pass grad= of that shape, or reduce to a scalar loss first (e.g. .sum())." % (tuple(root.shape),)
             )
-        grad = np.ones(root.data.shape, root.data.dtype)
-    else:
-        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
-        if grad.shape != root.shape:
-            raise ShapeError("backward: grad has shape %s but the tensor has shape %s" % (grad.shape, root.shape))
-
-    if root._ctx is None:  # backward on a leaf: its gradient is grad itself
-        root.grad = _accumulate(root.grad, grad)
-        return
-
-    if root._topo is None:
-        root._topo = topological_order(root)
-    order = root._topo
-    # The pass allocates a few Python objects per node and creates no reference cycles,
-    # so collections of the cyclic GC during it are pure cost: on an unrolled graph of
-    # 10^4 nodes they took about a fifth of the time.  Pause it (if on) for big graphs.
-    paused = len(order) >= GC_PAUSE_MIN_NODES and gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        _backward_pass(root, grad, order, retain_graph)
-    finally:
-        if paused:
-            gc.enable()
-    if root._retain:
-        root.grad = _accumulate(root.grad, grad)
-
-
-#: Graphs with at least this many nodes run their backward pass with the cyclic GC paused.
-GC_PAUSE_MIN_NODES = 512
+        return np.ones(root.data.shape, root.data.dtype)
+    grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
+    if grad.shape != root.shape:
+        raise ShapeError("backward: grad has shape %s but the tensor has shape %s" % (grad.shape, root.shape))
+    return grad
 
 
 def _backward_pass(root, grad, order, retain_graph):
-    """The loop of ``backward``: each node's gradients, in topological order."""
+    """The heart of backpropagation: walk the nodes in order, call, accumulate.
 
-    rc = root._ctx
-    pending = {rc: [None] * len(rc.out_meta)}  # node -> gradients of its outputs gathered so far
-    pending[rc][root._index] = grad
-    # Sums the engine made in this pass (id -> array), so only it holds them: further
-    # contributions are added in place instead of allocating a new sum each time (a
-    # weight used at every step of an unrolled graph gets T contributions).
-    owned = {}
-    hooks = _state.m.backward_hooks
-    take = pending.pop
+    ``pending[node]`` gathers the gradients of a node's outputs as its consumers
+    hand them back.  The topological order puts every consumer of a node before
+    the node itself, so when the loop reaches a node its gradients are complete.
+    Accumulating is ``total + g``; ``sums`` does that in place where it safely
+    can (a speed device, see ``_InPlaceSums``).
+    """
+    sums = _InPlaceSums()
+    pending = {root._ctx: _empty_slots(root._ctx)}
+    pending[root._ctx][root._index] = grad
     for node in order:
-        grads_out = take(node, None)
+        grads_out = pending.pop(node, None)
         if grads_out is None:  # no gradient reached this node (e.g. only an unused output)
             continue
-        if node.freed:
-            raise GraphError(
-                "backward: node %s was already backpropagated and its saved values freed. "
-                "If you are carrying a hidden state from one sequence chunk to the next, detach it "
-                "between chunks (h = h.detach(), or tinybptt.nn.utils.detach_state(state)); use "
-                "retain_graph=True only if you really mean to backprop through the same graph twice."
-                % node.describe()
-            )
-        fn = node.fn
-        for g in grads_out:
-            if owned:
-                owned.pop(id(g), None)  # handed on now: no longer the engine's to modify
-            if g is None and (hooks or not fn.accepts_none_grads):  # outputs nothing reached: zeros
-                grads_out = [
-                    g if g is not None else (np.zeros(shape, dtype) if shape is not None else None)
-                    for g, (shape, dtype) in zip(grads_out, node.out_meta)
-                ]
-                break
-        grads_out = tuple(grads_out)
-        if hooks:
-            for hook in hooks:
-                hook(node, grads_out)
-            fn = node.fn  # a hook may wrap the node's Function (inspect's anomaly mode does)
-        grads_in = fn.backward(node, *grads_out)
-        if type(grads_in) is not tuple:
-            grads_in = (grads_in,)
-        inputs = node.inputs
-        if len(grads_in) < len(inputs):
-            raise GraphError(
-                "backward of %s returned %d gradients for %d inputs" % (node.describe(), len(grads_in), len(inputs))
-            )
-        fresh = fn.fresh_grads
-        for t, g, need in zip(inputs, grads_in, node.needs_input_grad):
+        sums.hand_over(grads_out)
+        grads_in = _call_backward(node, grads_out)
+        for t, g, need in zip(node.inputs, grads_in, node.needs_input_grad):
             if not need or g is None:
                 continue
-            if type(g) is not np.ndarray:  # 0-D arithmetic in a backward returns NumPy scalars
-                g = np.asarray(g)
-            td = t.data
-            if g.shape != td.shape:
-                raise ShapeError(
-                    "backward of %s produced a gradient of shape %s for an input of shape %s"
-                    % (node.describe(), g.shape, td.shape)
-                )
-            if g.dtype != td.dtype:
-                g = g.astype(td.dtype)
-                fresh_g = True
-            else:
-                fresh_g = fresh
-            c = t._ctx
-            if c is None:  # a leaf
-                cur = t.grad
-                if cur is None:
-                    if not fresh_g:
-                        g = g.copy()
-                    t.grad = owned[id(g)] = g
-                elif id(cur) in owned:
-                    np.add(cur, g, out=cur)
-                else:
-                    s = _accumulate(cur, g)
-                    t.grad = owned[id(s)] = s
+            g = _checked_grad(node, t, g)
+            if t._ctx is None:  # a leaf: the sum is its .grad
+                t.grad = sums.add(t.grad, g, keep=True)
                 continue
             if t._retain:
                 t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)
-            slots = pending.get(c)
+            slots = pending.get(t._ctx)
             if slots is None:
-                slots = pending[c] = [None] * len(c.out_meta)
-            k = t._index
-            cur = slots[k]
-            if cur is None:
-                slots[k] = g
-            elif id(cur) in owned:
-                np.add(cur, g, out=cur)
-            else:
-                s = _accumulate(cur, g)
-                slots[k] = owned[id(s)] = s
+                slots = pending[t._ctx] = _empty_slots(t._ctx)
+            slots[t._index] = sums.add(slots[t._index], g)
         if not retain_graph:
             node.free()
+
+
+def _empty_slots(node):
+    return [None] * len(node.out_meta)
+
+
+def _accumulate(total, g):
+    """``total + g`` as a new array (``g`` itself when nothing was there yet)."""
+    if total is None:
+        return g
+    s = total + g
+    return s if isinstance(s, np.ndarray) else np.asarray(s)  # 0-D + 0-D gives a NumPy scalar
+
+
+class _InPlaceSums:
+    """Speed device: accumulate gradients in place into sums this backward pass made.
+
+    The plain rule, ``total = total + g`` (``_accumulate``), allocates a new array
+    per contribution.  A weight used at each of T steps of an unrolled graph gets
+    T contributions, so the plain rule allocates T arrays of the weight's size.
+    ``np.add(total, g, out=total)`` allocates nothing, but is safe only into an
+    array no one else holds, so this object remembers (by id) the sums it made.
+    A sum handed to a node's backward is forgotten: that node may keep it or pass
+    it on.  A leaf's first gradient is copied (``g`` may be shared, e.g. the
+    same array an ``add`` passes to both its inputs) and is then this pass's own.
+
+    Measured with and without it (forward + backward of LSTM, GRU and RNN layers,
+    float32, C backend, CPU time, one pinned core): 1.13-1.16x faster in
+    mode="ops" at T=1000, B=8, I=H=64; 0.99-1.05x (noise) in mode="ops" at
+    T=50/100 and in mode="sequence", whose one node per layer receives one
+    contribution per weight.
+    """
+
+    def __init__(self):
+        self.mine = {}  # id -> sum this pass allocated and nobody else holds
+
+    def add(self, total, g, keep=False):
+        """``total + g``; ``keep``: the result is stored for the user (a leaf's .grad), so never ``g`` itself."""
+        if total is None:
+            if not keep:
+                return g
+            total = self.mine[id(g)] = g.copy()
+            return total
+        if id(total) in self.mine:
+            np.add(total, g, out=total)
+            return total
+        s = _accumulate(total, g)
+        self.mine[id(s)] = s
+        return s
+
+    def hand_over(self, grads):
+        """``grads`` go to a node's backward now: no longer this pass's to modify."""
+        for g in grads:
+            self.mine.pop(id(g), None)
+
+
+def _call_backward(node, grads_out):
+    """``node.fn.backward(node, *grads_out)`` with the checks and hooks around it.
+
+    Outputs that received no gradient get zeros (unless the Function says it
+    accepts None); backward hooks see the node first; the result is a tuple with
+    one entry per input.
+    """
+    if node.freed:
+        raise GraphError(
+            "backward: node %s was already backpropagated and its saved values freed. "
+            "If you are carrying a hidden state from one sequence chunk to the next, detach it "
+            "between chunks (h = h.detach(), or tinybptt.nn.utils.detach_state(state)); use "
+            "retain_graph=True only if you really mean to backprop through the same graph twice."
+            % node.describe()
+        )
+    if node.saved_versions:
+        saved_values.check(node)
+    hooks = thread.modes.backward_hooks
+    if any(g is None for g in grads_out) and (hooks or not node.fn.accepts_none_grads):
+        grads_out = [np.zeros(shape, dtype) if g is None and shape is not None else g
+                     for g, (shape, dtype) in zip(grads_out, node.out_meta)]
+    grads_out = tuple(grads_out)
+    for hook in list(hooks):
+        hook(node, grads_out)
+    grads_in = node.fn.backward(node, *grads_out)  # node.fn: a hook may have wrapped it (anomaly mode does)
+    if type(grads_in) is not tuple:
+        grads_in = (grads_in,)
+    if len(grads_in) < len(node.inputs):
+        raise GraphError(
+            "backward of %s returned %d gradients for %d inputs" % (node.describe(), len(grads_in), len(node.inputs))
+        )
+    return grads_in
+
+
+def _checked_grad(node, t, g):
+    """``g``, the gradient ``node`` computed for its input ``t``, as an array of t's shape and dtype."""
+    if type(g) is not np.ndarray:  # 0-D arithmetic in a backward returns NumPy scalars
+        g = np.asarray(g)
+    data = t.data
+    if g.shape != data.shape:
+        raise ShapeError(
+            "backward of %s produced a gradient of shape %s for an input of shape %s"
+            % (node.describe(), g.shape, data.shape)
+        )
+    return g if g.dtype == data.dtype else g.astype(data.dtype)

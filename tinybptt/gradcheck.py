@@ -3,15 +3,18 @@
 ``gradcheck(fn, inputs)`` answers one question: does the gradient that
 ``backward()`` computes agree with the slope of the function itself?
 
-How it works.  ``fn(*inputs)`` returns one or more Tensors ``out_k``.  They are
-reduced to one scalar with fixed random weights ``R_k`` (seeded)::
+How it works.  ``fn(*inputs)`` returns one or more Tensors ``y_k``.  Unless it
+is a single one-element output (then ``S = y`` itself), they are reduced to one
+scalar with fixed random weights ``v_k`` drawn from N(0, 1) with ``seed``::
 
-    S = sum_k sum(R_k * out_k)
+    S = sum_k sum(v_k * y_k)
 
 Projecting onto random weights checks every output element at once while
-needing a single backward pass (no Jacobian is ever formed).  The analytic
-gradient of ``S`` comes from one ``backward()``; the numeric gradient from
-central differences of the same ``S``, one input element at a time::
+needing a single backward pass (no Jacobian is ever formed); the report then
+says its numbers are derivatives of that projection, and ``per_output=True``
+compares every ``dy[j]/dx[i]`` instead (one backward per output element).  The
+analytic gradient of ``S`` comes from one ``backward()``; the numeric gradient
+from central differences of the same ``S``, one input element at a time::
 
     dS/dx_i  ~  (S(x + h e_i) - S(x - h e_i)) / (2 h)
 
@@ -47,16 +50,14 @@ dimension) or pass ``time_axis=`` and the report gives the time step of the
 worst element as well as its index -- in backpropagation through time, "wrong
 at step 0 only" and "wrong everywhere" point at different bugs.
 """
-import contextlib
 import math
 import re
 import warnings
 
 import numpy as np
 
-from . import autograd
-from .autograd import Function, Tensor, no_grad, topological_order
-from .errors import TinyBPTTError
+from .autograd import Function, Tensor, enable_grad, no_grad, topological_order
+from .gradcheck_report import GradcheckError, GradcheckReport, InputReport, Kink
 
 __all__ = ["gradcheck", "GradcheckError", "GradcheckWarning", "GradcheckReport", "InputReport", "Kink",
            "DEFAULT_TOLERANCES"]
@@ -70,273 +71,185 @@ DEFAULT_TOLERANCES = {
 _N_PROJECTIONS = 2  # random directions per input in fast mode
 
 
-class GradcheckError(TinyBPTTError, AssertionError):
-    """The analytic gradient disagrees with finite differences.
-
-    ``err.report`` is the full :class:`GradcheckReport`.  It subclasses
-    ``AssertionError`` so that a failing check inside a test reads as a test
-    failure.
-    """
-
-    def __init__(self, message, report=None):
-        super().__init__(message)
-        self.report = report
-
-
 class GradcheckWarning(UserWarning):
     """A gradient check that can only be coarse (an input that is not float64)."""
 
 
-# --------------------------------------------------------------------------- report objects
+# --------------------------------------------------------------------------- the check
 
 
-class Kink:
-    """An element where the function is not differentiable (one-sided slopes disagree)."""
+def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, fast=False, seed=0,
+              raise_exception=True, names=None, time_axis=None, per_output=False):
+    """Check the gradients ``backward()`` computes for ``fn`` against finite differences.
 
-    __slots__ = ("index", "timestep", "analytic", "numeric", "forward", "backward")
-
-    def __init__(self, index, timestep, analytic, numeric, forward, backward):
-        self.index = index
-        self.timestep = timestep
-        self.analytic = analytic
-        self.numeric = numeric  # the central difference
-        self.forward = forward  # (S(x+h) - S(x)) / h
-        self.backward = backward  # (S(x) - S(x-h)) / h
-
-    def __repr__(self):
-        t = "" if self.timestep is None else " t=%d" % self.timestep
-        return "<kink at %s%s: one-sided slopes %s / %s, analytic %s>" % (
-            self.index, t, _fmt(self.forward), _fmt(self.backward), _fmt(self.analytic))
-
-
-class InputReport:
-    """The result of checking one input.
-
-    Attributes
+    Parameters
     ----------
-    name, position : str, int
-        The input's name (``names=`` or ``"input <position>"``) and its position in ``inputs``.
-    shape, dtype, size :
-        Of the input.
-    mode : str
-        ``"full"`` (every element), ``"fast"`` (random projections only) or
-        ``"fast+full"`` (projections failed, so every element was then checked).
-    eps, atol, rtol : float
-        The step and tolerances used for this input.
-    n_failed : int
-        Elements (or, in ``"fast"`` mode, projections) outside tolerance, kinks excluded.
-    kinks : list of Kink
-        Non-differentiable points, not counted as failures.
-    max_abs_err, max_rel_err : float
-        Largest ``|analytic - numeric|`` and ``|analytic - numeric| / max(|numeric|, atol)``
-        over the compared elements (kinks excluded).
-    worst_index, worst_timestep : tuple or None, int or None
-        The element whose error is largest relative to its tolerance (``None`` in
-        ``"fast"`` mode, where no single element was looked at).
-    analytic, numeric, abs_err, rel_err, tolerance : float
-        At that worst element (in ``"fast"`` mode: of the worst projection).
+    fn : callable
+        ``fn(*inputs)`` returns a Tensor or a tuple of Tensors.  It is called many
+        times (``2 * size + 1`` per checked input in full mode) and must be
+        deterministic.  It may use tensors other than ``inputs`` (e.g. a layer's
+        parameters); only ``inputs`` are checked.  To check parameters, pass them in
+        ``inputs`` too (``fn`` may ignore its extra arguments).
+    inputs : list of Tensor
+        Inputs with ``requires_grad=True`` are checked (they must be leaves); the
+        others are passed through.  Use float64: other dtypes give a
+        ``GradcheckWarning`` and a coarse check.
+    eps, atol, rtol : float, optional
+        Finite-difference step and tolerances; default by dtype (float64: 1e-6,
+        1e-5, 1e-3; float32: 1e-3, 1e-2, 1e-2).  An element fails when
+        ``|analytic - numeric| > atol + rtol * |numeric|``.
+    fast : bool
+        Compare random projections instead of every element: for each input and
+        two random unit directions ``u``, ``<grad, u>`` against
+        ``(S(x + eps u) - S(x - eps u)) / (2 eps)``.  Four calls of ``fn`` per input
+        whatever its size.  If a projection fails, that input is re-checked in
+        full, so the report still names the worst element.
+    seed : int
+        Seeds the output weights ``v_k`` and the fast-mode directions.
+    raise_exception : bool
+        Raise ``GradcheckError`` on failure (default), else just return the report.
+    names : list of str, optional
+        One name per input, used in messages (default ``"input 0"``, ...).  A name
+        with axis letters, ``"x[T,B,I]"``, marks axis ``T`` as time.
+    time_axis : int or list, optional
+        The time axis of every input that has it (an int) or of each input (a
+        list with None for inputs without one); overrides letters in names.
+    per_output : bool
+        Compare ``dy[j]/dx[i]`` for every output element ``j`` on its own instead of
+        the derivatives of the random projection ``S``; the report then names the
+        output element too.  Costs one backward pass per output element (not
+        with ``fast``).
+
+    Returns
+    -------
+    GradcheckReport
+        Truthy when every checked input passed.  The inputs' data and ``.grad``
+        are exactly as they were before the call.
+
+    Example
+    -------
+    >>> x = tinybptt.tensor(np.random.randn(5, 2, 3), requires_grad=True)
+    >>> W = tinybptt.tensor(np.random.randn(3, 4), requires_grad=True)
+    >>> report = tinybptt.gradcheck(lambda x, W: (x @ W).tanh(), [x, W], names=["x[T,B,I]", "W"])
+    >>> print(report)
+    """
+    inputs = _tensor_list(inputs)
+    if per_output and fast:
+        raise ValueError("gradcheck: per_output=True compares every output element; it cannot be fast=True")
+    specs = _specs(inputs, names, time_axis)
+    checked = _checked_positions(inputs, specs, (eps, atol, rtol))
+    rng = np.random.default_rng(seed)
+    with _scratch_copies(inputs, checked):
+        with enable_grad():  # the first call builds the graph for the analytic gradients
+            outs = _outputs(fn(*inputs))
+        outputs = _Outputs(fn, inputs, outs)
+        reports = []
+        if per_output:
+            jacobians = _analytic_jacobians(outs, outputs, inputs, checked)
+        else:
+            weights = outputs.projection_weights(rng)
+            grads = _analytic(outs, inputs, checked, weights)
+        for k in checked:
+            rep = _input_report(inputs[k], k, specs[k], eps, atol, rtol)
+            if per_output:
+                _check_full(rep, inputs[k], jacobians[k], outputs.values, outputs.element)
+            else:
+                _check_projection(rep, inputs[k], grads[k], outputs.projection(weights), fast, rng)
+            reports.append(rep)
+    compared = "per output" if per_output else ("output" if outputs.is_scalar else "projection")
+    report = GradcheckReport(reports, fast, seed, compared)
+    if raise_exception and not report.ok:
+        raise GradcheckError(report.message(), report)
+    return report
+
+
+def _check_projection(rep, t, g, S, fast, rng):
+    """Check input ``t``'s gradient ``g`` of the scalar ``S()``; fast mode falls back to full on failure."""
+    if fast and t.size > 0:
+        _check_fast(rep, t, g, S, rng)
+        if rep.ok:
+            return
+        rep.mode = "fast+full"
+    _check_full(rep, t, g.reshape(1, -1), lambda: np.array([S()]))
+
+
+# --------------------------------------------------------------------------- the inputs
+
+
+def _tensor_list(inputs):
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for k, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError("gradcheck: inputs must be Tensors; input %d is %s (wrap it with tinybptt.tensor)"
+                            % (k, type(t).__name__))
+    return inputs
+
+
+def _checked_positions(inputs, specs, settings):
+    """Positions of the inputs to check; raises on leaves missing or non-finite data, warns on float32."""
+    checked = [k for k, t in enumerate(inputs) if t.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check. "
+                         "Create the inputs with tinybptt.tensor(..., requires_grad=True).")
+    for k in checked:
+        t, name = inputs[k], specs[k][0]
+        if not t.is_leaf:
+            raise ValueError(
+                "gradcheck: input '%s' is not a leaf (it was produced by op %s); pass leaf tensors, "
+                "e.g. tinybptt.tensor(x.data, requires_grad=True)" % (name, t.op))
+        if t.dtype != np.float64:
+            eps, atol, rtol = (_setting(v, t.dtype, key) for v, key in zip(settings, ("eps", "atol", "rtol")))
+            warnings.warn("gradcheck: input '%s' is %s; finite differences in %s are coarse (eps=%g, atol=%g, "
+                          "rtol=%g). Check gradients in float64." % (name, t.dtype, t.dtype, eps, atol, rtol),
+                          GradcheckWarning, stacklevel=3)
+    for t, (name, _) in zip(inputs, specs):
+        _require_finite(t, name)
+    return checked
+
+
+def _require_finite(t, name):
+    """Finite differences through NaN or Inf are NaN: say so, instead of failing against a NaN tolerance."""
+    if t.data.dtype.kind in "fc" and not np.all(np.isfinite(t.data)):
+        bad = ~np.isfinite(t.data)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            "gradcheck: input '%s' (shape %s, %s) holds %d non-finite value(s), the first %r at index %s; "
+            "finite differences need finite inputs. Check the data (or the op that made it) first."
+            % (name, t.shape, t.dtype, int(bad.sum()), t.data[first].item(), first))
+
+
+class _scratch_copies:
+    """Give the checked inputs private C-contiguous copies of their data; restore data and .grad on exit.
+
+    The finite differences write into ``t.data``; the caller's arrays are never written.
     """
 
-    def __init__(self, name, position, shape, dtype, time_axis, eps, atol, rtol):
-        self.name = name
-        self.position = position
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
-        self.size = int(np.prod(self.shape, dtype=np.int64))
-        self.time_axis = time_axis
-        self.eps, self.atol, self.rtol = eps, atol, rtol
-        self.mode = "full"
-        self.n_compared = self.size
-        self.n_failed = 0
-        self.kinks = []
-        self.max_abs_err = 0.0
-        self.max_rel_err = 0.0
-        self.worst_index = None
-        self.worst_timestep = None
-        self.analytic = self.numeric = self.abs_err = self.rel_err = self.tolerance = None
-        self.excess = 0.0  # abs_err / tolerance at the worst element (>1 means failed)
+    def __init__(self, inputs, checked):
+        self.saved = {id(t): (t, t.data, t.grad) for t in inputs}
+        self.checked = [inputs[k] for k in checked]
 
-    @property
-    def ok(self):
-        return self.n_failed == 0
+    def __enter__(self):
+        for t in self.checked:
+            if t.data is self.saved[id(t)][1]:  # not yet copied (an input may be passed twice)
+                t.data = np.array(t.data, dtype=t.data.dtype, order="C", copy=True)
 
-    def where(self):
-        """``"x[T,B,I][2, 0, 1] (t=2)"`` -- the worst element, for messages."""
-        if self.worst_index is None:
-            return "%s (random projection)" % self.name
-        s = "%s[%s]" % (self.name, ", ".join(str(i) for i in self.worst_index))
-        if self.worst_timestep is not None:
-            s += " (timestep t=%d)" % self.worst_timestep
-        return s
-
-    def __repr__(self):
-        return "<InputReport %s %s %s: %s>" % (
-            self.name, self.shape, self.mode, "ok" if self.ok else "%d failed" % self.n_failed)
+    def __exit__(self, *exc):
+        for t, data, grad in self.saved.values():
+            t.data = data
+            t.grad = grad
+        return False
 
 
-class GradcheckReport:
-    """What ``gradcheck`` found, input by input.
-
-    ``report.ok`` is the verdict (``bool(report)`` too); ``report.inputs`` holds one
-    :class:`InputReport` per checked input; ``str(report)`` is a readable table.
-    The worst element over all inputs is available directly as ``report.worst``
-    (its InputReport) and ``report.worst_input``, ``worst_index``,
-    ``worst_timestep``, ``analytic``, ``numeric``, ``abs_err``, ``rel_err``,
-    ``tolerance``.  When the check passed these describe the element that came
-    closest to failing.
-    """
-
-    def __init__(self, inputs, fast, seed):
-        self.inputs = inputs
-        self.fast = fast
-        self.seed = seed
-        self.worst = None
-        if inputs:
-            failing = [r for r in inputs if not r.ok]
-            pool = failing or [r for r in inputs if r.analytic is not None]
-            if pool:
-                self.worst = max(pool, key=lambda r: _nan_inf(r.excess))
-
-    @property
-    def ok(self):
-        return all(r.ok for r in self.inputs)
-
-    def __bool__(self):
-        return self.ok
-
-    @property
-    def n_failed(self):
-        return sum(r.n_failed for r in self.inputs)
-
-    @property
-    def kinks(self):
-        """``[(input name, Kink), ...]`` over all inputs."""
-        return [(r.name, k) for r in self.inputs for k in r.kinks]
-
-    def __getitem__(self, key):
-        """The InputReport of input ``key`` (its name or its position in ``inputs``)."""
-        for r in self.inputs:
-            if key == r.name or key == r.position:
-                return r
-        raise KeyError("gradcheck report: no checked input %r (have %s)" % (key, [r.name for r in self.inputs]))
-
-    def _worst(self, attr):
-        return None if self.worst is None else getattr(self.worst, attr)
-
-    worst_input = property(lambda self: self._worst("name"))
-    worst_index = property(lambda self: self._worst("worst_index"))
-    worst_timestep = property(lambda self: self._worst("worst_timestep"))
-    analytic = property(lambda self: self._worst("analytic"))
-    numeric = property(lambda self: self._worst("numeric"))
-    abs_err = property(lambda self: self._worst("abs_err"))
-    rel_err = property(lambda self: self._worst("rel_err"))
-    tolerance = property(lambda self: self._worst("tolerance"))
-
-    # ---- text
-    def message(self):
-        """The GradcheckError message: the worst failing element, never a Jacobian."""
-        w = self.worst
-        if self.ok or w is None:
-            return "gradcheck passed"
-        lines = [
-            "gradcheck failed for input '%s' (shape %s, %s): %d of %d elements failed."
-            % (w.name, w.shape, w.dtype, w.n_failed, w.n_compared),
-            "  worst element: %s, index %s%s" % (
-                w.name, w.worst_index,
-                "" if w.worst_timestep is None else ", timestep t=%d" % w.worst_timestep),
-            "    analytic:  %s   (from backward)" % _fmt(w.analytic),
-            "    numeric:   %s   (central difference, eps=%g)" % (_fmt(w.numeric), w.eps),
-            "    abs error: %s" % _fmt(w.abs_err),
-            "    rel error: %s   (abs error / max(|numeric|, atol))" % _fmt(w.rel_err),
-            "    tolerance: %s   (atol %g + rtol %g * |numeric|)" % (_fmt(w.tolerance), w.atol, w.rtol),
-        ]
-        others = [r for r in self.inputs if not r.ok and r is not w]
-        if others:
-            lines.append("  also failed: " + "; ".join(
-                "'%s' %d of %d (worst %s)" % (r.name, r.n_failed, r.n_compared, r.where()) for r in others))
-        n_kinks = len(self.kinks)
-        if n_kinks:
-            lines.append("  %d kink(s) (non-differentiable points) were seen and not counted as failures." % n_kinks)
-        if w.dtype != np.float64:
-            lines.append("  note: this input is %s; finite differences are coarse there -- check in float64." % w.dtype)
-        lines.append("  If the op is a Function you wrote, its backward is wrong for this input "
-                     "(check the formula, transposes and un-broadcasting); str(err.report) has every input.")
-        return "\n".join(lines)
-
-    def __str__(self):
-        total = sum(r.size for r in self.inputs)
-        head = "gradcheck %s: %d input(s), %d element(s)%s, seed %d" % (
-            "OK" if self.ok else "FAILED (%d failed)" % self.n_failed, len(self.inputs), total,
-            ", fast mode" if self.fast else "", self.seed)
-        rows = [("input", "shape", "dtype", "mode", "failed", "kinks", "max abs err", "max rel err", "worst")]
-        for r in self.inputs:
-            failed = "%d of %d%s" % (r.n_failed, r.n_compared, " projections" if r.mode == "fast" else "")
-            rows.append((r.name, str(r.shape), str(r.dtype), r.mode, failed,
-                         str(len(r.kinks)), "%.3g" % r.max_abs_err, "%.3g" % r.max_rel_err,
-                         "-" if r.worst_index is None else r.where()[len(r.name):]))
-        widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-        lines = [head] + ["  " + "  ".join(cell.ljust(wd) for cell, wd in zip(row, widths)).rstrip() for row in rows]
-        if not self.ok:
-            lines.append(self.message())
-        for name, k in self.kinks:
-            lines.append(
-                "  kink in '%s' at %s%s: one-sided slopes %s (forward) and %s (backward) differ; analytic %s "
-                "lies between them. The function is not differentiable there; not counted as a failure."
-                % (name, k.index, "" if k.timestep is None else " (t=%d)" % k.timestep,
-                   _fmt(k.forward), _fmt(k.backward), _fmt(k.analytic)))
-        return "\n".join(lines)
-
-    def __repr__(self):
-        return "<GradcheckReport %s>" % ("ok" if self.ok else "failed: %d" % self.n_failed)
+def _input_report(t, position, spec, eps, atol, rtol):
+    name, time_axis = spec
+    return InputReport(name, position, t.shape, t.dtype, time_axis, _setting(eps, t.dtype, "eps"),
+                       _setting(atol, t.dtype, "atol"), _setting(rtol, t.dtype, "rtol"))
 
 
-def _fmt(v):
-    return "None" if v is None else "%.6g" % v
-
-
-def _nan_inf(v):
-    return math.inf if v is None or math.isnan(v) else v
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def _grad_mode():
-    """Enable graph building even if the caller is inside ``no_grad()``."""
-    state = autograd._state.m
-    prev = state.grad_enabled
-    state.grad_enabled = True
-    try:
-        yield
-    finally:
-        state.grad_enabled = prev
-
-
-class _Probe(Function):
-    """S = sum_k sum(R_k * out_k) in float64; backward hands R_k to each output."""
-
-    name = "gradcheck_probe"
-
-    @staticmethod
-    def forward(ctx, *outs, weights=()):
-        ctx.weights = weights
-        return np.asarray(math.fsum(float(np.sum(w.astype(np.float64) * o.astype(np.float64)))
-                                    for w, o in zip(weights, outs)))
-
-    @staticmethod
-    def backward(ctx, g):
-        return tuple(np.asarray(g * w) for w in ctx.weights)
-
-
-def _outputs(res, what="fn"):
-    """Normalise fn's result to a list of Tensors (None entries allowed)."""
-    outs = list(res) if isinstance(res, (tuple, list)) else [res]
-    for k, o in enumerate(outs):
-        if o is not None and not isinstance(o, Tensor):
-            raise TypeError("gradcheck: %s must return a Tensor or a tuple of Tensors; output %d is %s"
-                            % (what, k, type(o).__name__))
-    return outs
+def _setting(value, dtype, key):
+    if value is not None:
+        return float(value)
+    return DEFAULT_TOLERANCES.get(np.dtype(dtype), DEFAULT_TOLERANCES[np.dtype(np.float32)])[key]
 
 
 _NAME_AXES = re.compile(r"^\s*(.*?)\s*\[([^\]]*)\]\s*$")
@@ -389,267 +302,205 @@ def _specs(inputs, names, time_axis):
     return specs
 
 
+# --------------------------------------------------------------------------- the outputs
+
+
+def _outputs(res, what="fn"):
+    """Normalise fn's result to a list of Tensors (None entries allowed)."""
+    outs = list(res) if isinstance(res, (tuple, list)) else [res]
+    for k, o in enumerate(outs):
+        if o is not None and not isinstance(o, Tensor):
+            raise TypeError("gradcheck: %s must return a Tensor or a tuple of Tensors; output %d is %s"
+                            % (what, k, type(o).__name__))
+    return outs
+
+
+class _Outputs:
+    """``fn``'s outputs: their shapes (from ``first``, fn's first result), and their values at the current inputs."""
+
+    def __init__(self, fn, inputs, first):
+        self.fn, self.inputs = fn, inputs
+        self.shapes = [None if o is None else o.shape for o in first]
+        self.dtypes = [None if o is None else o.dtype for o in first]
+        self.is_scalar = len(first) == 1 and first[0] is not None and first[0].size == 1
+
+    def values(self):
+        """Every output element, concatenated, as one float64 vector (``fn`` run without a graph)."""
+        with no_grad():
+            outs = _outputs(self.fn(*self.inputs))
+        if len(outs) != len(self.shapes):
+            raise ValueError("gradcheck: fn returned %d outputs, then %d" % (len(self.shapes), len(outs)))
+        parts = []
+        for o, shape in zip(outs, self.shapes):
+            if o is None or shape is None:
+                continue
+            if o.shape != shape:
+                raise ValueError("gradcheck: an output of fn changed shape from %s to %s between calls"
+                                 % (shape, o.shape))
+            parts.append(o.data.astype(np.float64).reshape(-1))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def element(self, j):
+        """``(k, index)``: which output, and where in it, element ``j`` of ``values()`` is."""
+        for k, shape in enumerate(self.shapes):
+            n = 0 if shape is None else int(np.prod(shape, dtype=np.int64))
+            if j < n:
+                return k, _index(j, shape)
+            j -= n
+        raise IndexError(j)
+
+    def projection_weights(self, rng):
+        """``v_k`` per output (None for a missing output): 1 for a single one-element output, else N(0, 1)."""
+        if self.is_scalar:
+            return [np.ones(self.shapes[0], self.dtypes[0])]
+        return [None if s is None else rng.standard_normal(s).astype(dt) for s, dt in zip(self.shapes, self.dtypes)]
+
+    def projection(self, weights):
+        """The function ``S()`` = sum_k v_k . y_k at the current inputs (exactly summed)."""
+        flat = np.concatenate([w.astype(np.float64).reshape(-1) for w in weights if w is not None] or [np.zeros(0)])
+        return lambda: math.fsum(flat * self.values())
+
+
+class _Probe(Function):
+    """S = sum_k sum(v_k * y_k) in float64; backward hands v_k to each output."""
+
+    name = "gradcheck_probe"
+
+    @staticmethod
+    def forward(ctx, *outs, weights=()):
+        ctx.weights = weights
+        return np.asarray(math.fsum(float(np.sum(w.astype(np.float64) * o.astype(np.float64)))
+                                    for w, o in zip(weights, outs)))
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(np.asarray(g * w) for w in ctx.weights)
+
+
+def _analytic(outs, inputs, checked, weights, retain_graph=False):
+    """One backward of S = sum_k v_k . y_k from fn's outputs ``outs``; returns {k: dS/d input k as float64}.
+
+    Leaves ``fn`` uses besides the inputs (a layer's weights) get their ``.grad``
+    back as it was.
+    """
+    live = [(o, w) for o, w in zip(outs, weights) if o is not None and w is not None and o.requires_grad]
+    grads = {}
+    if live:
+        with enable_grad():
+            s = _Probe.apply(*[o for o, _ in live], weights=tuple(w for _, w in live))
+        leaves = _leaves(s)
+        before = [t.grad for t in leaves]
+        for t in leaves:
+            t.grad = None
+        try:
+            s.backward(retain_graph=retain_graph)
+            grads = {k: None if inputs[k].grad is None else np.array(inputs[k].grad, dtype=np.float64)
+                     for k in checked}
+        finally:
+            for t, g in zip(leaves, before):
+                t.grad = g
+    return {k: np.zeros(inputs[k].shape) if grads.get(k) is None else grads[k] for k in checked}
+
+
+def _leaves(root):
+    """Every leaf that requires grad in the graph of ``root`` (each once)."""
+    leaves = {}
+    for node in topological_order(root):
+        for t in node.inputs or ():
+            if isinstance(t, Tensor) and t.is_leaf and t.requires_grad:
+                leaves[id(t)] = t
+    return list(leaves.values())
+
+
+def _analytic_jacobians(outs, outputs, inputs, checked):
+    """{k: the (outputs' elements, input k's elements) Jacobian}: one backward per output element."""
+    n_out = sum(0 if shape is None else int(np.prod(shape, dtype=np.int64)) for shape in outputs.shapes)
+    jac = {k: np.zeros((n_out, inputs[k].size)) for k in checked}
+    for j in range(n_out):
+        k_out, idx = outputs.element(j)
+        weights = [None] * len(outs)
+        weights[k_out] = np.zeros(outputs.shapes[k_out], outputs.dtypes[k_out])
+        weights[k_out][idx] = 1
+        grads = _analytic(outs, inputs, checked, weights, retain_graph=True)
+        for k in checked:
+            jac[k][j] = grads[k].reshape(-1)
+    return jac
+
+
+# --------------------------------------------------------------------------- central differences
+
+
 def _step(x_orig, eps):
     """A step no smaller than a few units in the last place of x (so x + h != x)."""
     return max(eps, 16.0 * float(np.abs(np.spacing(x_orig))))
 
 
-# --------------------------------------------------------------------------- the check
+def _differences(t, eps, values):
+    """Central and one-sided differences of ``values()`` in each element of ``t``.
 
-
-def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, fast=False, seed=0,
-              raise_exception=True, names=None, time_axis=None):
-    """Check the gradients ``backward()`` computes for ``fn`` against finite differences.
-
-    Parameters
-    ----------
-    fn : callable
-        ``fn(*inputs)`` returns a Tensor or a tuple of Tensors.  It is called many
-        times (``2 * size + 1`` per checked input in full mode) and must be
-        deterministic.  It may use tensors other than ``inputs`` (e.g. a layer's
-        parameters); only ``inputs`` are checked.  To check parameters, pass them in
-        ``inputs`` too (``fn`` may ignore its extra arguments).
-    inputs : list of Tensor
-        Inputs with ``requires_grad=True`` are checked (they must be leaves); the
-        others are passed through.  Use float64: other dtypes give a
-        ``GradcheckWarning`` and a coarse check.
-    eps, atol, rtol : float, optional
-        Finite-difference step and tolerances; default by dtype (float64: 1e-6,
-        1e-5, 1e-3; float32: 1e-3, 1e-2, 1e-2).  An element fails when
-        ``|analytic - numeric| > atol + rtol * |numeric|``.
-    fast : bool
-        Compare random projections instead of every element: for each input and
-        two random unit directions ``v``, ``<grad, v>`` against
-        ``(S(x + eps v) - S(x - eps v)) / (2 eps)``.  Four calls of ``fn`` per input
-        whatever its size.  If a projection fails, that input is re-checked in
-        full, so the report still names the worst element.
-    seed : int
-        Seeds the output weights ``R_k`` and the fast-mode directions.
-    raise_exception : bool
-        Raise ``GradcheckError`` on failure (default), else just return the report.
-    names : list of str, optional
-        One name per input, used in messages (default ``"input 0"``, ...).  A name
-        with axis letters, ``"x[T,B,I]"``, marks axis ``T`` as time.
-    time_axis : int or list, optional
-        The time axis of every input that has it (an int) or of each input (a
-        list with None for inputs without one); overrides letters in names.
-
-    Returns
-    -------
-    GradcheckReport
-        Truthy when every checked input passed.  The inputs' data and ``.grad``
-        are exactly as they were before the call.
-
-    Example
-    -------
-    >>> x = tinybptt.tensor(np.random.randn(5, 2, 3), requires_grad=True)
-    >>> W = tinybptt.tensor(np.random.randn(3, 4), requires_grad=True)
-    >>> report = tinybptt.gradcheck(lambda x, W: (x @ W).tanh(), [x, W], names=["x[T,B,I]", "W"])
-    >>> print(report)
+    Returns three arrays of shape (len(values()), t.size): the central difference
+    and the forward and backward one-sided differences, column i for element i.
     """
-    if isinstance(inputs, Tensor):
-        inputs = [inputs]
-    inputs = list(inputs)
-    for k, t in enumerate(inputs):
-        if not isinstance(t, Tensor):
-            raise TypeError("gradcheck: inputs must be Tensors; input %d is %s (wrap it with tinybptt.tensor)"
-                            % (k, type(t).__name__))
-    specs = _specs(inputs, names, time_axis)
-    checked = [k for k, t in enumerate(inputs) if t.requires_grad]
-    if not checked:
-        raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check. "
-                         "Create the inputs with tinybptt.tensor(..., requires_grad=True).")
-    for k in checked:
-        t = inputs[k]
-        if not t.is_leaf:
-            raise ValueError(
-                "gradcheck: input '%s' is not a leaf (it was produced by op %s); pass leaf tensors, "
-                "e.g. tinybptt.tensor(x.data, requires_grad=True)" % (specs[k][0], t.op))
-        if t.dtype != np.float64:
-            warnings.warn(
-                "gradcheck: input '%s' is %s; finite differences in %s are coarse (eps=%g, atol=%g, rtol=%g). "
-                "Check gradients in float64." % (specs[k][0], t.dtype, t.dtype,
-                                                 *[_setting(v, t.dtype, key) for v, key in
-                                                   ((eps, "eps"), (atol, "atol"), (rtol, "rtol"))]),
-                GradcheckWarning, stacklevel=2)
-
-    for k, t in enumerate(inputs):
-        # finite differences through NaN or Inf are NaN: say so, instead of a report of
-        # failures against a NaN tolerance
-        if t.data.dtype.kind in "fc" and not np.all(np.isfinite(t.data)):
-            bad = ~np.isfinite(t.data)
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
-                "gradcheck: input '%s' (shape %s, %s) holds %d non-finite value(s), the first %r at index %s; "
-                "finite differences need finite inputs. Check the data (or the op that made it) first."
-                % (specs[k][0], t.shape, t.dtype, int(bad.sum()), t.data[first].item(), first))
-
-    rng = np.random.default_rng(seed)
-    saved = {}  # id -> (tensor, data, grad): restored exactly at the end
-    for t in inputs:
-        if id(t) not in saved:
-            saved[id(t)] = (t, t.data, t.grad)
-    try:
-        # Work on private copies: the caller's arrays are never written.
-        for k in checked:
-            t, data, _ = saved[id(inputs[k])]
-            if t.data is data:
-                t.data = np.array(data, dtype=data.dtype, order="C", copy=True)
-        grads, weights = _analytic(fn, inputs, checked, rng)
-
-        def S():
-            with no_grad():
-                outs = _outputs(fn(*inputs))
-            if len(outs) != len(weights):
-                raise ValueError("gradcheck: fn returned %d outputs, then %d" % (len(weights), len(outs)))
-            total = []
-            for o, w in zip(outs, weights):
-                if o is None or w is None:
-                    continue
-                if o.shape != w.shape:
-                    raise ValueError("gradcheck: an output of fn changed shape from %s to %s between calls"
-                                     % (w.shape, o.shape))
-                total.append(float(np.sum(w.astype(np.float64) * o.data.astype(np.float64))))
-            return math.fsum(total)
-
-        reports = []
-        for k in checked:
-            t = inputs[k]
-            name, tax = specs[k]
-            rep = InputReport(name, k, t.shape, t.dtype, tax, _setting(eps, t.dtype, "eps"),
-                              _setting(atol, t.dtype, "atol"), _setting(rtol, t.dtype, "rtol"))
-            g = grads[k]
-            if fast and t.size > 0:
-                _check_fast(rep, t, g, S, rng)
-                if not rep.ok:
-                    rep.mode = "fast+full"
-                    _check_full(rep, t, g, S)
-            else:
-                _check_full(rep, t, g, S)
-            reports.append(rep)
-    finally:
-        for t, data, grad in saved.values():
-            t.data = data
-            t.grad = grad
-
-    report = GradcheckReport(reports, fast, seed)
-    if raise_exception and not report.ok:
-        raise GradcheckError(report.message(), report)
-    return report
-
-
-def _setting(value, dtype, key):
-    if value is not None:
-        return float(value)
-    return DEFAULT_TOLERANCES.get(np.dtype(dtype), DEFAULT_TOLERANCES[np.dtype(np.float32)])[key]
-
-
-def _analytic(fn, inputs, checked, rng):
-    """One forward + one backward of S; returns ({k: grad as float64}, weights)."""
-    with _grad_mode():
-        outs = _outputs(fn(*inputs))
-        weights = []
-        live, live_w = [], []
-        for o in outs:
-            if o is None:
-                weights.append(None)
-                continue
-            w = rng.standard_normal(o.shape)
-            if o.dtype == np.float32:
-                w = w.astype(np.float32)
-            weights.append(w)
-            if o.requires_grad:
-                live.append(o)
-                live_w.append(w)
-        grads = {}
-        if live:
-            s = _Probe.apply(*live, weights=tuple(live_w))
-            # Every leaf that backward will touch: keep the grads of leaves the caller did not pass.
-            leaves = {}
-            for node in topological_order(s):
-                for t in node.inputs or ():
-                    if isinstance(t, Tensor) and t._ctx is None and t.requires_grad:
-                        leaves[id(t)] = t
-            before = {i: t.grad for i, t in leaves.items()}
-            for t in leaves.values():
-                t.grad = None
-            try:
-                s.backward()
-                for k in checked:
-                    t = inputs[k]
-                    grads[k] = None if t.grad is None else np.array(t.grad, dtype=np.float64)
-            finally:
-                for i, t in leaves.items():
-                    t.grad = before[i]
-    for k in checked:
-        if grads.get(k) is None:  # the output does not depend on this input
-            grads[k] = np.zeros(inputs[k].shape, dtype=np.float64)
-    return grads, weights
-
-
-def _check_full(rep, t, g, S):
-    """Central differences for every element of t; fills rep."""
-    x = t.data  # our private C-contiguous copy
-    flat = x.reshape(-1)
-    n = flat.size
-    rep.n_compared = n
-    rep.kinks = []
-    if n == 0:
-        rep.n_failed = 0
-        rep.analytic = rep.numeric = rep.abs_err = rep.rel_err = rep.tolerance = None
-        return
-    num = np.empty(n)
-    fwd = np.empty(n)
-    bwd = np.empty(n)
-    S0 = S()
-    for i in range(n):
+    flat = t.data.reshape(-1)  # the private C-contiguous copy: a view
+    v0 = values()
+    central, fwd, bwd = (np.empty((v0.size, flat.size)) for _ in range(3))
+    for i in range(flat.size):
         orig = flat[i]
-        h = _step(orig, rep.eps)
+        h = _step(orig, eps)
         flat[i] = orig + h
         hp = float(flat[i]) - float(orig)  # the step actually taken (rounding to dtype)
-        sp = S()
+        vp = values()
         flat[i] = orig - h
         hm = float(orig) - float(flat[i])
-        sm = S()
+        vm = values()
         flat[i] = orig
-        num[i] = (sp - sm) / (hp + hm)
-        fwd[i] = (sp - S0) / hp
-        bwd[i] = (S0 - sm) / hm
-    a = g.reshape(-1)
+        central[:, i] = (vp - vm) / (hp + hm)
+        fwd[:, i] = (vp - v0) / hp
+        bwd[:, i] = (v0 - vm) / hm
+    return central, fwd, bwd
+
+
+def _check_full(rep, t, jac, values, output_of=None):
+    """Compare every entry of ``jac`` (outputs' elements x input elements) with differences; fills rep.
+
+    ``output_of(j)`` names row ``j`` as ``(output k, index)`` when the rows are output elements.
+    """
+    rep.n_compared = jac.size
+    rep.kinks = []
+    if jac.size == 0:
+        rep.n_failed = 0
+        return
+    num, fwd, bwd = _differences(t, rep.eps, values)
+    a = jac
     with np.errstate(invalid="ignore", over="ignore"):
         abs_err = np.abs(a - num)
         tol = rep.atol + rep.rtol * np.abs(num)
         fail = ~(abs_err <= tol)  # NaN fails
         spread = np.abs(fwd - bwd)
         kinky = spread > np.maximum(2 * tol, 0.1 * np.maximum(np.abs(fwd), np.abs(bwd)))
-        lo, hi = np.minimum(fwd, bwd), np.maximum(fwd, bwd)
-        inside = (a >= lo - tol) & (a <= hi + tol)
+        inside = (a >= np.minimum(fwd, bwd) - tol) & (a <= np.maximum(fwd, bwd) + tol)
         kink = fail & kinky & inside
         failed = fail & ~kink
         rel_err = abs_err / np.maximum(np.abs(num), rep.atol)
         ratio = np.where(np.isnan(abs_err), np.inf, abs_err / tol)
     rep.n_failed = int(failed.sum())
-    for i in np.flatnonzero(kink):
+    for j, i in np.argwhere(kink):
         idx = _index(i, t.shape)
-        rep.kinks.append(Kink(idx, _timestep(idx, rep.time_axis), float(a[i]), float(num[i]),
-                              float(fwd[i]), float(bwd[i])))
+        rep.kinks.append(Kink(idx, _timestep(idx, rep.time_axis), float(a[j, i]), float(num[j, i]),
+                              float(fwd[j, i]), float(bwd[j, i])))
     usable = ~kink
-    if usable.any():
-        rep.max_abs_err = float(np.max(abs_err[usable]))  # NaN if any is NaN
-        rep.max_rel_err = float(np.max(rel_err[usable]))
-        pool = failed if failed.any() else usable
-        i = int(np.argmax(np.where(pool, ratio, -np.inf)))
-        idx = _index(i, t.shape)
-        rep.worst_index = idx
-        rep.worst_timestep = _timestep(idx, rep.time_axis)
-        rep.analytic, rep.numeric = float(a[i]), float(num[i])
-        rep.abs_err, rep.rel_err, rep.tolerance = float(abs_err[i]), float(rel_err[i]), float(tol[i])
-        rep.excess = float(ratio[i])
-    else:
-        rep.max_abs_err = rep.max_rel_err = 0.0
-        rep.worst_index = rep.worst_timestep = None
-        rep.analytic = rep.numeric = rep.abs_err = rep.rel_err = rep.tolerance = None
-        rep.excess = 0.0
+    if not usable.any():
+        return
+    rep.max_abs_err = float(np.max(abs_err[usable]))  # NaN if any is NaN
+    rep.max_rel_err = float(np.max(rel_err[usable]))
+    pool = failed if failed.any() else usable
+    j, i = np.unravel_index(int(np.argmax(np.where(pool, ratio, -np.inf))), a.shape)
+    rep.worst_index = _index(i, t.shape)
+    rep.worst_timestep = _timestep(rep.worst_index, rep.time_axis)
+    rep.analytic, rep.numeric = float(a[j, i]), float(num[j, i])
+    rep.abs_err, rep.rel_err, rep.tolerance = float(abs_err[j, i]), float(rel_err[j, i]), float(tol[j, i])
+    rep.excess = float(ratio[j, i])
+    rep.worst_output = None if output_of is None else output_of(j)
 
 
 def _check_fast(rep, t, g, S, rng):

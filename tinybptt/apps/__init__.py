@@ -3,4 +3,27 @@
 ``cli``     the ``tinybptt`` command: one parser, one subcommand per application.
 ``vanish``  watch the gradient shrink through an unrolled RNN, LSTM and GRU.
 ``train``   train a recurrent model on a long-range task and watch its gradients.
+``graph``   draw a small unrolled graph coloured by the gradient at each node.
+
+Every application module has ``build_parser(parser=None)`` and ``main(argv=None)``;
+the helpers below are the options and parsing they share.
 """
+
+
+def cell_list(text):
+    """The cells named in a comma-separated option value: ``"rnn, LSTM"`` -> ``["rnn", "lstm"]``."""
+    return [c.strip().lower() for c in text.split(",") if c.strip()]
+
+
+def add_cell_options(parser, dtype="float32", H=64):
+    """The options of the recurrent cell an application builds: --H, --dtype, --nonlinearity, --forget-bias."""
+    parser.add_argument("--H", type=int, default=H, help="hidden size (default %d)" % H)
+    parser.add_argument("--dtype", default=dtype, choices=("float32", "float64"), help="default %s" % dtype)
+    parser.add_argument("--nonlinearity", default="tanh", choices=("tanh", "relu"), help="RNN activation (default tanh)")
+    parser.add_argument("--forget-bias", type=float, default=None, help="LSTM forget-gate bias (e.g. 1.0)")
+
+
+def add_output_options(parser, json_help):
+    """``--json FILE`` (what it writes: ``json_help``) and ``--quiet``."""
+    parser.add_argument("--json", metavar="FILE", help=json_help)
+    parser.add_argument("--quiet", action="store_true", help="no progress display and no periodic lines")

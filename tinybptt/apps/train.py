@@ -11,17 +11,27 @@ metrics are computed every ``eval_every`` steps on a fixed test set drawn with a
 different seed.  Before and after training, ``dL/dh_t`` of the task loss on a fixed
 probe batch is recorded for every t (from the layer's ``grad_trace``).
 """
+import argparse
+import json
 import math
+import sys
 import time
 
 import numpy as np
 
-from .. import nn, optim, tasks
+from . import add_cell_options, add_output_options, cell_list
+from .. import display, nn, optim, tasks
 from ..autograd import Tensor, no_grad
 from ..inspect import numerics
 from ..nn import functional as F
 
+#: The cells a user names on the command line ("rnn" is tanh or relu by --nonlinearity).
 CELLS = ("rnn", "lstm", "gru")
+
+
+def cell_label(cell, nonlinearity="tanh"):
+    """How tables name a cell: ``"rnn (tanh)"``, ``"lstm"``, ``"gru"``."""
+    return "rnn (%s)" % nonlinearity if cell == "rnn" else cell
 
 
 def make_layer(cell, input_size, H, dtype=np.float32, mode="sequence", nonlinearity="tanh", forget_bias=None):
@@ -118,8 +128,6 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
     ``log`` receives the periodic metric lines (``None`` for silence).  ``model`` may be
     a ``SeqModel`` to continue training.
     """
-    from ..display import Progress
-
     if task not in tasks.TASKS:
         raise ValueError("train: unknown task %r; choose one of %s" % (task, sorted(tasks.TASKS)))
     dt = np.dtype(dtype)
@@ -146,8 +154,8 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
     result["history"].append({"step": 0, "train_loss": None, "grad_norm": None, "time": 0.0,
                               **{"test_" + k: v for k, v in first.items()}})
     run_loss, run_n = 0.0, 0
-    name = cell if cell != "rnn" else "rnn(%s)" % nonlinearity
-    with Progress(steps, desc="%s %s T=%d" % (task, name, T), enabled=progress) as bar:
+    name = cell_label(cell, nonlinearity)
+    with display.Progress(steps, desc="%s %s T=%d" % (task, name, T), enabled=progress) as bar:
         for step in range(1, steps + 1):
             x, y = tasks.make_batch(task, T, batch, rng, dtype=dt)
             loss, _ = model.loss(x, y)
@@ -182,13 +190,11 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
 
 def summary_table(results):
     """A table comparing several ``train`` results (one row per cell)."""
-    from ..display import format_table
-
     rows = []
     classify = bool(results) and tasks.TASKS[results[0]["config"]["task"]].loss != "mse"
     for r in results:
         c = r["config"]
-        name = c["cell"] if c["cell"] != "rnn" else "rnn (%s)" % c["nonlinearity"]
+        name = cell_label(c["cell"], c["nonlinearity"])
         f = r["final"]
         b = r.get("grad_log10_before")
         a = r.get("grad_log10_after")
@@ -205,4 +211,74 @@ def summary_table(results):
     loss = "test CE" if classify else "test MSE"
     headers = ["cell", loss] + (["accuracy"] if classify else []) + [
         "baseline", "|dL/dh_0|/|dL/dh_T| before", "after", "train time"]
-    return format_table(headers, rows, align="l" + "r" * (len(headers) - 1))
+    return display.format_table(headers, rows, align="l" + "r" * (len(headers) - 1))
+
+
+def gradient_sparklines(result, width=64):
+    """Two sparklines of log10 ||dL/dh_t|| on the probe batch, before and after training, on one scale."""
+    c = result["config"]
+    b, a = result["grad_log10_before"], result["grad_log10_after"]
+    vals = [v for v in b + a if v is not None]
+    lo, hi = (min(vals), max(vals)) if vals else (0, 0)
+    width = min(width, c["T"] + 1)
+    lines = ["%s: log10 ||dL/dh_t|| on a probe batch, t = 0 .. %d (shared scale %s .. %s)" % (
+        cell_label(c["cell"], c["nonlinearity"]), c["T"], numerics.fmt_pow10(lo), numerics.fmt_pow10(hi))]
+    for what, g in (("before", b), ("after", a)):
+        lines.append("  %-6s  %s" % (what, display.sparkline([v if v is not None else float("-inf") for v in g],
+                                                             lo, hi, width)))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser(parser=None):
+    """The options of ``tinybptt train`` (on ``parser``, e.g. a sub-command's, or a new one)."""
+    p = parser or argparse.ArgumentParser(prog="tinybptt train")
+    p.description = ("Train a recurrent network on a long-range task (Adam, gradient clipping, float32 "
+                     "sequence mode), with periodic test metrics and the per-step gradient norms "
+                     "||dL/dh_t|| before and after training. Several cells (--cell rnn,lstm,gru) give a "
+                     "comparison table.")
+    p.add_argument("--task", default="adding", choices=sorted(tasks.TASKS),
+                   help="adding (MSE; baseline 1/6), copy (copy-memory), first (remember the first word)")
+    p.add_argument("--cell", default="lstm", help="rnn, lstm, gru, or a comma-separated list (default lstm)")
+    p.add_argument("--T", type=int, default=100, help="sequence length / delay (default 100)")
+    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping threshold, 0 for none (default 1)")
+    p.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--eval-every", type=int, default=100, help="test metrics every N steps (default 100)")
+    p.add_argument("--test-size", type=int, default=1000, help="test sequences (default 1000)")
+    add_cell_options(p, dtype="float32")
+    add_output_options(p, json_help="write configuration, history, final metrics and gradient norms")
+    return p
+
+
+def main(argv=None):
+    """``tinybptt train [options]``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    cells = cell_list(args.cell)
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        print("tinybptt train: unknown cell %s; choose from %s" % (", ".join(bad) or "''", ", ".join(CELLS)),
+              file=sys.stderr)
+        return 2
+    results = []
+    for cell in cells:
+        results.append(train(task=args.task, cell=cell, T=args.T, H=args.H, batch=args.batch, lr=args.lr,
+                             clip=args.clip, steps=args.steps, seed=args.seed, eval_every=args.eval_every,
+                             test_size=args.test_size, dtype=args.dtype, nonlinearity=args.nonlinearity,
+                             forget_bias=args.forget_bias, progress=not args.quiet,
+                             log=None if args.quiet else print))
+        print(gradient_sparklines(results[-1]))
+    print()
+    print("%s, T=%d, H=%d, batch %d, Adam lr %g, clip %g, %d steps, %s, seed %d" % (
+        args.task, args.T, args.H, args.batch, args.lr, args.clip, args.steps, args.dtype, args.seed))
+    print(summary_table(results))
+    if args.json:
+        out = [{k: v for k, v in r.items() if k != "model"} for r in results]
+        with open(args.json, "w") as f:
+            json.dump(out if len(out) > 1 else out[0], f, indent=1)
+        print("wrote %s" % args.json)
+    return 0

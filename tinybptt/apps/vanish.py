@@ -25,15 +25,16 @@ import time
 
 import numpy as np
 
+from . import add_cell_options, add_output_options, cell_list
+from .. import display as terminal
 from .. import nn, tasks
 from ..autograd import Tensor
 from ..inspect import jacobian as jac
 from ..inspect import numerics
-from .. import display as terminal
+from ..kernels.cells import GATES, cell_kind
+from .train import CELLS, cell_label, make_layer
 
-CELLS = ("rnn", "lstm", "gru")
 INITS = ("default", "orthogonal", "identity", "scaled")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 # --------------------------------------------------------------------------- building the cells
@@ -48,7 +49,7 @@ def apply_init(layer, kind, init_name, radius=1.5):
     ``scaled``      each (H, H) gate block rescaled to spectral radius ``radius``
                     (above 1 the linearised recurrence expands: gradients can explode)
     """
-    G = GATES[kind]
+    G = GATES[cell_kind(kind)]  # any nonlinearity: the gate count is the same
     for l in range(layer.num_layers):
         w = getattr(layer, "weight_hh_l%d" % l)
         if init_name == "default":
@@ -72,16 +73,10 @@ def apply_init(layer, kind, init_name, radius=1.5):
 def build_cell(kind, input_size, H, dtype, nonlinearity="tanh", init="default", radius=1.5, forget_bias=None,
                seed=0):
     """The layer for one cell, seeded so each cell's weights are reproducible."""
-    from .train import make_layer
-
     nn.manual_seed(seed)
     layer = make_layer(kind, input_size, H, dtype=dtype, mode="sequence", nonlinearity=nonlinearity,
                        forget_bias=forget_bias if kind == "lstm" else None)
     return apply_init(layer, kind, init, radius)
-
-
-def cell_name(kind, nonlinearity="tanh"):
-    return "rnn (%s)" % nonlinearity if kind == "rnn" else kind
 
 
 # --------------------------------------------------------------------------- measuring one cell
@@ -193,7 +188,7 @@ def run(cells=CELLS, T=100, H=64, I=16, B=1, seed=0, dtype="float64", nonlineari
     result = {"config": config, "cells": {}}
     t0 = time.time()
     for kind in cells:
-        name = cell_name(kind, nonlinearity)
+        name = cell_label(kind, nonlinearity)
         entry = {"kind": kind, "name": name}
         if trained:
             from .train import SeqModel, train
@@ -259,92 +254,103 @@ def _cell_value(p, t):
 def render(result, unicode=None, color=None, width=64):
     """The terminal report of a ``run`` result: one table row per cell, a heatmap and notes."""
     cfg = result["config"]
-    T = cfg["T"]
-    steps = shown_steps(T)
-    lines = []
+    lines = [_headline(cfg)]
+    for phase in (["before", "after"] if cfg["trained"] else ["measured"]):
+        if cfg["trained"]:
+            lines += ["", "%s training on the adding problem (T=%d, %d steps, Adam lr %g, batch %d, clip %g):" % (
+                phase.upper(), cfg["T"], cfg["train_steps"], cfg["train_lr"], cfg["train_batch"], cfg["train_clip"])]
+        lines += ["", _table(result, phase)]
+        lines += [""] + _strips(result, phase, unicode, color, width)
+        notes = [n for e in result["cells"].values() for n in _cell_notes(e, phase, cfg)] + _agreement_note(result,
+                                                                                                            phase)
+        if notes:
+            lines += [""] + notes
+    return "\n".join(lines)
+
+
+def _headline(cfg):
     head = "||dL/dh_t|| for a loss on the last step only (L = u.h_T, |u| = 1): T=%d, H=%d, I=%d, B=%d, %s, seed %d, " \
-           "init %s" % (T, cfg["H"], cfg["I"], cfg["B"], cfg["dtype"], cfg["seed"], cfg["init"])
+           "init %s" % (cfg["T"], cfg["H"], cfg["I"], cfg["B"], cfg["dtype"], cfg["seed"], cfg["init"])
     if cfg["init"] == "scaled":
         head += " (spectral radius %g)" % cfg["radius"]
     if cfg["forget_bias"] is not None:
         head += ", LSTM forget bias %g" % cfg["forget_bias"]
-    lines.append(head)
-    phases = ["before", "after"] if cfg["trained"] else ["measured"]
-    for phase in phases:
-        if cfg["trained"]:
-            lines.append("")
-            lines.append("%s training on the adding problem (T=%d, %d steps, Adam lr %g, batch %d, clip %g):" % (
-                phase.upper(), T, cfg["train_steps"], cfg["train_lr"], cfg["train_batch"], cfg["train_clip"]))
-        headers = ["cell"] + ["t=%d" % t for t in steps] + ["|dL/dh_0|/|dL/dh_T|", "factor/step"]
-        rows = []
-        for kind, e in result["cells"].items():
-            p = e[phase]
-            s = p["summary"]
-            rows.append([e["name"]] + [_cell_value(p, t) for t in steps] +
-                        [numerics.fmt_pow10(s["log10_ratio"]), "%.4f" % s["decay_per_step"]])
-        lines.append("")
-        lines.append(terminal.format_table(headers, rows, align="l" + "r" * (len(headers) - 1)))
-        # the graphic: one heat strip per cell on a shared log10 scale, t = 0 at the left
-        series = {e["name"]: _series(e[phase]) for e in result["cells"].values()}
-        fin = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
-        lo, hi = (min(fin), max(fin)) if fin else (0.0, 0.0)
-        lines.append("")
-        lines.append("log10 ||dL/dh_t||, t = 0 (left) .. %d (right); scale %s (%s) .. %s (%s)" % (
-            T, numerics.fmt_pow10(lo), "░" if terminal.supports_unicode() and unicode is not False else ".",
-            numerics.fmt_pow10(hi), "█" if terminal.supports_unicode() and unicode is not False else "#"))
-        names = list(series)
-        rows_v = [[v if v is not None else -math.inf for v in series[n]] for n in names]
-        lines.append(terminal.heatmap(rows_v, labels=names, lo=lo, hi=hi, width=min(width, T + 1), unicode=unicode,
-                                      color=color))
-        lw = max(len(n) for n in names)
-        spark_w = min(width, T + 1)
-        for n, r in zip(names, rows_v):
-            lines.append("%s  %s" % (n.rjust(lw), terminal.sparkline(r, lo=lo, hi=hi, width=spark_w,
-                                                                    unicode=unicode)))
-        # notes
-        notes = []
-        for kind, e in result["cells"].items():
-            p = e[phase]
-            s = p["summary"]
-            jr = p["jacobian"]
-            if s["underflow_steps"]:
-                z = [t for t, v in enumerate(p["log10_grad_norm"]) if v is None]
-                sub = sum(p["subnormal_values"])
-                what = []
-                if z:
-                    what.append("is exactly 0 at %d steps (t <= %d)" % (len(z), max(z)))
-                if sub:
-                    what.append("holds %d subnormal values" % sub)
-                notes.append("%s: the %s gradient %s; ratio and per-step factor come from the float64 log-space "
-                             "recomputation." % (e["name"], cfg["dtype"], " and ".join(what)))
-            if s["log10_ratio"] > 0:
-                notes.append("%s: the gradient GROWS on its way back (x%.4f per step, %s over %d steps): exploding "
-                             "gradients%s." % (e["name"], s["decay_per_step"], numerics.fmt_pow10(s["log10_ratio"]), T,
-                                               "" if cfg["clip"] else "; add --clip to see clipping"))
-            if jr["log10_bound"] is not None:
-                notes.append("%s: classical bound ||dh_T/dh_t|| <= (||W_hh||_2 * max|act'|)^(T-t) with ||W_hh||_2 = "
-                             "%.3f: bound at t=0 %s, actual ||dh_T/dh_0|| %s." % (
-                                 e["name"], jr["w_hh_spectral_norm"], numerics.fmt_pow10(jr["log10_bound"][0]),
-                                 numerics.fmt_pow10(jr["log10_dhT_dht"][0]) if jr["log10_dhT_dht"][0] is not None
-                                 else "0"))
-            if p["clip"] is not None:
-                c = p["clip"]
-                notes.append("%s: parameter gradient norm %.4g -> clipped to %.4g (max_norm %g)%s." % (
-                    e["name"], c["norm_before"], c["norm_after"], c["max_norm"],
-                    "" if c["norm_before"] > c["max_norm"] else ", below the threshold: unchanged"))
-            if cfg["trained"] and phase == "after":
-                tr = e["training"]
-                notes.append("%s: test MSE after %d steps %.4f (baseline 1/6 = %.4f), %.0f s." % (
-                    e["name"], cfg["train_steps"], tr["final"]["test_loss"], tr["baseline_mse"], tr["seconds"]))
-        diffs = [e[phase]["summary"]["max_abs_log10_diff_vs_logspace"] for e in result["cells"].values()]
-        diffs = [d for d in diffs if d is not None]
-        if diffs:
-            notes.append("check: the engine's gradients and the independent float64 log-space recomputation agree to "
-                         "%.1e in log10." % max(diffs))
-        if notes:
-            lines.append("")
-            lines.extend(notes)
-    return "\n".join(lines)
+    return head
+
+
+def _table(result, phase):
+    """One row per cell: the norm at the shown steps, the ratio over the sequence, the factor per step."""
+    steps = shown_steps(result["config"]["T"])
+    headers = ["cell"] + ["t=%d" % t for t in steps] + ["|dL/dh_0|/|dL/dh_T|", "factor/step"]
+    rows = []
+    for e in result["cells"].values():
+        p = e[phase]
+        s = p["summary"]
+        rows.append([e["name"]] + [_cell_value(p, t) for t in steps] +
+                    [numerics.fmt_pow10(s["log10_ratio"]), "%.4f" % s["decay_per_step"]])
+    return terminal.format_table(headers, rows, align="l" + "r" * (len(headers) - 1))
+
+
+def _strips(result, phase, unicode, color, width):
+    """The graphic: one heat strip and one sparkline per cell on a shared log10 scale, t = 0 at the left."""
+    T = result["config"]["T"]
+    series = {e["name"]: _series(e[phase]) for e in result["cells"].values()}
+    fin = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
+    lo, hi = (min(fin), max(fin)) if fin else (0.0, 0.0)
+    fancy = terminal.supports_unicode() and unicode is not False
+    lines = ["log10 ||dL/dh_t||, t = 0 (left) .. %d (right); scale %s (%s) .. %s (%s)" % (
+        T, numerics.fmt_pow10(lo), "░" if fancy else ".", numerics.fmt_pow10(hi), "█" if fancy else "#")]
+    names = list(series)
+    rows = [[v if v is not None else -math.inf for v in series[n]] for n in names]
+    w = min(width, T + 1)
+    lines.append(terminal.heatmap(rows, labels=names, lo=lo, hi=hi, width=w, unicode=unicode, color=color))
+    lw = max(len(n) for n in names)
+    lines += ["%s  %s" % (n.rjust(lw), terminal.sparkline(r, lo=lo, hi=hi, width=w, unicode=unicode))
+              for n, r in zip(names, rows)]
+    return lines
+
+
+def _cell_notes(e, phase, cfg):
+    """What a reader should know about one cell's numbers: underflow, growth, the bound, clipping, training."""
+    p, name = e[phase], e["name"]
+    s, jr = p["summary"], p["jacobian"]
+    notes = []
+    if s["underflow_steps"]:
+        z = [t for t, v in enumerate(p["log10_grad_norm"]) if v is None]
+        sub = sum(p["subnormal_values"])
+        what = (["is exactly 0 at %d steps (t <= %d)" % (len(z), max(z))] if z else []) + \
+            (["holds %d subnormal values" % sub] if sub else [])
+        notes.append("%s: the %s gradient %s; ratio and per-step factor come from the float64 log-space "
+                     "recomputation." % (name, cfg["dtype"], " and ".join(what)))
+    if s["log10_ratio"] > 0:
+        notes.append("%s: the gradient GROWS on its way back (x%.4f per step, %s over %d steps): exploding "
+                     "gradients%s." % (name, s["decay_per_step"], numerics.fmt_pow10(s["log10_ratio"]), cfg["T"],
+                                       "" if cfg["clip"] else "; add --clip to see clipping"))
+    if jr["log10_bound"] is not None:
+        actual = jr["log10_dhT_dht"][0]
+        notes.append("%s: classical bound ||dh_T/dh_t|| <= (||W_hh||_2 * max|act'|)^(T-t) with ||W_hh||_2 = "
+                     "%.3f: bound at t=0 %s, actual ||dh_T/dh_0|| %s." % (
+                         name, jr["w_hh_spectral_norm"], numerics.fmt_pow10(jr["log10_bound"][0]),
+                         numerics.fmt_pow10(actual) if actual is not None else "0"))
+    if p["clip"] is not None:
+        c = p["clip"]
+        notes.append("%s: parameter gradient norm %.4g -> clipped to %.4g (max_norm %g)%s." % (
+            name, c["norm_before"], c["norm_after"], c["max_norm"],
+            "" if c["norm_before"] > c["max_norm"] else ", below the threshold: unchanged"))
+    if cfg["trained"] and phase == "after":
+        tr = e["training"]
+        notes.append("%s: test MSE after %d steps %.4f (baseline 1/6 = %.4f), %.0f s." % (
+            name, cfg["train_steps"], tr["final"]["test_loss"], tr["baseline_mse"], tr["seconds"]))
+    return notes
+
+
+def _agreement_note(result, phase):
+    diffs = [e[phase]["summary"]["max_abs_log10_diff_vs_logspace"] for e in result["cells"].values()]
+    diffs = [d for d in diffs if d is not None]
+    if not diffs:
+        return []
+    return ["check: the engine's gradients and the independent float64 log-space recomputation agree to "
+            "%.1e in log10." % max(diffs)]
 
 
 # --------------------------------------------------------------------------- plot
@@ -366,17 +372,14 @@ def build_parser(parser=None):
                      "sequence, loss on the last step only; prints ||dL/dh_t|| from t=T back to t=0.")
     p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells from rnn,lstm,gru (default all)")
     p.add_argument("--T", type=int, default=100, help="sequence length (default 100)")
-    p.add_argument("--H", type=int, default=64, help="hidden size (default 64)")
     p.add_argument("--I", type=int, default=16, help="input size (default 16; 2 with --trained)")
     p.add_argument("--B", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, input and loss direction (default 0)")
-    p.add_argument("--dtype", default="float64", choices=("float64", "float32"), help="default float64")
-    p.add_argument("--nonlinearity", default="tanh", choices=("tanh", "relu"), help="RNN activation (default tanh)")
     p.add_argument("--init", default="default", choices=INITS,
                    help="recurrent weights: default (PyTorch's uniform), orthogonal, identity, or scaled to "
                         "spectral radius --radius")
     p.add_argument("--radius", type=float, default=1.5, help="spectral radius for --init scaled (default 1.5)")
-    p.add_argument("--forget-bias", type=float, default=None, help="LSTM forget-gate bias (e.g. 1.0)")
+    add_cell_options(p, dtype="float64")
     p.add_argument("--clip", type=float, default=None,
                    help="clip the parameter gradient to this norm and show the norm before and after")
     p.add_argument("--trained", action="store_true",
@@ -386,16 +389,15 @@ def build_parser(parser=None):
                         "adding problem within ~300 steps, the LSTM needs ~1500-2000)")
     p.add_argument("--train-lr", type=float, default=1e-2, help="Adam learning rate with --trained")
     p.add_argument("--plot", metavar="FILE.png", help="write a plot of log10 ||dL/dh_t|| against t (matplotlib)")
-    p.add_argument("--json", metavar="FILE", help="write every number shown, with the configuration")
     p.add_argument("--no-color", action="store_true", help="no ANSI colours in the heatmap")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_output_options(p, json_help="write every number shown, with the configuration")
     return p
 
 
 def main(argv=None):
     """``tinybptt vanish [options]``; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    cells = [c.strip().lower() for c in args.cells.split(",") if c.strip()]
+    cells = cell_list(args.cells)
     try:
         res = run(cells=cells, T=args.T, H=args.H, I=args.I, B=args.B, seed=args.seed, dtype=args.dtype,
                   nonlinearity=args.nonlinearity, init=args.init, radius=args.radius, forget_bias=args.forget_bias,

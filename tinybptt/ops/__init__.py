@@ -5,13 +5,21 @@ and saves only what its ``backward`` needs; each ``backward`` returns one
 gradient per forward argument.  Binary elementwise ops follow NumPy
 broadcasting, so their backward must *un-broadcast*: sum the gradient over the
 axes that broadcasting stretched, giving each input a gradient of its own shape.
+
+Dtypes (PyTorch's rules where a PyTorch user would look): a Python number, a
+NumPy scalar or a 0-d array combined with a tensor takes the tensor's dtype, so a
+float32 tensor stays float32; two tensors, or a tensor and an array with
+dimensions, promote as NumPy does (float32 with float64 gives float64); bool,
+integer and float16 data become float64; complex operands raise DTypeError.
+The in-place edits (``add_``, ``mul_``, ``t[idx] = v``, ...) are in ``inplace``.
 """
 import numpy as np
 
 from ..autograd import Tensor, _as_array
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
+from . import inplace
 from .activations import Exp, Log, Relu, Sigmoid, Tanh
-from .elementwise import Add, Cast, Div, Mul, Neg, Pow, Sub, unbroadcast  # noqa: F401  (Cast, unbroadcast: public for custom ops)
+from .elementwise import Add, Cast, Div, Mul, Neg, Pow, Sub, unbroadcast  # noqa: F401  (unbroadcast: public for custom ops)
 from .linalg import Linear, MatMul
 from .reduce import Mean, Sum
 from .shape import Concat, GetItem, Reshape, Split, Stack, Transpose
@@ -19,23 +27,35 @@ from .shape import Concat, GetItem, Reshape, Split, Stack, Transpose
 # --------------------------------------------------------------------------- Tensor methods and functions
 
 
-def _operand(self, other):
-    """Python numbers take the tensor's dtype, so float32 stays float32."""
-    if isinstance(other, Tensor):
-        return other
-    if isinstance(other, (int, float, np.number)):
+def _operand(op, self, other):
+    """The non-Tensor operand of a binary op on the tensor ``self``, as an array.
+
+    The dtype rule is PyTorch's: a Python number, a NumPy scalar or a 0-d array
+    takes the tensor's dtype (a float32 tensor stays float32); an array with
+    dimensions keeps its own float dtype and promotes by NumPy's rule (float32 with
+    float64 gives float64), bool/int/float16 arrays becoming float64.  Complex
+    values raise DTypeError: they would lose their imaginary part.
+    """
+    if type(other) is float or type(other) is int:  # the common case, first
         return np.asarray(other, dtype=self.data.dtype)
-    return _as_array(other)
+    arr = np.asarray(other)
+    if arr.dtype.kind == "c":
+        raise DTypeError("%s: a complex operand (%r) cannot be combined with a real %s tensor"
+                         % (op, other, self.data.dtype))
+    if arr.dtype.kind not in "biuf":
+        raise DTypeError("%s: cannot combine a %s tensor with an operand of dtype %s"
+                         % (op, self.data.dtype, arr.dtype))
+    return arr.astype(self.data.dtype) if arr.ndim == 0 else _as_array(arr)
 
 
 def _binary(fn, reflected=False):
-    apply = fn.apply
+    apply, op = fn.apply, fn.op_name()
     if reflected:
         def method(self, other):
-            return apply(other if isinstance(other, Tensor) else _operand(self, other), self)
+            return apply(other if isinstance(other, Tensor) else _operand(op, self, other), self)
     else:
         def method(self, other):
-            return apply(self, other if isinstance(other, Tensor) else _operand(self, other))
+            return apply(self, other if isinstance(other, Tensor) else _operand(op, self, other))
     return method
 
 
@@ -173,4 +193,8 @@ Tensor.mean = lambda self, axis=None, keepdims=False: Mean.apply(self, axis=axis
 Tensor.reshape = _reshape
 Tensor.transpose = _transpose
 Tensor.permute = _permute
+Tensor.astype = lambda self, dtype: Cast.apply(self, dtype=np.dtype(dtype))
+Tensor.astype.__doc__ = "This tensor converted to ``dtype`` (differentiable)."
 Tensor.T = property(lambda self: Transpose.apply(self, axes=None))
+for _name, _method in inplace.METHODS.items():
+    setattr(Tensor, _name, _method)

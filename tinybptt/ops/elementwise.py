@@ -1,13 +1,16 @@
 """Elementwise binary ops (+ - * / **), negation and dtype casts.
 
-Binary ops follow NumPy broadcasting, so their backward must *un-broadcast*: sum the
-gradient over the axes that broadcasting stretched, giving each input a gradient of
-its own shape (``unbroadcast``).
+Each op is a forward and a backward on one screen, with its derivative in the
+docstring.  Binary ops follow NumPy broadcasting, so their backward must
+*un-broadcast*: sum the gradient over the axes that broadcasting stretched,
+giving each input a gradient of its own shape (``unbroadcast``).  Every
+backward computes only the gradients ``ctx.needs_input_grad`` asks for.
 """
 import numpy as np
 
 from ..autograd import Function
 from ..errors import ShapeError, describe
+
 
 def unbroadcast(grad, shape):
     """Sum ``grad`` down to ``shape``: undo NumPy broadcasting in the backward pass."""
@@ -22,50 +25,44 @@ def unbroadcast(grad, shape):
     return grad
 
 
-def _shape(x):
-    return x.shape if type(x) is np.ndarray else np.shape(x)
+def _broadcasting(op, fn, a, b):
+    """``fn(a, b)``, or a ShapeError naming ``op`` when the shapes do not broadcast.
 
-
-def _broadcast_error(op, a, b):
-    return ShapeError(
-        "%s: shapes %s and %s do not broadcast together (inputs %s)" % (op, _shape(a), _shape(b), describe(a, b))
-    )
+    The shapes are checked only on failure: a broadcast check up front would cost
+    more than the op itself on the small arrays of an unrolled graph.
+    """
+    try:
+        return fn(a, b)
+    except ValueError:
+        raise ShapeError("%s: shapes %s and %s do not broadcast together (inputs %s)"
+                         % (op, np.shape(a), np.shape(b), describe(a, b))) from None
 
 
 # --------------------------------------------------------------------------- elementwise binary
 
 
-# (The shapes of the operands are read inline, ``x.shape if type(x) is ndarray``, and the
-# gradients un-broadcast only when the shapes differ: these ops run once per node of an
-# unrolled graph, and a function call per operand is a measurable share of their cost.)
-
-
 class Add(Function):
+    """``a + b``.   d/da = 1,  d/db = 1."""
+
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (a.shape if type(a) is np.ndarray else np.shape(a),
-                      b.shape if type(b) is np.ndarray else np.shape(b))
-        try:
-            return a + b
-        except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
-            raise _broadcast_error("add", a, b) from None
+        ctx.shapes = np.shape(a), np.shape(b)
+        return _broadcasting("add", np.add, a, b)
 
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        gs = g.shape
-        return (g if gs == sa else unbroadcast(g, sa)), (g if gs == sb else unbroadcast(g, sb))
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g, sa) if need_a else None), (unbroadcast(g, sb) if need_b else None)
 
 
 class Sub(Function):
+    """``a - b``.   d/da = 1,  d/db = -1."""
+
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (a.shape if type(a) is np.ndarray else np.shape(a),
-                      b.shape if type(b) is np.ndarray else np.shape(b))
-        try:
-            return a - b
-        except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
-            raise _broadcast_error("sub", a, b) from None
+        ctx.shapes = np.shape(a), np.shape(b)
+        return _broadcasting("sub", np.subtract, a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -75,68 +72,66 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """``a * b``.   d/da = b,  d/db = a."""
+
     @staticmethod
     def forward(ctx, a, b):
+        ctx.shapes = np.shape(a), np.shape(b)
+        y = _broadcasting("mul", np.multiply, a, b)
         need_a, need_b = ctx.needs_input_grad
-        ctx.saved_tensors = (b if need_a else None, a if need_b else None)
-        ctx.shapes = (a.shape if type(a) is np.ndarray else np.shape(a),
-                      b.shape if type(b) is np.ndarray else np.shape(b))
-        try:
-            return a * b
-        except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
-            raise _broadcast_error("mul", a, b) from None
-
-    @staticmethod
-    def backward(ctx, g):
-        b, a = ctx.saved_tensors
-        sa, sb = ctx.shapes
-        x, y = ctx.inputs
-        if x is y:  # x * x: both gradients go to one tensor; g*x + g*x == 2*(g*x) exactly
-            r = unbroadcast(g * a, sa)  # a new array: doubled in place, no second temporary
-            if type(r) is np.ndarray:
-                np.multiply(r, 2, out=r)
-                return r, None
-            return r * 2, None
-        ga = gb = None
-        if b is not None:
-            ga = g * b
-            if ga.shape != sa:
-                ga = unbroadcast(ga, sa)
-        if a is not None:
-            gb = g * a
-            if gb.shape != sb:
-                gb = unbroadcast(gb, sb)
-        return ga, gb
-
-
-class Div(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        ctx.shapes = (_shape(a), _shape(b))
-        try:
-            return a / b
-        except ValueError:  # checked only on failure: a broadcast check up front costs more than the op
-            raise _broadcast_error("div", a, b) from None
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)  # only what backward will use
+        return y
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         sa, sb = ctx.shapes
         need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g / b, sa) if need_a else None,
-                unbroadcast(-g * a / (b * b), sb) if need_b else None)
+        return (unbroadcast(g * b, sa) if need_a else None), (unbroadcast(g * a, sb) if need_b else None)
+
+
+class Div(Function):
+    """``a / b``.   d/da = 1/b,  d/db = -a/b**2, computed as -(a/b)/b.
+
+    ``(a/b)/b`` rather than ``a/(b*b)``: with |b| ~ 1e-200, ``b*b`` underflows to
+    0 (giving inf where a/b/b may be finite), and with |b| ~ 1e200 it overflows to
+    inf (giving 0).
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):  # IEEE results
+            ctx.shapes = np.shape(a), np.shape(b)
+            y = _broadcasting("div", np.divide, a, b)
+        ctx.save_for_backward(b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        b, y = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            da = unbroadcast(g / b, sa) if need_a else None
+            db = unbroadcast(-(g * y) / b, sb) if need_b else None
+        return da, db
 
 
 class Pow(Function):
+    """``a ** b``.   d/da = b * a**(b-1),  d/db = a**b * log(a).
+
+    Where the formulas meet 0 * inf or log(0), the gradients are PyTorch's
+    (the limits along the exponent): d/da = 0 where b == 0 (``x ** 0`` is the
+    constant 1, also at x = 0), and d/db = 0 where a == 0 and b >= 0.  Elsewhere
+    IEEE arithmetic decides: d/da of ``sqrt`` at 0 is inf.
+    """
+
     @staticmethod
     def forward(ctx, a, b):
-        try:
-            y = a ** b
-        except ValueError:
-            raise _broadcast_error("pow", a, b) from None
+        ctx.shapes = np.shape(a), np.shape(b)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):  # IEEE results
+            y = _broadcasting("pow", np.power, a, b)
         ctx.save_for_backward(a, b, y)
-        ctx.shapes = (_shape(a), _shape(b))
         return y
 
     @staticmethod
@@ -144,18 +139,21 @@ class Pow(Function):
         a, b, y = ctx.saved_tensors
         sa, sb = ctx.shapes
         need_a, need_b = ctx.needs_input_grad
-        da = None
-        if need_a:  # d(a^b)/da = b a^(b-1): infinite for a = 0, b < 1 (e.g. sqrt at 0), as IEEE says
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                da = unbroadcast(g * b * a ** (b - 1), sa)
-        db = None
-        if need_b:  # d(a^b)/db = a^b log a, defined for a > 0
-            with np.errstate(divide="ignore", invalid="ignore"):
-                db = unbroadcast(g * y * np.log(a), sb)
+        da = db = None
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            if need_a:
+                da = unbroadcast(np.where(b == 0, 0, g * b * a ** (b - 1)), sa)
+            if need_b:
+                db = unbroadcast(np.where((a == 0) & (b >= 0), 0, g * y * np.log(a)), sb)
         return da, db
 
 
+# --------------------------------------------------------------------------- unary
+
+
 class Neg(Function):
+    """``-a``.   d/da = -1."""
+
     @staticmethod
     def forward(ctx, a):
         return -a
@@ -166,6 +164,8 @@ class Neg(Function):
 
 
 class Cast(Function):
+    """``a`` converted to ``dtype``; the gradient is converted back to ``a``'s dtype."""
+
     @staticmethod
     def forward(ctx, a, dtype=None):
         ctx.src = a.dtype

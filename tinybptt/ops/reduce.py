@@ -7,10 +7,17 @@ from ..errors import ShapeError
 # --------------------------------------------------------------------------- reductions
 
 
+def _is_int(a):
+    return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
+
+
 def _norm_axis(op, axis, ndim):
+    """``axis`` (None, an int or a tuple of ints) as a sorted tuple of axes >= 0, checked."""
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = (axis,) if _is_int(axis) else tuple(axis) if isinstance(axis, (tuple, list)) else None
+    if axes is None or not all(_is_int(a) for a in axes):
+        raise TypeError("%s: axis must be an int or a tuple of ints, got %r (%s)" % (op, axis, type(axis).__name__))
     out = []
     for ax in axes:
         if not -ndim <= ax < ndim:

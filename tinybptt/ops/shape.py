@@ -114,7 +114,10 @@ class Split(Function):
 
     @staticmethod
     def forward(ctx, x, sections=None, axis=0):
-        if type(sections) is int and sections > 0 and type(axis) is int and -x.ndim <= axis < x.ndim:
+        if isinstance(sections, (int, np.integer)) and sections <= 0:
+            raise ShapeError("split: sections must be a positive number of equal parts (or a list of indices), "
+                             "got %d for shape %s" % (sections, x.shape))
+        if type(sections) is int and type(axis) is int and -x.ndim <= axis < x.ndim:
             ax = axis % x.ndim
             n = x.shape[ax]
             if n % sections == 0:  # equal sections: plain slices (views), as np.split makes
