@@ -24,8 +24,8 @@ import time
 import numpy as np
 
 from .. import display, nn, optim
-from ..autograd import Tensor, no_grad
-from ..inspect import connectivity as conn
+from ..autograd import no_grad
+from ..inspect.connectivity import Connectivity, connectivity, plot_rows, render_rows
 from ..nn import functional as F
 from ..tasks import agreement as grammar_mod
 from .train import make_layer
@@ -210,7 +210,7 @@ def sentence_connectivity(model, sentence, g, output="logit"):
     y is the logit of the *correct* number (``output="loss"``: the cross-entropy).
     """
     ids = g.encode(sentence.words[: sentence.verb])[:, None]
-    return conn.connectivity(model, ids, output=output, cls=sentence.label, target=sentence.label,
+    return connectivity(model, ids, output=output, cls=sentence.label, target=sentence.label,
                              words=sentence.words[: sentence.verb])
 
 
@@ -314,7 +314,7 @@ def report(result, color=None):
     models = result["models"]
     rows = [m[w] for m in models.values() for w in ("before", "after")]
     labels = ["%s %s" % (k, w) for k in models for w in ("before", "after")]
-    lines.append(conn.render_rows(rows, labels, color=color, tail=["[%s]" % words[s["verb"]]] + words[s["verb"] + 1:]))
+    lines.append(render_rows(rows, labels, color=color, tail=["[%s]" % words[s["verb"]]] + words[s["verb"] + 1:]))
     lines.append("")
     for k, m in models.items():
         lines.append("%-9s at %r: ||dy/dx_%s|| / max_t ||dy/dx_t|| = %s before, %s after training; predicts %s"
@@ -338,23 +338,20 @@ def _pow(v):
 def to_json(result):
     """The result as JSON-ready data (connectivities via their ``to_dict``)."""
     out = dict(result)
-    out["models"] = {k: {kk: (vv.to_dict() if isinstance(vv, conn.Connectivity) else vv) for kk, vv in m.items()}
+    out["models"] = {k: {kk: (vv.to_dict() if isinstance(vv, Connectivity) else vv) for kk, vv in m.items()}
                      for k, m in result["models"].items()}
     return out
 
 
 def plot(result, path):
     """The sentence shaded by connectivity, one row per model before and after training (a PNG)."""
-    import matplotlib.pyplot as plt
-
     s = result["sentence"]
     models = result["models"]
     rows = [m[w] for m in models.values() for w in ("before", "after")]
     labels = ["%s, %s training" % (k, w) for k in models for w in ("before", "after")]
-    fig = conn.plot_rows(rows, labels, path=path, tail=["[%s]" % s["words"][s["verb"]]] + s["words"][s["verb"] + 1:],
+    plot_rows(rows, labels, path=path, tail=["[%s]" % s["words"][s["verb"]]] + s["words"][s["verb"] + 1:],
                          title="log10 ||dy/dx_t||: the decision at %r (%s) against each earlier word"
                                % (s["words"][s["verb"]], s["label"]))
-    plt.close(fig)
     return path
 
 

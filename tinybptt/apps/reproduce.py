@@ -263,10 +263,9 @@ def report_agreement(r):
 
 
 def _curves_figure(r, ylabel, baseline, baseline_name):
-    from ..inspect.plot import _pyplot
+    from ..inspect.plot import figure
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=150)
+    fig, ax = figure(7, 4.2, dpi=150)
     for k, m in r["models"].items():
         steps, vals = zip(*m["curve"])
         ax.plot(steps, vals, label=k, linewidth=2)
@@ -276,16 +275,14 @@ def _curves_figure(r, ylabel, baseline, baseline_name):
     ax.set_ylabel(ylabel)
     ax.set_title("%s (%s)" % (r["name"], _cfg(r["config"])), fontsize=8)
     ax.legend(frameon=False)
-    fig.tight_layout()
     return fig
 
 
 def plot_cliff(r):
-    from ..inspect.plot import _pyplot
+    from ..inspect.plot import figure
 
-    plt = _pyplot()
     s = r["surface"]
-    fig, ax = plt.subplots(figsize=(6.5, 5), dpi=150)
+    fig, ax = figure(6.5, 5, dpi=150)
     z = np.log10(np.asarray(s["loss"]) + 1e-12)
     cs = ax.contourf(s["w"], s["b"], z, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=ax).set_label(r"$\log_{10}$ loss")
@@ -298,15 +295,13 @@ def plot_cliff(r):
     ax.set_ylabel("b")
     ax.set_title("x_t = w tanh(x_{t-1}) + b, T=%d: (x_T - 0.7)^2" % r["config"]["T"], fontsize=9)
     ax.legend(frameon=False, loc="lower left")
-    fig.tight_layout()
     return fig
 
 
 def plot_agreement(r):
-    from ..inspect.plot import _pyplot
+    from ..inspect.plot import figure
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=150)
+    fig, ax = figure(6, 4, dpi=150)
     for k, m in r["models"].items():
         keys = sorted(m["error_by_attractors"], key=int)
         ax.plot([int(a) for a in keys], [m["error_by_attractors"][a] for a in keys], "-o", label=k)
@@ -314,7 +309,6 @@ def plot_agreement(r):
     ax.set_ylabel("error rate")
     ax.set_title("agreement: error against attractors", fontsize=9)
     ax.legend(frameon=False)
-    fig.tight_layout()
     return fig
 
 
@@ -330,9 +324,6 @@ def plot(r, path):
     else:
         fig = _curves_figure(r, "test MSE", r["baseline_mse"], "predict 1 (1/6)")
     fig.savefig(path)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return path
 
 

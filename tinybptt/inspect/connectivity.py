@@ -230,9 +230,10 @@ def plot_rows(results, labels=None, path=None, title=None, lo=None, hi=None, tai
     Returns the matplotlib figure (saved to ``path`` when given).  ``tail`` words are
     drawn after the inputs, unshaded.  matplotlib is imported here, only when plotting.
     """
-    from .plot import _pyplot
+    from matplotlib import colormaps
 
-    plt = _pyplot()
+    from .plot import figure
+
     labels = list(labels) if labels is not None else [""] * len(results)
     words = results[0].labels() + list(tail or [])
     T = results[0].T
@@ -240,8 +241,8 @@ def plot_rows(results, labels=None, path=None, title=None, lo=None, hi=None, tai
     grid = np.full((len(results), len(words)), np.nan)
     for i, r in enumerate(results):
         grid[i, :T] = [v if math.isfinite(v) else np.nan for v in r.log10]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.42 * len(words) + 2), 0.55 * len(results) + 1.8), dpi=150)
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")  # no gradient at all: light grey
+    fig, ax = figure(max(6.0, 0.42 * len(words) + 2), 0.55 * len(results) + 1.8, dpi=150)
+    cmap = colormaps["viridis"].with_extremes(bad="#eeeeee")  # no gradient at all: light grey
     im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=lo, vmax=hi)
     ax.set_xticks(range(len(words)))
     ax.set_xticklabels(words, rotation=60, ha="right", fontsize=9)
@@ -252,7 +253,6 @@ def plot_rows(results, labels=None, path=None, title=None, lo=None, hi=None, tai
     fig.colorbar(im, ax=ax, pad=0.01, fraction=0.03).set_label(r"$\log_{10}\|\partial y/\partial x_t\|$")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     if path is not None:
         fig.savefig(path)
     return fig

@@ -29,13 +29,11 @@ class FusedFunction(Function):
     ``kernel`` names the backend function (``step_forward`` or ``seq_forward``).
     Inputs (x, h, c, w_ih, w_hh, b_ih, b_hh) -- c and the biases may be None; the
     outputs are the new hidden state(s), plus the cell state(s) for the LSTM.  The
-    kernel's backward allocates every gradient it returns (``fresh_grads``), and it
-    fills the layer's trace slot as a side effect, so an inspection must not run it
-    a second time (``inspect_replay = False``, read by ``tinybptt.inspect.walk``).
+    kernel's backward fills the layer's trace slot as a side effect, so an inspection
+    must not run it a second time (``inspect_replay = False``, read by ``tinybptt.inspect.walk``).
     """
 
     kernel = None
-    fresh_grads = True
     inspect_replay = False
 
     @staticmethod
