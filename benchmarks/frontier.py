@@ -53,7 +53,7 @@ def _once(lstm, x, how):
     if how[0] == "revolve":
         out, _ = revolve_sequence(lstm, x, budget=how[1], segment=how[2])
     else:
-        out, _ = lstm._forward(x, None, how[1] if how[0] == "uniform" else None)
+        out, _ = lstm.forward_with(x, None, checkpoint=how[1] if how[0] == "uniform" else None)
     (out * out).sum().backward()
     lstm.zero_grad()
 

@@ -278,9 +278,9 @@ def checkpointed(layer, x, state=None, k=None):
     BPTT to rounding).  ``layer.checkpoint_stats`` then reports the memory.
     ``LSTM(..., checkpoint=k)`` makes it the layer's default.
     """
-    if not hasattr(layer, "_forward"):
+    if not hasattr(layer, "forward_with"):
         raise TypeError("checkpointed: expected an nn.RNN, nn.LSTM or nn.GRU layer, got %s" % type(layer).__name__)
-    return layer._forward(x, state, layer._check_checkpoint(k))
+    return layer.forward_with(x, state, checkpoint=k)
 
 
 def activation_bytes(layer, x, state=None, checkpoint=None):
@@ -296,11 +296,11 @@ def activation_bytes(layer, x, state=None, checkpoint=None):
     params = layer.parameters()
     exclude = [x_t] + params
     if checkpoint is None:
-        out, _ = layer._forward(x_t, state, None)
+        out, _ = layer.forward_with(x_t, state)
         n = saved_bytes(out, exclude=exclude)
         return dict(stored=n, peak=n)
     grads = [p.grad for p in params]  # leave the caller's gradients as they were
-    out, _ = layer._forward(x_t, state, layer._check_checkpoint(checkpoint))
+    out, _ = layer.forward_with(x_t, state, checkpoint=checkpoint)
     (out * out).sum().backward()
     for p, g in zip(params, grads):
         p.grad = g

@@ -307,7 +307,7 @@ class _LayerBase(_RecurrentBase):
         #: and in ops/cell mode a retained gradient per step).  Set False to skip it.
         self.record_grad_trace = True
 
-    def _check_checkpoint(self, k, budget):
+    def _check_checkpoint(self, k, budget=None):
         """``(checkpoint, checkpoint_budget)`` checked: None, k >= 1, or "auto" with a budget >= 1."""
         def positive(v):
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
@@ -411,7 +411,15 @@ class _LayerBase(_RecurrentBase):
     # ------------------------------------------------------------------ forward
     def forward(self, x, state=None):
         """``out, h_n = layer(x, h0)``; LSTM: ``out, (h_n, c_n) = layer(x, (h0, c0))``."""
-        return self._forward(x, state, self.checkpoint)
+        return self._forward(x, state, self.checkpoint, self.checkpoint_budget)
+
+    def forward_with(self, x, state=None, checkpoint=None, checkpoint_budget=None):
+        """``forward`` with another checkpointing choice for this call only.
+
+        ``checkpoint``/``checkpoint_budget`` mean what they mean in the constructor
+        (None: full BPTT; k: every k-th state; "auto" with a budget: revolve).
+        """
+        return self._forward(x, state, *self._check_checkpoint(checkpoint, checkpoint_budget))
 
     def forward_revolve(self, x, state=None, budget=None, segment=None, return_sequence=True):
         """The forward under binomial checkpointing with ``budget`` stored states (``nn/revolve.py``).
@@ -426,7 +434,7 @@ class _LayerBase(_RecurrentBase):
         self._traces = LayerTraces(slots, T, B) if slots is not None else None
         return self._output(out, h_n, c_n, batched)
 
-    def _forward(self, x, state, checkpoint):
+    def _forward(self, x, state, checkpoint, budget):
         """Check the arguments, run the layers, return the results in the caller's layout."""
         x, batched = self._input(x)
         T, B = x.shape[0], x.shape[1]
@@ -434,7 +442,7 @@ class _LayerBase(_RecurrentBase):
         track = self.record_grad_trace and is_grad_enabled()
         self._traces = None
         if checkpoint == "auto":
-            out, h_n, c_n, sources = revolve_layer(self, x, h0s, c0s, self.checkpoint_budget)
+            out, h_n, c_n, sources = revolve_layer(self, x, h0s, c0s, budget)
         elif checkpoint is not None:
             out, h_n, c_n, sources = self._forward_checkpointed(x, h0s, c0s, checkpoint, track)
         else:
