@@ -156,13 +156,20 @@ def worker_info(family):
     return info
 
 
-#: Request ops a worker serves.  Sections add their own (see ``register``).
-HANDLERS = {"measure": measure, "gemm": gemm_run}
+def train_run(req):
+    """Worker side of the training-loop section (train.py)."""
+    from .train import train_run as run
+    return run(req)
 
 
-def register(op, handler):
-    """Serve ``{"op": op, ...}`` requests with ``handler(req) -> dict`` in the workers."""
-    HANDLERS[op] = handler
+def train_profile(req):
+    """Worker side of the training-step profile (train_profile.py)."""
+    from .train_profile import profile_run
+    return profile_run(req)
+
+
+#: Request ops a worker serves (besides "drop" and "info").
+HANDLERS = {"measure": measure, "gemm": gemm_run, "train": train_run, "train_profile": train_profile}
 
 
 def handle(req, family):
