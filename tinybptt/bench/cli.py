@@ -52,7 +52,7 @@ def _add_grid_arguments(p):
     p.add_argument("--threads", type=_csv("thread count", conv=int), default=[1], help="e.g. 1,2 (default 1)")
     p.add_argument("--cpus", type=_cpus, default=None,
                    help="pin every worker to these CPUs, e.g. 1 or 0-1 (set before any library starts a thread); "
-                        "default: the CPUs this process may use")
+                        "default: the CPUs this process may use (--section train: the last one of them only)")
 
 
 def _add_timing_arguments(p):

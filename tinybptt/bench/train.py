@@ -168,8 +168,7 @@ def _summarise(cell, got):
 def run_train(args, progress_enabled=True):
     """The training-loop section: returns (rows, notes), one row per (cell, contender)."""
     contenders, notes = train_contenders(args)
-    cpus = train_cpus(args)
-    args.cpus = cpus
+    cpus = args.cpus = train_cpus(args)  # the profile that follows runs on the same core
     rows = []
     total = len(args.cells) * len(contenders) * len(_round_plan(args.train_steps, args.train_rounds))
     with pool_for(args, args.threads[0]) as pool, \
@@ -220,7 +219,7 @@ def train_tables(train, md=False):
     contenders = list(dict.fromkeys(r["contender"] for r in rows))
     ratios, wall = train_ratios(rows), train_ratios(rows, "wall_s")
     head = (["cell"] + ["%s ms/step" % c for c in contenders]
-            + ["tinybptt / faster peer", "target", "", "same, wall time", "tinybptt-ftz / faster peer",
+            + ["tinybptt / faster peer", "target", "met", "same, wall time", "tinybptt-ftz / faster peer",
                "test MSE (tinybptt/torch/jax)"])
     body = [_train_row(cell, {r["contender"]: r for r in rows if r["cell"] == cell}, contenders, ratio, best, ftz,
                        wall[cell][0]) for cell, (ratio, best, ftz) in ratios.items()]

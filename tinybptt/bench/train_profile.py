@@ -2,17 +2,20 @@
 
 The loop of the training section (``train_loops.TinyLoop``) is trained for
 ``warmup`` steps, then ``steps`` more steps are taken apart: each phase of a step
-is timed on its own in process CPU time (batch generation, the layer's forward, read-out and loss,
-zero_grad, backward, clip_grad_norm_, Adam, reading the loss), and the kernels
-backend is instrumented (``timing.KernelTimer``) to tell the recurrent kernels'
-time (``seq_forward``/``seq_backward``) from the rest.  After each profiled
-step the layer is also run alone, as the layer benchmark runs it (loss
-``sum(out**2)``, no read-out, no optimiser): on the starting weights without the
-gradient trace (the benchmark's setting) and on the loop's trained weights with
-it (the loop's), so both are measured at the same moments of a busy machine.
-Last, the loop's own backward kernel call is replayed with flush-to-zero off and
-on.  With ``ftz`` everything runs after ``tinybptt.set_flush_to_zero(True)``.
+is timed on its own in process CPU time (batch generation, the layer's forward,
+read-out and loss, zero_grad, backward, clip_grad_norm_, Adam, reading the loss),
+with the minor page faults it causes, and the kernels backend is instrumented
+(``timing.KernelTimer``) to tell the recurrent kernels' time
+(``seq_forward``/``seq_backward``) from the rest.  The loop's last backward
+kernel call is replayed on the same arrays, flush-to-zero off and on.  Then
+``steps`` more steps are each followed by one run of the layer alone, as the
+layer benchmark runs it (loss ``sum(out**2)``, no read-out, no optimiser): on the
+starting weights without the gradient trace (the benchmark's setting) and on the
+loop's trained weights with it (the loop's), so both are measured at the same
+moments of a busy machine.  With ``ftz`` everything runs after
+``tinybptt.set_flush_to_zero(True)``.
 """
+import resource
 import statistics
 import time
 
@@ -28,31 +31,63 @@ PHASES = ("batch", "layer forward", "read-out + loss", "zero_grad", "backward", 
           "loss.item()")
 
 
+def _minflt():
+    """Minor page faults of this process so far: memory handed out by the OS on first touch."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _profiled_step(loop, rng, cfg, kt, adding_problem):
-    """One training step of ``loop`` (a TinyLoop) with each phase timed -> {phase: seconds}."""
+    """One training step of ``loop`` (a TinyLoop) with each phase timed -> ({phase: CPU seconds},
+    {phase: minor page faults})."""
     from ..autograd import Tensor
     from ..nn import functional as F
     model, now = loop.model, time.process_time
-    t = [now()]
+    t, f = [now()], [_minflt()]
     x, y = adding_problem(cfg["T"], cfg["B"], rng, cfg["dtype"])
-    t.append(now())
+    t.append(now()), f.append(_minflt())
     kt.phase = "fwd"
     out = model.rnn(x)[0]
-    t.append(now())
+    t.append(now()), f.append(_minflt())
     loss = F.mse_loss(model.head(out[-1]), Tensor(np.asarray(y, dtype=model.dtype)))
-    t.append(now())
+    t.append(now()), f.append(_minflt())
     loop.opt.zero_grad()
-    t.append(now())
+    t.append(now()), f.append(_minflt())
     kt.phase = "bwd"
     loss.backward()
-    t.append(now())
+    t.append(now()), f.append(_minflt())
     loop.clip_grad_norm_(loop.params, loop.clip)
-    t.append(now())
+    t.append(now()), f.append(_minflt())
     loop.opt.step()
-    t.append(now())
+    t.append(now()), f.append(_minflt())
     float(loss.item())
-    t.append(now())
-    return {p: t[k + 1] - t[k] for k, p in enumerate(PHASES)}
+    t.append(now()), f.append(_minflt())
+    return ({p: t[k + 1] - t[k] for k, p in enumerate(PHASES)},
+            {p: f[k + 1] - f[k] for k, p in enumerate(PHASES)})
+
+
+def _layer_kernels(kt):
+    fwd, bwd = kt.by_name.get("seq_forward", 0.0), kt.by_name.get("seq_backward", 0.0)
+    return 1e3 * fwd, 1e3 * bwd, 1e3 * (sum(kt.by_name.values()) - fwd - bwd)
+
+
+def loop_phases(loop, rng, cfg, steps):
+    """The training loop alone for ``steps`` steps: median CPU ms and page faults per phase, and
+    the recurrent kernels' ms (``seq_forward``, ``seq_backward``, every other kernel)."""
+    from .. import kernels
+    from ..tasks import adding_problem
+    ms, faults, kern = {p: [] for p in PHASES}, {p: [] for p in PHASES}, []
+    for _ in range(steps):
+        with timing.KernelTimer(kernels.backend, clock=time.process_time) as kt:
+            secs, flt = _profiled_step(loop, rng, cfg, kt, adding_problem)
+        for p in PHASES:
+            ms[p].append(1e3 * secs[p])
+            faults[p].append(flt[p])
+        kern.append(_layer_kernels(kt))
+    med = statistics.median
+    return {"phases_ms": {p: med(v) for p, v in ms.items()}, "faults": {p: med(v) for p, v in faults.items()},
+            "step_ms": med([sum(v) for v in zip(*ms.values())]),
+            "kernel_fwd_ms": med([k[0] for k in kern]), "kernel_bwd_ms": med([k[1] for k in kern]),
+            "other_kernels_ms": med([k[2] for k in kern])}
 
 
 def _alone_once(runner):
@@ -66,33 +101,23 @@ def _alone_once(runner):
     return 1e3 * total, 1e3 * kt.seconds["fwd"], 1e3 * kt.seconds["bwd"]
 
 
-def profile_loop(loop, rng, cfg, steps, alone):
-    """Median CPU ms per phase over ``steps`` profiled steps, the recurrent kernels' ms in the loop, and
-    after each step one run of every runner in ``alone`` ({name: TinyRunner}), so that the loop and the
-    layer alone are measured at the same moments."""
+def loop_and_alone(loop, rng, cfg, steps, alone):
+    """``steps`` more training steps, each followed by one run of every runner in ``alone``
+    ({name: TinyRunner}), so that the loop's kernels and the layer alone are measured at the same
+    moments -> median ms of the loop's two recurrent kernels and of each runner's."""
     from .. import kernels
     from ..tasks import adding_problem
-    phases = {p: [] for p in PHASES}
-    kern = {"kernel_fwd_ms": [], "kernel_bwd_ms": [], "other_kernels_ms": []}
-    solo = {name: [] for name in alone}
+    in_loop, solo = [], {name: [] for name in alone}
     for _ in range(steps):
         with timing.KernelTimer(kernels.backend, clock=time.process_time) as kt:
-            got = _profiled_step(loop, rng, cfg, kt, adding_problem)
-        for p, s in got.items():
-            phases[p].append(1e3 * s)
-        fwd, bwd = kt.by_name.get("seq_forward", 0.0), kt.by_name.get("seq_backward", 0.0)
-        kern["kernel_fwd_ms"].append(1e3 * fwd)
-        kern["kernel_bwd_ms"].append(1e3 * bwd)
-        kern["other_kernels_ms"].append(1e3 * (sum(kt.by_name.values()) - fwd - bwd))
+            loop.step(*adding_problem(cfg["T"], cfg["B"], rng, cfg["dtype"]))
+        in_loop.append(_layer_kernels(kt))
         for name, runner in alone.items():
             solo[name].append(_alone_once(runner))
     med = statistics.median
-    res = {"phases_ms": {p: med(v) for p, v in phases.items()},
-           "step_ms": med([sum(v) for v in zip(*phases.values())])}
-    res.update({k: med(v) for k, v in kern.items()})
-    res["alone"] = {name: {"total_ms": med([t[0] for t in v]), "kernel_fwd_ms": med([t[1] for t in v]),
-                           "kernel_bwd_ms": med([t[2] for t in v])} for name, v in solo.items()}
-    return res
+    return {"interleaved_fwd_ms": med([k[0] for k in in_loop]), "interleaved_bwd_ms": med([k[1] for k in in_loop]),
+            "alone": {name: {"total_ms": med([t[0] for t in v]), "kernel_fwd_ms": med([t[1] for t in v]),
+                             "kernel_bwd_ms": med([t[2] for t in v])} for name, v in solo.items()}}
 
 
 def subnormal_count(a, dtype):
@@ -101,9 +126,10 @@ def subnormal_count(a, dtype):
     return int(np.count_nonzero((np.abs(a) < np.finfo(dtype).tiny) & (a != 0)))
 
 
-def replay_backward(loop, rng, cfg, reps=5):
+def replay_backward(loop, rng, cfg, reps=7):
     """The recurrent backward kernel of one more training step, called again on the same arrays with
-    flush-to-zero off and on (fastest of ``reps`` each), and the subnormal values in its results.
+    flush-to-zero off and on (alternating, fastest of ``reps`` each), and the subnormal values in its
+    results (computed without flush-to-zero).
 
     The replay sees exactly the numbers the training loop produced, without the loop around it.
     """
@@ -123,20 +149,23 @@ def replay_backward(loop, rng, cfg, reps=5):
     finally:
         mod.seq_backward = orig
     args, kwargs = seen[-1]
-    res, was = {}, bool(kernels.c_backend is not None and kernels.c_backend.get_flush_to_zero())
-    for ftz in (False, True):
-        tinybptt.set_flush_to_zero(ftz)
-        best = None
-        for _ in range(reps):
-            t0 = time.process_time()
-            g = orig(*args, **kwargs)
-            best = min(best or 1e9, time.process_time() - t0)
-        res["replay_ftz_ms" if ftz else "replay_ms"] = 1e3 * best
-        if not ftz:
-            res["subnormals"] = {k: subnormal_count(v, cfg["dtype"]) for k, v in g.items()
-                                 if isinstance(v, np.ndarray)}
-    tinybptt.set_flush_to_zero(was)
-    return res
+    was = bool(kernels.c_backend is not None and kernels.c_backend.get_flush_to_zero())
+    best = {False: None, True: None}
+    try:
+        for _ in range(reps):  # alternate, so that neither setting always runs on the warmer caches
+            for ftz in (False, True):
+                tinybptt.set_flush_to_zero(ftz)
+                t0 = time.process_time()
+                g = orig(*args, **kwargs)
+                dt = time.process_time() - t0
+                best[ftz] = dt if best[ftz] is None else min(best[ftz], dt)
+                if not ftz:
+                    plain = g
+    finally:
+        tinybptt.set_flush_to_zero(was)
+    return {"replay_ms": 1e3 * best[False], "replay_ftz_ms": 1e3 * best[True],
+            "subnormals": {k: subnormal_count(v, cfg["dtype"]) for k, v in plain.items()
+                           if isinstance(v, np.ndarray)}}
 
 
 def alone_runner(cell, x, weights, grad_trace):
@@ -167,8 +196,9 @@ def profile_run(req):
         start = _trained_weights(make_loop("tinybptt", cell, cfg["H"], cfg["lr"], cfg["clip"], cfg["dtype"], seed))
         alone = {"initial weights, no trace": alone_runner(cell, x, start, False),
                  "trained weights, trace": alone_runner(cell, x, _trained_weights(loop), True)}
-        res = profile_loop(loop, rng, cfg, req["steps"], alone)
+        res = loop_phases(loop, rng, cfg, req["steps"])
         res.update(replay_backward(loop, rng, cfg))
+        res.update(loop_and_alone(loop, rng, cfg, req["steps"], alone))
     finally:
         tinybptt.set_flush_to_zero(False)
     res.update(cell=cell, ftz=bool(req.get("ftz")), warmup=req.get("warmup", 0), steps=req["steps"],
@@ -180,37 +210,50 @@ def _ms(v):
     return "-" if v is None else ("%.3f" % v if v < 1 else "%.2f" % v)
 
 
-def profile_tables(profile, md=False):
-    """Two tables: the phases of a step, and the recurrent kernels inside the loop against the layer alone."""
+def _phase_table(ok, md):
     from .report import render_table
-    ok = [r for r in profile if r.get("ok", True) and "phases_ms" in r]
-    if not ok:
-        errs = ["%s: %s" % (r.get("cell"), r.get("error")) for r in profile]
-        return "Training-step profile: not measured%s" % ("; " + "; ".join(errs) if errs else "")
-    head = ["cell", "flush-to-zero", "step ms", "sum of phases"] + list(PHASES)
+    head = ["cell", "flush-to-zero", "step ms", "sum of phases"] + list(PHASES) + ["page faults: forward / backward"]
     body = []
     for r in ok:
         ph = r["phases_ms"]
         total = sum(ph.values())
         body.append([r["cell"].upper(), "on" if r["ftz"] else "off (default)", _ms(r["step_ms"]), _ms(total)]
-                    + ["%s (%.0f%%)" % (_ms(ph[p]), 100 * ph[p] / total) for p in PHASES])
+                    + ["%s (%.0f%%)" % (_ms(ph[p]), 100 * ph[p] / total) for p in PHASES]
+                    + ["%d / %d" % (r["faults"]["layer forward"], r["faults"]["backward"])])
     title = ("Where a tinybptt training step's time goes: median CPU ms per phase (its share of the sum of the "
-             "phase medians) over %d steps after %d training steps; step ms = the median step"
+             "phase medians) over %d steps after %d training steps; step ms = the median step; page faults = "
+             "minor page faults (memory the OS hands out on first touch), median per step"
              % (ok[0]["steps"], ok[0]["warmup"]))
-    blocks = [render_table(head, body, md, title=title)]
-    head = ["cell", "flush-to-zero", "in loop: seq_forward", "seq_backward", "other kernels",
-            "seq_backward replayed (ftz off / on)", "subnormal values in its results"]
+    return render_table(head, body, md, title=title)
+
+
+def _kernel_table(ok, md):
+    from .report import render_table
     alone = list(ok[0]["alone"])
-    head += ["alone, %s: fwd / bwd kernels (whole step)" % a for a in alone]
+    head = (["cell", "flush-to-zero", "loop alone: seq_forward / seq_backward", "other kernels",
+             "loop's seq_backward replayed (ftz off / on)", "subnormal values in its results",
+             "loop, interleaved: seq_forward / seq_backward"]
+            + ["layer alone, %s: fwd / bwd kernels (whole step)" % a for a in alone])
     body = []
     for r in ok:
-        body.append([r["cell"].upper(), "on" if r["ftz"] else "off (default)", _ms(r["kernel_fwd_ms"]),
-                     _ms(r["kernel_bwd_ms"]), _ms(r["other_kernels_ms"]),
+        body.append([r["cell"].upper(), "on" if r["ftz"] else "off (default)",
+                     "%s / %s" % (_ms(r["kernel_fwd_ms"]), _ms(r["kernel_bwd_ms"])), _ms(r["other_kernels_ms"]),
                      "%s / %s" % (_ms(r.get("replay_ms")), _ms(r.get("replay_ftz_ms"))),
-                     sum((r.get("subnormals") or {}).values())]
+                     sum((r.get("subnormals") or {}).values()),
+                     "%s / %s" % (_ms(r["interleaved_fwd_ms"]), _ms(r["interleaved_bwd_ms"]))]
                     + ["%s / %s (%s)" % (_ms(r["alone"][a]["kernel_fwd_ms"]), _ms(r["alone"][a]["kernel_bwd_ms"]),
                                          _ms(r["alone"][a]["total_ms"])) for a in alone])
-    blocks.append(render_table(head, body, md, title="The recurrent kernels inside the training loop and, measured "
-                                                     "after each profiled step, in the layer benchmark's workload "
-                                                     "(loss sum(out**2), no read-out, no optimiser): median CPU ms"))
-    return "\n\n".join(blocks)
+    return render_table(head, body, md, title="The recurrent kernels in the training loop and in the layer "
+                                              "benchmark's workload (loss sum(out**2), no read-out, no optimiser), "
+                                              "median CPU ms: the loop by itself (as in the table above), its last "
+                                              "backward call replayed on the same arrays, then more loop steps "
+                                              "each followed by one run of the layer alone")
+
+
+def profile_tables(profile, md=False):
+    """Two tables: the phases of a step, and the recurrent kernels inside the loop against the layer alone."""
+    ok = [r for r in profile if r.get("ok", True) and "phases_ms" in r]
+    if not ok:
+        errs = ["%s: %s" % (r.get("cell"), r.get("error")) for r in profile]
+        return "Training-step profile: not measured%s" % ("; " + "; ".join(errs) if errs else "")
+    return _phase_table(ok, md) + "\n\n" + _kernel_table(ok, md)
