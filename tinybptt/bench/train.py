@@ -7,7 +7,10 @@ library, from the same starting weights and on the same batches
 generation, forward, loss, zero-grad, backward, clip and Adam, with the loss read
 back every step.  Evaluation on a test set runs between rounds, outside the timed
 steps.  Every worker is pinned to the same single core before any library starts
-a thread, and the contenders of a cell take turns in interleaved rounds.
+a thread, and the contenders of a cell take turns in interleaved rounds, in
+worker processes started afresh for each cell (as a user's training run starts:
+how much memory a process has freed before changes how often NumPy's large
+arrays come fresh from the OS, page fault by page fault).
 
 tinybptt runs with its default settings (``mode="sequence"``, the layer's
 gradient trace recorded, subnormal numbers kept).  A second tinybptt row,
@@ -171,10 +174,10 @@ def run_train(args, progress_enabled=True):
     cpus = args.cpus = train_cpus(args)  # the profile that follows runs on the same core
     rows = []
     total = len(args.cells) * len(contenders) * len(_round_plan(args.train_steps, args.train_rounds))
-    with pool_for(args, args.threads[0]) as pool, \
-            Progress(total, enabled=progress_enabled and not args.quiet, lines=True) as prog:
-        for cell in args.cells:
-            rows += _summarise(cell, _train_cell(pool, args, cell, contenders, prog))
+    with Progress(total, enabled=progress_enabled and not args.quiet, lines=True) as prog:
+        for cell in args.cells:  # fresh workers for each cell: a process that trained one model before
+            with pool_for(args, args.threads[0]) as pool:  # has a grown heap and a different speed
+                rows += _summarise(cell, _train_cell(pool, args, cell, contenders, prog))
     notes.append("every worker pinned to CPU %s (%s), %d thread%s" % (
         ",".join(map(str, cpus)), cpu_model(), args.threads[0], "" if args.threads[0] == 1 else "s"))
     return rows, notes
@@ -240,16 +243,16 @@ def train_tables(train, md=False):
         text += "\n\n" + profile_tables(train["profile"], md)
     return text
 
-def run_profile(args, pool, progress_enabled=True):
-    """The profile of tinybptt's training step for each cell, default settings and flush-to-zero."""
+def run_profile(args):
+    """The profile of tinybptt's training step for each cell, default settings and flush-to-zero,
+    each in a fresh worker process (as a user's training run starts)."""
     rows = []
-    if args.profile_steps <= 0:
-        return rows
-    for cell in args.cells:
+    for cell in args.cells if args.profile_steps > 0 else ():
         for ftz in (False, True):
             req = {"op": "train_profile", "cell": cell, "seed": args.seed, "ftz": ftz,
                    "warmup": args.profile_warmup, "steps": args.profile_steps}
-            res = pool.request("tinybptt", req, timeout=args.timeout)
+            with pool_for(args, args.threads[0]) as pool:
+                res = pool.request("tinybptt", req, timeout=args.timeout)
             rows.append(res if res.get("ok") else dict(res, cell=cell, ftz=ftz))
     return rows
 
@@ -257,7 +260,6 @@ def run_profile(args, pool, progress_enabled=True):
 def run_train_section(args):
     """``--section train``: the training-loop table, then the profile (same pinned core)."""
     rows, notes = run_train(args)
-    with pool_for(args, args.threads[0]) as pool:
-        profile = run_profile(args, pool)
+    profile = run_profile(args)
     return {"rows": rows, "notes": notes, "profile": profile, "config": dict(TRAIN_CONFIG),
             "steps": args.train_steps, "rounds": args.train_rounds, "warmup": args.train_warmup}

@@ -192,12 +192,12 @@ def profile_run(req):
         rng = np.random.default_rng(seed)
         for _ in range(req.get("warmup", 0)):
             loop.step(*adding_problem(cfg["T"], cfg["B"], rng, cfg["dtype"]))
+        res = loop_phases(loop, rng, cfg, req["steps"])  # first, while the process is like a user's
+        res.update(replay_backward(loop, rng, cfg))
         x = adding_problem(cfg["T"], cfg["B"], np.random.default_rng(seed + 1), cfg["dtype"])[0]
         start = _trained_weights(make_loop("tinybptt", cell, cfg["H"], cfg["lr"], cfg["clip"], cfg["dtype"], seed))
         alone = {"initial weights, no trace": alone_runner(cell, x, start, False),
                  "trained weights, trace": alone_runner(cell, x, _trained_weights(loop), True)}
-        res = loop_phases(loop, rng, cfg, req["steps"])
-        res.update(replay_backward(loop, rng, cfg))
         res.update(loop_and_alone(loop, rng, cfg, req["steps"], alone))
     finally:
         tinybptt.set_flush_to_zero(False)
