@@ -36,7 +36,8 @@ TRAIN_CONFIG = {"T": 100, "B": 32, "H": 64, "lr": 1e-2, "clip": 1.0, "dtype": "f
 TRAIN_CONTENDERS = ("tinybptt", "torch", "jax", "tinybptt-ftz")
 #: Target: tinybptt's training loop at most this fraction of the faster peer's time, every cell.
 TRAIN_TARGET = 0.5
-FAMILY = {"tinybptt": "tinybptt", "tinybptt-ftz": "tinybptt", "torch": "torch", "jax": "jax"}
+#: Worker process of each contender: one each, so no contender inherits another's heap.
+FAMILY = {"tinybptt": "tinybptt", "tinybptt-ftz": "tinybptt-ftz", "torch": "torch", "jax": "jax"}
 
 # --------------------------------------------------------------------------- worker side
 

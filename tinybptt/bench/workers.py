@@ -134,7 +134,7 @@ def set_threads(family, threads):
                 torch.set_num_interop_threads(threads)
             except RuntimeError:
                 pass
-        elif family == "tinybptt":
+        elif family.startswith("tinybptt"):  # "tinybptt", or a second tinybptt worker such as "tinybptt-ftz"
             import tinybptt
             tinybptt.set_num_threads(threads)
     except Exception:  # noqa: BLE001 - a missing library is reported per request instead
@@ -150,7 +150,7 @@ def worker_info(family):
     if family == "jax":
         import jax
         info["jax"] = jax.__version__
-    if family == "tinybptt":
+    if family.startswith("tinybptt"):
         import tinybptt
         info["tinybptt_threads"] = tinybptt.get_num_threads()
     return info
