@@ -117,6 +117,9 @@ def _add_section_arguments(p):
                         "0: no profile)")
     p.add_argument("--profile-warmup", type=int, default=300,
                    help="training steps before the profiled ones (default 300)")
+    p.add_argument("--profile-fresh-heap", action="store_true",
+                   help="profile without the test-set evaluation before the first step: a process that never "
+                        "freed a large block, where NumPy's large arrays cost page faults at every step")
 
 
 def _add_output_arguments(p):

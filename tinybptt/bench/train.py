@@ -7,10 +7,13 @@ library, from the same starting weights and on the same batches
 generation, forward, loss, zero-grad, backward, clip and Adam, with the loss read
 back every step.  Evaluation on a test set runs between rounds, outside the timed
 steps.  Every worker is pinned to the same single core before any library starts
-a thread, and the contenders of a cell take turns in interleaved rounds, in
-worker processes started afresh for each cell (as a user's training run starts:
-how much memory a process has freed before changes how often NumPy's large
-arrays come fresh from the OS, page fault by page fault).
+a thread, and the contenders of a cell take turns in interleaved rounds, each in
+its own worker process started afresh for each cell.  Like ``tinybptt train``,
+every loop evaluates the test set once before its first step: besides the
+baseline it gives, this matters for speed, because how much memory a process has
+freed before decides whether NumPy's large arrays come fresh from the OS, page
+fault by page fault, at every step (glibc keeps freed memory for reuse once it
+has handed back a large block, such as the test set's activations).
 
 tinybptt runs with its default settings (``mode="sequence"``, the layer's
 gradient trace recorded, subnormal numbers kept).  A second tinybptt row,
@@ -57,6 +60,7 @@ def _loop_state(req):
         c = TRAIN_CONFIG
         loop = make_loop(req["contender"], req["cell"], c["H"], c["lr"], c["clip"], c["dtype"], req["seed"])
         test = adding_problem(c["T"], c["test_size"], np.random.default_rng(req["seed"] + 10_000), c["dtype"])
+        loop.evaluate(*test)  # untimed, as `tinybptt train` measures the test loss before step 1 (see below)
         _LOOPS[key] = {"loop": loop, "rng": np.random.default_rng(req["seed"]), "test": test, "step": 0}
     return key, _LOOPS[key]
 
@@ -251,7 +255,7 @@ def run_profile(args):
     for cell in args.cells if args.profile_steps > 0 else ():
         for ftz in (False, True):
             req = {"op": "train_profile", "cell": cell, "seed": args.seed, "ftz": ftz,
-                   "warmup": args.profile_warmup, "steps": args.profile_steps}
+                   "warmup": args.profile_warmup, "steps": args.profile_steps, "fresh_heap": args.profile_fresh_heap}
             with pool_for(args, args.threads[0]) as pool:
                 res = pool.request("tinybptt", req, timeout=args.timeout)
             rows.append(res if res.get("ok") else dict(res, cell=cell, ftz=ftz))

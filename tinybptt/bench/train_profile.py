@@ -13,7 +13,9 @@ layer benchmark runs it (loss ``sum(out**2)``, no read-out, no optimiser): on th
 starting weights without the gradient trace (the benchmark's setting) and on the
 loop's trained weights with it (the loop's), so both are measured at the same
 moments of a busy machine.  With ``ftz`` everything runs after
-``tinybptt.set_flush_to_zero(True)``.
+``tinybptt.set_flush_to_zero(True)``.  The loop first evaluates its test set, as
+``tinybptt train`` does, unless ``fresh_heap`` is set: then the process has never
+freed a large block and NumPy's large arrays cost page faults at every step.
 """
 import resource
 import statistics
@@ -190,6 +192,9 @@ def profile_run(req):
     try:
         loop = make_loop("tinybptt", cell, cfg["H"], cfg["lr"], cfg["clip"], cfg["dtype"], seed)
         rng = np.random.default_rng(seed)
+        if not req.get("fresh_heap"):  # as `tinybptt train` and the section's loop: the test loss first
+            loop.evaluate(*adding_problem(cfg["T"], cfg["test_size"], np.random.default_rng(seed + 10_000),
+                                          cfg["dtype"]))
         for _ in range(req.get("warmup", 0)):
             loop.step(*adding_problem(cfg["T"], cfg["B"], rng, cfg["dtype"]))
         res = loop_phases(loop, rng, cfg, req["steps"])  # first, while the process is like a user's
@@ -202,7 +207,7 @@ def profile_run(req):
     finally:
         tinybptt.set_flush_to_zero(False)
     res.update(cell=cell, ftz=bool(req.get("ftz")), warmup=req.get("warmup", 0), steps=req["steps"],
-               input_size=INPUT_SIZE)
+               input_size=INPUT_SIZE, fresh_heap=bool(req.get("fresh_heap")))
     return res
 
 
@@ -222,8 +227,9 @@ def _phase_table(ok, md):
                     + ["%d / %d" % (r["faults"]["layer forward"], r["faults"]["backward"])])
     title = ("Where a tinybptt training step's time goes: median CPU ms per phase (its share of the sum of the "
              "phase medians) over %d steps after %d training steps; step ms = the median step; page faults = "
-             "minor page faults (memory the OS hands out on first touch), median per step"
-             % (ok[0]["steps"], ok[0]["warmup"]))
+             "minor page faults (memory the OS hands out on first touch), median per step%s"
+             % (ok[0]["steps"], ok[0]["warmup"], "; fresh heap: no test-set evaluation before the first step"
+                if ok[0].get("fresh_heap") else ""))
     return render_table(head, body, md, title=title)
 
 
