@@ -51,6 +51,8 @@ SECTIONS = [
       "--plot", "benchmarks/results/scaling.png"]),
     ("gemm", "GEMM kernel: GFLOP/s against torch.matmul and NumPy",
      ["--gemm-only", "--dtype", "float32,float64", "--threads", "1,2", "--gemm-repeat", "5"]),
+    ("train", "Training loop: the adding problem in tinybptt, torch and JAX, one pinned core",
+     ["--section", "train"]),
 ]
 
 #: Sections shown in full but kept out of the headline (another protocol, not the one of record).
@@ -62,6 +64,8 @@ QUICK = {
     "grid": ["--configs", "tiny", "--cells", "rnn", "--repeat", "1", "--rounds", "1", "--budget", "0.1"],
     "scaling": ["--scaling-repeat", "1", "--cells", "rnn"],
     "gemm": ["--gemm-sizes", "32,64", "--gemm-repeat", "1"],
+    "train": ["--cells", "rnn", "--train-steps", "8", "--train-rounds", "2", "--train-warmup", "2",
+              "--profile-steps", "3", "--profile-warmup", "2"],
 }
 
 

@@ -5,6 +5,7 @@ one recurrent layer -- loss ``sum(out**2)`` over all outputs, the input not
 requiring grad, zero-grad included, median of repeated runs after warm-up -- for
 every cell (lstm, gru, rnn) x config (T, B, I, H) x dtype x thread count, and
 reports tinybptt's time as a ratio to the faster peer (lower is better).
+``tinybptt bench --section train`` times a whole training loop instead.
 
 Where things are
 ----------------
@@ -18,6 +19,9 @@ workers.py   one worker process per library family, thread count and CPU set
 grid.py      the layer grid, the agreement check and the ``--check`` run
 scaling.py   time and memory against T, H and B; checkpointed BPTT
 gemm.py      the GEMM kernel section
+train.py     the training-loop section (the adding problem, one pinned core);
+             train_loops.py writes the loop once per library, train_profile.py
+             takes a tinybptt training step apart
 machine.py   the machine a run was made on
 report.py    ratios, targets, tables and the whole report; plots.py draws them
 cli.py       the command line: ``build_parser(parser=None)``, ``main(argv=None)``

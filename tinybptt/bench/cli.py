@@ -12,6 +12,7 @@ from .machine import machine_info
 from .problems import CELLS, CONFIGS, MODES, PEERS, parse_config
 from .report import FLOOR_GFLOPS, floor_rates, render, summarize
 from .scaling import run_scaling
+from .train import run_train_section
 from .workers import json_default, parse_cpus, worker_main
 
 PROG = "tinybptt bench"
@@ -51,7 +52,7 @@ def _add_grid_arguments(p):
     p.add_argument("--threads", type=_csv("thread count", conv=int), default=[1], help="e.g. 1,2 (default 1)")
     p.add_argument("--cpus", type=_cpus, default=None,
                    help="pin every worker to these CPUs, e.g. 1 or 0-1 (set before any library starts a thread); "
-                        "default: the CPUs this process may use")
+                        "default: the CPUs this process may use (--section train: the last one of them only)")
 
 
 def _add_timing_arguments(p):
@@ -101,6 +102,24 @@ def _add_section_arguments(p):
                    % (FLOOR_GFLOPS["float32"], FLOOR_GFLOPS["float64"]))
     p.add_argument("--gemm-sizes", type=_csv("size", conv=int), default=list(GEMM_SIZES))
     p.add_argument("--gemm-repeat", type=int, default=5)
+    p.add_argument("--section", choices=("grid", "train"), default="grid",
+                   help="grid (default): the layer grid above; train: the adding-problem training loop of each "
+                        "cell in tinybptt, torch and jax, pinned to one core (see --train-*), and a profile of "
+                        "tinybptt's training step")
+    p.add_argument("--train-steps", type=int, default=400, help="timed training steps per contender (default 400)")
+    p.add_argument("--train-rounds", type=int, default=4,
+                   help="split the timed steps over this many interleaved rounds (default 4)")
+    p.add_argument("--train-warmup", type=int, default=10, help="untimed steps first (JAX compiles; default 10)")
+    p.add_argument("--no-ftz-run", action="store_true",
+                   help="skip the extra tinybptt run with set_flush_to_zero(True)")
+    p.add_argument("--profile-steps", type=int, default=100,
+                   help="profiled tinybptt training steps per cell, after --profile-warmup steps (default 100; "
+                        "0: no profile)")
+    p.add_argument("--profile-warmup", type=int, default=300,
+                   help="training steps before the profiled ones (default 300)")
+    p.add_argument("--profile-fresh-heap", action="store_true",
+                   help="profile without the test-set evaluation before the first step: a process that never "
+                        "freed a large block, where NumPy's large arrays cost page faults at every step")
 
 
 def _add_output_arguments(p):
@@ -140,6 +159,9 @@ def _validate(parser, args):
 
 def _run_sections(args, out):
     """Run what the arguments ask for into ``out``; returns the exit code."""
+    if args.section == "train":
+        out["train"] = run_train_section(args)
+        return 0
     if args.check:
         out["check"] = run_check(args)
         return 1 if any(r["status"] == "ok" and not r["passed"] for r in out["check"]) else 0
@@ -182,7 +204,7 @@ def main(argv=None):
     args.log_dir = args.log_dir or tempfile.mkdtemp(prefix="tinybptt-bench-")
     command = PROG + " " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     out = {"command": command.strip(), "machine": machine_info()}
-    if not (args.check or args.gemm_only):
+    if not (args.check or args.gemm_only or args.section == "train"):
         out["no_peer"] = no_peer_message(available_peers(args.peers)[0])
         if out["no_peer"]:
             print(out["no_peer"], file=sys.stderr)

@@ -331,7 +331,7 @@ def floor_rates(out):
 
 
 def _run_threads(out):
-    ts = [r.get("threads", 1) for key in ("results", "scaling", "gemm", "train") for r in out.get(key) or []]
+    ts = [r.get("threads", 1) for key in ("results", "scaling", "gemm") for r in out.get(key) or []]
     return max(ts) if ts else 1
 
 
@@ -375,6 +375,9 @@ def render(out, md=False, header=False, headline=True, plot_dir=None, embed_plot
         blocks.append("\n".join(("- " if md else "  ") + n for n in out["notes"]))
     if out.get("scaling"):
         blocks.append(scaling_tables(out["scaling"], md))
+    if out.get("train"):
+        from .train import train_tables
+        blocks.append(train_tables(out["train"], md))
     if out.get("plots"):
         blocks.append(_plots_block(out, md, plot_dir, embed_plots))
     return "\n\n".join(b for b in blocks if b)

@@ -21,31 +21,36 @@ class KernelTimer:
     ``seq_forward`` etc. from ``c_rnn.py``) are wrapped too; the validation
     helpers are not.  Only the outermost kernel call is timed (a C-backend ``seq_forward`` that
     calls ``matmul`` internally counts once).  ``phase`` ("fwd"/"bwd") says
-    which bucket the time goes to.  Modules read ``kernels.backend.<fn>`` at
-    call time, so patching the module's attributes is seen by every caller.
+    which bucket the time goes to; ``by_name`` adds the seconds up per function.
+    ``clock`` is ``time.perf_counter`` (wall time) unless given, e.g. ``time.process_time``.
+    Modules read ``kernels.backend.<fn>`` at call time, so patching the module's
+    attributes is seen by every caller.
     """
 
     SKIP = {"ptr", "fn", "build_info", "set_num_threads", "get_num_threads",
             "set_flush_to_zero", "get_flush_to_zero"}
 
-    def __init__(self, module):
-        self.module = module
+    def __init__(self, module, clock=time.perf_counter):
+        self.module, self.clock = module, clock
         self.saved = {}
         self.depth = 0
         self.phase = "fwd"
         self.seconds = {"fwd": 0.0, "bwd": 0.0}
         self.calls = {"fwd": 0, "bwd": 0}
+        self.by_name = {}
 
-    def _wrap(self, f):
+    def _wrap(self, name, f):
         def timed(*args, **kwargs):
             if self.depth:
                 return f(*args, **kwargs)
             self.depth = 1
-            t0 = time.perf_counter()
+            t0 = self.clock()
             try:
                 return f(*args, **kwargs)
             finally:
-                self.seconds[self.phase] += time.perf_counter() - t0
+                dt = self.clock() - t0
+                self.seconds[self.phase] += dt
+                self.by_name[name] = self.by_name.get(name, 0.0) + dt
                 self.calls[self.phase] += 1
                 self.depth = 0
         timed.__wrapped__ = f
@@ -60,7 +65,7 @@ class KernelTimer:
         for name, f in list(vars(self.module).items()):
             if self._is_kernel(name, f):
                 self.saved[name] = f
-                setattr(self.module, name, self._wrap(f))
+                setattr(self.module, name, self._wrap(name, f))
         return self
 
     def __exit__(self, *exc):

@@ -134,7 +134,7 @@ def set_threads(family, threads):
                 torch.set_num_interop_threads(threads)
             except RuntimeError:
                 pass
-        elif family == "tinybptt":
+        elif family.startswith("tinybptt"):  # "tinybptt", or a second tinybptt worker such as "tinybptt-ftz"
             import tinybptt
             tinybptt.set_num_threads(threads)
     except Exception:  # noqa: BLE001 - a missing library is reported per request instead
@@ -150,19 +150,26 @@ def worker_info(family):
     if family == "jax":
         import jax
         info["jax"] = jax.__version__
-    if family == "tinybptt":
+    if family.startswith("tinybptt"):
         import tinybptt
         info["tinybptt_threads"] = tinybptt.get_num_threads()
     return info
 
 
-#: Request ops a worker serves.  Sections add their own (see ``register``).
-HANDLERS = {"measure": measure, "gemm": gemm_run}
+def train_run(req):
+    """Worker side of the training-loop section (train.py)."""
+    from .train import train_run as run
+    return run(req)
 
 
-def register(op, handler):
-    """Serve ``{"op": op, ...}`` requests with ``handler(req) -> dict`` in the workers."""
-    HANDLERS[op] = handler
+def train_profile(req):
+    """Worker side of the training-step profile (train_profile.py)."""
+    from .train_profile import profile_run
+    return profile_run(req)
+
+
+#: Request ops a worker serves (besides "drop" and "info").
+HANDLERS = {"measure": measure, "gemm": gemm_run, "train": train_run, "train_profile": train_profile}
 
 
 def handle(req, family):

@@ -1,0 +1,270 @@
+"""The training-loop section: the adding problem trained by tinybptt, PyTorch and JAX, one core each.
+
+``tinybptt bench --section train`` trains the adding problem (T=100, B=32,
+H=64, Adam lr 1e-2, gradient-norm clip 1.0, float32) for each cell, in each
+library, from the same starting weights and on the same batches
+(``tinybptt.tasks.adding_problem`` from one seed), and times the steps: batch
+generation, forward, loss, zero-grad, backward, clip and Adam, with the loss read
+back every step.  Evaluation on a test set runs between rounds, outside the timed
+steps.  Every worker is pinned to the same single core before any library starts
+a thread, and the contenders of a cell take turns in interleaved rounds, each in
+its own worker process started afresh for each cell.  Like ``tinybptt train``,
+every loop evaluates the test set once before its first step: besides the
+baseline it gives, this matters for speed, because how much memory a process has
+freed before decides whether NumPy's large arrays come fresh from the OS, page
+fault by page fault, at every step (glibc keeps freed memory for reuse once it
+has handed back a large block, such as the test set's activations).
+
+tinybptt runs with its default settings (``mode="sequence"``, the layer's
+gradient trace recorded, subnormal numbers kept).  A second tinybptt row,
+``tinybptt-ftz``, runs with ``tinybptt.set_flush_to_zero(True)``: shown for
+information, never the default.
+"""
+import os
+import statistics
+import time
+
+import numpy as np
+
+from ..display import Progress
+from .machine import cpu_model
+from .problems import INSTALL_HINT, peer_available
+from .report import fmt_ratio, render_table
+from .train_loops import make_loop
+from .train_profile import profile_tables
+from .workers import pool_for
+
+#: The loop's configuration: the README's adding-problem run.
+TRAIN_CONFIG = {"T": 100, "B": 32, "H": 64, "lr": 1e-2, "clip": 1.0, "dtype": "float32", "test_size": 1000}
+TRAIN_CONTENDERS = ("tinybptt", "torch", "jax", "tinybptt-ftz")
+#: Target: tinybptt's training loop at most this fraction of the faster peer's time, every cell.
+TRAIN_TARGET = 0.5
+#: Worker process of each contender: one each, so no contender inherits another's heap.
+FAMILY = {"tinybptt": "tinybptt", "tinybptt-ftz": "tinybptt-ftz", "torch": "torch", "jax": "jax"}
+
+# --------------------------------------------------------------------------- worker side
+
+_LOOPS = {}  # the loop of each (contender, cell) between rounds: training continues where it stopped
+
+
+def _set_ftz(contender, on):
+    if contender == "tinybptt-ftz":
+        import tinybptt
+        tinybptt.set_flush_to_zero(on)
+
+
+def _loop_state(req):
+    key = (req["contender"], req["cell"])
+    if req.get("first") or key not in _LOOPS:
+        from ..tasks import adding_problem
+        c = TRAIN_CONFIG
+        loop = make_loop(req["contender"], req["cell"], c["H"], c["lr"], c["clip"], c["dtype"], req["seed"])
+        test = adding_problem(c["T"], c["test_size"], np.random.default_rng(req["seed"] + 10_000), c["dtype"])
+        loop.evaluate(*test)  # untimed, as `tinybptt train` measures the test loss before step 1 (see below)
+        _LOOPS[key] = {"loop": loop, "rng": np.random.default_rng(req["seed"]), "test": test, "step": 0}
+    return key, _LOOPS[key]
+
+
+def _timed_steps(state, n, timed):
+    """``n`` training steps; returns (per-step wall seconds, per-step CPU seconds, losses), the
+    times empty unless ``timed``."""
+    from ..tasks import adding_problem
+    c = TRAIN_CONFIG
+    loop, rng = state["loop"], state["rng"]
+    wall, cpu, losses = [], [], []
+    for _ in range(n):
+        t0, c0 = time.perf_counter(), time.process_time()
+        x, y = adding_problem(c["T"], c["B"], rng, c["dtype"])
+        losses.append(loop.step(x, y))
+        if timed:
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    state["step"] += n
+    return wall, cpu, losses
+
+
+def train_run(req):
+    """Worker side: ``warmup`` untimed steps when ``first``, then ``steps`` timed steps, then
+    the test loss (untimed).  The loop is kept for the next round unless ``final``."""
+    key, state = _loop_state(req)
+    _set_ftz(req["contender"], True)
+    try:
+        if req.get("first"):
+            _timed_steps(state, req.get("warmup", 0), timed=False)
+        wall, cpu, losses = _timed_steps(state, req["steps"], timed=True)
+        test_mse = state["loop"].evaluate(*state["test"])
+    finally:
+        _set_ftz(req["contender"], False)
+    if req.get("final"):
+        _LOOPS.pop(key, None)
+    return {"step_s": wall, "cpu_s": cpu, "first_loss": losses[0], "last_loss": losses[-1], "test_mse": test_mse,
+            "step": state["step"], "cpus": sorted(os.sched_getaffinity(0))}
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+def train_cpus(args):
+    """The CPUs of the section: ``--cpus``, else one core (the last this process may use)."""
+    if args.cpus:
+        return args.cpus
+    return [max(os.sched_getaffinity(0))]
+
+
+def train_contenders(args):
+    """(contenders, notes): tinybptt (and its flush-to-zero run) and the installed peers asked for."""
+    notes = []
+    out = ["tinybptt"]
+    for p in ("torch", "jax"):
+        if p not in args.peers:
+            continue
+        if peer_available(p):
+            out.append(p)
+        else:
+            notes.append("peer %s skipped: it is not installed (%s)" % (p, INSTALL_HINT))
+    if not args.no_ftz_run:
+        out.append("tinybptt-ftz")
+    return out, notes
+
+
+def _round_plan(steps, rounds):
+    """Timed steps per round: ``steps`` split as evenly as possible over ``rounds``."""
+    rounds = max(1, min(rounds, steps))
+    return [steps // rounds + (1 if k < steps % rounds else 0) for k in range(rounds)]
+
+
+def _merge(acc, res):
+    if acc is None:
+        return dict(res, rounds=1, evals=[(res["step"], res["test_mse"])])
+    acc["step_s"] += res["step_s"]
+    acc["cpu_s"] += res["cpu_s"]
+    acc["evals"].append((res["step"], res["test_mse"]))
+    acc.update(last_loss=res["last_loss"], test_mse=res["test_mse"], step=res["step"], rounds=acc["rounds"] + 1)
+    return acc
+
+
+def _train_cell(pool, args, cell, contenders, prog):
+    plan = _round_plan(args.train_steps, args.train_rounds)
+    got = {c: None for c in contenders}
+    for k, n in enumerate(plan):
+        for c in contenders:
+            if got[c] is not None and not got[c].get("ok", True):
+                continue
+            req = {"op": "train", "contender": c, "cell": cell, "seed": args.seed, "steps": n,
+                   "warmup": args.train_warmup, "first": k == 0, "final": k == len(plan) - 1}
+            res = pool.request(FAMILY[c], req, timeout=args.timeout)
+            got[c] = _merge(got[c], res) if res.get("ok") else res
+            prog.update(desc="train %s %s round %d/%d" % (cell, c, k + 1, len(plan)))
+    return got
+
+
+def _summarise(cell, got):
+    rows = []
+    for c, r in got.items():
+        row = {"cell": cell, "contender": c, "ok": bool(r and r.get("ok", True) and "step_s" in r)}
+        if not row["ok"]:
+            row["error"] = (r or {}).get("error", "not measured")
+        else:
+            ms = [1e3 * s for s in r["step_s"]]
+            row.update(steps=len(ms), wall_s=sum(r["step_s"]), cpu_s=sum(r["cpu_s"]),
+                       median_ms=statistics.median(ms), first_loss=r["first_loss"], last_loss=r["last_loss"],
+                       test_mse=r["test_mse"], evals=r["evals"], cpus=r["cpus"], rounds=r["rounds"])
+        rows.append(row)
+    return rows
+
+
+def run_train(args, progress_enabled=True):
+    """The training-loop section: returns (rows, notes), one row per (cell, contender)."""
+    contenders, notes = train_contenders(args)
+    cpus = args.cpus = train_cpus(args)  # the profile that follows runs on the same core
+    rows = []
+    total = len(args.cells) * len(contenders) * len(_round_plan(args.train_steps, args.train_rounds))
+    with Progress(total, enabled=progress_enabled and not args.quiet, lines=True) as prog:
+        for cell in args.cells:  # fresh workers for each cell: a process that trained one model before
+            with pool_for(args, args.threads[0]) as pool:  # has a grown heap and a different speed
+                rows += _summarise(cell, _train_cell(pool, args, cell, contenders, prog))
+    notes.append("every worker pinned to CPU %s (%s), %d thread%s" % (
+        ",".join(map(str, cpus)), cpu_model(), args.threads[0], "" if args.threads[0] == 1 else "s"))
+    return rows, notes
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def train_ratios(rows, key="cpu_s"):
+    """{cell: (tinybptt / faster peer, the faster peer, tinybptt-ftz / faster peer)} of the total
+    ``key`` ("cpu_s": process CPU time, "wall_s": wall time) of the timed steps."""
+    out = {}
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        by = {r["contender"]: r for r in rows if r["cell"] == cell and r["ok"]}
+        peers = {c: by[c][key] for c in ("torch", "jax") if c in by}
+        best = min(peers, key=peers.get) if peers else None
+        ratio = by["tinybptt"][key] / peers[best] if best and "tinybptt" in by else None
+        ftz = by["tinybptt-ftz"][key] / peers[best] if best and "tinybptt-ftz" in by else None
+        out[cell] = (ratio, best, ftz)
+    return out
+
+
+TIME_NOTE = ("ms/step = the timed steps' total process CPU time / steps (wall time in brackets). On one pinned core "
+             "CPU time is the time the contender itself ran: equal to wall time on an idle machine, and not "
+             "inflated when other processes take turns on the core, as they did here whenever wall > CPU. Ratios "
+             "use CPU time; the wall-time ratio is shown beside them.")
+
+
+def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio):
+    times = ["%.2f (%.2f)" % (1e3 * by[c]["cpu_s"] / by[c]["steps"], 1e3 * by[c]["wall_s"] / by[c]["steps"])
+             if by.get(c, {}).get("ok") else "err" for c in contenders]
+    mse = "/".join("%.3f" % by[c]["test_mse"] if by.get(c, {}).get("ok") else "-" for c in ("tinybptt", "torch", "jax"))
+    return ([cell.upper()] + times + [fmt_ratio(ratio) + ("" if best is None else " (%s)" % best),
+                                      "<=%.1fx" % TRAIN_TARGET,
+                                      "-" if ratio is None else ("PASS" if ratio <= TRAIN_TARGET else "FAIL"),
+                                      fmt_ratio(wall_ratio), fmt_ratio(ftz), mse])
+
+
+def train_tables(train, md=False):
+    """The section's table (times, ratios, target), its notes, and the profile's tables."""
+    rows, notes = train["rows"], list(train.get("notes") or [])
+    contenders = list(dict.fromkeys(r["contender"] for r in rows))
+    ratios, wall = train_ratios(rows), train_ratios(rows, "wall_s")
+    head = (["cell"] + ["%s ms/step" % c for c in contenders]
+            + ["tinybptt / faster peer", "target", "met", "same, wall time", "tinybptt-ftz / faster peer",
+               "test MSE (tinybptt/torch/jax)"])
+    body = [_train_row(cell, {r["contender"]: r for r in rows if r["cell"] == cell}, contenders, ratio, best, ftz,
+                       wall[cell][0]) for cell, (ratio, best, ftz) in ratios.items()]
+    steps = next((r["steps"] for r in rows if r["ok"]), 0)
+    c = TRAIN_CONFIG
+    title = ("Training loop, adding problem (T=%d, B=%d, H=%d, Adam lr %g, clip %g, %s, test set of %d outside "
+             "the timed steps): ms per training step over %d timed steps after %d untimed ones, lower is better"
+             % (c["T"], c["B"], c["H"], c["lr"], c["clip"], c["dtype"], c["test_size"], steps, train.get("warmup", 0)))
+    text = render_table(head, body, md, title=title)
+    if not any(b is not None for _, b, _ in ratios.values()):
+        notes.insert(0, "No peer to compare with, so no ratio and no target is judged; " + INSTALL_HINT)
+    notes += ["%s %s: error: %s" % (r["cell"], r["contender"], r["error"]) for r in rows if not r["ok"]]
+    notes += [TIME_NOTE, "target: tinybptt's loop at most %.1fx the faster peer's, with default settings; "
+              "tinybptt-ftz is the same loop after tinybptt.set_flush_to_zero(True), shown for information "
+              "(not the default)" % TRAIN_TARGET]
+    text += "\n\n" + "\n".join(("- " if md else "  ") + n for n in notes)
+    if train.get("profile"):
+        text += "\n\n" + profile_tables(train["profile"], md)
+    return text
+
+def run_profile(args):
+    """The profile of tinybptt's training step for each cell, default settings and flush-to-zero,
+    each in a fresh worker process (as a user's training run starts)."""
+    rows = []
+    for cell in args.cells if args.profile_steps > 0 else ():
+        for ftz in (False, True):
+            req = {"op": "train_profile", "cell": cell, "seed": args.seed, "ftz": ftz,
+                   "warmup": args.profile_warmup, "steps": args.profile_steps, "fresh_heap": args.profile_fresh_heap}
+            with pool_for(args, args.threads[0]) as pool:
+                res = pool.request("tinybptt", req, timeout=args.timeout)
+            rows.append(res if res.get("ok") else dict(res, cell=cell, ftz=ftz))
+    return rows
+
+
+def run_train_section(args):
+    """``--section train``: the training-loop table, then the profile (same pinned core)."""
+    rows, notes = run_train(args)
+    profile = run_profile(args)
+    return {"rows": rows, "notes": notes, "profile": profile, "config": dict(TRAIN_CONFIG),
+            "steps": args.train_steps, "rounds": args.train_rounds, "warmup": args.train_warmup}
