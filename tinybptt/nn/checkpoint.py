@@ -115,7 +115,7 @@ class CheckpointedFunction(Function):
         result = [dx]
         for l in range(L):
             gl = run.grads[l]
-            result += [run.carry_h[l], run.carry_c[l], gl["dw_ih"], gl["dw_hh"], gl["db_ih"], gl["db_hh"]]
+            result += [run.carry_h[l], run.carry_c[l], *gl]
         run.deposit_traces(ctx.traces)
         return tuple(result)
 
@@ -125,20 +125,44 @@ class CheckpointedFunction(Function):
         return list(getattr(ctx, "traces", None) or ())
 
 
+def backprop_segment(back, backend, cell, tapes, d_seg, s, e, need_dx):
+    """Backpropagate steps s..e-1 through every layer, top layer first: one ``seq_backward`` per layer.
+
+    Used by checkpointing here and by binomial checkpointing (``nn/revolve.py``).  ``back``
+    carries the state between segments: ``grads[l]``, layer l's four weight-gradient
+    accumulators (dw_ih, dw_hh, db_ih, db_hh; None where there is no bias); ``carry_h[l]``,
+    ``carry_c[l]``, the gradients arriving from step e (left holding those at step s);
+    ``trace_h``/``trace_c``, the per-step trace arrays (or None).  ``tapes[l]`` is layer
+    l's forward record of the segment, freed as it is used; ``d_seg`` is dL/d(top output)
+    on the segment (or None).  Returns dL/d(layer 0 input) on the segment.
+    """
+    for l in reversed(range(len(tapes))):
+        g = backend.seq_backward(cell, tapes[l], d_seg, back.carry_h[l], back.carry_c[l],
+                                 need_dx=(l > 0 or need_dx), need_trace=back.trace_h is not None)
+        for acc, key in zip(back.grads[l], _WEIGHTS):
+            if acc is not None:
+                acc += g[key]
+        back.carry_h[l], back.carry_c[l] = g["dh0"], g.get("dc0")
+        if back.trace_h is not None:
+            back.trace_h[l][s:e] = g["trace_h"]
+            if back.trace_c is not None:
+                back.trace_c[l][s:e] = g["trace_c"]
+        d_seg = g["dx"]
+        tapes[l] = None  # free as we go
+    return d_seg
+
+
 class _Backward:
     """The state the backward pass carries from segment to segment (last to first).
 
-    ``grads[l]``: weight gradients of layer l, summed over segments; ``carry_h[l]``,
+    ``grads[l]``: weight gradients of layer l (dw_ih, dw_hh, db_ih, db_hh), summed over segments; ``carry_h[l]``,
     ``carry_c[l]``: dL/dh and dL/dc at the start of the segment just done (at the
     end: the gradients of h0 and c0); ``trace_h``/``trace_c``: per-step trace arrays.
     """
 
     def __init__(self, ctx, x, weights, d_out, d_hn, d_cn):
         self.backend, self.cell, self.d_out = ctx.backend, ctx.cell, d_out
-        self.grads = [dict(dw_ih=np.zeros_like(w_ih), dw_hh=np.zeros_like(w_hh),
-                           db_ih=None if b_ih is None else np.zeros_like(b_ih),
-                           db_hh=None if b_hh is None else np.zeros_like(b_hh))
-                      for (w_ih, w_hh, b_ih, b_hh) in weights]
+        self.grads = [[None if w is None else np.zeros_like(w) for w in layer] for layer in weights]
         L, T = len(weights), x.shape[0]
         self.carry_h = [d_hn[l] for l in range(L)]
         self.carry_c = [None if d_cn is None else d_cn[l] for l in range(L)]
@@ -148,21 +172,7 @@ class _Backward:
 
     def segment(self, saves, s, e, need_dx):
         """Backpropagate through steps s..e-1 of every layer, top layer first; returns dL/dx there."""
-        d_seg = self.d_out[s:e]
-        for l in reversed(range(len(saves))):
-            g = self.backend.seq_backward(self.cell, saves[l], d_seg, self.carry_h[l], self.carry_c[l],
-                                          need_dx=(l > 0 or need_dx), need_trace=self.trace_h is not None)
-            for key in _WEIGHTS:
-                if self.grads[l][key] is not None:
-                    self.grads[l][key] += g[key]
-            self.carry_h[l], self.carry_c[l] = g["dh0"], g.get("dc0")
-            if self.trace_h is not None:
-                self.trace_h[l][s:e] = g["trace_h"]
-                if self.trace_c is not None:
-                    self.trace_c[l][s:e] = g["trace_c"]
-            d_seg = g["dx"]
-            saves[l] = None  # free as we go
-        return d_seg
+        return backprop_segment(self, self.backend, self.cell, saves, self.d_out[s:e], s, e, need_dx)
 
     def deposit_traces(self, slots):
         if slots:

@@ -65,6 +65,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function, is_grad_enabled, node_scope
 from ..kernels.cells import STATES
+from .checkpoint import backprop_segment
 from .trace import TraceSlot
 
 __all__ = ["Action", "revolve_cost", "revolve_split", "revolve_schedule", "revolve_sequence", "revolve_layer",
@@ -341,19 +342,7 @@ class _Backprop:
         run = self.run
         s, e = run.bounds(i)
         d_seg = None if self.d_out is None else self.d_out[s:e]
-        for l in reversed(range(len(run.weights))):
-            g = run.backend.seq_backward(run.cell, run.tape[l], d_seg, self.carry_h[l], self.carry_c[l],
-                                         need_dx=(l > 0 or self.need_dx), need_trace=self.trace_h is not None)
-            for acc, key in zip(self.grads[l], ("dw_ih", "dw_hh", "db_ih", "db_hh")):
-                if acc is not None:
-                    acc += g[key]
-            self.carry_h[l], self.carry_c[l] = g["dh0"], g.get("dc0")
-            if self.trace_h is not None:
-                self.trace_h[l][s:e] = g["trace_h"]
-                if self.trace_c is not None:
-                    self.trace_c[l][s:e] = g["trace_c"]
-            d_seg = g["dx"]
-            run.tape[l] = None  # free as we go
+        d_seg = backprop_segment(self, run.backend, run.cell, run.tape, d_seg, s, e, self.need_dx)
         run.tape = None
         if self.dx is not None:
             self.dx[s:e] = d_seg
