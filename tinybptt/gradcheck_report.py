@@ -249,6 +249,14 @@ class GradcheckReport:
     def __repr__(self):
         return "<GradcheckReport %s>" % ("ok" if self.ok else "failed: %d" % self.n_failed)
 
+    def _repr_html_(self):
+        """What a notebook shows for a report: the text above, its first line in the verdict's colour."""
+        from html import escape
+
+        head, _, rest = str(self).partition("\n")
+        colour = "#1a7f37" if self.ok else "#cf222e"
+        return '<pre><b style="color:%s">%s</b>\n%s</pre>' % (colour, escape(head), escape(rest))
+
 
 def _fmt(v):
     return "None" if v is None else "%.6g" % v

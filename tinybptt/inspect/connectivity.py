@@ -82,6 +82,11 @@ class Connectivity:
         """A matplotlib figure of log10 ‖∂y/∂x_t‖ per word; saved to ``path`` when given."""
         return plot_rows([self], [title or ""], path=path)
 
+    def _repr_png_(self):
+        from .plot import png_of
+
+        return png_of(self.plot)
+
 
 def _select(out, batch_index, who):
     """The model output of the one sequence: (C,) from (B, C), (C,) from (T, B, C) at the last step."""
