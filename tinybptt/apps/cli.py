@@ -8,6 +8,8 @@
     tinybptt train --task adding --cell lstm --T 100          a long-range task, with test metrics
     tinybptt train --task adding --cell rnn,lstm,gru --T 100  the classical comparison table
     tinybptt graph --cell lstm --T 3 --out graph.svg          the unrolled graph, coloured by |grad|
+    tinybptt agreement                                        "the cat ... sits": which words each model reaches
+    tinybptt reproduce --list                                 classic results (adding, irnn, copy, cliff, ...)
     tinybptt bench ...                                        timing (tinybptt.bench)
 
 Every sub-command is an application module with the same two functions:
@@ -21,13 +23,15 @@ import argparse
 import importlib
 import sys
 
-from . import graph, train, vanish
+from . import agreement, graph, reproduce, train, vanish
 
 #: name -> (application module, one-line help)
 APPS = {
     "vanish": (vanish, "watch gradients vanish/explode back through time"),
     "train": (train, "train on a long-range task (adding, copy, first)"),
     "graph": (graph, "DOT/SVG of a small unrolled graph coloured by |grad|"),
+    "agreement": (agreement, "subject-verb agreement: RNN, LSTM, GRU, attention and what each decision reaches"),
+    "reproduce": (reproduce, "re-run a classic result (NAME, or --list)"),
 }
 SUBCOMMANDS = tuple(APPS) + ("bench",)
 
@@ -37,6 +41,8 @@ EXAMPLES = """examples:
   tinybptt vanish --plot vanish.png --json vanish.json
   tinybptt train --task adding --cell rnn,lstm,gru --T 100
   tinybptt graph --cell lstm --T 3 --out graph.svg
+  tinybptt agreement --steps 500                  subject-verb agreement, accuracy and connectivity
+  tinybptt reproduce --list                       the classic results; tinybptt reproduce adding
   tinybptt bench --help
 
 Run 'tinybptt <command> --help' for the options of each command."""
