@@ -1,9 +1,13 @@
 """The applications built on the library: the ``tinybptt`` command and its subcommands.
 
-``cli``     the ``tinybptt`` command: one parser, one subcommand per application.
-``vanish``  watch the gradient shrink through an unrolled RNN, LSTM and GRU.
-``train``   train a recurrent model on a long-range task and watch its gradients.
-``graph``   draw a small unrolled graph coloured by the gradient at each node.
+``cli``        the ``tinybptt`` command: one parser, one subcommand per application.
+``vanish``     watch the gradient shrink through an unrolled RNN, LSTM and GRU (and not through attention).
+``train``      train a recurrent model on a long-range task and watch its gradients while it learns.
+``graph``      draw an unrolled graph coloured by the gradient at each node (folded for long unrolls).
+``agreement``  subject-verb agreement: which words each model's decision reaches.
+``reproduce``  classic results about learning across time, re-run at a laptop's size.
+
+Time steps are t = 0..T-1 (``out[t]`` is h_t); the initial state is t = -1.
 
 Every application module has ``build_parser(parser=None)`` and ``main(argv=None)``;
 the helpers below are the options and parsing they share.
