@@ -9,7 +9,6 @@ import pytest
 import tinybptt as tb
 from tinybptt import nn
 from tinybptt.apps import vanish
-from tinybptt.inspect import numerics
 
 
 def _small(**kw):

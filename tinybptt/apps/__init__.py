@@ -31,3 +31,20 @@ def add_output_options(parser, json_help):
     """``--json FILE`` (what it writes: ``json_help``) and ``--quiet``."""
     parser.add_argument("--json", metavar="FILE", help=json_help)
     parser.add_argument("--quiet", action="store_true", help="no progress display and no periodic lines")
+
+
+def write_plot(draw, path, lead=""):
+    """``draw(path)`` (a figure function) and say so; without matplotlib, say that instead.
+
+    Returns True if the plot was written.  ``lead`` is printed before each message
+    (e.g. a blank line)."""
+    import sys
+
+    try:
+        draw(path)
+    except ImportError:
+        print(lead + "--plot needs matplotlib (pip install matplotlib, or tinybptt[plot]); no plot written",
+              file=sys.stderr)
+        return False
+    print(lead + "wrote %s" % path)
+    return True

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from . import add_cell_options, add_output_options, cell_list
+from . import add_cell_options, add_output_options, cell_list, write_plot
 from .. import display, nn, optim, tasks
 from ..autograd import Tensor, no_grad
 from ..inspect import numerics
@@ -357,10 +357,5 @@ def main(argv=None):
             json.dump(out if len(out) > 1 else out[0], f, indent=1)
         print("wrote %s" % args.json)
     if args.plot:
-        try:
-            plot_probe(results, args.plot)
-            print("wrote %s" % args.plot)
-        except ImportError:
-            print("--plot needs matplotlib (pip install matplotlib, or tinybptt[plot]); no plot written",
-                  file=sys.stderr)
+        write_plot(lambda path: plot_probe(results, path), args.plot)
     return 0

@@ -19,16 +19,14 @@ Two views (``--wrt``):
             step -- the only view for attention, which has no hidden chain: its last
             output reaches every input through one softmax, whatever the distance.
 
-Beside the engine's values the tool recomputes the same quantity for the recurrent
-cells analytically in float64 *log space* (``tinybptt.inspect.logspace_backprop``
-and ``logspace_input_grads`` below), which stays exact where the float gradient has
-underflowed to zero; ratios and per-step factors use it whenever the float values
-are no longer usable.  For the vanilla RNN it also prints the classical bound
-``(||W_hh||_2 * max|act'|)^(T-1-t)``.
+For recurrent cells the same quantity is recomputed in float64 *log space*
+(``inspect.logspace_backprop``, ``logspace_input_grads`` below), exact where the
+float gradient underflowed to zero; ratios and per-step factors use it then.  For
+the vanilla RNN the classical bound ``(||W_hh||_2 * max|act'|)^(T-1-t)`` is shown.
 
 Every per-step list in the result has T+1 entries, entry k for time step t = k - 1
 (``steps``); in the input view entry 0 (t = -1) is None: there is no x_{-1}.
-Everything is deterministic given ``--seed``.  See ``main`` for the options.
+Deterministic given ``--seed``.
 """
 import argparse
 import json
@@ -38,7 +36,7 @@ import time
 
 import numpy as np
 
-from . import add_cell_options, add_output_options, cell_list
+from . import add_cell_options, add_output_options, cell_list, write_plot
 from .. import display as terminal
 from .. import nn, tasks
 from ..autograd import Tensor
@@ -334,10 +332,10 @@ def _measure_trained(kind, x, u, cfg, progress, log):
                 clip=cfg["train_clip"], steps=steps, seed=cfg["seed"], eval_every=max(steps // 4, 1), test_size=500,
                 dtype=str(dt), nonlinearity=cfg["nonlinearity"], progress=progress, log=log, model=model,
                 record_gradients=False)
-    training = {"final": res["final"], "history": res["history"], "seconds": res["train_seconds"],
-                "baseline_mse": tasks.ADDING_BASELINE_MSE}
-    return {"before": before, "training": training, "after": _pack(measure(model.rnn, kind, x, u, cfg["clip"], wrt),
-                                                                   T)}
+    after = _pack(measure(model.rnn, kind, x, u, cfg["clip"], wrt), T)
+    return {"before": before, "after": after, "training": {"final": res["final"], "history": res["history"],
+                                                           "seconds": res["train_seconds"],
+                                                           "baseline_mse": tasks.ADDING_BASELINE_MSE}}
 
 
 def _pack(m, T):
@@ -597,12 +595,7 @@ def main(argv=None):
     text = render(res, color=False if args.no_color else None)
     print(text)
     if args.plot:
-        try:
-            plot(res, args.plot)
-            print("\nwrote %s" % args.plot)
-        except ImportError:
-            print("\n--plot needs matplotlib (pip install matplotlib, or tinybptt[plot]); no plot written",
-                  file=sys.stderr)
+        write_plot(lambda path: plot(res, path), args.plot, lead="\n")
     if args.json:
         res["text"] = render(res, unicode=True, color=False)
         with open(args.json, "w") as f:
