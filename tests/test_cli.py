@@ -9,10 +9,12 @@ from tinybptt.apps import cli
 
 
 @pytest.mark.parametrize("cmd, words", [
-    (["--help"], ["vanish", "train", "graph", "bench", "examples"]),
+    (["--help"], ["vanish", "train", "graph", "agreement", "reproduce", "bench", "examples"]),
     (["vanish", "--help"], ["--cells", "--init", "--radius", "--forget-bias", "--clip", "--trained", "--plot", "--json"]),
     (["train", "--help"], ["--task", "--cell", "--steps", "--clip", "--lr", "--json", "--eval-every"]),
     (["graph", "--help"], ["--cell", "--out", "--table"]),
+    (["agreement", "--help"], ["--models", "--steps", "--sentence", "--json", "--plot", "connectivity"]),
+    (["reproduce", "--help"], ["--list", "--seed", "--json", "--plot", "adding", "cliff"]),
 ])
 def test_help(cmd, words, capsys):
     try:
@@ -96,7 +98,7 @@ def test_python_dash_m():
     assert res.returncode == 0 and "vanish" in res.stdout
 
 
-@pytest.mark.parametrize("name", ["vanish", "train", "graph"])
+@pytest.mark.parametrize("name", ["vanish", "train", "graph", "agreement", "reproduce"])
 def test_every_app_has_build_parser_and_main(name, capsys):
     import argparse
     import importlib
@@ -119,3 +121,31 @@ def test_bench_forwards_its_argv_to_tinybptt_bench_main(monkeypatch):
     monkeypatch.setattr(tinybptt.bench, "main", lambda argv: seen.append(argv) or 7)
     assert cli.main(["bench", "--cells", "lstm", "--configs", "tiny"]) == 7
     assert seen == [["--cells", "lstm", "--configs", "tiny"]]
+
+
+def test_reproduce_list_through_the_command(capsys):
+    from tinybptt.apps import reproduce
+
+    assert cli.main(["reproduce", "--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert listed == list(reproduce.EXPERIMENTS) == ["adding", "irnn", "copy", "cliff", "agreement"]
+    assert cli.main(["reproduce", "nope"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_agreement_dispatches_to_its_app(monkeypatch, capsys):
+    from tinybptt.apps import agreement
+
+    seen = []
+    monkeypatch.setattr(agreement, "main", lambda argv: seen.append(argv) or 5)
+    assert cli.main(["agreement", "--steps", "3"]) == 5
+    assert seen == [["--steps", "3"]]
+    monkeypatch.undo()
+    assert cli.main(["agreement", "--models", "rnn,transformer", "--quiet"]) == 2
+    assert "transformer" in capsys.readouterr().err
+
+
+def test_python_dash_m_agreement_help():
+    res = subprocess.run([sys.executable, "-m", "tinybptt", "agreement", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and "usage: tinybptt agreement" in res.stdout

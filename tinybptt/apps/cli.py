@@ -2,12 +2,17 @@
 
 ::
 
-    tinybptt vanish                         RNN vs LSTM vs GRU: ||dL/dh_t|| from t=T back to 0
+    tinybptt vanish                         RNN vs LSTM vs GRU: ||dL/dh_t|| from t=T-1 back to -1
+    tinybptt vanish --cells rnn,lstm,gru,attention --wrt input   ||dL/dx_t||: the RNN falls, attention stays flat
     tinybptt vanish --init scaled --radius 1.5 --clip 1      exploding gradients, and clipping
     tinybptt vanish --trained --plot vanish.png --json vanish.json
     tinybptt train --task adding --cell lstm --T 100          a long-range task, with test metrics
     tinybptt train --task adding --cell rnn,lstm,gru --T 100  the classical comparison table
+    tinybptt train --cell rnn,gru --T 50 --steps 500 --plot dyn.png   ||dL/dh_t|| while training (heatmap)
     tinybptt graph --cell lstm --T 3 --out graph.svg          the unrolled graph, coloured by |grad|
+    tinybptt graph --cell lstm --T 1000 --fold --out fold.svg the cell drawn once (--unfold T0:T1, --grid g.svg)
+    tinybptt agreement                                        "the cat ... sits": which words each model reaches
+    tinybptt reproduce --list                                 classic results (adding, irnn, copy, cliff, ...)
     tinybptt bench ...                                        timing (tinybptt.bench)
 
 Every sub-command is an application module with the same two functions:
@@ -21,22 +26,29 @@ import argparse
 import importlib
 import sys
 
-from . import graph, train, vanish
+from . import agreement, graph, reproduce, train, vanish
 
 #: name -> (application module, one-line help)
 APPS = {
     "vanish": (vanish, "watch gradients vanish/explode back through time"),
     "train": (train, "train on a long-range task (adding, copy, first)"),
     "graph": (graph, "DOT/SVG of a small unrolled graph coloured by |grad|"),
+    "agreement": (agreement, "subject-verb agreement: RNN, LSTM, GRU, attention and what each decision reaches"),
+    "reproduce": (reproduce, "re-run a classic result (NAME, or --list)"),
 }
 SUBCOMMANDS = tuple(APPS) + ("bench",)
 
-EXAMPLES = """examples:
+EXAMPLES = """examples (time steps are t = 0..T-1; t = -1 is the initial state):
   tinybptt vanish                                 how ||dL/dh_t|| decays: RNN vs LSTM vs GRU
   tinybptt vanish --init scaled --radius 1.5 --clip 1    exploding gradients and clipping
   tinybptt vanish --plot vanish.png --json vanish.json
+  tinybptt vanish --cells rnn,lstm,gru,attention --wrt input    ||dL/dx_t||: RNN vs attention
   tinybptt train --task adding --cell rnn,lstm,gru --T 100
+  tinybptt train --cell rnn,gru --T 50 --steps 500 --plot dynamics.png
   tinybptt graph --cell lstm --T 3 --out graph.svg
+  tinybptt graph --cell lstm --T 1000 --fold --out fold.svg --grid grid.svg
+  tinybptt agreement                              subject-verb agreement: accuracy and connectivity
+  tinybptt reproduce --list                       the classic results; tinybptt reproduce adding
   tinybptt bench --help
 
 Run 'tinybptt <command> --help' for the options of each command."""

@@ -8,8 +8,13 @@ float32 by default: the fast path) and a linear read-out: of the last step for t
 adding problem (MSE) and the remember-the-first-word task (cross-entropy), of every
 step for the copy-memory task.  Optimiser Adam, gradient-norm clipping.  Test
 metrics are computed every ``eval_every`` steps on a fixed test set drawn with a
-different seed.  Before and after training, ``dL/dh_t`` of the task loss on a fixed
-probe batch is recorded for every t (from the layer's ``grad_trace``).
+different seed.  Every ``probe_every`` training steps (and before the first and
+after the last), ``||dL/dh_t||`` of the task loss on a fixed probe batch is
+recorded for every t (from the layer's ``grad_trace``): the training dynamics of
+the gradient's reach, drawn by ``--plot`` as a (training step x time step) heatmap.
+
+Time steps are t = 0..T-1 (``out[t]`` is h_t); the initial state is t = -1, so
+each recorded row has T+1 entries, entry k for t = k - 1.
 """
 import argparse
 import json
@@ -19,7 +24,7 @@ import time
 
 import numpy as np
 
-from . import add_cell_options, add_output_options, cell_list
+from . import add_cell_options, add_output_options, cell_list, write_plot
 from .. import display, nn, optim, tasks
 from ..autograd import Tensor, no_grad
 from ..inspect import numerics
@@ -92,7 +97,8 @@ class SeqModel(nn.Module):
 
 
 def step_gradient_log10(model, x, y):
-    """log10 ||dL/dh_t|| of the task loss for t = 1..T (layer 0, whole batch), plus log10 ||dL/dh_0||."""
+    """log10 ||dL/dh_t|| of the task loss (layer 0, whole batch) for t = -1..T-1: entry k is t = k - 1,
+    entry 0 the gradient of the (zero) initial state."""
     T, B = x.shape[0], x.shape[1]
     H = model.rnn.hidden_size
     dt = model.dtype
@@ -120,13 +126,23 @@ def _clean(v):
     return v
 
 
+def default_probe_every(steps):
+    """About 30 probes over a run: every ``steps // 30`` steps (at least every step)."""
+    return max(1, steps // 30)
+
+
 def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, steps=3000, seed=0,
           eval_every=100, test_size=1000, dtype="float32", mode="sequence", nonlinearity="tanh", forget_bias=None,
-          progress=True, log=print, model=None, record_gradients=True):
+          progress=True, log=print, model=None, record_gradients=True, probe_every=None):
     """Train one model; returns a dict (configuration, history, final test metrics, gradient norms).
 
     ``log`` receives the periodic metric lines (``None`` for silence).  ``model`` may be
-    a ``SeqModel`` to continue training.
+    a ``SeqModel`` to continue training.  With ``record_gradients``, ``result["probe"]``
+    holds log10 ||dL/dh_t|| on the fixed probe batch (the first ``batch`` test
+    sequences) before training and after every ``probe_every`` steps and the last
+    (default ``default_probe_every(steps)``; 0: only before and after):
+    ``{"every", "steps": [0, N, 2N, ..., steps], "time_steps": [-1, ..., T-1],
+    "log10": one row of T+1 values per probe step (None where exactly 0)}``.
     """
     if task not in tasks.TASKS:
         raise ValueError("train: unknown task %r; choose one of %s" % (task, sorted(tasks.TASKS)))
@@ -147,8 +163,15 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
                    "forget_bias": forget_bias if cell == "lstm" else None, "optimizer": "adam"},
         "baseline": info.baseline(T), "baseline_name": info.baseline_name, "history": [],
     }
-    if record_gradients:
-        result["grad_log10_before"] = [_clean(v) for v in step_gradient_log10(model, x_probe, y_probe)]
+    every = default_probe_every(steps) if probe_every is None else int(probe_every)
+    probe = {"every": every, "steps": [], "time_steps": list(range(-1, T)), "log10": []}
+
+    def record(step):
+        if record_gradients and (not probe["steps"] or probe["steps"][-1] != step):
+            probe["steps"].append(step)
+            probe["log10"].append([_clean(v) for v in step_gradient_log10(model, x_probe, y_probe)])
+
+    record(0)
     t0 = time.time()
     first = model.metrics(x_test, y_test)
     result["history"].append({"step": 0, "train_loss": None, "grad_norm": None, "time": 0.0,
@@ -168,6 +191,8 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
             run_loss += lv
             run_n += 1
             bar.update(1, loss="%.4f" % lv)
+            if every and step % every == 0:
+                record(step)
             if step % eval_every == 0 or step == steps:
                 m = model.metrics(x_test, y_test)
                 rec = {"step": step, "train_loss": run_loss / run_n, "grad_norm": float(gnorm),
@@ -182,8 +207,10 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
     result["train_seconds"] = time.time() - t0
     final = result["history"][-1]
     result["final"] = {k: v for k, v in final.items() if k.startswith("test_")}
+    record(steps)
     if record_gradients:
-        result["grad_log10_after"] = [_clean(v) for v in step_gradient_log10(model, x_probe, y_probe)]
+        result["probe"] = probe
+        result["grad_log10_before"], result["grad_log10_after"] = probe["log10"][0], probe["log10"][-1]
     result["model"] = model
     return result
 
@@ -210,7 +237,7 @@ def summary_table(results):
                     ["%.4f" % r["baseline"], ratio(b), ratio(a), "%.0f s" % r["train_seconds"]])
     loss = "test CE" if classify else "test MSE"
     headers = ["cell", loss] + (["accuracy"] if classify else []) + [
-        "baseline", "|dL/dh_0|/|dL/dh_T| before", "after", "train time"]
+        "baseline", "|dL/dh_-1|/|dL/dh_T-1| before", "after", "train time"]
     return display.format_table(headers, rows, align="l" + "r" * (len(headers) - 1))
 
 
@@ -221,12 +248,53 @@ def gradient_sparklines(result, width=64):
     vals = [v for v in b + a if v is not None]
     lo, hi = (min(vals), max(vals)) if vals else (0, 0)
     width = min(width, c["T"] + 1)
-    lines = ["%s: log10 ||dL/dh_t|| on a probe batch, t = 0 .. %d (shared scale %s .. %s)" % (
-        cell_label(c["cell"], c["nonlinearity"]), c["T"], numerics.fmt_pow10(lo), numerics.fmt_pow10(hi))]
+    lines = ["%s: log10 ||dL/dh_t|| on a probe batch, t = -1 .. %d (shared scale %s .. %s)" % (
+        cell_label(c["cell"], c["nonlinearity"]), c["T"] - 1, numerics.fmt_pow10(lo), numerics.fmt_pow10(hi))]
     for what, g in (("before", b), ("after", a)):
         lines.append("  %-6s  %s" % (what, display.sparkline([v if v is not None else float("-inf") for v in g],
                                                              lo, hi, width)))
     return "\n".join(lines)
+
+
+def probe_heatmap(result, max_rows=8, width=64, color=None):
+    """Terminal text: log10 ||dL/dh_t|| on the probe batch, one row per recorded training step
+    (at most ``max_rows``, evenly spaced, always the first and last), t = -1 at the left."""
+    pr = result["probe"]
+    n = len(pr["steps"])
+    m = min(max_rows, n)
+    pick = sorted({round(i * (n - 1) / max(m - 1, 1)) for i in range(m)})
+    rows = [[v if v is not None else float("-inf") for v in pr["log10"][i]] for i in pick]
+    c = result["config"]
+    head = "%s: log10 ||dL/dh_t|| on the probe batch while training (rows: training step; t = -1 .. %d left to right)" \
+        % (cell_label(c["cell"], c["nonlinearity"]), c["T"] - 1)
+    return head + "\n" + display.heatmap(rows, labels=["step %d" % pr["steps"][i] for i in pick],
+                                          width=min(width, c["T"] + 1), color=color)
+
+
+def plot_probe(results, path):
+    """The (training step x time step) heatmap of log10 ||dL/dh_t|| on the probe batch, one panel
+    per result, on one colour scale: vanishing seen to appear or heal as the network learns."""
+    from ..inspect.plot import figure
+
+    grids = [np.array([[np.nan if v is None else v for v in row] for row in r["probe"]["log10"]]) for r in results]
+    fin = np.concatenate([g[np.isfinite(g)] for g in grids])
+    lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
+    fig, axes = figure(4.6 * len(results) + 1.2, 4.4, dpi=140, ncols=len(results))
+    axes = np.atleast_1d(axes)
+    for ax, r, g in zip(axes, results, grids):
+        c, st = r["config"], r["probe"]["steps"]
+        im = ax.imshow(np.ma.masked_invalid(g), aspect="auto", origin="lower", vmin=lo, vmax=hi, cmap="viridis",
+                       interpolation="nearest", extent=(-1.5, c["T"] - 0.5, -0.5, len(st) - 0.5))
+        ticks = sorted({0, len(st) // 2, len(st) - 1})
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([str(st[i]) for i in ticks])
+        ax.set_xlabel("time step t (-1: initial state)")
+        ax.set_title("%s, %s T=%d" % (cell_label(c["cell"], c["nonlinearity"]), c["task"], c["T"]), fontsize=10)
+    axes[0].set_ylabel("training step")
+    fig.colorbar(im, ax=list(axes), pad=0.01, fraction=0.04).set_label(r"$\log_{10}\|\partial L/\partial h_t\|$"
+                                                                      " on the probe batch")
+    fig.savefig(path)
+    return path
 
 
 # --------------------------------------------------------------------------- command line
@@ -250,8 +318,14 @@ def build_parser(parser=None):
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--eval-every", type=int, default=100, help="test metrics every N steps (default 100)")
     p.add_argument("--test-size", type=int, default=1000, help="test sequences (default 1000)")
+    p.add_argument("--probe-every", type=int, default=None,
+                   help="record ||dL/dh_t|| on a fixed probe batch every N steps (default: steps/30, about 30 "
+                        "probes; 0: only before and after training)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the (training step x time step) heatmap of log10 ||dL/dh_t|| (matplotlib)")
     add_cell_options(p, dtype="float32")
-    add_output_options(p, json_help="write configuration, history, final metrics and gradient norms")
+    add_output_options(p, json_help="write configuration, history, final metrics and the probe record "
+                                    "of ||dL/dh_t|| (time steps t = -1..T-1)")
     return p
 
 
@@ -270,8 +344,9 @@ def main(argv=None):
                              clip=args.clip, steps=args.steps, seed=args.seed, eval_every=args.eval_every,
                              test_size=args.test_size, dtype=args.dtype, nonlinearity=args.nonlinearity,
                              forget_bias=args.forget_bias, progress=not args.quiet,
-                             log=None if args.quiet else print))
+                             log=None if args.quiet else print, probe_every=args.probe_every))
         print(gradient_sparklines(results[-1]))
+        print(probe_heatmap(results[-1]))
     print()
     print("%s, T=%d, H=%d, batch %d, Adam lr %g, clip %g, %d steps, %s, seed %d" % (
         args.task, args.T, args.H, args.batch, args.lr, args.clip, args.steps, args.dtype, args.seed))
@@ -281,4 +356,6 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(out if len(out) > 1 else out[0], f, indent=1)
         print("wrote %s" % args.json)
+    if args.plot:
+        write_plot(lambda path: plot_probe(results, path), args.plot)
     return 0

@@ -192,16 +192,19 @@ def step_vjp(tr, k, u, rows=None):
     return np.concatenate([g["dh"], g["dc"]], axis=1) if lstm else g["dh"]
 
 
-def step_jacobian(tr, k, b=0):
-    """The Jacobian of the step that makes ``tr.h[k]``, k = 1..T: J_t = ds_t/ds_{t-1} of time
-    step t = k - 1, for batch element ``b``: (D, D), D = H (2H for LSTM).
+def step_jacobian(tr, t, b=0):
+    """J_t = ds_t/ds_{t-1}, the Jacobian of time step t = 0..T-1 (the step that makes
+    ``out[t]``, i.e. ``tr.h[t + 1]``), for batch element ``b``: (D, D), D = H (2H for LSTM).
 
-    Row k is the derivative of component k of the new state (h, then c for the LSTM)
-    with respect to the previous state: ``step_vjp`` of the k-th unit vector, all D
+    Row i is the derivative of component i of the new state (h, then c for the LSTM)
+    with respect to the previous state: ``step_vjp`` of the i-th unit vector, all D
     of them at once as a batch.
     """
+    T = tr.h.shape[0] - 1
+    if not 0 <= t < T:
+        raise IndexError("step_jacobian: time step t must be in 0..%d (T = %d), got %r" % (T - 1, T, t))
     D = tr.spec.state_dim
-    return step_vjp(tr, k, np.eye(D), rows=np.full(D, b))
+    return step_vjp(tr, t + 1, np.eye(D), rows=np.full(D, b))
 
 
 def layer_input(layer_or_spec, x, h0, c0, layer_index):
@@ -365,7 +368,7 @@ def jacobian_norms(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_inde
         raise ValueError("jacobian_norms: method must be 'auto', 'exact' or 'power', got %r" % method)
 
     step_f = np.full(T + 1, np.nan)
-    jac = [None] + [step_jacobian(tr, t, b) for t in range(1, T + 1)]
+    jac = [None] + [step_jacobian(tr, t, b) for t in range(T)]  # jac[k]: time step k - 1
     for t in range(1, T + 1):
         Jh = jac[t][:H, :H]
         step_f[t] = _log10_safe(_spectral(Jh) if method == "exact" else spectral_norm(Jh, iters=30))

@@ -92,7 +92,7 @@ def jacobian_spectra(layer_or_spec, x, h0=None, c0=None, layer_index=0, batch_in
     spec, inp, hl, cl = layer_input(layer_or_spec, x, h0, c0, layer_index)
     tr = run_cell(spec, inp, hl, cl)
     T, H = inp.shape[0], spec.hidden_size
-    jac = [None] + [step_jacobian(tr, k, batch_index) for k in range(1, T + 1)]
+    jac = [None] + [step_jacobian(tr, t, batch_index) for t in range(T)]  # jac[k]: time step k - 1
     step = np.array([_log10_sv(jac[k][:H, :H]) for k in range(1, T + 1)]).reshape(T, H)
     product = np.full((T + 1, H), np.nan)
     product[T] = 0.0  # dh_{T-1}/dh_{T-1} = I
