@@ -148,6 +148,11 @@ for kw, shown in [(dict(lr=-1.0), "lr"), (dict(lr="a"), "lr"), (dict(lr=float("n
     bad("Adam(%s)" % kw, (lambda kw=kw: optim.Adam([x23()], **kw)), "Adam", shown)
 bad("SGD(momentum=-0.5)", lambda: optim.SGD([x23()], lr=0.1, momentum=-0.5), "SGD", "momentum")
 bad("SGD([])", lambda: optim.SGD([], lr=0.1), "SGD", "empty")
+for gen, shown in [("a", "'a'"), (1.5, "1.5"), (True, "True"), (-1, "-1"), (np.random.RandomState(0), "RandomState")]:
+    bad("LSTM(generator=%s)" % shown, (lambda gen=gen: nn.LSTM(3, 4, generator=gen)), "LSTM", ("generator",))
+    bad("init.uniform_(generator=%s)" % shown, (lambda gen=gen: nn.init.uniform_(np.zeros(3), generator=gen)),
+        "uniform_", ("generator",))
+bad("Linear(generator=[1])", lambda: nn.Linear(3, 4, generator=[1]), "Linear", ("generator",))
 bad("set_backend('cuda')", lambda: tb.set_backend("cuda"), "set_backend", "'cuda'")
 bad("set_backend(None)", lambda: tb.set_backend(None), "set_backend", "None")
 
