@@ -79,7 +79,12 @@ def stack(tensors, axis=0):
 
 
 def split(x, sections, axis=0):
-    """Split ``x`` into a tuple of tensors (like ``np.split``)."""
+    """Split ``x`` into a tuple of tensors (like ``np.split``).
+
+    ``sections``: a positive int (that many equal parts; it must divide the axis) or
+    a list of int indices to cut at.  Unlike NumPy, a float is refused even when it is
+    integral (``np.float64(2.0)``): a TypeError, as for a float ``axis``.
+    """
     out = Split.apply(x, sections=sections, axis=axis)
     return out if isinstance(out, tuple) else (out,)
 
