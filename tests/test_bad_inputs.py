@@ -229,6 +229,8 @@ def test_numpy_integers_are_accepted_where_floats_are_refused():
     assert [p.shape for p in parts] == [(3, 2), (3, 2)]
     parts = tb.split(tb.tensor(x), [np.int64(1), 3], axis=1)
     np.testing.assert_array_equal(parts[1].data, x[:, 1:3])
+    parts = tb.split(tb.tensor(x), np.array([1, 3]), axis=1)
+    np.testing.assert_array_equal(parts[2].data, x[:, 3:])
     assert tb.tensor(x).reshape(np.int64(2), -1).shape == (2, 6)
     y = tb.concat([tb.tensor(x), tb.tensor(x)], axis=np.int64(-1))
     np.testing.assert_array_equal(y.data, np.concatenate([x, x], axis=-1))

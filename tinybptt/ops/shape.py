@@ -151,11 +151,13 @@ class Split(Function):
 
 
 def _check_sections(x, sections):
-    """``sections`` is a positive int (equal parts) or a list/tuple of int indices."""
+    """``sections`` is a positive int (equal parts) or a list/tuple/1-D array of int indices."""
+    if isinstance(sections, np.ndarray) and sections.ndim == 1 and sections.dtype.kind in "iu":
+        return
     if is_int(sections):
         if sections <= 0:
             raise ShapeError("split: sections must be a positive number of equal parts (or a list of indices), "
                              "got %d for shape %s" % (sections, x.shape))
-    elif not isinstance(sections, (list, tuple)) or not all(is_int(i) for i in sections):
+    elif not isinstance(sections, (list, tuple)) or not all(is_int(i) for i in sections):  # 1.5, "2", None, [1.5]
         raise TypeError("split: sections must be a positive int or a list of int indices, got %r (%s) for shape %s"
                         % (sections, type(sections).__name__, x.shape))
