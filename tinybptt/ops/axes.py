@@ -15,24 +15,28 @@ def is_int(a):
     return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
 
 
-def check_axis(op, axis, ndim, name="axis"):
-    """``axis`` (one int) as an axis >= 0 of an ``ndim``-D tensor, checked."""
+def check_axis(op, axis, x, new=False):
+    """``axis`` (one int) as an axis >= 0 of the array ``x``, checked.
+
+    ``new=True`` for an axis that the op inserts (``stack``): it may also be ``x.ndim``.
+    """
     if not is_int(axis):
-        raise TypeError("%s: %s must be an int, got %r (%s)" % (op, name, axis, type(axis).__name__))
+        raise TypeError("%s: axis must be an int, got %r (%s)" % (op, axis, type(axis).__name__))
+    ndim = x.ndim + bool(new)
     if not -ndim <= axis < ndim:
-        raise ShapeError("%s: %s %d is out of range for a %d-D tensor; use an %s in [%d, %d]"
-                         % (op, name, axis, ndim, name, -ndim, ndim - 1))
+        raise ShapeError("%s: axis %d is out of range for an input of shape %s %s; use an axis in [%d, %d]"
+                         % (op, axis, x.shape, x.dtype, -ndim, ndim - 1))
     return int(axis) % ndim
 
 
-def check_axes(op, axis, ndim):
-    """``axis`` (None, an int or a tuple/list of ints) as a sorted tuple of distinct axes >= 0, or None."""
+def check_axes(op, axis, x):
+    """``axis`` (None, an int or a tuple/list of ints) as a sorted tuple of distinct axes >= 0 of ``x``, or None."""
     if axis is None:
         return None
     axes = (axis,) if is_int(axis) else tuple(axis) if isinstance(axis, (tuple, list)) else None
     if axes is None or not all(is_int(a) for a in axes):
         raise TypeError("%s: axis must be an int or a tuple of ints, got %r (%s)" % (op, axis, type(axis).__name__))
-    out = [check_axis(op, a, ndim) for a in axes]
+    out = [check_axis(op, a, x) for a in axes]
     if len(set(out)) != len(out):
-        raise ShapeError("%s: axis %s names the same axis twice (for a %d-D tensor)" % (op, axis, ndim))
+        raise ShapeError("%s: axis %s names the same axis twice (input of shape %s)" % (op, axis, x.shape))
     return tuple(sorted(out))

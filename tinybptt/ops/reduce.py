@@ -11,7 +11,7 @@ from .axes import check_axes
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
-        axis = check_axes("sum", axis, x.ndim)
+        axis = check_axes("sum", axis, x)
         ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
         return np.asarray(x.sum(axis=axis, keepdims=keepdims))
 
@@ -38,7 +38,7 @@ def _spread(g, shape):
 class Mean(Function):
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
-        axis = check_axes("mean", axis, x.ndim)
+        axis = check_axes("mean", axis, x)
         ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
         count = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
         ctx.count = count

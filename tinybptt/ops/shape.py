@@ -83,7 +83,7 @@ class GetItem(Function):
 class Concat(Function):
     @staticmethod
     def forward(ctx, *xs, axis=0):
-        axis = check_axis("concat", axis, xs[0].ndim)
+        axis = check_axis("concat", axis, xs[0])
         try:
             out = np.concatenate(xs, axis=axis)
         except (ValueError, np.exceptions.AxisError) as exc:
@@ -104,7 +104,7 @@ class Concat(Function):
 class Stack(Function):
     @staticmethod
     def forward(ctx, *xs, axis=0):
-        axis = check_axis("stack", axis, xs[0].ndim + 1)  # the new axis may also go last
+        axis = check_axis("stack", axis, xs[0], new=True)  # the new axis may also go last
         ctx.axis = axis
         if len(xs) == 1 and axis == 0 and isinstance(xs[0], np.ndarray):  # one layer's h_n: a copy with a new axis
             return xs[0][None].copy()
@@ -132,7 +132,7 @@ class Split(Function):
 
     @staticmethod
     def forward(ctx, x, sections=None, axis=0):
-        ax = check_axis("split", axis, x.ndim)
+        ax = check_axis("split", axis, x)
         _check_sections(x, sections)
         ctx.axis = ax
         if is_int(sections):
