@@ -573,7 +573,8 @@ class _InPlaceSums:
         if total is None:
             if not keep:
                 return g
-            total = self.mine[id(g)] = g.copy()
+            total = g.copy()
+            self.mine[id(total)] = total  # the copy's id: under g's, a later array reusing g's id would pass as ours
             return total
         if id(total) in self.mine:
             np.add(total, g, out=total)
