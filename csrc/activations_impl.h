@@ -28,5 +28,5 @@ void FN(tb_relu)(long n, const real *x, real *y)
 
 void FN(tb_relu_backward)(long n, const real *y, const real *dy, real *dx)
 {
-    for (long k = 0; k < n; k++) dx[k] = y[k] > 0 ? dy[k] : (real)0;
+    for (long k = 0; k < n; k++) dx[k] = y[k] <= 0 ? (real)0 : dy[k]; /* at y = NaN dy passes */
 }

@@ -99,6 +99,7 @@ def make_builder(absolute_paths=False):
         "tinybptt._tinybptt_c",
         '#include "tinybptt.h"\n',
         sources=sorted(rel(p) for p in glob.glob(os.path.join(HERE, "*.c"))),
+        depends=sorted(rel(p) for p in glob.glob(os.path.join(HERE, "*.h"))),  # an edited *_impl.h rebuilds
         include_dirs=[rel(HERE)],
         extra_compile_args=compile_args,
         extra_link_args=link_args,

@@ -7,7 +7,8 @@
  *   h' = act(W_ih x + b_ih + W_hh h + b_hh),   act = tanh, or relu if `relu`
  *
  * The activation's output is h' itself, so the RNN needs no workspace beyond
- * `out`: backward reads act'(a) from h' (1 - h'^2 for tanh, h' > 0 for relu).
+ * `out`: backward reads act'(a) from h' (1 - h'^2 for tanh; for relu 0 where
+ * h' <= 0, else 1 -- also at h' = NaN, so a NaN gradient is not hidden).
  */
 
 /* ---- the elementwise part of one step, shared by step and sequence kernels */
@@ -29,7 +30,7 @@ TB_CLONES static void FN(rnn_pointwise_backward)(int relu, long n,             /
                                        real *restrict da)            /* (B, H) */
 {
     if (relu)
-        for (long k = 0; k < n; k++) da[k] = h_new[k] > 0 ? dh[k] : (real)0;
+        for (long k = 0; k < n; k++) da[k] = h_new[k] <= 0 ? (real)0 : dh[k];  /* NaN passes dh */
     else
         for (long k = 0; k < n; k++) da[k] = dh[k] * ((real)1 - h_new[k] * h_new[k]);
 }

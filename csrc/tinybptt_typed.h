@@ -38,7 +38,7 @@ void FN(tb_gemm_ref)(int trans_a, int trans_b, long M, long N, long K,
 /* ------------------------------------------------------------------ */
 /* Activations over n contiguous elements.                             */
 /* Backward uses the saved OUTPUT y:  tanh' = 1 - y*y,                 */
-/* sigmoid' = y*(1-y), relu' = (y > 0).   dx = dy * act'(y).           */
+/* sigmoid' = y*(1-y), relu' = !(y <= 0) (1 at NaN). dx = dy * act'(y).*/
 /* sigmoid is computed in the overflow-free form.                      */
 /* ------------------------------------------------------------------ */
 

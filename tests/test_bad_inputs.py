@@ -121,7 +121,11 @@ for idx, shown in [(1.5, "1.5"), (5, "5"), (-3, "-3"), ("a", "'a'"), ((0, 0, 0),
     bad("Tensor[%s]" % shown, (lambda idx=idx: x23()[idx]), "getitem", (shown, "index"))
 bad("matmul (2, 3) @ (4, 2)", lambda: x23() @ tb.tensor(np.ones((4, 2))), "matmul", "(4, 2)")
 bad("matmul () @ (3, 2)", lambda: tb.tensor(1.0) @ tb.tensor(np.ones((3, 2))), "matmul", "()")
-bad("matmul (2, 3) @ (2, 3, 2)", lambda: x23() @ tb.tensor(np.ones((2, 3, 2))), "matmul", "(2, 3, 2)")
+# (2, 3) @ (2, 3, 2) is a valid product ((2, 2, 2): @ broadcasts batch dims as NumPy does); batch
+# dims that do not broadcast, and a batched inner-size mismatch, are the bad ones
+bad("matmul (2, 2, 3) @ (3, 3, 2)", lambda: tb.tensor(np.ones((2, 2, 3))) @ tb.tensor(np.ones((3, 3, 2))), "matmul",
+    "(3, 3, 2)")
+bad("matmul (2, 3) @ (2, 4, 2)", lambda: x23() @ tb.tensor(np.ones((2, 4, 2))), "matmul", "(2, 4, 2)")
 bad("backward(grad of the wrong shape)", lambda: (x23() * 2).backward(np.ones(3)), "backward", "(3,)")
 bad("backward() on a non-scalar", lambda: (x23() * 2).backward(), "backward", "(2, 3)")
 
@@ -144,6 +148,11 @@ for kw, shown in [(dict(lr=-1.0), "lr"), (dict(lr="a"), "lr"), (dict(lr=float("n
     bad("Adam(%s)" % kw, (lambda kw=kw: optim.Adam([x23()], **kw)), "Adam", shown)
 bad("SGD(momentum=-0.5)", lambda: optim.SGD([x23()], lr=0.1, momentum=-0.5), "SGD", "momentum")
 bad("SGD([])", lambda: optim.SGD([], lr=0.1), "SGD", "empty")
+for gen, shown in [("a", "'a'"), (1.5, "1.5"), (True, "True"), (-1, "-1"), (np.random.RandomState(0), "RandomState")]:
+    bad("LSTM(generator=%s)" % shown, (lambda gen=gen: nn.LSTM(3, 4, generator=gen)), "LSTM", ("generator",))
+    bad("init.uniform_(generator=%s)" % shown, (lambda gen=gen: nn.init.uniform_(np.zeros(3), generator=gen)),
+        "uniform_", ("generator",))
+bad("Linear(generator=[1])", lambda: nn.Linear(3, 4, generator=[1]), "Linear", ("generator",))
 bad("set_backend('cuda')", lambda: tb.set_backend("cuda"), "set_backend", "'cuda'")
 bad("set_backend(None)", lambda: tb.set_backend(None), "set_backend", "None")
 
@@ -208,3 +217,29 @@ def test_crash_prone_thread_counts_end_cleanly(label, setup):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, "%s: exit code %d (negative: killed by signal %d)\nstdout: %s\nstderr: %s" % (
         label, proc.returncode, -proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+
+
+# ---------------------------------------------------------------- the valid neighbours of the bad inputs
+
+
+def test_numpy_integers_are_accepted_where_floats_are_refused():
+    """Sections, indices, sizes and axes may be NumPy integers; only floats (even 2.0) are refused."""
+    x = np.arange(12.0).reshape(3, 4)
+    parts = tb.split(tb.tensor(x), np.int64(2), axis=np.int32(-1))
+    assert [p.shape for p in parts] == [(3, 2), (3, 2)]
+    parts = tb.split(tb.tensor(x), [np.int64(1), 3], axis=1)
+    np.testing.assert_array_equal(parts[1].data, x[:, 1:3])
+    parts = tb.split(tb.tensor(x), np.array([1, 3]), axis=1)
+    np.testing.assert_array_equal(parts[2].data, x[:, 3:])
+    assert tb.tensor(x).reshape(np.int64(2), -1).shape == (2, 6)
+    y = tb.concat([tb.tensor(x), tb.tensor(x)], axis=np.int64(-1))
+    np.testing.assert_array_equal(y.data, np.concatenate([x, x], axis=-1))
+    z = tb.stack([tb.tensor(x), tb.tensor(x)], axis=np.int64(2))
+    np.testing.assert_array_equal(z.data, np.stack([x, x], axis=2))
+    np.testing.assert_array_equal(tb.tensor(x).transpose((np.int64(1), 0)).data, x.T)
+
+
+def test_a_valid_batched_product_that_once_looked_bad():
+    """(2, 3) @ (2, 3, 2) broadcasts the matrix over the batch, as NumPy and torch do."""
+    a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(2, 3, 2)
+    np.testing.assert_array_equal((tb.tensor(a) @ tb.tensor(b)).data, a @ b)

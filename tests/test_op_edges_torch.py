@@ -143,3 +143,16 @@ def test_arrays_with_dimensions_promote_by_numpys_rule():
     x = tb.tensor(np.array([1.0, 2.0], np.float32))
     assert (x * np.array([2.0])).dtype == np.float64  # torch: float32 * float64 tensor of 1 dim -> float64
     assert (torch.ones(2, dtype=torch.float32) * torch.tensor([2.0], dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_kernel_passes_the_gradient_at_nan(dtype):
+    """The kernel itself (each backend) follows torch: zero exactly where y <= 0."""
+    from tinybptt import kernels
+    y = np.array([np.nan, 0.0, -0.0, 2.0, np.inf, -np.inf], dtype)
+    g = np.array([3.0, 4.0, 5.0, 6.0, 7.0, 8.0], dtype)
+    gx = kernels.backend.relu_backward(y, g)
+    expected = torch.ops.aten.threshold_backward(torch.tensor(g), torch.tensor(y), 0.0).numpy()
+    assert gx.dtype == dtype
+    np.testing.assert_array_equal(gx, expected)
+    np.testing.assert_array_equal(gx, np.array([3.0, 0.0, 0.0, 6.0, 7.0, 0.0], dtype))

@@ -35,15 +35,23 @@ _node_counter = itertools.count()
 # --------------------------------------------------------------------------- Tensor
 
 
+def float_dtype(op, dtype):
+    """``dtype`` as ``np.dtype``, checked to be float32 or float64 (else DTypeError naming ``op``)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:  # not a dtype at all, e.g. "float80"
+        raise DTypeError("%s: dtype must be float32 or float64, got %r" % (op, dtype)) from None
+    if dt not in _FLOATS:
+        raise DTypeError("%s: dtype must be float32 or float64, got %s" % (op, dt))
+    return dt
+
+
 def _as_array(data, dtype=None):
     """Coerce ``data`` to a float NumPy array (float64 unless it already is float32/64)."""
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype not in _FLOATS:
-            raise DTypeError("tensor: dtype must be float32 or float64, got %s" % dtype)
-        return np.asarray(data, dtype=dtype)
+        return np.asarray(data, dtype=float_dtype("tensor", dtype))
     arr = np.asarray(data)
     if arr.dtype in _FLOATS:
         return arr
@@ -565,7 +573,8 @@ class _InPlaceSums:
         if total is None:
             if not keep:
                 return g
-            total = self.mine[id(g)] = g.copy()
+            total = g.copy()
+            self.mine[id(total)] = total  # the copy's id: under g's, a later array reusing g's id would pass as ours
             return total
         if id(total) in self.mine:
             np.add(total, g, out=total)

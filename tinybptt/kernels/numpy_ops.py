@@ -81,5 +81,6 @@ def relu(x):
 
 
 def relu_backward(y, dy):
+    """``dy`` where ``y > 0`` or ``y`` is NaN, else 0 (PyTorch's rule: zero exactly where ``y <= 0``)."""
     V.check_activation_backward("relu_backward", y, dy)
-    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+    return np.where(y <= 0, 0, dy).astype(dy.dtype, copy=False)

@@ -82,7 +82,7 @@ def rnn_step_backward(relu, x, h, w_ih, w_hh, h_new, dh_new, grads):
     Accumulates weight gradients into ``grads``; returns (dx, dh).
     """
     if relu:
-        da = np.where(h_new > 0, dh_new, 0).astype(dh_new.dtype)
+        da = np.where(h_new <= 0, 0, dh_new).astype(dh_new.dtype)  # at h' = NaN the gradient passes
     else:
         da = dh_new * (1 - h_new * h_new)
     _accumulate(grads, da, da, x, h)

@@ -60,13 +60,15 @@ class MultiheadAttention(Module):
     of W_q, W_k, W_v stacked; ``in_proj_bias`` (3E,); ``out_proj.weight`` (E, E)
     and ``out_proj.bias`` (E,).  ``bias=False`` drops both biases.  Initialised as
     PyTorch does: Xavier-uniform ``in_proj_weight``, zero biases, ``out_proj.weight``
-    U(-1/sqrt(E), 1/sqrt(E)).  ``dropout`` exists for PyTorch's argument order; only
-    0 is supported.
+    U(-1/sqrt(E), 1/sqrt(E)); drawn from ``generator`` (see ``nn.init``).  ``dropout``
+    exists for PyTorch's argument order; only 0 is supported.
     """
 
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False, dtype=np.float64):
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False, dtype=np.float64,
+                 generator=None):
         super().__init__()
         who = "MultiheadAttention"
+        rng = init.resolve_generator(generator, who)
         self.embed_dim = _size(who, "embed_dim", embed_dim, 1)
         self.num_heads = _size(who, "num_heads", num_heads, 1)
         if self.embed_dim % self.num_heads:
@@ -79,12 +81,12 @@ class MultiheadAttention(Module):
         self.dtype = _float_dtype(who, dtype)
         E = self.embed_dim
         self.in_proj_weight = Parameter(np.zeros((3 * E, E), self.dtype), dtype=self.dtype)
-        init.xavier_uniform_(self.in_proj_weight)
+        init.xavier_uniform_(self.in_proj_weight, generator=rng)
         if bias:
             self.in_proj_bias = Parameter(np.zeros(3 * E, self.dtype), dtype=self.dtype)
         else:
             self.register_parameter("in_proj_bias", None)
-        self.out_proj = Linear(E, E, bias=bias, dtype=self.dtype)
+        self.out_proj = Linear(E, E, bias=bias, dtype=self.dtype, generator=rng)
         if bias:
             init.zeros_(self.out_proj.bias)
 
@@ -267,11 +269,11 @@ class LearnedPositionalEncoding(Module):
     Sequences longer than ``max_len`` are a ShapeError: there is no vector for them.
     """
 
-    def __init__(self, max_len, embed_dim, batch_first=False, dtype=np.float64):
+    def __init__(self, max_len, embed_dim, batch_first=False, dtype=np.float64, generator=None):
         super().__init__()
         self.max_len = _size("LearnedPositionalEncoding", "max_len", max_len, 1)
         self.batch_first = bool(batch_first)
-        self.embedding = Embedding(self.max_len, embed_dim, dtype=dtype)
+        self.embedding = Embedding(self.max_len, embed_dim, dtype=dtype, generator=generator)
         self.embed_dim, self.dtype = self.embedding.embedding_dim, self.embedding.dtype
 
     def forward(self, x):
@@ -308,21 +310,23 @@ class AttentionClassifier(Module):
     """
 
     def __init__(self, input_size, num_classes, embed_dim=32, num_heads=2, positional="sinusoidal", max_len=None,
-                 causal=False, readout=-1, batch_first=False, dtype=np.float64):
+                 causal=False, readout=-1, batch_first=False, dtype=np.float64, generator=None):
         super().__init__()
         who = "AttentionClassifier"
+        rng = init.resolve_generator(generator, who)  # once: each part draws its own numbers from it
         self.input_size = _size(who, "input_size", input_size, 1)
-        self.embed = Linear(self.input_size, embed_dim, dtype=dtype)
+        self.embed = Linear(self.input_size, embed_dim, dtype=dtype, generator=rng)
         if positional == "sinusoidal":
             self.positions = SinusoidalPositionalEncoding(embed_dim, batch_first=batch_first, dtype=dtype)
         elif positional == "learned":
             if max_len is None:
                 raise ValueError("%s: positional='learned' needs max_len (the longest sequence)" % who)
-            self.positions = LearnedPositionalEncoding(max_len, embed_dim, batch_first=batch_first, dtype=dtype)
+            self.positions = LearnedPositionalEncoding(max_len, embed_dim, batch_first=batch_first, dtype=dtype,
+                                                       generator=rng)
         else:
             raise ValueError("%s: positional must be 'sinusoidal' or 'learned', got %r" % (who, positional))
-        self.attn = MultiheadAttention(embed_dim, num_heads, batch_first=batch_first, dtype=dtype)
-        self.head = Linear(embed_dim, num_classes, dtype=dtype)
+        self.attn = MultiheadAttention(embed_dim, num_heads, batch_first=batch_first, dtype=dtype, generator=rng)
+        self.head = Linear(embed_dim, num_classes, dtype=dtype, generator=rng)
         self.causal, self.readout, self.batch_first = bool(causal), readout, bool(batch_first)
         self.dtype = self.embed.dtype
 

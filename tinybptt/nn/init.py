@@ -1,7 +1,20 @@
 """Weight initialisers, each filling a Parameter (or array) in place and returning it.
 
-The random ones draw from one module-level generator; ``manual_seed(n)`` makes
-layer construction and these functions reproducible.
+Where the random numbers come from.  Every random initialiser, and every layer
+constructor, takes ``generator=``:
+
+* ``None`` (the default): one module-level generator shared by the whole
+  process; ``manual_seed(n)`` reseeds it, so a program that builds its layers
+  in a fixed order gets the same weights every run.  Layers built in several
+  threads at once take turns on that one stream, so which thread gets which
+  numbers depends on timing.
+* an int seed: a fresh ``numpy.random.default_rng(seed)`` for that one call;
+  the same seed always gives the same weights, whatever ran before and in
+  whichever thread.  ``LSTM(3, 4, generator=7)`` gets exactly the weights that
+  ``manual_seed(7)`` followed by ``LSTM(3, 4)`` gets.
+* a ``numpy.random.Generator``: drawn from and advanced, so one generator
+  passed to several layers (or initialisers) in turn gives each its own
+  numbers -- a reproducible model per thread without touching the global one.
 
 Recurrent weights have shape (G*H, ...) with G gate blocks stacked in PyTorch's
 order (LSTM i, f, g, o; GRU r, z, n).  ``orthogonal_`` and ``identity_`` take
@@ -23,8 +36,28 @@ def manual_seed(seed):
 
 
 def get_rng():
-    """The generator the initialisers draw from."""
+    """The global generator: what the initialisers draw from without a ``generator``."""
     return _rng
+
+
+def resolve_generator(generator=None, who="init"):
+    """The ``numpy.random.Generator`` that ``generator`` names (see the module's docstring).
+
+    None gives the global generator (as it is now, after any ``manual_seed``), an int
+    seed a fresh generator seeded with it, a Generator itself; anything else is a
+    TypeError naming ``who``.  Resolve once and pass the result on when one call
+    draws several arrays: resolving an int twice would give two identical streams.
+    """
+    if generator is None:
+        return _rng
+    if isinstance(generator, np.random.Generator):
+        return generator
+    if isinstance(generator, (int, np.integer)) and not isinstance(generator, (bool, np.bool_)):
+        if generator < 0:
+            raise ValueError("%s: a generator seed must be >= 0, got %d" % (who, generator))
+        return np.random.default_rng(int(generator))
+    raise TypeError("%s: generator must be None, an int seed or a numpy.random.Generator, got %r (%s)"
+                    % (who, generator, type(generator).__name__))
 
 
 def _arr(t):
@@ -37,14 +70,14 @@ def _fill(t, values):
     return t
 
 
-def uniform_(t, a=0.0, b=1.0):
-    """Fill with U(a, b)."""
-    return _fill(t, _rng.uniform(a, b, size=_arr(t).shape))
+def uniform_(t, a=0.0, b=1.0, generator=None):
+    """Fill with U(a, b), drawn from ``generator`` (None: the global one; see the module's docstring)."""
+    return _fill(t, resolve_generator(generator, "uniform_").uniform(a, b, size=_arr(t).shape))
 
 
-def normal_(t, mean=0.0, std=1.0):
-    """Fill with N(mean, std^2)."""
-    return _fill(t, _rng.normal(mean, std, size=_arr(t).shape))
+def normal_(t, mean=0.0, std=1.0, generator=None):
+    """Fill with N(mean, std^2), drawn from ``generator``."""
+    return _fill(t, resolve_generator(generator, "normal_").normal(mean, std, size=_arr(t).shape))
 
 
 def constant_(t, value):
@@ -69,20 +102,21 @@ def _fans(shape, op):
     return fan_in, fan_out
 
 
-def xavier_uniform_(t, gain=1.0):
+def xavier_uniform_(t, gain=1.0, generator=None):
     """Glorot/Xavier uniform: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)); weight (out, in)."""
     fan_in, fan_out = _fans(_arr(t).shape, "xavier_uniform_")
     a = gain * np.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(t, -a, a)
+    return uniform_(t, -a, a, generator=resolve_generator(generator, "xavier_uniform_"))
 
 
 glorot_uniform_ = xavier_uniform_
 
 
-def xavier_normal_(t, gain=1.0):
+def xavier_normal_(t, gain=1.0, generator=None):
     """Glorot/Xavier normal: N(0, gain^2 * 2 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(_arr(t).shape, "xavier_normal_")
-    return normal_(t, 0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(t, 0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)),
+                   generator=resolve_generator(generator, "xavier_normal_"))
 
 
 def _blocks(t, gates, op):
@@ -97,15 +131,16 @@ def _blocks(t, gates, op):
     return [a[k * n:(k + 1) * n] for k in range(gates)]
 
 
-def orthogonal_(t, gain=1.0, gates=None):
+def orthogonal_(t, gain=1.0, gates=None, generator=None):
     """Fill with a (semi-)orthogonal matrix times ``gain`` (QR of a Gaussian matrix, signs fixed).
 
     With ``gates=G`` each of the G row blocks of a (G*H, H) recurrent weight gets
     its own orthogonal (H, H) matrix -- the usual choice for LSTM/GRU ``weight_hh``.
     """
+    rng = resolve_generator(generator, "orthogonal_")  # once: every block draws its own numbers
     for block in _blocks(t, gates, "orthogonal_"):
         rows, cols = block.shape
-        m = _rng.normal(size=(max(rows, cols), min(rows, cols)))
+        m = rng.normal(size=(max(rows, cols), min(rows, cols)))
         q, r = np.linalg.qr(m)
         q = q * np.sign(np.diag(r))  # make the distribution uniform (Haar)
         if rows < cols:
@@ -124,11 +159,11 @@ def identity_(t, gain=1.0, gates=None):
     return t
 
 
-def kaiming_uniform_(t, gain=np.sqrt(2.0)):
+def kaiming_uniform_(t, gain=np.sqrt(2.0), generator=None):
     """He uniform: U(-a, a) with a = gain * sqrt(3 / fan_in)."""
     fan_in, _ = _fans(_arr(t).shape, "kaiming_uniform_")
     a = gain * np.sqrt(3.0 / fan_in)
-    return uniform_(t, -a, a)
+    return uniform_(t, -a, a, generator=resolve_generator(generator, "kaiming_uniform_"))
 
 
 def lstm_forget_bias_(module, value=1.0):

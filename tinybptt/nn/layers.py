@@ -41,20 +41,23 @@ class Linear(Module):
     """``y = x @ weight.T + bias`` over the last axis of ``x`` (..., in_features).
 
     weight (out_features, in_features) and bias (out_features,) start as
-    U(-1/sqrt(in_features), 1/sqrt(in_features)), as in PyTorch.
+    U(-1/sqrt(in_features), 1/sqrt(in_features)), as in PyTorch, drawn from
+    ``generator`` (None: the global one; an int seed; a numpy Generator -- see
+    ``nn.init``).
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float64):
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float64, generator=None):
         super().__init__()
+        rng = init.resolve_generator(generator, "Linear")
         self.in_features = _size("Linear", "in_features", in_features, 1)
         self.out_features = _size("Linear", "out_features", out_features, 1)
         self.dtype = _float_dtype("Linear", dtype)
         k = 1.0 / np.sqrt(self.in_features) if self.in_features else 0.0
         self.weight = Parameter(np.zeros((self.out_features, self.in_features), dtype=self.dtype), dtype=self.dtype)
-        init.uniform_(self.weight, -k, k)
+        init.uniform_(self.weight, -k, k, generator=rng)
         if bias:
             self.bias = Parameter(np.zeros(self.out_features, dtype=self.dtype), dtype=self.dtype)
-            init.uniform_(self.bias, -k, k)
+            init.uniform_(self.bias, -k, k, generator=rng)
         else:
             self.register_parameter("bias", None)
 
@@ -74,17 +77,18 @@ class Linear(Module):
 class Embedding(Module):
     """A lookup table: integer ids (any shape) -> rows of ``weight`` (num_embeddings, embedding_dim).
 
-    ``weight`` starts as N(0, 1), as in PyTorch.  The backward pass adds each
-    row's gradient into the rows that were looked up (repeats accumulate).
+    ``weight`` starts as N(0, 1), as in PyTorch, drawn from ``generator`` (see
+    ``nn.init``).  The backward pass adds each row's gradient into the rows that
+    were looked up (repeats accumulate).
     """
 
-    def __init__(self, num_embeddings, embedding_dim, dtype=np.float64):
+    def __init__(self, num_embeddings, embedding_dim, dtype=np.float64, generator=None):
         super().__init__()
         self.num_embeddings = _size("Embedding", "num_embeddings", num_embeddings, 1)
         self.embedding_dim = _size("Embedding", "embedding_dim", embedding_dim, 1)
         self.dtype = _float_dtype("Embedding", dtype)
         self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim), dtype=self.dtype), dtype=self.dtype)
-        init.normal_(self.weight)
+        init.normal_(self.weight, generator=init.resolve_generator(generator, "Embedding"))
 
     def forward(self, ids):
         who = "Embedding(%d, %d)" % (self.num_embeddings, self.embedding_dim)

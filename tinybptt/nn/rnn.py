@@ -11,6 +11,11 @@ with x (T, B, I) -- (B, T, I) when ``batch_first`` -- or (T, I) unbatched, and
 h0/h_n (num_layers, B, H).  The initial state is optional (zeros).  Time steps
 are numbered t = 0..T-1: ``out[t]`` is h_t, and the initial state is h_{-1}.
 
+Every cell and layer takes ``generator=`` for its initial weights: None (the
+global generator that ``nn.manual_seed`` reseeds), an int seed, or a
+``numpy.random.Generator`` (one per thread for reproducible models built in
+threads; ``nn/init.py``).
+
 ``mode`` chooses what the autograd graph of one forward call looks like; all
 three compute the same numbers (to rounding) and the same gradients:
 
@@ -116,7 +121,7 @@ class _RecurrentBase(Module):
 
     cell_type = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
 
-    def _make_weights(self, suffix, in_size):
+    def _make_weights(self, suffix, in_size, rng):
         G, H = GATES[self.cell_type], self.hidden_size
         k = 1.0 / np.sqrt(H)
         shapes = [("weight_ih" + suffix, (G * H, in_size)), ("weight_hh" + suffix, (G * H, H))]
@@ -124,7 +129,7 @@ class _RecurrentBase(Module):
             shapes += [("bias_ih" + suffix, (G * H,)), ("bias_hh" + suffix, (G * H,))]
         for name, shape in shapes:
             p = Parameter(np.empty(shape, dtype=self.dtype))
-            init.uniform_(p, -k, k)
+            init.uniform_(p, -k, k, generator=rng)
             setattr(self, name, p)
         if not self.bias:
             self.register_parameter("bias_ih" + suffix, None)
@@ -149,9 +154,10 @@ class _RecurrentBase(Module):
 class _CellBase(_RecurrentBase):
     label = None  # "rnn_cell", "lstm_cell", "gru_cell": the label of the cell's nodes
 
-    def __init__(self, cell_type, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell"):
+    def __init__(self, cell_type, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell", generator=None):
         super().__init__()
         who = type(self).__name__
+        rng = init.resolve_generator(generator, who)
         _check_sizes(who, input_size, hidden_size)
         if mode not in CELL_MODES:
             raise ValueError("%s: mode must be one of %s, got %r" % (who, CELL_MODES, mode))
@@ -160,7 +166,7 @@ class _CellBase(_RecurrentBase):
         self.bias = bool(bias)
         self.dtype = _check_dtype(dtype, who)
         self.mode = mode
-        self._make_weights("", self.input_size)
+        self._make_weights("", self.input_size, rng)
 
     def _state(self, x, state, batched):
         who, H = self._who, self.hidden_size
@@ -234,8 +240,9 @@ class RNNCell(_CellBase):
 
     label = "rnn_cell"
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float64, mode="cell"):
-        super().__init__(_cell_name(nonlinearity, "RNNCell"), input_size, hidden_size, bias, dtype, mode)
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float64, mode="cell",
+                 generator=None):
+        super().__init__(_cell_name(nonlinearity, "RNNCell"), input_size, hidden_size, bias, dtype, mode, generator)
         self.nonlinearity = nonlinearity
 
 
@@ -248,8 +255,9 @@ class LSTMCell(_CellBase):
 
     label = "lstm_cell"
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell", forget_bias=None):
-        super().__init__("lstm", input_size, hidden_size, bias, dtype, mode)
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell", forget_bias=None,
+                 generator=None):
+        super().__init__("lstm", input_size, hidden_size, bias, dtype, mode, generator)
         if forget_bias is not None:
             init.lstm_forget_bias_(self, forget_bias)
 
@@ -259,8 +267,8 @@ class GRUCell(_CellBase):
 
     label = "gru_cell"
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell"):
-        super().__init__("gru", input_size, hidden_size, bias, dtype, mode)
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell", generator=None):
+        super().__init__("gru", input_size, hidden_size, bias, dtype, mode, generator)
 
 
 # =========================================================================== layers
@@ -277,9 +285,10 @@ class _LayerBase(_RecurrentBase):
 
     def __init__(self, cell_type, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None,
-                 checkpoint_budget=None):
+                 checkpoint_budget=None, generator=None):
         super().__init__()
         who = type(self).__name__
+        rng = init.resolve_generator(generator, who)
         _check_sizes(who, input_size, hidden_size)
         if not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
             raise ValueError("%s: num_layers must be a positive integer, got %r" % (who, num_layers))
@@ -299,7 +308,7 @@ class _LayerBase(_RecurrentBase):
         self.mode = mode
         self.checkpoint, self.checkpoint_budget = self._check_checkpoint(checkpoint, checkpoint_budget)
         for l in range(self.num_layers):
-            self._make_weights("_l%d" % l, self.input_size if l == 0 else self.hidden_size)
+            self._make_weights("_l%d" % l, self.input_size if l == 0 else self.hidden_size, rng)
         self._layer_labels = tuple("%s.l%d" % (self.label, l) for l in range(self.num_layers))
         self._traces = None  # LayerTraces of the last forward call, read by grad_trace
         self.checkpoint_stats = None
@@ -597,9 +606,9 @@ class RNN(_LayerBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None,
-                 checkpoint_budget=None):
+                 checkpoint_budget=None, generator=None):
         super().__init__(_cell_name(nonlinearity, "RNN"), input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype, mode, checkpoint, checkpoint_budget)
+                         dropout, bidirectional, dtype, mode, checkpoint, checkpoint_budget, generator)
         self.nonlinearity = nonlinearity
 
 
@@ -617,9 +626,9 @@ class LSTM(_LayerBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None, forget_bias=None,
-                 checkpoint_budget=None):
+                 checkpoint_budget=None, generator=None):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, mode, checkpoint, checkpoint_budget)
+                         dtype, mode, checkpoint, checkpoint_budget, generator)
         if forget_bias is not None:
             init.lstm_forget_bias_(self, forget_bias)
 
@@ -631,6 +640,6 @@ class GRU(_LayerBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None,
-                 checkpoint_budget=None):
+                 checkpoint_budget=None, generator=None):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, mode, checkpoint, checkpoint_budget)
+                         dtype, mode, checkpoint, checkpoint_budget, generator)

@@ -15,7 +15,7 @@ The in-place edits (``add_``, ``mul_``, ``t[idx] = v``, ...) are in ``inplace``.
 """
 import numpy as np
 
-from ..autograd import Tensor, _as_array
+from ..autograd import Tensor, _as_array, float_dtype
 from ..errors import DTypeError, ShapeError
 from . import inplace
 from .activations import Exp, Log, Relu, Sigmoid, Tanh
@@ -40,8 +40,9 @@ def _operand(op, self, other):
         return np.asarray(other, dtype=self.data.dtype)
     arr = np.asarray(other)
     if arr.dtype.kind == "c":
-        raise DTypeError("%s: a complex operand (%r) cannot be combined with a real %s tensor"
-                         % (op, other, self.data.dtype))
+        shown = repr(other) if arr.ndim == 0 else "an array of shape %s" % (arr.shape,)
+        raise DTypeError("%s: a complex operand (%s, dtype %s) cannot be combined with a real %s tensor; "
+                         "pass its .real part if that is what you mean" % (op, shown, arr.dtype, self.data.dtype))
     if arr.dtype.kind not in "biuf":
         raise DTypeError("%s: cannot combine a %s tensor with an operand of dtype %s"
                          % (op, self.data.dtype, arr.dtype))
@@ -78,7 +79,12 @@ def stack(tensors, axis=0):
 
 
 def split(x, sections, axis=0):
-    """Split ``x`` into a tuple of tensors (like ``np.split``)."""
+    """Split ``x`` into a tuple of tensors (like ``np.split``).
+
+    ``sections``: a positive int (that many equal parts; it must divide the axis) or
+    a list of int indices to cut at.  Unlike NumPy, a float is refused even when it is
+    integral (``np.float64(2.0)``): a TypeError, as for a float ``axis``.
+    """
     out = Split.apply(x, sections=sections, axis=axis)
     return out if isinstance(out, tuple) else (out,)
 
@@ -193,8 +199,8 @@ Tensor.mean = lambda self, axis=None, keepdims=False: Mean.apply(self, axis=axis
 Tensor.reshape = _reshape
 Tensor.transpose = _transpose
 Tensor.permute = _permute
-Tensor.astype = lambda self, dtype: Cast.apply(self, dtype=np.dtype(dtype))
-Tensor.astype.__doc__ = "This tensor converted to ``dtype`` (differentiable)."
+Tensor.astype = lambda self, dtype: Cast.apply(self, dtype=float_dtype("astype", dtype))
+Tensor.astype.__doc__ = "This tensor converted to ``dtype``, float32 or float64 (differentiable)."
 Tensor.T = property(lambda self: Transpose.apply(self, axes=None))
 for _name, _method in inplace.METHODS.items():
     setattr(Tensor, _name, _method)

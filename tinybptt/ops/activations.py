@@ -53,11 +53,7 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        gx = kernels.backend.relu_backward(y, g)  # where(y > 0, g, 0)
-        nan = np.isnan(y)  # PyTorch's rule where y is NaN: the gradient passes (y <= 0 is false there)
-        if nan.any():
-            gx = np.where(nan, g, gx)
-        return gx
+        return kernels.backend.relu_backward(y, g)  # where(y <= 0, 0, g): at NaN g passes
 
 
 class Exp(Function):

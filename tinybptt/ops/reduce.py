@@ -3,35 +3,15 @@ import numpy as np
 
 from ..autograd import Function
 from ..errors import ShapeError
+from .axes import check_axes
 
 # --------------------------------------------------------------------------- reductions
-
-
-def _is_int(a):
-    return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
-
-
-def _norm_axis(op, axis, ndim):
-    """``axis`` (None, an int or a tuple of ints) as a sorted tuple of axes >= 0, checked."""
-    if axis is None:
-        return None
-    axes = (axis,) if _is_int(axis) else tuple(axis) if isinstance(axis, (tuple, list)) else None
-    if axes is None or not all(_is_int(a) for a in axes):
-        raise TypeError("%s: axis must be an int or a tuple of ints, got %r (%s)" % (op, axis, type(axis).__name__))
-    out = []
-    for ax in axes:
-        if not -ndim <= ax < ndim:
-            raise ShapeError("%s: axis %d is out of range for a %d-D tensor (shape has %d axes)" % (op, ax, ndim, ndim))
-        out.append(ax % ndim)
-    if len(set(out)) != len(out):
-        raise ShapeError("%s: axis %s names the same axis twice (for a %d-D tensor)" % (op, axis, ndim))
-    return tuple(sorted(out))
 
 
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
-        axis = _norm_axis("sum", axis, x.ndim)
+        axis = check_axes("sum", axis, x)
         ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
         return np.asarray(x.sum(axis=axis, keepdims=keepdims))
 
@@ -58,7 +38,7 @@ def _spread(g, shape):
 class Mean(Function):
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
-        axis = _norm_axis("mean", axis, x.ndim)
+        axis = check_axes("mean", axis, x)
         ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
         count = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
         ctx.count = count

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..errors import ShapeError, describe
+from .axes import check_axis, is_int
 
 # --------------------------------------------------------------------------- shape ops
 
@@ -11,6 +12,7 @@ class Reshape(Function):
     @staticmethod
     def forward(ctx, x, shape=None):
         ctx.shape = x.shape
+        _check_shape(x, shape)
         try:
             return x.reshape(shape)
         except ValueError:
@@ -21,11 +23,22 @@ class Reshape(Function):
         return g.reshape(ctx.shape)
 
 
+def _check_shape(x, shape):
+    """A target shape holds ints >= 0 and at most one -1 (the size to infer); NumPy's looser rules are refused."""
+    if not all(is_int(n) for n in shape):
+        raise TypeError("reshape: shape must be ints, got %r for a tensor of shape %s" % (shape, x.shape))
+    if any(n < -1 for n in shape) or sum(n == -1 for n in shape) > 1:
+        raise ShapeError("reshape: shape %s may hold sizes >= 0 and one -1 (the size to infer), "
+                         "got %s for a tensor of shape %s" % (shape, ", ".join(map(str, shape)), x.shape))
+
+
 class Transpose(Function):
     @staticmethod
     def forward(ctx, x, axes=None):
         if axes is not None:
             nd = x.ndim
+            if not all(is_int(a) for a in axes):
+                raise TypeError("transpose: axes must be ints, got %s for a tensor of shape %s" % (axes, x.shape))
             if (len(axes) != nd or not all(-nd <= a < nd for a in axes)
                     or sorted(a % nd for a in axes) != list(range(nd))):
                 raise ShapeError("transpose: axes %s are not a permutation of a %d-D tensor's axes (shape %s)"
@@ -70,15 +83,15 @@ class GetItem(Function):
 class Concat(Function):
     @staticmethod
     def forward(ctx, *xs, axis=0):
+        axis = check_axis("concat", axis, xs[0])
         try:
             out = np.concatenate(xs, axis=axis)
         except (ValueError, np.exceptions.AxisError) as exc:
             raise ShapeError("concat: cannot concatenate %s along axis %d (%s)" % (describe(*xs), axis, exc)) from None
-        ax = axis % out.ndim
-        ctx.axis = ax
+        ctx.axis = axis
         bounds, n = [0], 0
         for x in xs:
-            n += x.shape[ax]
+            n += x.shape[axis]
             bounds.append(n)
         ctx.bounds = bounds
         return out
@@ -91,6 +104,7 @@ class Concat(Function):
 class Stack(Function):
     @staticmethod
     def forward(ctx, *xs, axis=0):
+        axis = check_axis("stack", axis, xs[0], new=True)  # the new axis may also go last
         ctx.axis = axis
         if len(xs) == 1 and axis == 0 and isinstance(xs[0], np.ndarray):  # one layer's h_n: a copy with a new axis
             return xs[0][None].copy()
@@ -98,7 +112,6 @@ class Stack(Function):
             out = np.stack(xs, axis=axis)
         except (ValueError, np.exceptions.AxisError) as exc:
             raise ShapeError("stack: cannot stack %s along axis %d (%s)" % (describe(*xs), axis, exc)) from None
-        ctx.axis = axis
         return out
 
     @staticmethod
@@ -110,28 +123,41 @@ class Stack(Function):
 
 
 class Split(Function):
-    """Split along ``axis`` into equal sections (an int) or at the given indices."""
+    """Split along ``axis`` into equal sections (an int) or at the given indices (a list of ints).
+
+    Sections and indices must be integers: a float such as ``2.0`` is refused even
+    where NumPy would take it, as ``axis=1.0`` is, since a float count is usually a
+    computed size that has gone wrong (write ``int(n)`` to mean it).
+    """
 
     @staticmethod
     def forward(ctx, x, sections=None, axis=0):
-        if isinstance(sections, (int, np.integer)) and sections <= 0:
-            raise ShapeError("split: sections must be a positive number of equal parts (or a list of indices), "
-                             "got %d for shape %s" % (sections, x.shape))
-        if type(sections) is int and type(axis) is int and -x.ndim <= axis < x.ndim:
-            ax = axis % x.ndim
+        ax = check_axis("split", axis, x)
+        _check_sections(x, sections)
+        ctx.axis = ax
+        if is_int(sections):
             n = x.shape[ax]
-            if n % sections == 0:  # equal sections: plain slices (views), as np.split makes
-                ctx.axis = ax
-                w = n // sections
-                lead = (slice(None),) * ax
-                return tuple(x[lead + (slice(k * w, (k + 1) * w),)] for k in range(sections))
-        try:
-            parts = np.split(x, sections, axis=axis)
-        except (ValueError, np.exceptions.AxisError) as exc:
-            raise ShapeError("split: cannot split shape %s into %r along axis %d (%s)" % (x.shape, sections, axis, exc)) from None
-        ctx.axis = axis
-        return tuple(parts)
+            if n % sections:
+                raise ShapeError("split: cannot split shape %s into %d equal sections along axis %d (%d %% %d != 0)"
+                                 % (x.shape, sections, axis, n, sections))
+            w = n // sections  # equal sections: plain slices (views), as np.split makes
+            lead = (slice(None),) * ax
+            return tuple(x[lead + (slice(k * w, (k + 1) * w),)] for k in range(sections))
+        return tuple(np.split(x, [int(i) for i in sections], axis=ax))
 
     @staticmethod
     def backward(ctx, *gs):
         return np.concatenate(gs, axis=ctx.axis)
+
+
+def _check_sections(x, sections):
+    """``sections`` is a positive int (equal parts) or a list/tuple/1-D array of int indices."""
+    if isinstance(sections, np.ndarray) and sections.ndim == 1 and sections.dtype.kind in "iu":
+        return
+    if is_int(sections):
+        if sections <= 0:
+            raise ShapeError("split: sections must be a positive number of equal parts (or a list of indices), "
+                             "got %d for shape %s" % (sections, x.shape))
+    elif not isinstance(sections, (list, tuple)) or not all(is_int(i) for i in sections):  # 1.5, "2", None, [1.5]
+        raise TypeError("split: sections must be a positive int or a list of int indices, got %r (%s) for shape %s"
+                        % (sections, type(sections).__name__, x.shape))
