@@ -145,7 +145,7 @@ ACTS = {
     "relu": lambda x: np.where(np.isnan(x), x, np.maximum(x, 0)),
 }
 # d act / dx from the saved output y
-DERIV = {"tanh": lambda y: 1 - y * y, "sigmoid": lambda y: y * (1 - y), "relu": lambda y: (y > 0).astype(y.dtype)}
+DERIV = {"tanh": lambda y: 1 - y * y, "sigmoid": lambda y: y * (1 - y), "relu": lambda y: (~(y <= 0)).astype(y.dtype)}  # torch's rule: NaN passes
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 20.0, -20.0, 40.0, -40.0, 100.0, -100.0, 710.0, -710.0, 1000.0, -1000.0,
            np.inf, -np.inf, np.nan]
@@ -204,8 +204,8 @@ def test_activation_backward_c_matches_numpy(name, dtype, data):
     np.testing.assert_allclose(dc, dn, **tol)
     with np.errstate(over="ignore", invalid="ignore"):
         expected = (dy.astype(np.float64) * DERIV[name](y.astype(np.float64)))
-    if name == "relu":  # relu passes dy through (or 0) exactly, NaN in dy only where y > 0
-        expected = np.where(y > 0, dy, 0).astype(np.float64)
+    if name == "relu":  # relu passes dy through (or 0) exactly: 0 where y <= 0, dy where y > 0 or y is NaN
+        expected = np.where(y <= 0, 0, dy).astype(np.float64)
     np.testing.assert_allclose(dc, expected.astype(dtype), rtol=tol["rtol"] * 4, atol=tol["atol"])
 
 
@@ -229,7 +229,7 @@ def test_activations_at_plus_minus_1000_and_nan(backend, dtype):
     np.testing.assert_array_equal(r, np.array([0, 0, 0, 100, 1000, np.nan, 0, np.inf], dtype))
     np.testing.assert_array_equal(dt, np.array([0, 0, 1, 0, 0, np.nan, 0, 0], dtype))
     np.testing.assert_array_equal(ds[[0, 2, 4, 5, 6, 7]], np.array([0, 0.25, 0, np.nan, 0, 0], dtype))
-    np.testing.assert_array_equal(dr, np.array([0, 0, 0, 1, 1, 0, 0, 1], dtype))
+    np.testing.assert_array_equal(dr, np.array([0, 0, 0, 1, 1, 1, 0, 1], dtype))  # 1 at the NaN, as torch
 
 
 @pytest.mark.parametrize("backend", [pytest.param(C, id="c", marks=needs_c), pytest.param(REF, id="numpy")])

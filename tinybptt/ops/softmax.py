@@ -22,7 +22,7 @@ as in PyTorch.  None of this raises a NumPy warning.
 import numpy as np
 
 from ..autograd import Function, Tensor, _as_array
-from ..errors import ShapeError
+from . import axes
 
 
 class Softmax(Function):
@@ -77,11 +77,8 @@ class LogSoftmax(Function):
 
 
 def check_axis(op, x, axis):
-    """``axis`` as an int checked against ``x`` (a 0-D tensor has the one axis -1/0)."""
-    nd = max(x.ndim, 1)
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -nd <= axis < nd:
-        raise ShapeError("%s: axis %r is out of range for an input of shape %s %s (%d-D); use an axis in [%d, %d]"
-                         % (op, axis, tuple(x.shape), x.dtype, x.ndim, -nd, nd - 1))
+    """``axis`` checked as every op checks one (``ops/axes.py``); a 0-D tensor has the one axis -1/0."""
+    axes.check_axis(op, axis, x.data if x.ndim else x.data.reshape(1))
     return int(axis)
 
 
