@@ -46,7 +46,8 @@ from .module import Module, Parameter, load, save  # noqa: F401
 from .attention import (AttentionClassifier, LearnedPositionalEncoding, MultiheadAttention,  # noqa: F401
                         SinusoidalPositionalEncoding, causal_mask)
 from .checkpoint import CheckpointStats  # noqa: F401
-from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
+from .rnn import GRU, LSTM, RNN  # noqa: F401
+from .rnn_cells import GRUCell, LSTMCell, RNNCell  # noqa: F401
 from .revolve import RevolveStats, revolve_cost, revolve_schedule, revolve_sequence  # noqa: F401
 from .trace import GradTrace  # noqa: F401
 

@@ -1,4 +1,5 @@
-"""Recurrent cells and layers: RNN, LSTM, GRU, each in three graph granularities.
+"""Recurrent layers RNN, LSTM, GRU, each in three graph granularities (the one-step cells
+are in ``nn/rnn_cells.py``, what both share in ``nn/recurrent_base.py``).
 
 Formulas, gate order, parameter names, shapes and initialisation are PyTorch's
 (see ``torch.nn.LSTM``), and so is the calling convention::
@@ -48,19 +49,17 @@ import gc
 import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled, node_scope
-from ..errors import DTypeError, GraphError, ShapeError, describe
-from ..kernels.cells import GATES, cell_kind
+from ..errors import GraphError, ShapeError, describe
 from ..ops import GetItem, stack
 from . import init
-from .cells_ops import ops_step, role, unroll_step
+from .cells_ops import role, unroll_step
 from .checkpoint import CheckpointStats, checkpointed_function
-from .revolve import revolve_layer
-from .module import Module, Parameter
+from .recurrent_base import RecurrentBase, as_tensor, cell_name, check_dtype, check_sizes
 from .recurrent_fn import sequence_function, step_function
+from .revolve import revolve_layer
 from .trace import LayerTraces, RetainedStates, StepSlots, TraceSlot, gather_trace
 
 MODES = ("sequence", "cell", "ops")
-CELL_MODES = ("cell", "ops")
 
 
 @contextlib.contextmanager
@@ -81,197 +80,9 @@ def _cyclic_gc_paused(pause):
         gc.enable()
 
 
-# =========================================================================== shared helpers
-
-
-def _check_dtype(dtype, who):
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise DTypeError("%s: dtype must be float32 or float64, got %s" % (who, dt))
-    return dt
-
-
-def _check_sizes(who, input_size, hidden_size):
-    for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError("%s: %s must be a positive integer, got %r" % (who, name, v))
-
-
-def _cell_name(nonlinearity, who):
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError("%s: nonlinearity must be 'tanh' or 'relu', got %r" % (who, nonlinearity))
-    return cell_kind("rnn", nonlinearity)
-
-
-def _as_tensor(x, dtype, who, what):
-    if isinstance(x, Tensor):
-        if x.dtype != dtype:
-            raise DTypeError(
-                "%s: %s is %s but the layer is %s; convert with .astype(np.%s) (or the layer with .to(np.%s))"
-                % (who, what, describe(x.data), dtype, dtype, x.dtype))
-        return x
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "biuf":
-        raise DTypeError("%s: %s must be a numeric array or Tensor, got dtype %s" % (who, what, arr.dtype))
-    return Tensor(arr.astype(dtype, copy=False))
-
-
-class _RecurrentBase(Module):
-    """Parameters, init and validation shared by the cells and the layers."""
-
-    cell_type = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
-
-    def _make_weights(self, suffix, in_size, rng):
-        G, H = GATES[self.cell_type], self.hidden_size
-        k = 1.0 / np.sqrt(H)
-        shapes = [("weight_ih" + suffix, (G * H, in_size)), ("weight_hh" + suffix, (G * H, H))]
-        if self.bias:
-            shapes += [("bias_ih" + suffix, (G * H,)), ("bias_hh" + suffix, (G * H,))]
-        for name, shape in shapes:
-            p = Parameter(np.empty(shape, dtype=self.dtype))
-            init.uniform_(p, -k, k, generator=rng)
-            setattr(self, name, p)
-        if not self.bias:
-            self.register_parameter("bias_ih" + suffix, None)
-            self.register_parameter("bias_hh" + suffix, None)
-
-    def reset_parameters(self):
-        """Re-draw every parameter from U(-1/sqrt(H), 1/sqrt(H)) (PyTorch's default)."""
-        k = 1.0 / np.sqrt(self.hidden_size)
-        for p in self.parameters():
-            init.uniform_(p, -k, k)
-
-    @property
-    def _who(self):
-        return "%s(input_size=%d, hidden_size=%d%s)" % (
-            type(self).__name__, self.input_size, self.hidden_size,
-            ", num_layers=%d" % self.num_layers if getattr(self, "num_layers", 1) != 1 else "")
-
-
-# =========================================================================== cells
-
-
-class _CellBase(_RecurrentBase):
-    label = None  # "rnn_cell", "lstm_cell", "gru_cell": the label of the cell's nodes
-
-    def __init__(self, cell_type, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell", generator=None):
-        super().__init__()
-        who = type(self).__name__
-        rng = init.resolve_generator(generator, who)
-        _check_sizes(who, input_size, hidden_size)
-        if mode not in CELL_MODES:
-            raise ValueError("%s: mode must be one of %s, got %r" % (who, CELL_MODES, mode))
-        self.cell_type = cell_type
-        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.bias = bool(bias)
-        self.dtype = _check_dtype(dtype, who)
-        self.mode = mode
-        self._make_weights("", self.input_size, rng)
-
-    def _state(self, x, state, batched):
-        who, H = self._who, self.hidden_size
-        B = x.shape[0]
-        want = (B, H) if batched else (H,)
-        lstm = self.cell_type == "lstm"
-        if state is None:
-            z = Tensor(np.zeros((B, H), dtype=self.dtype))
-            return z, (Tensor(np.zeros((B, H), dtype=self.dtype)) if lstm else None)
-        if lstm:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise ShapeError("%s: the state must be a tuple (h, c) of shape %s each, got %s"
-                                 % (who, want, type(state).__name__))
-            parts = [_as_tensor(s, self.dtype, who, name) for s, name in zip(state, ("h", "c"))]
-        else:
-            if isinstance(state, (tuple, list)):
-                raise ShapeError("%s: the state must be one array h of shape %s, not a %s"
-                                 % (who, want, type(state).__name__))
-            parts = [_as_tensor(state, self.dtype, who, "h")]
-        for p, name in zip(parts, ("h", "c")):
-            if p.shape != want:
-                raise ShapeError("%s: %s must have shape %s to match the input %s, got %s"
-                                 % (who, name, want, tuple(x.shape) if batched else tuple(x.shape[1:]),
-                                    describe(p.data)))
-        if not batched:
-            parts = [p.reshape(1, H) for p in parts]
-        return parts[0], (parts[1] if lstm else None)
-
-    def forward(self, x, state=None):
-        who = self._who
-        x = _as_tensor(x, self.dtype, who, "input")
-        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ShapeError("%s: input must have shape (B, %d) (or (%d,) unbatched), got %s"
-                             % (who, self.input_size, self.input_size, describe(x.data)))
-        batched = x.ndim == 2
-        if not batched:
-            x = x.reshape(1, self.input_size)
-        h, c = self._state(x, state, batched)
-        cell = self.cell_type
-        w_ih, w_hh, b_ih, b_hh = self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
-        with node_scope(label=self.label):
-            if self.mode == "ops":
-                h_new, c_new = ops_step(cell, x, h, c, w_ih.T, w_hh.T, b_ih, b_hh)
-            else:
-                res = step_function(cell).apply(x, h, c, w_ih, w_hh, b_ih, b_hh, cell=cell)
-                h_new, c_new = res if cell == "lstm" else (res, None)
-            if not batched:
-                h_new = h_new.reshape(self.hidden_size)
-                c_new = None if c_new is None else c_new.reshape(self.hidden_size)
-        return (h_new, c_new) if cell == "lstm" else h_new
-
-    def extra_repr(self):
-        s = "%d, %d" % (self.input_size, self.hidden_size)
-        if not self.bias:
-            s += ", bias=False"
-        if self.cell_type == "rnn_relu":
-            s += ", nonlinearity='relu'"
-        if self.dtype != np.float64:
-            s += ", dtype=%s" % self.dtype
-        if self.mode != "cell":
-            s += ", mode=%r" % self.mode
-        return s
-
-
-class RNNCell(_CellBase):
-    """Elman RNN cell: ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
-
-    ``h = cell(x, h)`` with x (B, I), h (B, H) (optional: zeros).
-    mode "cell" (one fused node) or "ops" (primitive ops).
-    """
-
-    label = "rnn_cell"
-
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float64, mode="cell",
-                 generator=None):
-        super().__init__(_cell_name(nonlinearity, "RNNCell"), input_size, hidden_size, bias, dtype, mode, generator)
-        self.nonlinearity = nonlinearity
-
-
-class LSTMCell(_CellBase):
-    """LSTM cell, PyTorch gate order (i, f, g, o): ``h, c = cell(x, (h, c))``.
-
-    ``forget_bias``: if given, the forget gate's total bias starts at this value
-    (see ``init.lstm_forget_bias_``).
-    """
-
-    label = "lstm_cell"
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell", forget_bias=None,
-                 generator=None):
-        super().__init__("lstm", input_size, hidden_size, bias, dtype, mode, generator)
-        if forget_bias is not None:
-            init.lstm_forget_bias_(self, forget_bias)
-
-
-class GRUCell(_CellBase):
-    """GRU cell, PyTorch gate order (r, z, n): ``h = cell(x, h)``."""
-
-    label = "gru_cell"
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, mode="cell", generator=None):
-        super().__init__("gru", input_size, hidden_size, bias, dtype, mode, generator)
-
-
 # =========================================================================== layers
+
+_WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
 
 
 _WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
@@ -280,7 +91,7 @@ _WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
 # =========================================================================== layers
 
 
-class _LayerBase(_RecurrentBase):
+class _LayerBase(RecurrentBase):
     label = None  # "rnn", "lstm", "gru": nodes of layer l are labelled "<label>.l<l>"
 
     def __init__(self, cell_type, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -289,7 +100,7 @@ class _LayerBase(_RecurrentBase):
         super().__init__()
         who = type(self).__name__
         rng = init.resolve_generator(generator, who)
-        _check_sizes(who, input_size, hidden_size)
+        check_sizes(who, input_size, hidden_size)
         if not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
             raise ValueError("%s: num_layers must be a positive integer, got %r" % (who, num_layers))
         if mode not in MODES:
@@ -304,7 +115,7 @@ class _LayerBase(_RecurrentBase):
         self.num_layers = int(num_layers)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
-        self.dtype = _check_dtype(dtype, who)
+        self.dtype = check_dtype(dtype, who)
         self.mode = mode
         self.checkpoint, self.checkpoint_budget = self._check_checkpoint(checkpoint, checkpoint_budget)
         for l in range(self.num_layers):
@@ -347,7 +158,7 @@ class _LayerBase(_RecurrentBase):
     # ------------------------------------------------------------------ validation
     def _input(self, x):
         if not (isinstance(x, Tensor) and x.data.dtype == self.dtype):
-            x = _as_tensor(x, self.dtype, self._who, "input")
+            x = as_tensor(x, self.dtype, self._who, "input")
         shape = x.data.shape
         if len(shape) not in (2, 3) or shape[-1] != self.input_size:
             layout = "(B, T, %d)" % self.input_size if self.batch_first else "(T, B, %d)" % self.input_size
@@ -395,12 +206,12 @@ class _LayerBase(_RecurrentBase):
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise ShapeError("%s: the initial state must be a tuple (h0, c0), each of shape %s; got %s"
                                  % (who, want, type(state).__name__))
-            parts = [_as_tensor(s, self.dtype, who, n) for s, n in zip(state, ("h0", "c0"))]
+            parts = [as_tensor(s, self.dtype, who, n) for s, n in zip(state, ("h0", "c0"))]
         else:
             if isinstance(state, (tuple, list)):
                 raise ShapeError("%s: the initial state must be one array h0 of shape %s, not a %s"
                                  % (who, want, type(state).__name__))
-            parts = [_as_tensor(state, self.dtype, who, "h0")]
+            parts = [as_tensor(state, self.dtype, who, "h0")]
         for p, name in zip(parts, ("h0", "c0")):
             if p.shape != want:
                 raise ShapeError("%s: %s must have shape (num_layers, B, H) = %s for this input, got %s"
@@ -607,7 +418,7 @@ class RNN(_LayerBase):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float64, mode="sequence", checkpoint=None,
                  checkpoint_budget=None, generator=None):
-        super().__init__(_cell_name(nonlinearity, "RNN"), input_size, hidden_size, num_layers, bias, batch_first,
+        super().__init__(cell_name(nonlinearity, "RNN"), input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, dtype, mode, checkpoint, checkpoint_budget, generator)
         self.nonlinearity = nonlinearity
 
