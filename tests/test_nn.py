@@ -35,6 +35,7 @@ def test_named_parameters_dotted_and_ordered():
 
 
 def test_pytorch_parameter_shapes_and_init_range():
+    nn.manual_seed(0)  # the spread check below is about the draw: fix it, whatever ran before
     G = {"RNN": 1, "GRU": 3, "LSTM": 4}
     for cls in (nn.RNN, nn.GRU, nn.LSTM):
         layer = cls(3, 7, num_layers=2)

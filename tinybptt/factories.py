@@ -21,10 +21,9 @@ the two libraries.
 """
 import numpy as np
 
-from .autograd import DEFAULT_DTYPE, Tensor
-from .errors import DTypeError, ShapeError
+from .autograd import DEFAULT_DTYPE, Tensor, float_dtype
+from .errors import ShapeError
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _shape(op, shape):
@@ -38,12 +37,7 @@ def _shape(op, shape):
 
 
 def _dtype(op, dtype):
-    if dtype is None:
-        return np.dtype(DEFAULT_DTYPE)
-    dt = np.dtype(dtype)
-    if dt not in _FLOATS:
-        raise DTypeError("%s: dtype must be float32 or float64, got %s" % (op, dt))
-    return dt
+    return np.dtype(DEFAULT_DTYPE) if dtype is None else float_dtype(op, dtype)
 
 
 def zeros(*shape, dtype=None, requires_grad=False):
@@ -57,15 +51,8 @@ def ones(*shape, dtype=None, requires_grad=False):
 
 
 def _generator(op, generator):
-    if generator is None:
-        from .nn import init  # here, not at the top: the package imports this module before nn
-        return init.get_rng()
-    if isinstance(generator, np.random.Generator):
-        return generator
-    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
-        return np.random.default_rng(int(generator))
-    raise TypeError("%s: generator must be None, an int seed or a numpy.random.Generator, got %r"
-                    % (op, type(generator).__name__))
+    from .nn import init  # here, not at the top: the package imports this module before nn
+    return init.resolve_generator(generator, op)
 
 
 def randn(*shape, generator=None, dtype=None, requires_grad=False):

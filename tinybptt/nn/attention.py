@@ -25,13 +25,13 @@ import math
 
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import Tensor, float_dtype
 from ..errors import DTypeError, ShapeError, describe
 from ..ops import linear
 from ..ops.masking import masked_fill
 from ..ops.softmax import softmax
 from . import init
-from .layers import Embedding, Linear, _float_dtype, _size, as_input
+from .layers import Embedding, Linear, _size, as_input
 from .module import Module, Parameter
 
 
@@ -78,7 +78,7 @@ class MultiheadAttention(Module):
             raise ValueError("%s: dropout is not supported (got %r); use dropout=0.0" % (who, dropout))
         self.head_dim = self.embed_dim // self.num_heads
         self.batch_first = bool(batch_first)
-        self.dtype = _float_dtype(who, dtype)
+        self.dtype = float_dtype(who, dtype)
         E = self.embed_dim
         self.in_proj_weight = Parameter(np.zeros((3 * E, E), self.dtype), dtype=self.dtype)
         init.xavier_uniform_(self.in_proj_weight, generator=rng)
@@ -249,7 +249,7 @@ class SinusoidalPositionalEncoding(Module):
         super().__init__()
         self.embed_dim = _size("SinusoidalPositionalEncoding", "embed_dim", embed_dim, 1)
         self.batch_first = bool(batch_first)
-        self.dtype = _float_dtype("SinusoidalPositionalEncoding", dtype)
+        self.dtype = float_dtype("SinusoidalPositionalEncoding", dtype)
 
     def forward(self, x):
         who = "SinusoidalPositionalEncoding(%d)" % self.embed_dim

@@ -1,7 +1,7 @@
 """Feed-forward layers: ``Linear`` and ``Embedding`` (PyTorch names, shapes and init)."""
 import numpy as np
 
-from ..autograd import Tensor, _as_array
+from ..autograd import Tensor, _as_array, float_dtype
 from ..errors import DTypeError, ShapeError, describe
 from ..ops import linear
 from . import init
@@ -30,13 +30,6 @@ def _size(who, name, v, minimum):
     return int(v)
 
 
-def _float_dtype(who, dtype):
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise DTypeError("%s: dtype must be float32 or float64, got %s" % (who, dt))
-    return dt
-
-
 class Linear(Module):
     """``y = x @ weight.T + bias`` over the last axis of ``x`` (..., in_features).
 
@@ -51,7 +44,7 @@ class Linear(Module):
         rng = init.resolve_generator(generator, "Linear")
         self.in_features = _size("Linear", "in_features", in_features, 1)
         self.out_features = _size("Linear", "out_features", out_features, 1)
-        self.dtype = _float_dtype("Linear", dtype)
+        self.dtype = float_dtype("Linear", dtype)
         k = 1.0 / np.sqrt(self.in_features) if self.in_features else 0.0
         self.weight = Parameter(np.zeros((self.out_features, self.in_features), dtype=self.dtype), dtype=self.dtype)
         init.uniform_(self.weight, -k, k, generator=rng)
@@ -86,7 +79,7 @@ class Embedding(Module):
         super().__init__()
         self.num_embeddings = _size("Embedding", "num_embeddings", num_embeddings, 1)
         self.embedding_dim = _size("Embedding", "embedding_dim", embedding_dim, 1)
-        self.dtype = _float_dtype("Embedding", dtype)
+        self.dtype = float_dtype("Embedding", dtype)
         self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim), dtype=self.dtype), dtype=self.dtype)
         init.normal_(self.weight, generator=init.resolve_generator(generator, "Embedding"))
 
