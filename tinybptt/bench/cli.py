@@ -40,7 +40,7 @@ def _cpus(text):
 def _add_grid_arguments(p):
     p.add_argument("--cells", type=_csv("cell", CELLS), default=list(CELLS), help="lstm,gru,rnn (default all)")
     p.add_argument("--configs", type=_csv("config"), default=list(CONFIGS),
-                   help="tiny,small,medium,large,long or TxBxIxH (default all five)")
+                   help="tiny,small,medium,large,long,published or TxBxIxH (default all six)")
     p.add_argument("--dtype", type=_csv("dtype", ("float32", "float64")), default=["float32"],
                    help="float32 and/or float64 (default float32)")
     p.add_argument("--modes", type=_csv("mode", MODES), default=list(MODES), help="tinybptt modes (C backend)")
