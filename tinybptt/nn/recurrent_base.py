@@ -3,7 +3,7 @@ argument checks and ``RecurrentBase``, which makes and names the weights the PyT
 import numpy as np
 
 from ..autograd import Tensor, float_dtype
-from ..errors import DTypeError, describe
+from ..errors import DTypeError, ShapeError, describe
 from ..kernels.cells import GATES, cell_kind
 from . import init
 from .module import Module, Parameter
@@ -39,6 +39,24 @@ def as_tensor(x, dtype, who, what):
     if arr.dtype.kind not in "biuf":
         raise DTypeError("%s: %s must be a numeric array or Tensor, got dtype %s" % (who, what, arr.dtype))
     return Tensor(arr.astype(dtype, copy=False))
+
+
+def state_parts(who, state, lstm, dtype, what, names, want):
+    """``state`` as a list of Tensors of ``dtype``: [h, c] for an LSTM (a pair is required), else [h].
+
+    ``what`` names the argument in errors ("the state", "the initial state"), ``names`` its
+    parts (("h", "c") or ("h0", "c0")) and ``want`` the shape each part must have; the caller
+    checks the shapes, whose message depends on the input.
+    """
+    if lstm:
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise ShapeError("%s: %s must be a tuple (%s, %s), each of shape %s; got %s"
+                             % (who, what, names[0], names[1], want, type(state).__name__))
+        return [as_tensor(s, dtype, who, n) for s, n in zip(state, names)]
+    if isinstance(state, (tuple, list)):
+        raise ShapeError("%s: %s must be one array %s of shape %s, not a %s"
+                         % (who, what, names[0], want, type(state).__name__))
+    return [as_tensor(state, dtype, who, names[0])]
 
 
 class RecurrentBase(Module):

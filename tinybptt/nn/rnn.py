@@ -54,7 +54,7 @@ from ..ops import GetItem, stack
 from . import init
 from .cells_ops import role, unroll_step
 from .checkpoint import CheckpointStats, checkpointed_function
-from .recurrent_base import RecurrentBase, as_tensor, cell_name, check_dtype, check_sizes
+from .recurrent_base import RecurrentBase, as_tensor, cell_name, check_dtype, check_sizes, state_parts
 from .recurrent_fn import sequence_function, step_function
 from .revolve import revolve_layer
 from .trace import LayerTraces, RetainedStates, StepSlots, TraceSlot, gather_trace
@@ -202,16 +202,7 @@ class _LayerBase(RecurrentBase):
             return [z] * L, ([z] * L if lstm else [None] * L)
         who, H = self._who, self.hidden_size
         want = (L, B, H) if batched else (L, H)
-        if lstm:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise ShapeError("%s: the initial state must be a tuple (h0, c0), each of shape %s; got %s"
-                                 % (who, want, type(state).__name__))
-            parts = [as_tensor(s, self.dtype, who, n) for s, n in zip(state, ("h0", "c0"))]
-        else:
-            if isinstance(state, (tuple, list)):
-                raise ShapeError("%s: the initial state must be one array h0 of shape %s, not a %s"
-                                 % (who, want, type(state).__name__))
-            parts = [as_tensor(state, self.dtype, who, "h0")]
+        parts = state_parts(who, state, lstm, self.dtype, "the initial state", ("h0", "c0"), want)
         for p, name in zip(parts, ("h0", "c0")):
             if p.shape != want:
                 raise ShapeError("%s: %s must have shape (num_layers, B, H) = %s for this input, got %s"

@@ -10,7 +10,7 @@ from ..autograd import Tensor, node_scope
 from ..errors import ShapeError, describe
 from . import init
 from .cells_ops import ops_step
-from .recurrent_base import RecurrentBase, as_tensor, cell_name, check_dtype, check_sizes
+from .recurrent_base import RecurrentBase, as_tensor, cell_name, check_dtype, check_sizes, state_parts
 from .recurrent_fn import step_function
 
 CELL_MODES = ("cell", "ops")
@@ -40,16 +40,7 @@ class _CellBase(RecurrentBase):
         if state is None:
             z = Tensor(np.zeros((B, H), dtype=self.dtype))
             return z, (Tensor(np.zeros((B, H), dtype=self.dtype)) if lstm else None)
-        if lstm:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise ShapeError("%s: the state must be a tuple (h, c) of shape %s each, got %s"
-                                 % (who, want, type(state).__name__))
-            parts = [as_tensor(s, self.dtype, who, name) for s, name in zip(state, ("h", "c"))]
-        else:
-            if isinstance(state, (tuple, list)):
-                raise ShapeError("%s: the state must be one array h of shape %s, not a %s"
-                                 % (who, want, type(state).__name__))
-            parts = [as_tensor(state, self.dtype, who, "h")]
+        parts = state_parts(who, state, lstm, self.dtype, "the state", ("h", "c"), want)
         for p, name in zip(parts, ("h", "c")):
             if p.shape != want:
                 raise ShapeError("%s: %s must have shape %s to match the input %s, got %s"
