@@ -127,6 +127,27 @@ def plot(rows, title, path):
     print("wrote", path)
 
 
+def markdown(data):
+    """The frontier as a Markdown table (for benchmarks/RESULTS.md), from the JSON this script writes."""
+    cfg = data["config"]
+    lines = ["%s, T=%d, B=%d, I=%d, H=%d, %s, loss `sum(out**2)`; pinned to CPU %s; median of %d interleaved "
+             "rounds. \"counted\" is the layer's own count (states kept plus the largest recomputed segment's "
+             "saved activations; for full BPTT what the graph saves), \"traced\" the tracemalloc peak of NumPy "
+             "allocations, which also holds the outputs and their gradient."
+             % (cfg["cell"].upper(), cfg["T"], cfg["B"], cfg["I"], cfg["H"], cfg["dtype"],
+                ",".join(map(str, data["affinity"])), data["repeat"]), "",
+             "| method | k or budget | segment | time ms | counted MiB | traced MiB | steps computed / T |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    names = {"full": "full BPTT", "uniform": "every k", "revolve": "binomial (revolve)"}
+    for r in data["rows"]:
+        counted = "%.2f" % r["counted_peak_mib"] if r.get("counted_peak_mib") is not None else "-"
+        lines.append("| %s | %s | %s | %.1f | %s | %.2f | %.2f |" % (
+            names.get(r["method"], r["method"]), "" if r["param"] is None else r["param"],
+            r.get("segment", "") if r["method"] == "revolve" else "", r["time_ms"], counted,
+            r["traced_peak_mib"], r["recompute"]))
+    return "\n".join(lines)
+
+
 def collections_by(rows):
     """Group rows into plot series: full, uniform k, revolve per segment length."""
     series = {}

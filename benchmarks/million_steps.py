@@ -255,6 +255,25 @@ def _show(r):
         print("%-8s T=%-9d %s" % (r["contender"], r["T"], r["status"]), flush=True)
 
 
+def markdown(data):
+    """The attempts as a Markdown table (for benchmarks/RESULTS.md), from the JSON this script writes."""
+    names = {"revolve": "tinybptt, binomial checkpointing (`checkpoint=\"auto\"`)",
+             "tinybptt": "tinybptt, full BPTT", "torch": "torch.nn.LSTM", "jax": "JAX, jit(value_and_grad(scan))"}
+    lines = ["| contender | T | time of the step | memory the step adds | note |", "|---|---:|---:|---:|---|"]
+    for r in data["results"]:
+        name = names.get(r["contender"], r["contender"])
+        if r["status"] == "ok":
+            note = ""
+            if r["contender"] == "revolve":
+                note = "budget %d states, segment %d, %.2f T steps computed" % (
+                    r["budget"], r["segment"], r["steps_computed"] / r["T"])
+            lines.append("| %s | %s | %.1f s | %.1f MiB | %s |" % (name, format(r["T"], ","), r["total_s"],
+                                                                   r["added_mib"], note))
+        else:
+            lines.append("| %s | %s | | | %s |" % (name, format(r["T"], ","), r["status"]))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--T", type=int, default=1_000_000, help="steps of the revolve run")

@@ -1,26 +1,27 @@
-"""Produce benchmarks/RESULTS.md: every table of the benchmark suite, with the command behind it.
+"""Produce benchmarks/RESULTS.md: every target of the benchmark suite, with the command behind each table.
 
-    python benchmarks/run_all.py              # the full run (about 20 minutes on the 2-core machine)
+    python benchmarks/run_all.py              # the targets (about 25 minutes on the 2-core machine)
     python benchmarks/run_all.py --quick      # a fast dry run of every section (tiny sizes, 1 repeat),
                                               # written to $TMPDIR/tinybptt-bench-quick/, not over RESULTS.md
-    python benchmarks/run_all.py --only grid-f32-1t,gemm   # re-run some sections, keep the others
+    python benchmarks/run_all.py --only seq-2t,train   # re-run some sections, keep the others
+    python benchmarks/run_all.py --extras     # also the further grids (every mode, float64, GEMM, scaling)
 
 Each section is one ``tinybptt bench ...`` command (run as ``python -m tinybptt.bench ...``,
-which is the same program), writing its JSON to ``benchmarks/results/<section>.json``.
-RESULTS.md is then assembled from all the JSON files present: the machine, the date, the
-exact command and wall time of every section, a headline of the targets, and every table.
-``--only`` re-runs the named sections and re-assembles with the others' stored JSON.
+which is the same program) or one script of this folder (frontier.py, million_steps.py),
+writing its JSON to ``benchmarks/results/<section>.json``.  RESULTS.md is then assembled
+from the JSON files present: the machine, the headline of the targets, and for every section
+its exact command, wall time, commit and tables.  ``--only`` re-runs the named sections and
+re-assembles with the others' stored JSON.
 
-Budget.  The full grid is slow for everyone on the large config (about 0.5-1 s per
-iteration for the peers too), so each measurement gets a time budget (``--budget``
-seconds of timed runs, split over 6 interleaved rounds, at least 6 runs); the sections
-below were sized so that the whole run stays near 20 minutes on the 2-core development
-machine.  Increase ``--budget``/``--repeat`` in SECTIONS for steadier numbers.
+Budget.  The large config is slow for everyone (about 0.5-1 s per iteration for the peers
+too), so each measurement gets a time budget (``--budget`` seconds of timed runs, split
+over 6 interleaved rounds).  Increase ``--budget``/``--repeat`` for steadier numbers.
 """
 import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -30,33 +31,60 @@ ROOT = os.path.dirname(HERE)
 RESULTS_DIR = os.path.join(HERE, "results")
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 
-#: (name, title, arguments of ``tinybptt bench``).  Order = order in RESULTS.md.
+#: The sequence-mode grid against the peers, one pinned core: run four times, because on this
+#: shared machine a ratio moves by 0.1-0.2 from one run to the next and the targets hold only if
+#: they hold in every run.  The first run also splits the time into kernels and the rest.
+SEQ_1T = ["--modes", "sequence", "--backends", "c", "--peers", "torch,jax", "--dtype", "float32",
+          "--threads", "1", "--cpus", "1", "--budget", "1", "--repeat", "24"]
+SEQ_RUNS = 4
+
+#: (name, title, kind, arguments).  kind "bench": arguments of ``tinybptt bench``;
+#: kind "script": a script of benchmarks/ and its arguments (it writes the JSON given by OUT_FLAG).
+#: Order = order in RESULTS.md.  These are the sections of the default run: one per target.
 SECTIONS = [
-    ("check", "Correctness: every contender against torch, same weights",
-     ["--check"]),
-    ("grid-f32-1t", "float32, 1 thread: the full grid",
+    ("check", "Correctness: every contender against torch, same weights", "bench", ["--check"]),
+] + [
+    ("seq-1t-run%d" % k, "mode=\"sequence\" against torch and JAX, 1 thread, run %d of %d" % (k, SEQ_RUNS), "bench",
+     SEQ_1T + ([] if k == 1 else ["--no-split"]))
+    for k in range(1, SEQ_RUNS + 1)
+] + [
+    ("seq-2t", "mode=\"sequence\" against torch and JAX, 2 threads, every contender pinned to CPUs 0-1", "bench",
+     ["--modes", "sequence", "--backends", "c", "--peers", "torch,jax", "--dtype", "float32", "--threads", "2",
+      "--cpus", "0-1", "--budget", "0.6", "--repeat", "20", "--no-split", "--max-iter-s", "2"]),
+    ("train", "Training loop: the adding problem in tinybptt, torch and JAX, one pinned core", "bench",
+     ["--section", "train", "--cpus", "1"]),
+    ("train-2t", "Training loop, 2 threads, every contender pinned to CPUs 0-1", "bench",
+     ["--section", "train", "--threads", "2", "--cpus", "0-1", "--no-ftz-run", "--profile-steps", "0"]),
+    ("frontier", "Memory against time: full BPTT, every-k checkpointing and binomial checkpointing", "script",
+     ["benchmarks/frontier.py", "--repeat", "5", "--cpu", "1", "--out", "benchmarks/results/frontier"]),
+    ("million", "A million steps in bounded memory", "script",
+     ["benchmarks/million_steps.py", "--cpu", "1", "--json", "benchmarks/results/million.json"]),
+]
+
+#: More measurements, run only when named with --only (or with --extras); their tables follow the
+#: targets', each with the date and commit it was measured on.
+EXTRAS = [
+    ("grid-f32-1t", "float32, 1 thread: every mode of tinybptt against every peer", "bench",
      ["--dtype", "float32", "--threads", "1", "--budget", "1.5", "--repeat", "36",
       "--skip-numpy-backend", "large", "--plot", "benchmarks/results/grid-f32-1t.png"]),
-    ("grid-f32-2t", "float32, 2 threads",
+    ("grid-f32-2t", "float32, 2 threads: every mode", "bench",
      ["--dtype", "float32", "--threads", "2", "--budget", "0.6", "--repeat", "20", "--no-split",
       "--skip-numpy-backend", "large", "--max-iter-s", "2"]),
-    ("grid-f64-1t", "float64, 1 thread (mode=\"sequence\" against the peers; the ops target is float32 only)",
+    ("grid-f64-1t", "float64, 1 thread (mode=\"sequence\" against the peers)", "bench",
      ["--dtype", "float64", "--threads", "1", "--budget", "0.6", "--repeat", "20", "--no-split",
       "--modes", "sequence", "--backends", "c", "--peers", "torch,jax,numpy", "--max-iter-s", "2.5"]),
     ("tiny-gc-each-run", "The tiny config under the older protocol: a full gc.collect() before every timed run",
-     ["--configs", "tiny", "--dtype", "float32", "--threads", "1", "--budget", "1", "--repeat", "30",
-      "--gc-each-run", "--no-split"]),
-    ("scaling", "Scaling with T, H, B and checkpointed BPTT (LSTM, float32, 1 thread)",
+     "bench", ["--configs", "tiny", "--dtype", "float32", "--threads", "1", "--budget", "1", "--repeat", "30",
+               "--gc-each-run", "--no-split"]),
+    ("scaling", "Scaling with T, H, B and checkpointed BPTT (LSTM, float32, 1 thread)", "bench",
      ["--scaling-only", "--cells", "lstm", "--dtype", "float32", "--threads", "1",
       "--plot", "benchmarks/results/scaling.png"]),
-    ("gemm", "GEMM kernel: GFLOP/s against torch.matmul and NumPy",
+    ("gemm", "GEMM kernel: GFLOP/s against torch.matmul and NumPy", "bench",
      ["--gemm-only", "--dtype", "float32,float64", "--threads", "1,2", "--gemm-repeat", "5"]),
-    ("train", "Training loop: the adding problem in tinybptt, torch and JAX, one pinned core",
-     ["--section", "train"]),
 ]
 
 #: Sections shown in full but kept out of the headline (another protocol, not the one of record).
-NOT_IN_HEADLINE = {"tiny-gc-each-run"}
+NOT_IN_HEADLINE = {"tiny-gc-each-run", "grid-f32-1t", "grid-f32-2t", "grid-f64-1t"}
 
 #: --quick: the same sections on tiny work, to check the pipeline end to end.
 QUICK = {
@@ -66,45 +94,74 @@ QUICK = {
     "gemm": ["--gemm-sizes", "32,64", "--gemm-repeat", "1"],
     "train": ["--cells", "rnn", "--train-steps", "8", "--train-rounds", "2", "--train-warmup", "2",
               "--profile-steps", "3", "--profile-warmup", "2"],
+    "frontier": ["--config", "60x2x4x8", "--ks", "5,20", "--budgets", "2,8", "--repeat", "1"],
+    "million": ["--T", "2000", "--peers-T", "1000,2000", "--peers", "tinybptt"],
 }
 
 
 def quick_args(name, args):
     """The section's arguments shrunk for --quick (later options override earlier ones)."""
-    key = "grid" if name.startswith("grid") else name
+    key = "grid" if name.startswith(("grid", "seq")) else "train" if name.startswith("train") else name
     args = list(args)
     if key == "gemm":
         args = [a if a != "1,2" else "1" for a in args]
     return args + QUICK.get(key, [])
 
 
-def run_section(name, args, quick=False):
+def _git_head():
+    try:
+        return subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def run_section(section, quick=False):
+    """Run one section and store its JSON (with the command, wall time and commit) in RESULTS_DIR."""
+    name, _, kind, args = section
     os.makedirs(RESULTS_DIR, exist_ok=True)
     js = os.path.join(RESULTS_DIR, name + ".json")
     args = quick_args(name, args) if quick else list(args)
-    if quick:  # plots of a dry run go with its JSON, not over the real ones
-        args = [os.path.join(RESULTS_DIR, os.path.basename(a)) if a.endswith(".png") else a for a in args]
-    cmd = [sys.executable, "-m", "tinybptt.bench"] + args + ["--json", js]
-    shown = "tinybptt bench " + " ".join(shlex.quote(a) for a in args)
+    # outputs of the section (plots, a script's JSON) go to RESULTS_DIR, so a dry run never overwrites
+    args = [os.path.join(RESULTS_DIR, os.path.basename(a)) if a.startswith("benchmarks/results/") else a
+            for a in args]
+    if kind == "bench":
+        cmd = [sys.executable, "-m", "tinybptt.bench"] + args + ["--json", js]
+        shown = "tinybptt bench " + " ".join(shlex.quote(a) for a in args)
+    else:
+        cmd = [sys.executable] + args
+        shown = "python " + " ".join(shlex.quote(os.path.relpath(a, ROOT) if a.startswith(RESULTS_DIR) else a)
+                                     for a in args)
     print("== %s: %s" % (name, shown), flush=True)
+    sys.path.insert(0, ROOT)
+    from tinybptt import bench
+    machine = bench.machine_info()  # a script section's machine, as a bench section records it
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=ROOT)
     wall = time.time() - t0
+    if kind == "script":  # the script wrote its own JSON where its --out/--json said
+        out_js = next(a for a in args if a.startswith(RESULTS_DIR))
+        out_js = out_js if out_js.endswith(".json") else out_js + ".json"
+        if os.path.exists(out_js) and out_js != js:
+            os.replace(out_js, js)
     if not os.path.exists(js):
         raise SystemExit("section %s failed (exit code %d) and wrote no JSON" % (name, proc.returncode))
     with open(js) as f:
         data = json.load(f)
-    data["section"] = {"name": name, "command": shown, "wall_s": wall, "exit_code": proc.returncode,
-                       "quick": quick}
+    if "machine" not in data:
+        data["machine"] = dict(machine, loadavg_end=bench.machine_info().get("loadavg"))
+    data["section"] = {"name": name, "kind": kind, "command": shown, "wall_s": wall, "exit_code": proc.returncode,
+                       "quick": quick, "commit": _git_head(), "finished": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                        time.gmtime())}
     with open(js, "w") as f:
         json.dump(data, f, indent=1)
     print("== %s done in %.0f s (exit code %d)" % (name, wall, proc.returncode), flush=True)
     return data
 
 
-def load_sections():
+def load_sections(sections):
     got = []
-    for name, title, _ in SECTIONS:
+    for name, title, kind, _ in sections:
         js = os.path.join(RESULTS_DIR, name + ".json")
         if os.path.exists(js):
             with open(js) as f:
@@ -112,34 +169,98 @@ def load_sections():
     return got
 
 
-def assemble(sections):
-    """RESULTS.md from the stored section JSON files."""
-    sys.path.insert(0, ROOT)
-    from tinybptt import bench
+# --------------------------------------------------------------------------- the headline of the targets
 
+
+def spread_table(runs, report):
+    """mode="sequence" / the faster peer in each of the runs: median, lowest-highest, runs that met the target."""
+    per = {}  # (threads, cell, config) -> [summary row of each run]
+    for summary in runs:
+        for r in summary:
+            if r["seq_ratio"] is not None:
+                per.setdefault((r["threads"], r["cell"], r["config"]), []).append(r)
+    configs = list(dict.fromkeys(k[2] for k in per))
+    groups = list(dict.fromkeys(k[:2] for k in per))
+    lines = ["| threads | cell | " + " | ".join(configs) + " |", "|---|---|" + "---:|" * len(configs)]
+    for g in groups:
+        cells = []
+        for c in configs:
+            rows = per.get(g + (c,), [])
+            if not rows:
+                cells.append("-")
+                continue
+            v = sorted(r["seq_ratio"] for r in rows)
+            met = sum(bool(r["seq_pass"]) for r in rows)
+            peers = sorted(set(report.SHORT.get(r["best_peer"], r["best_peer"]) for r in rows))
+            cells.append("%.2fx (%.2f-%.2f) %d/%d %s" % (statistics.median(v), v[0], v[-1], met, len(rows),
+                                                         "/".join(peers)))
+        lines.append("| %d | %s | " % (g[0], g[1].upper()) + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def overhead_table(data):
+    """Time outside the kernels per layer call, from the kernel/overhead split of one run (tiny and small)."""
+    lines = ["| cell | config | total ms | in kernels ms | outside the kernels, us per call |", "|---|---|---:|---:|---:|"]
+    for r in data.get("results", []):
+        if r["contender"] == "tinybptt:sequence" and r.get("kernel_ms") is not None and r["config"] in ("tiny", "small"):
+            lines.append("| %s | %s | %.3f | %.3f | %.0f |" % (r["cell"].upper(), r["config"], r["split_total_ms"],
+                                                              r["kernel_ms"], 1e3 * (r["split_total_ms"] - r["kernel_ms"])))
+    return "\n".join(lines)
+
+
+def train_headline(data, report):
+    """Training loop: tinybptt / the faster peer, and the default run against the flush-to-zero run."""
+    from tinybptt.bench.train import train_ratios
+    rows = data["train"]["rows"]
+    lines = ["| threads | cell | tinybptt / faster peer | target <=0.5x | default / flush-to-zero |",
+             "|---:|---|---:|---|---:|"]
+    threads = len(rows[0].get("cpus", ())) if rows else "?"  # each section uses as many threads as CPUs
+    # one thread: CPU time (not inflated when other processes take turns on the core); more threads:
+    # wall time, since CPU time adds up the threads and would penalise the one that uses both cores
+    key = "cpu_s" if threads == 1 else "wall_s"
+    for cell, (ratio, best, ftz) in train_ratios(rows, key).items():
+        lines.append("| %s | %s | %s (%s) | %s | %s |" % (
+            threads, cell.upper(), report.fmt_ratio(ratio), best, report.passfail(ratio is not None and ratio <= 0.5),
+            report.fmt_ratio(ratio / ftz) if ratio and ftz else "-"))
+    return "\n".join(lines)
+
+
+def assemble(targets, extras):
+    """RESULTS.md from the stored section JSON files: the targets' headline, then every table."""
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, HERE)
+    from tinybptt import bench
+    from tinybptt.bench import report
+    import frontier
+    import million_steps
+
+    sections = targets + extras
     lines = ["# tinybptt benchmark results", ""]
-    total = sum(d.get("section", {}).get("wall_s", 0) for _, _, d in sections)
-    dates = sorted(d["machine"].get("date", "?") for _, _, d in sections)
+    total = sum(d.get("section", {}).get("wall_s", 0) for _, _, d in targets)
+    finished = sorted(d.get("section", {}).get("finished", "?") for _, _, d in targets)
+    commits = sorted(set(d.get("section", {}).get("commit", "?") for _, _, d in targets))
     quick = any(d.get("section", {}).get("quick") for _, _, d in sections)
     lines += [
-        "Produced by `benchmarks/run_all.sh` (= `python benchmarks/run_all.py`), one command; "
-        "sections ran %s to %s, %.1f minutes of wall time in total.%s"
-        % (dates[0] if dates else "?", dates[-1] if dates else "?", total / 60,
+        "Produced by `benchmarks/run_all.sh` (= `python benchmarks/run_all.py`), one command, on commit %s; "
+        "the sections finished between %s and %s, %.1f minutes of wall time in all.%s"
+        % (" / ".join(commits), finished[0] if finished else "?", finished[-1] if finished else "?", total / 60,
            " **QUICK DRY RUN: tiny sizes, not real measurements.**" if quick else ""),
         "Re-run everything with `benchmarks/run_all.sh`, or some sections with "
-        "`python benchmarks/run_all.py --only %s`; each section's raw measurements are in "
-        "`benchmarks/results/<section>.json`." % ",".join(n for n, _, _ in SECTIONS[1:3]),
+        "`python benchmarks/run_all.py --only seq-2t,train`; each section's raw measurements are in "
+        "`benchmarks/results/<section>.json`.  The further measurements at the end (`--extras`) are older runs, "
+        "each labelled with its date and commit.",
         "How much these ratios move from one run to the next on this shared machine, and where the time goes "
-        "on the configs that miss their target (profiles): `benchmarks/README.md`, \"Reading the numbers\".",
+        "(profiles): `benchmarks/README.md`, \"Reading the numbers\".",
         "",
         "## Machine",
         "",
     ]
-    if sections:
-        lines.append(bench.machine_text(sections[0][2]["machine"], md=True))
+    if targets:
+        lines.append(bench.machine_text(targets[0][2]["machine"], md=True))
         loads = ["%s: %s -> %s" % (n, d["machine"].get("loadavg", "?"), d["machine"].get("loadavg_end", "?"))
-                 for n, _, d in sections]
+                 for n, _, d in targets]
         lines += ["- **load average (1/5/15 min) at start -> end of each section**: " + "; ".join(loads), ""]
+    lines += headline(dict((n, d) for n, _, d in targets), report)
     lines += [
         "## How these numbers are made",
         "",
@@ -189,28 +310,64 @@ def assemble(sections):
         "135 GFLOP/s float32, 66 float64 per thread).",
         "",
     ]
-    summaries = []
-    for name, title, d in sections:
-        if d.get("results") and name not in NOT_IN_HEADLINE:
-            summaries += bench.summarize(d["results"], bench.floor_rates(d))
-    if summaries:
-        lines += ["## Headline", "", bench.headline_table(summaries, md=True), ""]
-    for name, title, d in sections:
-        sec = d.get("section", {})
-        lines += ["## %s" % title, "",
-                  "Command: `%s` (wall time %.0f s%s)." % (sec.get("command", d.get("command")), sec.get("wall_s", 0),
-                                                           ", exit code %d" % sec["exit_code"]
-                                                           if sec.get("exit_code") else ""),
-                  "", bench.render(d, md=True, headline=False, plot_dir=os.path.dirname(RESULTS_MD), embed_plots=False), ""]
+    for part, group in (("", targets), ("Further measurements (older runs; not re-run by default)", extras)):
+        if part and group:
+            lines += ["# " + part, ""]
+        for name, title, d in group:
+            lines += section_text(name, title, d, bench, frontier, million_steps)
     with open(RESULTS_MD, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
     print("wrote %s" % RESULTS_MD)
 
 
+def headline(by_name, report):
+    """The targets, each with its ratio: sequence mode in every run, the per-call overhead, the loops."""
+    out = []
+    runs = [report.summarize(d["results"], report.floor_rates(d)) for n, d in sorted(by_name.items())
+            if n.startswith("seq-1t") and d.get("results")]
+    if runs:
+        out += ["## Headline", "",
+                "**mode=\"sequence\" forward+backward, float32: tinybptt time / the faster peer's time over %d runs: "
+                "median (lowest-highest), the runs that met the target (at most 0.8x; 1.1x on large), the faster "
+                "peer**" % len(runs), "", spread_table(runs, report), ""]
+    if by_name.get("seq-2t", {}).get("results"):
+        two = report.summarize(by_name["seq-2t"]["results"], report.floor_rates(by_name["seq-2t"]))
+        out += ["**The same with 2 threads, every contender pinned to CPUs 0-1 (one run)**", "",
+                spread_table([two], report), ""]
+    if by_name.get("seq-1t-run1", {}).get("results"):
+        out += ["**Fixed cost: time outside the kernels per forward+backward call (run 1's split; target about 30 us)**",
+                "", overhead_table(by_name["seq-1t-run1"]), ""]
+    for n in ("train", "train-2t"):
+        if by_name.get(n, {}).get("train"):
+            out += ["**Training loop (%s): tinybptt / the faster peer (CPU time per step with one thread, "
+                    "wall time with two); default float32 run against the same run with flush-to-zero (target: within "
+                    "1.2x)**" % n, "", train_headline(by_name[n], report), ""]
+    return out
+
+
+def section_text(name, title, d, bench, frontier, million_steps):
+    """One section of RESULTS.md: its command, then its tables."""
+    sec = d.get("section", {})
+    when = (", commit %s, finished %s" % (sec["commit"].split()[0], sec.get("finished", "?")) if sec.get("commit")
+            else ", %s" % d.get("machine", {}).get("date", d.get("date", "")))
+    head = ["## %s" % title, "",
+            "Command: `%s` (wall time %.0f s%s%s)." % (
+                sec.get("command", d.get("command")), sec.get("wall_s", 0),
+                ", exit code %d" % sec["exit_code"] if sec.get("exit_code") else "", when), ""]
+    if name == "frontier":
+        return head + [frontier.markdown(d), "", "Plot: `benchmarks/results/frontier.png`.", ""]
+    if name == "million":
+        return head + [million_steps.markdown(d), ""]
+    return head + [bench.render(d, md=True, headline=False, plot_dir=os.path.dirname(RESULTS_MD),
+                                embed_plots=False), ""]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Run the benchmark sections and write benchmarks/RESULTS.md.")
     p.add_argument("--only", help="comma-separated sections to run (%s); the others' stored JSON is reused"
-                   % ",".join(n for n, _, _ in SECTIONS))
+                   % ",".join(n for n, _, _, _ in SECTIONS + EXTRAS))
+    p.add_argument("--extras", action="store_true", help="also run the further sections (%s)"
+                   % ",".join(n for n, _, _, _ in EXTRAS))
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat: check the pipeline only")
     p.add_argument("--assemble-only", action="store_true", help="only rebuild RESULTS.md from stored JSON")
     args = p.parse_args(argv)
@@ -220,16 +377,18 @@ def main(argv=None):
         RESULTS_DIR = os.path.join(tempfile.gettempdir(), "tinybptt-bench-quick")
         RESULTS_MD = os.path.join(RESULTS_DIR, "RESULTS.md")
         print("--quick: writing to %s" % RESULTS_DIR)
-    names = [n for n, _, _ in SECTIONS]
-    only = names if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
+    every = SECTIONS + EXTRAS
+    names = [s[0] for s in every]
+    default = [s[0] for s in SECTIONS + (EXTRAS if args.extras else [])]
+    only = default if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in names]
     if bad:
         p.error("unknown section(s) %s; choose from %s" % (",".join(bad), ",".join(names)))
     if not args.assemble_only:
-        for name, title, sargs in SECTIONS:
-            if name in only:
-                run_section(name, sargs, args.quick)
-    assemble(load_sections())
+        for section in every:
+            if section[0] in only:
+                run_section(section, args.quick)
+    assemble(load_sections(SECTIONS), load_sections(EXTRAS))
     return 0
 
 
