@@ -59,7 +59,8 @@ def _total_norm(flat, p):
     could matter, goes through ``_pnorm`` instead.
     """
     if p == 2.0 and flat.size:
-        s = float(np.dot(flat, flat))
+        with np.errstate(over="ignore", under="ignore"):  # both are caught below
+            s = float(np.dot(flat, flat))
         if flat.size * 1e-290 < s < float("inf"):  # see the docstring: no square lost to under/overflow
             return s ** 0.5
     return _pnorm(np.abs(flat), p)
