@@ -114,7 +114,7 @@ def test_outputs_the_caller_keeps_are_never_reused(pool):
     output: none is overwritten by later forward passes."""
     layer = _layer("lstm", np.float64)
     kept, copies = [], []
-    for k in range(workspace.PER_SHAPE + 3):
+    for k in range(workspace.PER_SHAPE + 3):  # more than the pool keeps of one shape
         out, _ = layer(_x(k, np.float64))
         kept.append(out)
         copies.append(out.data.copy())

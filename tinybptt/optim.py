@@ -175,10 +175,12 @@ class SGD(Optimizer):
         """Update every parameter that has a gradient."""
         for flat in self._groups():
             grads = self._grads(flat)
-            if all(g is not None for g in grads):  # all at once (see the module docstring)
+            # all at once (see the module docstring) when there is a momentum buffer to update; plain
+            # SGD is two operations per parameter, which copying the gradients together would not beat
+            if self.momentum and all(g is not None for g in grads):
                 g = flat.gather(grads, "grad")
                 p = flat.gather([p.data for p in flat.params], "param") if self.weight_decay else None
-                flat.subtract(self._step(g, p, flat.buffer("momentum_buffer") if self.momentum else None))
+                flat.subtract(self._step(g, p, flat.buffer("momentum_buffer")))
                 continue
             for p, g in zip(flat.params, grads):
                 if g is not None:

@@ -51,8 +51,9 @@ from .. import modes
 #: Arrays smaller than this come from ``np.empty`` as before: ``malloc`` keeps
 #: small blocks in its heap, so they cost no page faults.
 MIN_BYTES = 64 * 1024
-#: At most this many arrays of one (shape, dtype) are kept.
-PER_SHAPE = 8
+#: At most this many arrays of one (shape, dtype) are kept (a stacked layer makes three or four of one
+#: shape per layer and step).
+PER_SHAPE = 32
 _DEFAULT_LIMIT = 256 * 1024 * 1024
 
 _lock = threading.Lock()
