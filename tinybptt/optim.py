@@ -22,8 +22,9 @@ optimiser state (``m``, ``v``, the momentum buffer) therefore lives in one flat
 array per dtype (``_Flat``), each parameter's state being a view of its slice.
 When every parameter has a gradient, as in a plain training loop, the
 gradients are copied into one flat array and the update is computed once over
-all of them; otherwise each parameter with a gradient is updated on its own
-views.  Both run the same update function, which spells out the formula.
+all of them (Adam; SGD with momentum); otherwise each parameter with a gradient
+is updated on its own views.  Both run the same update function, which spells
+out the formula.  The layout is made from the parameter list at the first step.
 """
 import numpy as np
 
