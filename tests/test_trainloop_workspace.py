@@ -198,3 +198,14 @@ def test_two_threads_training_at_once(pool):
     for seed in (1, 2):
         for a, b in zip(together[seed], alone[seed]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_zeros_is_zero_even_in_a_reused_array(pool):
+    dt = np.dtype(np.float32)
+    a = pool.empty((64, 1024), dt)
+    a.fill(7.0)
+    address = a.__array_interface__["data"][0]
+    del a
+    z = pool.zeros((64, 1024), dt)
+    assert z.__array_interface__["data"][0] == address  # the same memory, handed out again
+    assert z.dtype == dt and z.shape == (64, 1024) and not z.any()
