@@ -13,7 +13,9 @@ every loop evaluates the test set once before its first step: besides the
 baseline it gives, this matters for speed, because how much memory a process has
 freed before decides whether NumPy's large arrays come fresh from the OS, page
 fault by page fault, at every step (glibc keeps freed memory for reuse once it
-has handed back a large block, such as the test set's activations).
+has handed back a large block, such as the test set's activations).  The layer
+forward's arrays do not depend on it: they come from tinybptt's workspace
+(``kernels.workspace``), reused from step to step.
 
 tinybptt runs with its default settings (``mode="sequence"``, the layer's
 gradient trace recorded, subnormal numbers kept).  A second tinybptt row,

@@ -15,7 +15,10 @@ loop's trained weights with it (the loop's), so both are measured at the same
 moments of a busy machine.  With ``ftz`` everything runs after
 ``tinybptt.set_flush_to_zero(True)``.  The loop first evaluates its test set, as
 ``tinybptt train`` does, unless ``fresh_heap`` is set: then the process has never
-freed a large block and NumPy's large arrays cost page faults at every step.
+freed a large block, and NumPy's large arrays that do not come from tinybptt's
+workspace (``kernels.workspace``: the layer forward's saved arrays and outputs)
+cost page faults at every step.  The profile counts, per step, the arrays the
+workspace handed out again and those it had to make.
 """
 import resource
 import statistics
@@ -73,20 +76,26 @@ def _layer_kernels(kt):
 
 
 def loop_phases(loop, rng, cfg, steps):
-    """The training loop alone for ``steps`` steps: median CPU ms and page faults per phase, and
-    the recurrent kernels' ms (``seq_forward``, ``seq_backward``, every other kernel)."""
+    """The training loop alone for ``steps`` steps: median CPU ms and page faults per phase, the
+    recurrent kernels' ms (``seq_forward``, ``seq_backward``, every other kernel), and the arrays
+    the workspace reused and made per step."""
     from .. import kernels
+    from ..kernels import workspace
     from ..tasks import adding_problem
-    ms, faults, kern = {p: [] for p in PHASES}, {p: [] for p in PHASES}, []
+    ms, faults, kern, pool = {p: [] for p in PHASES}, {p: [] for p in PHASES}, [], []
     for _ in range(steps):
+        before = workspace.stats()
         with timing.KernelTimer(kernels.backend, clock=time.process_time) as kt:
             secs, flt = _profiled_step(loop, rng, cfg, kt, adding_problem)
+        after = workspace.stats()
+        pool.append((after["reused"] - before["reused"], after["made"] - before["made"]))
         for p in PHASES:
             ms[p].append(1e3 * secs[p])
             faults[p].append(flt[p])
         kern.append(_layer_kernels(kt))
     med = statistics.median
     return {"phases_ms": {p: med(v) for p, v in ms.items()}, "faults": {p: med(v) for p, v in faults.items()},
+            "workspace": {"reused": med([r for r, _ in pool]), "made": med([m for _, m in pool])},
             "step_ms": med([sum(v) for v in zip(*ms.values())]),
             "kernel_fwd_ms": med([k[0] for k in kern]), "kernel_bwd_ms": med([k[1] for k in kern]),
             "other_kernels_ms": med([k[2] for k in kern])}
@@ -217,17 +226,20 @@ def _ms(v):
 
 def _phase_table(ok, md):
     from .report import render_table
-    head = ["cell", "flush-to-zero", "step ms", "sum of phases"] + list(PHASES) + ["page faults: forward / backward"]
+    head = (["cell", "flush-to-zero", "step ms", "sum of phases"] + list(PHASES)
+            + ["page faults: forward / backward", "workspace arrays: reused / made"])
     body = []
     for r in ok:
         ph = r["phases_ms"]
         total = sum(ph.values())
         body.append([r["cell"].upper(), "on" if r["ftz"] else "off (default)", _ms(r["step_ms"]), _ms(total)]
                     + ["%s (%.0f%%)" % (_ms(ph[p]), 100 * ph[p] / total) for p in PHASES]
-                    + ["%d / %d" % (r["faults"]["layer forward"], r["faults"]["backward"])])
+                    + ["%d / %d" % (r["faults"]["layer forward"], r["faults"]["backward"]),
+                       "%g / %g" % (r["workspace"]["reused"], r["workspace"]["made"]) if "workspace" in r else "-"])
     title = ("Where a tinybptt training step's time goes: median CPU ms per phase (its share of the sum of the "
              "phase medians) over %d steps after %d training steps; step ms = the median step; page faults = "
-             "minor page faults (memory the OS hands out on first touch), median per step%s"
+             "minor page faults (memory the OS hands out on first touch), median per step; workspace arrays = "
+             "the layer forward's large arrays per step that tinybptt's workspace handed out again / made anew%s"
              % (ok[0]["steps"], ok[0]["warmup"], "; fresh heap: no test-set evaluation before the first step"
                 if ok[0].get("fresh_heap") else ""))
     return render_table(head, body, md, title=title)

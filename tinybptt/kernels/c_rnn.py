@@ -23,6 +23,7 @@ for the forward call are kept with ``saved`` and reused by backward.
 """
 import numpy as np
 
+from . import workspace
 from ._ffi import CTYPE, F32, F64, NULL, check, fn, from_buffer, plain, ptr
 from .validate import contiguous
 from .cells import GATES
@@ -99,21 +100,21 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     dt = x.dtype
     ct = CTYPE[dt]
     fb = from_buffer
-    out = np.empty((T, B, H), dtype=dt)
+    out = workspace.empty((T, B, H), dt)
     c_out = gates = tanh_c = hn = None
     px, ph0, pwi, pwh, pout = fb(ct, x), fb(ct, h0), fb(ct, w_ih), fb(ct, w_hh), fb(ct, out)
     pbi = NULL if b_ih is None else fb(ct, b_ih)
     pbh = NULL if b_hh is None else fb(ct, b_hh)
     if cell == "lstm":
-        c_out = np.empty((T, B, H), dtype=dt)
-        gates = np.empty((T, B, 4 * H), dtype=dt)
-        tanh_c = np.empty((T, B, H), dtype=dt)
+        c_out = workspace.empty((T, B, H), dt)
+        gates = workspace.empty((T, B, 4 * H), dt)
+        tanh_c = workspace.empty((T, B, H), dt)
         pc0, pg, ptc, pcout = fb(ct, c0), fb(ct, gates), fb(ct, tanh_c), fb(ct, c_out)
         ptrs = ((x, h0, c0, w_ih, w_hh, gates, tanh_c, out, c_out), (px, ph0, pc0, pwi, pwh, pg, ptc, pout, pcout))
         rc = fn("lstm_seq_forward", dt)(T, B, I, H, px, ph0, pc0, pwi, pwh, pbi, pbh, pg, ptc, pout, pcout)
     elif cell == "gru":
-        gates = np.empty((T, B, 3 * H), dtype=dt)
-        hn = np.empty((T, B, H), dtype=dt)
+        gates = workspace.empty((T, B, 3 * H), dt)
+        hn = workspace.empty((T, B, H), dt)
         pg, phn = fb(ct, gates), fb(ct, hn)
         ptrs = ((x, h0, w_ih, w_hh, gates, hn, out), (px, ph0, pwi, pwh, pg, phn, pout))
         rc = fn("gru_seq_forward", dt)(T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pg, phn, pout)

@@ -12,7 +12,7 @@ can name it.  None of this raises a NumPy warning.
 """
 import numpy as np
 
-from ..autograd import Tensor, _as_array
+from ..autograd import Function, Tensor, _as_array
 from ..errors import DTypeError, ShapeError, describe
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -92,6 +92,33 @@ def cross_entropy(logits, target, reduction="mean"):
     return nll_loss(log_softmax(logits, axis=-1), target, reduction)
 
 
+class MSELoss(Function):
+    """``(input - target)^2``, summed, averaged or elementwise, as one node.
+
+    Backward, as PyTorch computes it: ``d/d input = norm * (input - target) * g``
+    with ``norm = 2 / n`` for the mean over n elements (2 otherwise), and
+    ``d/d target`` its negative.  One node instead of the three of
+    ``(input - target) ** 2`` then ``mean`` (subtract, multiply, reduce): the loss of
+    every training step, so the two fewer nodes are saved at every step.
+    """
+
+    name = "mse_loss"
+
+    @staticmethod
+    def forward(ctx, input, target, reduction="mean"):
+        d = input - target
+        ctx.save_for_backward(d)
+        ctx.norm = 2.0 / d.size if reduction == "mean" else 2.0
+        sq = d * d
+        return sq if reduction == "none" else np.asarray(sq.mean() if reduction == "mean" else sq.sum())
+
+    @staticmethod
+    def backward(ctx, g):
+        (d,) = ctx.saved_tensors
+        gx = (d * ctx.norm) * g
+        return (gx if ctx.needs_input_grad[0] else None), (-gx if ctx.needs_input_grad[1] else None)
+
+
 def mse_loss(input, target, reduction="mean"):
     """Mean (or summed) squared error between ``input`` and ``target`` of the same shape."""
     input = _tensor(input, "mse_loss")
@@ -99,5 +126,6 @@ def mse_loss(input, target, reduction="mean"):
     if input.shape != target.shape:
         raise ShapeError("mse_loss: input and target must have the same shape, got %s"
                          % describe(input.data, target.data))
-    d = input - target
-    return _reduce(d * d, reduction, "mse_loss", input.shape)
+    if reduction not in _REDUCTIONS or (reduction == "mean" and input.size == 0):
+        _reduce(input, reduction, "mse_loss")  # raises the clear error
+    return MSELoss.apply(input, target, reduction=reduction)

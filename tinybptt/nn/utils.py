@@ -5,11 +5,14 @@ import numpy as np
 
 from ..autograd import Tensor, topological_order
 from ..errors import ShapeError
+from ..kernels import workspace
 
 try:
     from numpy.lib.array_utils import byte_bounds as _byte_bounds
 except ImportError:  # NumPy < 2
     _byte_bounds = np.byte_bounds
+
+_F64 = np.dtype(np.float64)
 
 
 def _params(params, who="clip_grad_norm_"):
@@ -45,6 +48,24 @@ def _pnorm(values, p):
         return m * float(np.sum((values / m) ** p)) ** (1.0 / p)
 
 
+def _total_norm(flat, p):
+    """The p-norm of the float64 vector ``flat``, as ``_pnorm`` computes it.
+
+    Fast path for the Euclidean norm: one dot product, ``sqrt(flat . flat)``.  It is
+    exact to rounding unless a square overflowed or underflowed, which cannot
+    happen for gradients that were float32 (their squares lie far inside
+    float64's range) and is detected otherwise: a sum of squares that is not
+    finite, or so small that squares below float64's smallest normal number
+    could matter, goes through ``_pnorm`` instead.
+    """
+    if p == 2.0 and flat.size:
+        with np.errstate(over="ignore", under="ignore"):  # both are caught below
+            s = float(np.dot(flat, flat))
+        if flat.size * 1e-290 < s < float("inf"):  # see the docstring: no square lost to under/overflow
+            return s ** 0.5
+    return _pnorm(np.abs(flat), p)
+
+
 def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scale the gradients of ``params`` so that their joint norm is at most ``max_norm``.
 
@@ -68,11 +89,14 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
                          "got %r" % (who, norm_type))
     if not grads:
         return 0.0
-    norms = np.array([_pnorm(np.abs(np.asarray(p.grad, dtype=np.float64)).ravel(), norm_type) for p in grads])
-    total = _pnorm(norms, norm_type)
+    # the gradients laid end to end in float64: one vector, one norm (not a norm per parameter); its
+    # buffer is reused from call to call (kernels.workspace) rather than fresh from the OS each step
+    flat = np.concatenate([np.asarray(p.grad).reshape(-1) for p in grads],
+                          out=workspace.empty((sum(p.grad.size for p in grads),), _F64))
+    total = _total_norm(flat, norm_type)
     if not np.isfinite(total) and error_if_nonfinite:
         from ..errors import GraphError
-        bad = [grads[k] for k, n in enumerate(norms) if not np.isfinite(n)]
+        bad = [p for p in grads if not np.all(np.isfinite(p.grad))]
         index = {id(p): k for k, p in enumerate(params)}
         raise GraphError("%s: the total gradient norm is %s (gradients of parameters %s, shapes %s, are not "
                          "finite); look for the op that made them with tinybptt.inspect.detect_anomaly()"
