@@ -264,8 +264,8 @@ class Context:
     __slots__ = ("fn", "inputs", "needs_input_grad", "saved_tensors", "out_meta", "saved_versions",
                  "label", "step", "role", "id", "freed", "__dict__")
 
-    def __init__(self, fn, inputs, needs_input_grad):
-        m = thread.modes
+    def __init__(self, fn, inputs, needs_input_grad, modes=None):
+        m = modes or thread.modes  # (Function.apply passes the thread's modes it already looked up)
         self.fn = fn
         self.inputs = inputs  # the Tensor arguments (None where the argument was not a Tensor)
         self.needs_input_grad = needs_input_grad
@@ -364,7 +364,8 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         """Run the op on Tensors (or arrays/numbers) and record it in the graph."""
-        grad_on = thread.modes.grad_enabled
+        modes = thread.modes
+        grad_on = modes.grad_enabled
         arrays, needs = [], []
         for a in args:
             if isinstance(a, Tensor):
@@ -374,18 +375,19 @@ class Function:
                 arrays.append(a)
                 needs.append(False)
         requires_grad = True in needs
-        ctx = Context(cls, args if requires_grad else None, tuple(needs))
+        ctx = Context(cls, args if requires_grad else None, tuple(needs), modes)
         raw = cls.forward(ctx, *arrays, **kwargs)
-        if thread.modes.forward_hooks:
+        if modes.forward_hooks:
             _run_forward_hooks(ctx, arrays, raw)
-        outs = [_output(o, k, ctx if requires_grad else None) for k, o in enumerate(raw)] \
-            if isinstance(raw, tuple) else [_output(raw, 0, ctx if requires_grad else None)]
+        node = ctx if requires_grad else None
+        many = isinstance(raw, tuple)
+        outs = [_output(o, k, node) for k, o in enumerate(raw)] if many else [_output(raw, 0, node)]
         _share_versions_of_views(args, outs)
         if requires_grad:  # each output's shape and dtype: the engine makes zeros for an unused one
-            ctx.out_meta = tuple((None, None) if o is None else (o.shape, o.dtype) for o in outs)
+            ctx.out_meta = tuple([(None, None) if o is None else (o.data.shape, o.data.dtype) for o in outs])
             if ctx.saved_tensors:
                 ctx.saved_versions = saved_values.record(ctx.saved_tensors, args, outs)
-        return tuple(outs) if isinstance(raw, tuple) else outs[0]
+        return tuple(outs) if many else outs[0]
 
 
 def _output(data, index, ctx):
@@ -607,12 +609,13 @@ def _call_backward(node, grads_out):
     if node.saved_versions:
         saved_values.check(node)
     hooks = thread.modes.backward_hooks
-    if any(g is None for g in grads_out) and (hooks or not node.fn.accepts_none_grads):
+    if len(grads_out) > 1 and (hooks or not node.fn.accepts_none_grads):  # (one output: it has its gradient)
         grads_out = [np.zeros(shape, dtype) if g is None and shape is not None else g
                      for g, (shape, dtype) in zip(grads_out, node.out_meta)]
-    grads_out = tuple(grads_out)
-    for hook in list(hooks):
-        hook(node, grads_out)
+    if hooks:
+        grads_out = tuple(grads_out)
+        for hook in list(hooks):
+            hook(node, grads_out)
     grads_in = node.fn.backward(node, *grads_out)  # node.fn: a hook may have wrapped it (anomaly mode does)
     if type(grads_in) is not tuple:
         grads_in = (grads_in,)

@@ -71,22 +71,28 @@ def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
 
     ``ndim`` is 3 for a sequence (x (T, B, I)) and 2 for one step (x (B, I))."""
     G = GATES.get(cell) if type(cell) is str else None
-    if G is None or type(x) is not _ndarray or x.ndim != ndim or type(h0) is not _ndarray:
+    if G is None or type(x) is not _ndarray or x.ndim != ndim or type(h0) is not _ndarray or h0.ndim != 2:
+        return False
+    T, B, I = x.shape if ndim == 3 else (1,) + x.shape
+    H = h0.shape[1]
+    GH = G * H
+    if (T == 0 or h0.shape[0] != B or (c0 is not None) != (cell == "lstm")
+            or getattr(w_ih, "shape", None) != (GH, I) or getattr(w_hh, "shape", None) != (GH, H)
+            or (c0 is not None and getattr(c0, "shape", None) != (B, H))
+            or (b_ih is not None and getattr(b_ih, "shape", None) != (GH,))
+            or (b_hh is not None and getattr(b_hh, "shape", None) != (GH,))):
         return False
     dt = x.dtype
     if dt is not F32 and dt is not F64:
         return False
-    T, B, I = x.shape if ndim == 3 else (1,) + x.shape
-    H = h0.shape[-1] if h0.ndim == 2 else -1
-    GH = G * H
-    if (T == 0 or h0.shape != (B, H) or (c0 is not None) != (cell == "lstm")
-            or (c0 is not None and type(c0) is _ndarray and c0.shape != (B, H))
-            or getattr(w_ih, "shape", None) != (GH, I) or getattr(w_hh, "shape", None) != (GH, H)
-            or (b_ih is not None and getattr(b_ih, "shape", None) != (GH,))
-            or (b_hh is not None and getattr(b_hh, "shape", None) != (GH,))):
-        return False
-    return (_plain(x, dt) and _plain(h0, dt) and _plain(c0, dt) and _plain(w_ih, dt) and _plain(w_hh, dt)
-            and _plain(b_ih, dt) and _plain(b_hh, dt))
+    for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh):  # usable by C as they are (what ``plain`` checks)
+        if a is not None:
+            if type(a) is not _ndarray or a.dtype is not dt:
+                return False
+            f = a.flags
+            if not (f.c_contiguous and f.aligned):
+                return False
+    return True
 
 
 def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
