@@ -71,28 +71,22 @@ def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
 
     ``ndim`` is 3 for a sequence (x (T, B, I)) and 2 for one step (x (B, I))."""
     G = GATES.get(cell) if type(cell) is str else None
-    if G is None or type(x) is not _ndarray or x.ndim != ndim or type(h0) is not _ndarray or h0.ndim != 2:
+    dt = getattr(x, "dtype", None)
+    if G is None or (dt is not F32 and dt is not F64) or (c0 is not None) != (cell == "lstm"):
+        return False
+    for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh):  # usable by C as they are (see _ffi.plain)
+        if a is not None:
+            f = a.flags if type(a) is _ndarray and a.dtype is dt else None
+            if f is None or not (f.c_contiguous and f.aligned):
+                return False
+    if x.ndim != ndim or h0.ndim != 2:
         return False
     T, B, I = x.shape if ndim == 3 else (1,) + x.shape
     H = h0.shape[1]
     GH = G * H
-    if (T == 0 or h0.shape[0] != B or (c0 is not None) != (cell == "lstm")
-            or getattr(w_ih, "shape", None) != (GH, I) or getattr(w_hh, "shape", None) != (GH, H)
-            or (c0 is not None and getattr(c0, "shape", None) != (B, H))
-            or (b_ih is not None and getattr(b_ih, "shape", None) != (GH,))
-            or (b_hh is not None and getattr(b_hh, "shape", None) != (GH,))):
-        return False
-    dt = x.dtype
-    if dt is not F32 and dt is not F64:
-        return False
-    for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh):  # usable by C as they are (what ``plain`` checks)
-        if a is not None:
-            if type(a) is not _ndarray or a.dtype is not dt:
-                return False
-            f = a.flags
-            if not (f.c_contiguous and f.aligned):
-                return False
-    return True
+    return (T > 0 and h0.shape[0] == B and w_ih.shape == (GH, I) and w_hh.shape == (GH, H)
+            and (c0 is None or c0.shape == (B, H))
+            and (b_ih is None or b_ih.shape == (GH,)) and (b_hh is None or b_hh.shape == (GH,)))
 
 
 def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
