@@ -20,7 +20,7 @@ intermediate result -- their edits through the API are caught.  Assigning a new 
 optimisers do) leaves the saved array untouched and is not an edit.
 
 This module needs no Tensor: anything with ``data``, ``requires_grad``,
-``is_leaf`` and ``version_counter`` is one.
+``_ctx`` (None for a leaf) and ``_versions`` (its counter) is one.
 """
 import numpy as np
 
@@ -55,16 +55,19 @@ def record(saved, inputs, outputs):
             opaque = True
     entries = []
     for k, t in enumerate(inputs):
-        counter = getattr(t, "version_counter", None)
+        counter = getattr(t, "_versions", None)
         if counter is None:  # not a tensor
             continue
         data = t.data
         if opaque or _in(data, arrays):
-            view = _sample_view(data) if t.requires_grad and (t.is_leaf or data.base is not None) else None
-            entries.append((k, t, data, counter, counter.value, view, None if view is None else view.tobytes()))
+            if t.requires_grad and (t._ctx is None or data.base is not None):  # a leaf (a parameter) or a view
+                view = _sample_view(data)
+                entries.append((k, t, data, counter, counter.value, view, view.tobytes()))
+            else:
+                entries.append((k, t, data, counter, counter.value, None, None))
     for k, t in enumerate(outputs):
         if t is not None and (opaque or _in(t.data, arrays)):
-            counter = t.version_counter
+            counter = t._versions
             entries.append((-1 - k, None, t.data, counter, counter.value, None, None))
     return tuple(entries)
 
