@@ -72,7 +72,7 @@ def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
     ``ndim`` is 3 for a sequence (x (T, B, I)) and 2 for one step (x (B, I))."""
     G = GATES.get(cell) if type(cell) is str else None
     dt = getattr(x, "dtype", None)
-    if G is None or (dt is not F32 and dt is not F64) or (c0 is not None) != (cell == "lstm"):
+    if G is None or (dt is not F32 and dt is not F64) or h0 is None or (c0 is not None) != (cell == "lstm"):
         return False
     for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh):  # usable by C as they are (see _ffi.plain)
         if a is not None:
