@@ -43,9 +43,10 @@ def record(saved, inputs, outputs):
     sample view or None, the sampled values as bytes)``, position ``k >= 0``
     for input k and ``-1 - k`` for output k.  A saved array is matched to a
     tensor by identity (the array itself, or a view of it such as a reshape);
-    if the forward saved something else (a kernel's record of its steps),
-    every tensor input and output counts as saved.  Outputs are kept without
-    their tensor: a node must not keep its own outputs alive.
+    if the forward saved something else too (a kernel's record of its steps),
+    every tensor input counts as saved, and an output when its array is also
+    saved.  Outputs are kept without their tensor: a node must not keep its
+    own outputs alive.
     """
     arrays, opaque = [], False
     for s in saved:
@@ -66,7 +67,7 @@ def record(saved, inputs, outputs):
             else:
                 entries.append((k, t, data, counter, counter.value, None, None))
     for k, t in enumerate(outputs):
-        if t is not None and (opaque or _in(t.data, arrays)):
+        if t is not None and _in(t.data, arrays):
             counter = t._versions
             entries.append((-1 - k, None, t.data, counter, counter.value, None, None))
     return tuple(entries)

@@ -50,7 +50,7 @@ import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled, node_scope
 from ..errors import GraphError, ShapeError, describe
-from ..ops import GetItem, concat, stack
+from ..ops import concat, stack
 from . import init
 from .cells_ops import role, unroll_step
 from .checkpoint import CheckpointStats, checkpointed_function
@@ -83,7 +83,6 @@ def _cyclic_gc_paused(pause):
 # =========================================================================== layers
 
 _WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
-_LAST_ROW = slice(-1, None)  # out[-1:], the last step of a (T, B, H) output as a (1, B, H) view
 
 
 class _LayerBase(RecurrentBase):
@@ -267,26 +266,23 @@ class _LayerBase(RecurrentBase):
             h_last.append(h)
             c_last.append(c)
             sources.append(source)
-        if fused and len(h_last) == 1:  # one fused layer: its (1, B, H) last rows are h_n and c_n already
+        if fused and len(h_last) == 1:  # one fused layer: its (1, B, H) final states are h_n and c_n
             return inp, h_last[0], c_last[0], sources
-        join = concat if fused else stack  # (1, B, H) rows of fused layers, (B, H) states of unrolled ones
+        join = concat if fused else stack  # (1, B, H) states of fused layers, (B, H) of unrolled ones
         with node_scope(label=self.label):
             h_n = join(h_last)
             c_n = join(c_last) if self.cell_type == "lstm" else None
         return inp, h_n, c_n, sources
 
     def _run_sequence(self, l, inp, h, c, track):
-        """Layer l as one fused node: ``(out, h_n, c_n, its TraceSlot)``.
-
-        h_n and c_n are the last rows ``out[-1:]``, ``c_out[-1:]`` of its outputs, (1, B, H) views."""
+        """Layer l as one fused node: ``(out, h_n, c_n, its TraceSlot)``, h_n and c_n (1, B, H) (c_n None
+        except LSTM)."""
         cell, label = self.cell_type, self._layer_labels[l]
         slot = TraceSlot() if track else None
         with node_scope(label=label):
             res = sequence_function(cell).apply(inp, h, c, *self.layer_weights(l), cell=cell, trace=slot)
-            if cell != "lstm":
-                return res, GetItem.apply(res, idx=_LAST_ROW), None, slot
-            out, c_out = res
-            return out, GetItem.apply(out, idx=_LAST_ROW), GetItem.apply(c_out, idx=_LAST_ROW), slot
+        out, h_n, c_n = res if cell == "lstm" else res + (None,)
+        return out, h_n, c_n, slot
 
     def _run_steps(self, l, inp, h, c, track):
         """Layer l unrolled one node group per step (mode "ops" or "cell"): ``(out, h_n, c_n, trace source)``."""
