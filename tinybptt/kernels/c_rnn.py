@@ -120,7 +120,7 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     else:
         ptrs = ((x, h0, w_ih, w_hh, out), (px, ph0, pwi, pwh, pout))
         rc = fn("rnn_seq_forward", dt)(int(cell == "rnn_relu"), T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pout)
-    check(rc, "seq_forward(%s)" % cell)
+    check(rc, "seq_forward(%s)", cell)
     saved = _CSaved("seq", cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, c_out, gates, tanh_c, hn)
     saved.ptrs = ptrs + (b_ih, b_hh)
     return out, c_out, saved
@@ -232,7 +232,7 @@ def step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
     else:
         rc = fn("rnn_step_forward", dt)(int(cell == "rnn_relu"), B, I, H, px, ph, pwi, pwh, pbi, pbh, pout)
         ptrs = ((x, h, w_ih, w_hh, h_new), (px, ph, pwi, pwh, pout))
-    check(rc, "step_forward(%s)" % cell)
+    check(rc, "step_forward(%s)", cell)
     saved = _CSaved("step", cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, gates, tanh_c, hn)
     saved.ptrs = ptrs + (b_ih, b_hh)
     return h_new, c_new, saved
@@ -293,5 +293,5 @@ def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
             ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.out))
         rc = fn("rnn_step_backward", dt)(int(cell == "rnn_relu"), B, I, H, *ptrs, fb(ct, d_h), pdx, fb(ct, dh),
                                           *grads)
-    check(rc, "step_backward(%s)" % cell)
+    check(rc, "step_backward(%s)", cell)
     return dict(dx=dx, dh=dh, dc=dc, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
