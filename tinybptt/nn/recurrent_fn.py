@@ -55,6 +55,7 @@ class StepFunction(FusedFunction):
 
     @staticmethod
     def outputs(h_new, c_new):
+        """The node's outputs from the kernel's: h_new, and c_new for the LSTM."""
         return h_new if c_new is None else (h_new, c_new)
 
     @staticmethod
@@ -85,6 +86,7 @@ class SequenceFunction(FusedFunction):
 
     @staticmethod
     def outputs(out, c_out):
+        """The node's outputs from the kernel's: out, h_n, and c_n for the LSTM."""
         h_n = out[-1:].copy()
         return (out, h_n) if c_out is None else (out, h_n, c_out[-1:].copy())
 
