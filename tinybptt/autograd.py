@@ -17,6 +17,7 @@ final cell state); the engine gathers the gradients of all outputs of a node
 before calling its backward.
 """
 import itertools
+import operator
 
 import numpy as np
 
@@ -264,8 +265,8 @@ class Context:
     __slots__ = ("fn", "inputs", "needs_input_grad", "saved_tensors", "out_meta", "saved_versions",
                  "label", "step", "role", "id", "freed", "__dict__")
 
-    def __init__(self, fn, inputs, needs_input_grad):
-        m = thread.modes
+    def __init__(self, fn, inputs, needs_input_grad, modes=None):
+        m = modes or thread.modes  # (Function.apply passes the thread's modes it already looked up)
         self.fn = fn
         self.inputs = inputs  # the Tensor arguments (None where the argument was not a Tensor)
         self.needs_input_grad = needs_input_grad
@@ -364,7 +365,8 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         """Run the op on Tensors (or arrays/numbers) and record it in the graph."""
-        grad_on = thread.modes.grad_enabled
+        modes = thread.modes
+        grad_on = modes.grad_enabled
         arrays, needs = [], []
         for a in args:
             if isinstance(a, Tensor):
@@ -374,27 +376,20 @@ class Function:
                 arrays.append(a)
                 needs.append(False)
         requires_grad = True in needs
-        ctx = Context(cls, args if requires_grad else None, tuple(needs))
+        ctx = Context(cls, args if requires_grad else None, tuple(needs), modes)
         raw = cls.forward(ctx, *arrays, **kwargs)
-        if thread.modes.forward_hooks:
+        if modes.forward_hooks:
             _run_forward_hooks(ctx, arrays, raw)
-        outs = [_output(o, k, ctx if requires_grad else None) for k, o in enumerate(raw)] \
-            if isinstance(raw, tuple) else [_output(raw, 0, ctx if requires_grad else None)]
-        _share_versions_of_views(args, outs)
+        node = ctx if requires_grad else None
+        if isinstance(raw, tuple):
+            outs = tuple([_output(o, k, node, args) for k, o in enumerate(raw)])
+        else:
+            outs = (_output(raw, 0, node, args),)
         if requires_grad:  # each output's shape and dtype: the engine makes zeros for an unused one
-            ctx.out_meta = tuple((None, None) if o is None else (o.shape, o.dtype) for o in outs)
+            ctx.out_meta = tuple([(None, None) if o is None else (o.data.shape, o.data.dtype) for o in outs])
             if ctx.saved_tensors:
                 ctx.saved_versions = saved_values.record(ctx.saved_tensors, args, outs)
-        return tuple(outs) if isinstance(raw, tuple) else outs[0]
-
-
-def _output(data, index, ctx):
-    """Output ``index`` of the node ``ctx`` (None: no graph) as a Tensor; None stays None."""
-    if data is None:
-        return None
-    if type(data) is not np.ndarray:
-        data = np.asarray(data)
-    return _new_tensor(data, ctx is not None, ctx, index)
+        return outs if isinstance(raw, tuple) else outs[0]
 
 
 def _run_forward_hooks(ctx, arrays, raw):
@@ -403,30 +398,33 @@ def _run_forward_hooks(ctx, arrays, raw):
         hook(ctx, arrays, outs)
 
 
-def _new_tensor(data, requires_grad, ctx, index):
-    """A Tensor made by an op: ``data`` is already a float ndarray (no checks, no copy)."""
+def _output(data, index, ctx, inputs):
+    """Output ``index`` of the node ``ctx`` (None: no graph) as a new Tensor (None stays None).
+
+    ``data`` is used as it is (no checks, no copy).  An output that is a view of
+    an input's data (transpose, reshape, slicing) shares that input's version
+    counter, so an edit of a weight ``w`` is seen by every node that saved ``w.T``.
+    """
+    if data is None:
+        return None
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)
+    versions = None
+    base = data.base
+    if base is not None:
+        for x in inputs:
+            if isinstance(x, Tensor) and (base is x.data or base is x.data.base):
+                versions = x._versions
+                break
     t = Tensor.__new__(Tensor)
     t.data = data
-    t._versions = saved_values.VersionCounter()
+    t._versions = saved_values.VersionCounter() if versions is None else versions
     t.grad = None
-    t.requires_grad = requires_grad
+    t.requires_grad = ctx is not None
     t._ctx = ctx
     t._index = index
     t._retain = False
     return t
-
-
-def _share_versions_of_views(inputs, outputs):
-    """An output that is a view of an input's data (transpose, reshape, slicing) shares its
-    version counter, so an edit of a weight ``w`` is seen by every node that saved ``w.T``."""
-    for o in outputs:
-        base = None if o is None else o.data.base
-        if base is None:
-            continue
-        for t in inputs:
-            if isinstance(t, Tensor) and (base is t.data or base is t.data.base):
-                o._versions = t._versions
-                break
 
 
 # --------------------------------------------------------------------------- the backward pass
@@ -435,36 +433,29 @@ def _share_versions_of_views(inputs, outputs):
 def topological_order(root):
     """Nodes reachable from ``root``, each after every node that consumes its outputs.
 
-    Iterative depth-first search with an explicit stack: a recursive version
-    would overflow Python's stack on a long unrolled sequence.  A node is
-    expanded when popped (its inputs pushed in reverse, so the first input is
-    explored first), and a ``(node,)`` marker pushed under its inputs appends it
-    to the post-order once they are all done.
+    An op needs its inputs before it runs, so every node is created after the
+    nodes that made its inputs: the reverse of creation order (largest ``id``
+    first) is such an order.  So: collect the reachable nodes (a loop with an
+    explicit stack -- recursion would overflow Python's stack on a 100 000-step
+    unroll), then sort them by id, latest first.
     """
-    order = []
     if root._ctx is None:
-        return order
-    visited = set()
+        return []
+    seen = {root._ctx}
     stack = [root._ctx]
-    push, pop, done = stack.append, stack.pop, order.append
     while stack:
-        node = pop()
-        if type(node) is tuple:  # all inputs done: post-order
-            done(node[0])
-            continue
-        if node in visited:
-            continue
-        visited.add(node)
-        push((node,))
-        inputs = node.inputs
+        inputs = stack.pop().inputs
         if inputs:
-            for t in reversed(inputs):
+            for t in inputs:
                 if isinstance(t, Tensor):
                     c = t._ctx
-                    if c is not None and c not in visited:
-                        push(c)
-    order.reverse()  # root first
-    return order
+                    if c is not None and c not in seen:
+                        seen.add(c)
+                        stack.append(c)
+    return sorted(seen, key=_creation_id, reverse=True)
+
+
+_creation_id = operator.attrgetter("id")
 
 
 def backward(root, grad=None, retain_graph=False):
@@ -520,7 +511,9 @@ def _backward_pass(root, grad, order, retain_graph):
         for t, g, need in zip(node.inputs, grads_in, node.needs_input_grad):
             if not need or g is None:
                 continue
-            g = _checked_grad(node, t, g)
+            data = t.data
+            if type(g) is not np.ndarray or g.shape != data.shape or g.dtype != data.dtype:
+                g = _checked_grad(node, t, g)  # converted, or a ShapeError
             if t._ctx is None:  # a leaf: the sum is its .grad
                 t.grad = sums.add(t.grad, g, keep=True)
                 continue
@@ -607,12 +600,13 @@ def _call_backward(node, grads_out):
     if node.saved_versions:
         saved_values.check(node)
     hooks = thread.modes.backward_hooks
-    if any(g is None for g in grads_out) and (hooks or not node.fn.accepts_none_grads):
+    if len(grads_out) > 1 and (hooks or not node.fn.accepts_none_grads):  # (one output: it has its gradient)
         grads_out = [np.zeros(shape, dtype) if g is None and shape is not None else g
                      for g, (shape, dtype) in zip(grads_out, node.out_meta)]
-    grads_out = tuple(grads_out)
-    for hook in list(hooks):
-        hook(node, grads_out)
+    if hooks:
+        grads_out = tuple(grads_out)
+        for hook in list(hooks):
+            hook(node, grads_out)
     grads_in = node.fn.backward(node, *grads_out)  # node.fn: a hook may have wrapped it (anomaly mode does)
     if type(grads_in) is not tuple:
         grads_in = (grads_in,)

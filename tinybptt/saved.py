@@ -11,15 +11,16 @@ backward pass before the node's backward) raises GraphError if one changed.
 
 A counter cannot see an edit of the NumPy array itself (``w.data *= 0.5``).  For
 tensors that require grad and are leaves or views (the parameters, ``w.T``),
-``record`` also keeps a sample of about 32 of the saved values; ``check``
-compares it.  Not caught: a direct edit of a few elements that misses every
-sampled position, and a direct edit of the array of a tensor that does not
-require grad (input data) or of another intermediate result -- their edits
-through the API are caught.  Assigning a new array (``t.data = array``, what the
+``record`` also keeps a sample of about 32 of the saved values (the first
+and every k-th in memory order, k = size // 32; all of them for an array that
+is not contiguous); ``check`` compares it.  Not caught: a direct edit of a
+few elements that misses every sampled position, and a direct edit of the
+array of a tensor that does not require grad (input data) or of another
+intermediate result -- their edits through the API are caught.  Assigning a new array (``t.data = array``, what the
 optimisers do) leaves the saved array untouched and is not an edit.
 
 This module needs no Tensor: anything with ``data``, ``requires_grad``,
-``is_leaf`` and ``version_counter`` is one.
+``_ctx`` (None for a leaf) and ``_versions`` (its counter) is one.
 """
 import numpy as np
 
@@ -39,42 +40,64 @@ def record(saved, inputs, outputs):
     """The entries ``check`` will verify, for a node that saved ``saved`` from ``inputs``/``outputs``.
 
     An entry is ``(position, tensor or None, its array, counter, version now,
-    sample or None)``, position ``k >= 0`` for input k and ``-1 - k`` for output
-    k.  A saved array is matched to a tensor by identity (the array itself, or a
-    view of it such as a reshape); if the forward saved something else (a
-    kernel's record of a step), every tensor input counts as saved.  Outputs are
-    kept without their tensor: a node must not keep its own outputs alive.
+    sample view or None, the sampled values as bytes)``, position ``k >= 0``
+    for input k and ``-1 - k`` for output k.  A saved array is matched to a
+    tensor by identity (the array itself, or a view of it such as a reshape);
+    if the forward saved something else too (a kernel's record of its steps),
+    every tensor input counts as saved, and an output when its array is also
+    saved.  Outputs are kept without their tensor: a node must not keep its
+    own outputs alive.
     """
-    arrays = [s for s in saved if type(s) is np.ndarray]
-    opaque = len(arrays) < len(saved) and any(s is not None for s in saved if type(s) is not np.ndarray)
+    arrays, opaque = [], False
+    for s in saved:
+        if type(s) is np.ndarray:
+            arrays.append(s)
+        elif s is not None:
+            opaque = True
     entries = []
     for k, t in enumerate(inputs):
-        counter = getattr(t, "version_counter", None)
-        if counter is not None and (opaque or _in(t.data, arrays)):
-            sampled = t.requires_grad and (t.is_leaf or t.data.base is not None)
-            entries.append((k, t, t.data, counter, counter.value, _sample(t.data) if sampled else None))
+        counter = getattr(t, "_versions", None)
+        if counter is None:  # not a tensor
+            continue
+        data = t.data
+        if opaque or _in(data, arrays):
+            if t.requires_grad and (t._ctx is None or data.base is not None):  # a leaf (a parameter) or a view
+                view = _sample_view(data)
+                entries.append((k, t, data, counter, counter.value, view, view.tobytes()))
+            else:
+                entries.append((k, t, data, counter, counter.value, None, None))
     for k, t in enumerate(outputs):
         if t is not None and _in(t.data, arrays):
-            entries.append((-1 - k, None, t.data, t.version_counter, t.version_counter.value, None))
+            counter = t._versions
+            entries.append((-1 - k, None, t.data, counter, counter.value, None, None))
     return tuple(entries)
 
 
 def _in(data, arrays):
-    return any(a is data or a.base is data for a in arrays)
+    for a in arrays:
+        if a is data or a.base is data:
+            return True
+    return False
 
 
-def _sample(a):
-    """About 32 evenly spaced values of ``a`` (the first and every k-th), as bytes."""
-    flat = a.ravel(order="K")  # a view for C- or F-contiguous arrays (weights and their transposes)
-    return flat[::flat.size // 32 or 1].tobytes()
+def _sample_view(a):
+    """The part of ``a`` that ``check`` compares: a view of about 32 evenly spaced values
+    (the first and every k-th, k = size // 32), made once; each check copies just those.
+    An array that is neither C- nor F-contiguous (a strided view) is compared whole."""
+    f = a.flags
+    if not (f.c_contiguous or f.f_contiguous):
+        return a
+    flat = a.ravel(order="K")  # a view, in memory order
+    return flat[::flat.size // 32 or 1]
 
 
 def check(node):
     """Raise GraphError if a tensor ``node`` saved for backward was edited in place since ``record``."""
-    for k, t, array, counter, version, sample in node.saved_versions:
-        edited = counter.value != version and (t is None or t.data is array)  # (t.data = other array: not an edit)
-        if edited or (sample is not None and _sample(array) != sample):
-            _raise_modified(node, k, t, version if edited else None, counter.value)
+    for k, t, array, counter, version, view, sample in node.saved_versions:
+        if counter.value != version and (t is None or t.data is array):  # (t.data = other array: not an edit)
+            _raise_modified(node, k, t, version, counter.value)
+        if view is not None and view.tobytes() != sample:
+            _raise_modified(node, k, t, None, counter.value)
 
 
 def _raise_modified(node, k, t, version, now):

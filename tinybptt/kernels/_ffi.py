@@ -61,8 +61,9 @@ def table(name):
     return {dt: (CTYPE[dt], fn(name, dt)) for dt in CTYPE}
 
 
-def check(rc, op):
-    """Raise MemoryError naming ``op`` if a kernel returned nonzero (its scratch memory
-    could not be allocated; it has released what it took, and the next call may work)."""
+def check(rc, op, *args):
+    """Raise MemoryError naming ``op`` (``op % args`` if args are given: formatted only then)
+    if a kernel returned nonzero (its scratch memory could not be allocated; it has released
+    what it took, and the next call may work)."""
     if rc:
-        raise MemoryError("%s: the C kernel could not allocate its scratch memory" % op)
+        raise MemoryError("%s: the C kernel could not allocate its scratch memory" % (op % args if args else op))

@@ -72,22 +72,22 @@ def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
 
     ``ndim`` is 3 for a sequence (x (T, B, I)) and 2 for one step (x (B, I))."""
     G = GATES.get(cell) if type(cell) is str else None
-    if G is None or type(x) is not _ndarray or x.ndim != ndim or type(h0) is not _ndarray:
+    dt = getattr(x, "dtype", None)
+    if G is None or (dt is not F32 and dt is not F64) or h0 is None or (c0 is not None) != (cell == "lstm"):
         return False
-    dt = x.dtype
-    if dt is not F32 and dt is not F64:
+    for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh):  # usable by C as they are (see _ffi.plain)
+        if a is not None:
+            f = a.flags if type(a) is _ndarray and a.dtype is dt else None
+            if f is None or not (f.c_contiguous and f.aligned):
+                return False
+    if x.ndim != ndim or h0.ndim != 2:
         return False
     T, B, I = x.shape if ndim == 3 else (1,) + x.shape
-    H = h0.shape[-1] if h0.ndim == 2 else -1
+    H = h0.shape[1]
     GH = G * H
-    if (T == 0 or h0.shape != (B, H) or (c0 is not None) != (cell == "lstm")
-            or (c0 is not None and type(c0) is _ndarray and c0.shape != (B, H))
-            or getattr(w_ih, "shape", None) != (GH, I) or getattr(w_hh, "shape", None) != (GH, H)
-            or (b_ih is not None and getattr(b_ih, "shape", None) != (GH,))
-            or (b_hh is not None and getattr(b_hh, "shape", None) != (GH,))):
-        return False
-    return (_plain(x, dt) and _plain(h0, dt) and _plain(c0, dt) and _plain(w_ih, dt) and _plain(w_hh, dt)
-            and _plain(b_ih, dt) and _plain(b_hh, dt))
+    return (T > 0 and h0.shape[0] == B and w_ih.shape == (GH, I) and w_hh.shape == (GH, H)
+            and (c0 is None or c0.shape == (B, H))
+            and (b_ih is None or b_ih.shape == (GH,)) and (b_hh is None or b_hh.shape == (GH,)))
 
 
 def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
@@ -121,7 +121,7 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     else:
         ptrs = ((x, h0, w_ih, w_hh, out), (px, ph0, pwi, pwh, pout))
         rc = fn("rnn_seq_forward", dt)(int(cell == "rnn_relu"), T, B, I, H, px, ph0, pwi, pwh, pbi, pbh, pout)
-    check(rc, "seq_forward(%s)" % cell)
+    check(rc, "seq_forward(%s)", cell)
     saved = _CSaved("seq", cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, c_out, gates, tanh_c, hn)
     saved.ptrs = ptrs + (b_ih, b_hh)
     return out, c_out, saved
@@ -233,7 +233,7 @@ def step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
     else:
         rc = fn("rnn_step_forward", dt)(int(cell == "rnn_relu"), B, I, H, px, ph, pwi, pwh, pbi, pbh, pout)
         ptrs = ((x, h, w_ih, w_hh, h_new), (px, ph, pwi, pwh, pout))
-    check(rc, "step_forward(%s)" % cell)
+    check(rc, "step_forward(%s)", cell)
     saved = _CSaved("step", cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_new, c_new, gates, tanh_c, hn)
     saved.ptrs = ptrs + (b_ih, b_hh)
     return h_new, c_new, saved
@@ -294,5 +294,5 @@ def step_backward(cell, saved, d_h, d_c=None, need_dx=True):
             ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.out))
         rc = fn("rnn_step_backward", dt)(int(cell == "rnn_relu"), B, I, H, *ptrs, fb(ct, d_h), pdx, fb(ct, dh),
                                           *grads)
-    check(rc, "step_backward(%s)" % cell)
+    check(rc, "step_backward(%s)", cell)
     return dict(dx=dx, dh=dh, dc=dc, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)

@@ -60,11 +60,15 @@ class Module:
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        d = self.__dict__
+        if name in d and not isinstance(value, (Parameter, Module)):  # a plain attribute, set again
+            object.__setattr__(self, name, value)
+            return
+        if "_parameters" not in d:
             raise AttributeError(
                 "%s: call super().__init__() before assigning attributes in __init__" % type(self).__name__
             )
-        params, modules = self.__dict__["_parameters"], self.__dict__["_modules"]
+        params, modules = d["_parameters"], d["_modules"]
         was_param = name in params
         params.pop(name, None)
         modules.pop(name, None)
@@ -140,8 +144,10 @@ class Module:
 
     def zero_grad(self):
         """Forget the gradients accumulated on every parameter."""
-        for p in self.parameters():
-            p.grad = None
+        for m in self.modules():
+            for p in m._parameters.values():
+                if p is not None:
+                    p.grad = None
 
     # ------------------------------------------------------------------ modes
     def train(self, mode=True):

@@ -10,11 +10,8 @@ dL/dc_t) in the layer's ``TraceSlot`` (``nn/trace.py``), which is how
 The checkpointed variant, which recomputes segments during backward, is in
 ``nn/checkpoint.py``.
 """
-import numpy as np
-
 from .. import kernels
 from ..autograd import Function
-from ..errors import GraphError
 from ..kernels.numpy_rnn import lstm_dc_total
 
 
@@ -27,10 +24,12 @@ class FusedFunction(Function):
     """Base of the fused recurrent nodes: the forward is one kernel call.
 
     ``kernel`` names the backend function (``step_forward`` or ``seq_forward``).
-    Inputs (x, h, c, w_ih, w_hh, b_ih, b_hh) -- c and the biases may be None; the
-    outputs are the new hidden state(s), plus the cell state(s) for the LSTM.  The
-    kernel's backward fills the layer's trace slot as a side effect, so an inspection
-    must not run it a second time (``inspect_replay = False``, read by ``tinybptt.inspect.walk``).
+    Inputs (x, h, c, w_ih, w_hh, b_ih, b_hh) -- c and the biases may be None; a
+    subclass's ``outputs`` says what the node returns.  The node saves the kernel's
+    record of the call and the outputs its backward reads (so that an in-place edit
+    of one of them before backward is caught; ``tinybptt.saved``).  The kernel's
+    backward fills the layer's trace slot as a side effect, so an inspection must
+    not run it a second time (``inspect_replay = False``, read by ``tinybptt.inspect.walk``).
     """
 
     kernel = None
@@ -41,9 +40,9 @@ class FusedFunction(Function):
         backend = kernels.backend
         h_new, c_new, saved = getattr(backend, ctx.fn.kernel)(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)
         if any(ctx.needs_input_grad):
-            ctx.save_for_backward(saved)
+            ctx.save_for_backward(saved, h_new, c_new)
             ctx.backend, ctx.cell, ctx.trace = backend, cell, trace
-        return (h_new, c_new) if cell == "lstm" else h_new
+        return ctx.fn.outputs(h_new, c_new)
 
 
 class StepFunction(FusedFunction):
@@ -55,8 +54,13 @@ class StepFunction(FusedFunction):
     kernel = "step_forward"
 
     @staticmethod
+    def outputs(h_new, c_new):
+        """The node's outputs from the kernel's: h_new, and c_new for the LSTM."""
+        return h_new if c_new is None else (h_new, c_new)
+
+    @staticmethod
     def backward(ctx, d_h, d_c=None):
-        (saved,) = ctx.saved_tensors
+        saved = ctx.saved_tensors[0]
         if ctx.trace is not None:
             # d_h is the total gradient on h_new (the engine gathered every consumer's share
             # before calling this backward); the total gradient on c_new also flows through
@@ -70,29 +74,28 @@ class StepFunction(FusedFunction):
 class SequenceFunction(FusedFunction):
     """A whole layer unroll as one node: ``seq_forward`` / ``seq_backward``.
 
-    Inputs (x (T,B,I), h0, c0, w_ih, w_hh, b_ih, b_hh); outputs ``out`` (T, B, H)
-    and, for the LSTM, ``c_out`` (T, B, H).  The layer takes h_n and c_n as
-    slices ``out[-1]``, ``c_out[-1]``: only the last row of c_out may receive a
-    gradient (the kernel's interface has no per-step dL/dc input).
+    Inputs (x (T,B,I), h0, c0, w_ih, w_hh, b_ih, b_hh); outputs ``out`` (T, B, H),
+    ``h_n`` (1, B, H) and, for the LSTM, ``c_n`` (1, B, H): the last steps of the
+    hidden and cell states, as copies (they share no memory with ``out``), so the
+    layer takes its final state without another node.  Their gradients go to the
+    kernel as its dL/dh_n and dL/dc_n.
     """
 
     kernel = "seq_forward"
-    accepts_none_grads = True  # an unused c_out needs no (T, B, H) array of zeros
+    accepts_none_grads = True  # an unused output needs no array of zeros
 
     @staticmethod
-    def backward(ctx, d_out, d_cout=None):
-        (saved,) = ctx.saved_tensors
-        d_cn = None
-        if d_cout is not None:
-            if d_cout.shape[0] > 1 and np.any(d_cout[:-1]):
-                raise GraphError(
-                    "%s: a gradient reached the cell states c_0..c_{T-2} of the sequence node; only c_n = c_out[-1] "
-                    "may be used. Use mode='cell' or mode='ops' to differentiate through intermediate cell states."
-                    % ctx.describe()
-                )
-            d_cn = d_cout[-1]
+    def outputs(out, c_out):
+        """The node's outputs from the kernel's: out, h_n, and c_n for the LSTM."""
+        h_n = out[-1:].copy()
+        return (out, h_n) if c_out is None else (out, h_n, c_out[-1:].copy())
+
+    @staticmethod
+    def backward(ctx, d_out, d_hn, d_cn=None):
+        saved = ctx.saved_tensors[0]
         trace = ctx.trace
-        g = ctx.backend.seq_backward(ctx.cell, saved, d_out, None, d_cn,
+        g = ctx.backend.seq_backward(ctx.cell, saved, d_out, None if d_hn is None else d_hn[0],
+                                     None if d_cn is None else d_cn[0],
                                      need_dx=ctx.needs_input_grad[0], need_trace=trace is not None)
         if trace is not None:
             trace.add(g["trace_h"], g.get("trace_c"))

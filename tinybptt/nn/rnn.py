@@ -50,7 +50,7 @@ import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled, node_scope
 from ..errors import GraphError, ShapeError, describe
-from ..ops import GetItem, stack
+from ..ops import concat, stack
 from . import init
 from .cells_ops import role, unroll_step
 from .checkpoint import CheckpointStats, checkpointed_function
@@ -83,12 +83,6 @@ def _cyclic_gc_paused(pause):
 # =========================================================================== layers
 
 _WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
-
-
-_WEIGHT_NAMES = {}  # layer index l -> the four parameter names of layer l
-
-
-# =========================================================================== layers
 
 
 class _LayerBase(RecurrentBase):
@@ -264,28 +258,31 @@ class _LayerBase(RecurrentBase):
 
     def _forward_layers(self, x, h0s, c0s, track):
         """Layer after layer, each one's output the next one's input: ``(out, h_n, c_n, trace sources)``."""
-        run = self._run_sequence if self.mode == "sequence" else self._run_steps
+        fused = self.mode == "sequence"
+        run = self._run_sequence if fused else self._run_steps
         inp, h_last, c_last, sources = x, [], [], []
         for l in range(self.num_layers):
             inp, h, c, source = run(l, inp, h0s[l], c0s[l], track)
             h_last.append(h)
             c_last.append(c)
             sources.append(source)
+        if fused and len(h_last) == 1:  # one fused layer: its (1, B, H) final states are h_n and c_n
+            return inp, h_last[0], c_last[0], sources
+        join = concat if fused else stack  # (1, B, H) states of fused layers, (B, H) of unrolled ones
         with node_scope(label=self.label):
-            h_n = stack(h_last)
-            c_n = stack(c_last) if self.cell_type == "lstm" else None
+            h_n = join(h_last)
+            c_n = join(c_last) if self.cell_type == "lstm" else None
         return inp, h_n, c_n, sources
 
     def _run_sequence(self, l, inp, h, c, track):
-        """Layer l as one fused node: ``(out, h_n, c_n, its TraceSlot)``; h_n, c_n are slices of its outputs."""
+        """Layer l as one fused node: ``(out, h_n, c_n, its TraceSlot)``, h_n and c_n (1, B, H) (c_n None
+        except LSTM)."""
         cell, label = self.cell_type, self._layer_labels[l]
         slot = TraceSlot() if track else None
         with node_scope(label=label):
             res = sequence_function(cell).apply(inp, h, c, *self.layer_weights(l), cell=cell, trace=slot)
-            if cell != "lstm":
-                return res, GetItem.apply(res, idx=-1), None, slot  # h_n = out[-1]
-            out, c_out = res
-            return out, GetItem.apply(out, idx=-1), GetItem.apply(c_out, idx=-1), slot
+        out, h_n, c_n = res if cell == "lstm" else res + (None,)
+        return out, h_n, c_n, slot
 
     def _run_steps(self, l, inp, h, c, track):
         """Layer l unrolled one node group per step (mode "ops" or "cell"): ``(out, h_n, c_n, trace source)``."""

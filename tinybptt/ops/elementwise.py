@@ -25,6 +25,12 @@ def unbroadcast(grad, shape):
     return grad
 
 
+def _shapes(a, b):
+    """``(np.shape(a), np.shape(b))``; an array's own ``.shape`` is read directly (``np.shape``
+    is a Python-level function, several times slower, and binary ops are the most frequent nodes)."""
+    return (a.shape if type(a) is np.ndarray else np.shape(a)), (b.shape if type(b) is np.ndarray else np.shape(b))
+
+
 def _broadcasting(op, fn, a, b):
     """``fn(a, b)``, or a ShapeError naming ``op`` when the shapes do not broadcast.
 
@@ -46,7 +52,7 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = np.shape(a), np.shape(b)
+        ctx.shapes = _shapes(a, b)
         return _broadcasting("add", np.add, a, b)
 
     @staticmethod
@@ -61,7 +67,7 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = np.shape(a), np.shape(b)
+        ctx.shapes = _shapes(a, b)
         return _broadcasting("sub", np.subtract, a, b)
 
     @staticmethod
@@ -76,7 +82,7 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = np.shape(a), np.shape(b)
+        ctx.shapes = _shapes(a, b)
         y = _broadcasting("mul", np.multiply, a, b)
         need_a, need_b = ctx.needs_input_grad
         ctx.save_for_backward(a if need_b else None, b if need_a else None)  # only what backward will use
@@ -101,7 +107,7 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):  # IEEE results
-            ctx.shapes = np.shape(a), np.shape(b)
+            ctx.shapes = _shapes(a, b)
             y = _broadcasting("div", np.divide, a, b)
         ctx.save_for_backward(b, y)
         return y
@@ -128,7 +134,7 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = np.shape(a), np.shape(b)
+        ctx.shapes = _shapes(a, b)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):  # IEEE results
             y = _broadcasting("pow", np.power, a, b)
         ctx.save_for_backward(a, b, y)
