@@ -76,6 +76,125 @@ static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
     if (db2) for (long j = 0; j < n; j++) db2[j] += v[j];
 }
 
+/* ---- tiny gradients: the carried gradient as scaled values times 2^e
+
+   A sequence backward is linear in the gradient it carries from step to step
+   (dh, and dc for the LSTM), so it may carry that gradient as scaled values
+   times 2^e, with one integer e for the whole (B, H) block (dh and dc share
+   it).  When the block's largest |entry| f * 2^k (f in [0.5, 1)) drifts to
+   |k| > TB_RENORM_EXP, renorm_carry multiplies the block by 2^-k and adds k
+   to e.  A product with a power of two is exact unless it under- or
+   overflows, so
+   - while e stays 0 the arithmetic is the plain kernel's, bit for bit;
+   - when the gradient vanishes (or explodes) through time, the recurrence
+     keeps working on numbers near 1: float keeps its 24 bits at a true size
+     of 1e-40 or 1e-200, and the block never sinks into the subnormal range,
+     where some CPUs charge around 100 cycles per operation.
+   What leaves the recurrence -- each step's dgates (for the weight gradients
+   and dx), dh0 and dc0 -- is brought back to true scale (renorm_scale by e),
+   and there a result below the smallest normal number becomes zero, whatever
+   the CPU's flush-to-zero setting.  That is the one place where the result
+   differs from plain IEEE arithmetic: by less than 2^-126 (float) per entry,
+   below the resolution of any sum of normal size it joins.  The per-step
+   trace leaves as scaled values plus each step's e (trace_exp), so the
+   caller can report true sizes that the type itself cannot hold.
+*/
+
+/* v, or a zero of v's sign if |v| is below the smallest normal number (NaN stays) */
+static inline real FN(renorm_flush)(real v)
+{
+    const real tiny = sizeof(real) == 4 ? (real)FLT_MIN : (real)DBL_MIN;
+    return v < tiny && v > -tiny ? v * 0 : v;
+}
+
+/* frexp's exponent k of the largest |entry| f * 2^k of x and (unless NULL) y,
+   n entries each.  Returns 0 (and leaves *k) when that entry is 0, inf or
+   NaN: such a block is left to IEEE arithmetic.  The maximum is taken over
+   the bits (|x| orders like its bit pattern, NaN above inf) so it vectorises. */
+static int FN(renorm_top)(long n, const real *x, const real *y, int *k)
+{
+    const ubits mask = ~(ubits)0 >> 1;
+    const ubits *u = (const ubits *)x, *w = (const ubits *)y;
+    ubits m = 0;
+    real top;
+    for (long j = 0; j < n; j++) { ubits a = u[j] & mask; m = a > m ? a : m; }
+    if (w) for (long j = 0; j < n; j++) { ubits a = w[j] & mask; m = a > m ? a : m; }
+    memcpy(&top, &m, sizeof top);
+    if (top == 0 || !isfinite(top)) return 0;
+    frexp(top, k);
+    return 1;
+}
+
+/* 2^s as up to three factors f[0..], each a normal number (2^s itself may not
+   be one); returns how many (0 for s = 0).  Beyond 3 times the largest
+   exponent, every nonzero finite x * 2^s is 0 or inf anyway, so s is clamped. */
+static int FN(renorm_factors)(long s, real f[3])
+{
+    const long maxe = (sizeof(real) == 4 ? FLT_MAX_EXP : DBL_MAX_EXP) - 2;
+    int nf = 0;
+    s = s < -3 * maxe ? -3 * maxe : s > 3 * maxe ? 3 * maxe : s;
+    while (s != 0) {
+        long k = s < -maxe ? -maxe : s > maxe ? maxe : s;
+        f[nf++] = (real)ldexp(1.0, (int)k);
+        s -= k;
+    }
+    return nf;
+}
+
+/* x[j] *= 2^s over n entries (nothing if s = 0); results below the smallest
+   normal number become 0 */
+static void FN(renorm_scale)(long n, real *x, long s)
+{
+    real f[3];
+    int nf = FN(renorm_factors)(s, f);
+    for (int i = 0; i < nf; i++)
+        for (long j = 0; j < n; j++) x[j] = FN(renorm_flush)(x[j] * f[i]);
+}
+
+/* Keep dh (and dc unless NULL), n entries each, carried at exponent *e, in
+   the safe range: when their largest |entry| f * 2^k has |k| > TB_RENORM_EXP,
+   multiply both by 2^-k and add k to *e. */
+static void FN(renorm_carry)(long n, real *dh, real *dc, int *e)
+{
+    int k;
+    if (!FN(renorm_top)(n, dh, dc, &k) || (k >= -TB_RENORM_EXP && k <= TB_RENORM_EXP)) return;
+    FN(renorm_scale)(n, dh, -k);
+    if (dc) FN(renorm_scale)(n, dc, -k);
+    *e += k;
+}
+
+/* dh += d for dh (and dc unless NULL) carried at exponent *e and d (n
+   entries, true scale; NULL adds nothing).  At e = 0 the plain sum.  Else
+   both parts move to a common exponent first: 0 if the larger part's
+   largest entry is in the safe range there (the plain path resumes), else
+   that entry's own.  Entries of the smaller part that fall below the
+   smallest normal number on the way become 0: they lie below the resolution
+   of the sum, whose largest entry is near 1. */
+static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
+{
+    int kd, kh, top, E;
+    if (!d) return;
+    if (*e != 0 && FN(renorm_top)(n, d, NULL, &kd)) {
+        top = FN(renorm_top)(n, dh, dc, &kh) && kh + *e > kd ? kh + *e : kd;
+        E = top >= -TB_RENORM_EXP && top <= TB_RENORM_EXP ? 0 : top;
+        FN(renorm_scale)(n, dh, *e - E);
+        if (dc) FN(renorm_scale)(n, dc, *e - E);
+        *e = E;
+    }
+    if (*e == 0) {
+        FN(cell_add)(n, dh, d);
+        return;
+    }
+    /* dh += d * 2^-e (d all zero, inf or NaN: added at the current exponent) */
+    real f[3];
+    int nf = FN(renorm_factors)(-(long)*e, f);
+    for (long j = 0; j < n; j++) {
+        real v = d[j];
+        for (int i = 0; i < nf; i++) v = FN(renorm_flush)(v * f[i]);
+        dh[j] += v;
+    }
+}
+
 /* ---- the weight gradients
 
    After a backward pass over T steps (T = 1 for a single step): the weight
