@@ -14,6 +14,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function
 from .recurrent_fn import named_function
+from .trace import store_segment
 from .utils import nbytes_of
 
 _WEIGHTS = ("dw_ih", "dw_hh", "db_ih", "db_hh")
@@ -144,9 +145,9 @@ def backprop_segment(back, backend, cell, tapes, d_seg, s, e, need_dx):
                 acc += g[key]
         back.carry_h[l], back.carry_c[l] = g["dh0"], g.get("dc0")
         if back.trace_h is not None:
-            back.trace_h[l][s:e] = g["trace_h"]
+            store_segment(back.trace_h, l, s, e, g["trace_h"])
             if back.trace_c is not None:
-                back.trace_c[l][s:e] = g["trace_c"]
+                store_segment(back.trace_c, l, s, e, g["trace_c"])
         d_seg = g["dx"]
         tapes[l] = None  # free as we go
     return d_seg
