@@ -196,7 +196,8 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              real *db_hh,        /* (4H,) or NULL */
                              real *trace_h,      /* (T, B, H) or NULL */
                              real *trace_c,      /* (T, B, H) or NULL */
-                             int *trace_exp)     /* (T,) or NULL */
+                             int *trace_exp,     /* (T,) or NULL */
+                             int *carry_exp)     /* in/out, or NULL */
 {
     long G4 = 4 * H, BH = B * H;
     int err = 1;
@@ -211,7 +212,7 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     /* the running gradients on h_t and c_t live in dh0's and dc0's buffers,
        as dh * 2^e and dc * 2^e (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0, *dc = dc0;
-    int e = 0;
+    int e = carry_exp ? *carry_exp : 0;
     FN(cell_copy_or_zero)(BH, d_hn, dh);
     FN(cell_copy_or_zero)(BH, d_cn, dc);
     FN(renorm_carry)(BH, dh, dc, &e);
@@ -230,8 +231,12 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     }
     if (FN(cell_weight_grads)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
         goto done;
-    FN(renorm_scale)(BH, dh0, e);                               /* dh0, dc0 in true scale */
-    FN(renorm_scale)(BH, dc0, e);
+    if (carry_exp) {
+        *carry_exp = e;                                         /* dh0, dc0 stay scaled */
+    } else {
+        FN(renorm_scale)(BH, dh0, e);                           /* dh0, dc0 in true scale */
+        FN(renorm_scale)(BH, dc0, e);
+    }
     if (db) FN(cell_add2)(G4, db_ih, db_hh, db);
     err = 0;
 done:

@@ -135,7 +135,8 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
                             real *db_ih,       /* (H,) or NULL */
                             real *db_hh,       /* (H,) or NULL */
                             real *trace_h,     /* (T, B, H) or NULL */
-                            int *trace_exp)    /* (T,) or NULL */
+                            int *trace_exp,    /* (T,) or NULL */
+                            int *carry_exp)    /* in/out, or NULL */
 {
     long BH = B * H;
     int err = 1;
@@ -148,7 +149,7 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
     /* the running gradient on h_t lives in dh0's buffer, as dh * 2^e
        (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0;
-    int e = 0;
+    int e = carry_exp ? *carry_exp : 0;
     FN(cell_copy_or_zero)(BH, d_hn, dh);
     FN(renorm_carry)(BH, dh, NULL, &e);
     for (long t = T - 1; t >= 0; t--) {
@@ -164,7 +165,8 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
     }
     if (FN(cell_weight_grads)(T, B, I, H, H, da, da, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
         goto done;
-    FN(renorm_scale)(BH, dh0, e);                              /* dh0 in true scale */
+    if (carry_exp) *carry_exp = e;                                 /* dh0 stays scaled */
+    else FN(renorm_scale)(BH, dh0, e);                             /* dh0 in true scale */
     if (db) FN(cell_add2)(H, db_ih, db_hh, db);
     err = 0;
 done:

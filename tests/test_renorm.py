@@ -175,3 +175,32 @@ def test_trace_beyond_float32_range_is_finite_in_float64():
     assert np.all(np.isfinite(layer.grad_trace.norms()))
     assert np.all(np.isinf(np.diag(layer.weight_hh_l0.grad)))
     assert np.all(np.isfinite(layer.grad_trace.h))
+
+
+@pytest.mark.parametrize("cell", sorted(VANISH))
+def test_checkpointed_layers_keep_the_scale_across_segments(cell):
+    """Every-k and binomial checkpointing backpropagate in segments, carrying dL/dh (dL/dc) from one
+    to the next: the scale travels with it, so their float32 traces equal the whole sequence's (to
+    float32 rounding: a segment's forward is recomputed with GEMMs of another shape)."""
+    T, w_scale = VANISH[cell]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((T, 2, 3)).astype(np.float32)
+    R = np.zeros((T, 2, 12), np.float32)
+    R[-1] = rng.standard_normal((2, 12))
+    traces, grads = [], []
+    for kw in ({}, {"checkpoint": 37}, {"checkpoint": "auto", "checkpoint_budget": 4}):
+        layer = _layer(cell, np.float32, w_scale, seed=1)
+        for k, v in kw.items():
+            setattr(layer, k, v)
+        out, _ = layer(x)
+        (out * R).sum().backward()
+        traces.append(layer.grad_trace)
+        grads.append([p.grad for p in layer.layer_weights(0)])
+    whole = traces[0]
+    assert np.min(whole.norms()) < 1e-100 if cell != "lstm" else np.min(whole.norms()) < 1e-60
+    for tr, g in zip(traces[1:], grads[1:]):
+        np.testing.assert_allclose(tr.norms(), whole.norms(), rtol=1e-4)
+        if cell == "lstm":
+            np.testing.assert_allclose(tr.c_norms(), whole.c_norms(), rtol=1e-4)
+        for a, b in zip(g, grads[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())

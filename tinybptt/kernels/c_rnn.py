@@ -139,7 +139,7 @@ def _grad_ok(g, shape, dt):
     return g is None or (type(g) is _ndarray and g.shape == shape and _plain(g, dt))
 
 
-def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True):
+def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
     """Backpropagation through time; see kernels.numpy_rnn.seq_backward.
 
     The C kernel carries the gradient through time as scaled values times a power
@@ -151,7 +151,10 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     the true sizes: it comes back in the layer's dtype while every step's scale
     is 2^0, and otherwise as float64, trace_kernel[t] * 2^exponent[t] (for a
     float32 layer this holds 1e-40 or 1e-200 as the number it is; beyond
-    float64's own range it is 0 or inf).
+    float64's own range it is 0 or inf).  ``carry_exp`` (an int) carries that
+    scale from one call to the next when a sequence is backpropagated in
+    segments: d_hn and d_cn are then scaled values (true = value * 2**carry_exp),
+    dh0 and dc0 come back scaled, and the result's "carry_exp" is their exponent.
     """
     s = saved
     if (type(s) is _CSaved and s.cell == cell and s.kind == "seq" and s.b_ih is s.ptrs[2]
@@ -184,6 +187,8 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     trace_c = np.empty((T, B, H), dt) if need_trace and cell == "lstm" else None
     trace_exp = np.zeros(T, np.int32) if need_trace else None
     pte = NULL if trace_exp is None else fb("int[]", trace_exp)
+    carry = None if carry_exp is None else np.array([carry_exp], np.int32)
+    pce = NULL if carry is None else fb("int[]", carry)
     grads = (fb(ct, dw_ih), fb(ct, dw_hh), NULL if db_ih is None else fb(ct, db_ih),
              NULL if db_hh is None else fb(ct, db_hh))
     pd_out = NULL if d_out is None else fb(ct, d_out)
@@ -196,25 +201,28 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
                     ptr(s.c_out))
         rc = fn("lstm_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, NULL if d_cn is None else fb(ct, d_cn),
                                           pdx, fb(ct, dh0), fb(ct, dc0), *grads, pth,
-                                          NULL if trace_c is None else fb(ct, trace_c), pte)
+                                          NULL if trace_c is None else fb(ct, trace_c), pte, pce)
     elif cell == "gru":
         if ptrs is None:
             ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.gates), ptr(s.hn), ptr(s.out))
-        rc = fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, dh0), *grads, pth, pte)
+        rc = fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, dh0), *grads, pth, pte, pce)
     else:
         if ptrs is None:
             ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.out))
         else:  # forward's pointers: x, h0, w_ih, w_hh, out
             ptrs = ptrs[:5]
         rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
-                                         fb(ct, dh0), *grads, pth, pte)
+                                         fb(ct, dh0), *grads, pth, pte, pce)
     check(rc, "seq_backward(%s)" % cell)
     if trace_exp is not None and trace_exp.any():  # true sizes: scaled trace times 2^exponent, in float64
         e = trace_exp[:, None, None]
         trace_h = np.ldexp(trace_h.astype(F64), e)
         trace_c = None if trace_c is None else np.ldexp(trace_c.astype(F64), e)
-    return dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
-                trace_h=trace_h, trace_c=trace_c)
+    g = dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
+             trace_h=trace_h, trace_c=trace_c)
+    if carry is not None:
+        g["carry_exp"] = int(carry[0])
+    return g
 
 
 # ---------------------------------------------------------------- one step
