@@ -107,11 +107,10 @@ static inline real FN(renorm_flush)(real v)
     return v < tiny && v > -tiny ? v * 0 : v;
 }
 
-/* frexp's exponent k of the largest |entry| f * 2^k of x and (unless NULL) y,
-   n entries each.  Returns 0 (and leaves *k) when that entry is 0, inf or
-   NaN: such a block is left to IEEE arithmetic.  The maximum is taken over
-   the bits (|x| orders like its bit pattern, NaN above inf) so it vectorises. */
-static int FN(renorm_top)(long n, const real *x, const real *y, int *k)
+/* the largest |entry| of x and (unless NULL) y, n entries each; NaN if any
+   entry is NaN.  Taken over the bits (|x| orders like its bit pattern, NaN's
+   above inf's), so that it vectorises. */
+static real FN(renorm_absmax)(long n, const real *x, const real *y)
 {
     const ubits mask = ~(ubits)0 >> 1;
     const ubits *u = (const ubits *)x, *w = (const ubits *)y;
@@ -120,9 +119,22 @@ static int FN(renorm_top)(long n, const real *x, const real *y, int *k)
     for (long j = 0; j < n; j++) { ubits a = u[j] & mask; m = a > m ? a : m; }
     if (w) for (long j = 0; j < n; j++) { ubits a = w[j] & mask; m = a > m ? a : m; }
     memcpy(&top, &m, sizeof top);
-    if (top == 0 || !isfinite(top)) return 0;
-    frexp(top, k);
-    return 1;
+    return top;
+}
+
+/* m is in the safe range: 2^-TB_RENORM_EXP <= m < 2^TB_RENORM_EXP (false for NaN) */
+static inline int FN(renorm_safe)(real m)
+{
+    return m >= (real)ldexp(1.0, -TB_RENORM_EXP) && m < (real)ldexp(1.0, TB_RENORM_EXP);
+}
+
+/* k with m = f * 2^k, f in [0.5, 1) (frexp's); 0 when m is 0, inf or NaN:
+   a block whose largest entry is one of those is left to IEEE arithmetic */
+static int FN(renorm_exponent)(real m)
+{
+    int k = 0;
+    if (m != 0 && isfinite(m)) frexp(m, &k);
+    return k;
 }
 
 /* 2^s as up to three factors f[0..], each a normal number (2^s itself may not
@@ -152,12 +164,13 @@ static void FN(renorm_scale)(long n, real *x, long s)
 }
 
 /* Keep dh (and dc unless NULL), n entries each, carried at exponent *e, in
-   the safe range: when their largest |entry| f * 2^k has |k| > TB_RENORM_EXP,
-   multiply both by 2^-k and add k to *e. */
+   the safe range: when their largest |entry| f * 2^k (f in [0.5, 1)) has left
+   it, multiply both by 2^-k and add k to *e. */
 static void FN(renorm_carry)(long n, real *dh, real *dc, int *e)
 {
-    int k;
-    if (!FN(renorm_top)(n, dh, dc, &k) || (k >= -TB_RENORM_EXP && k <= TB_RENORM_EXP)) return;
+    real m = FN(renorm_absmax)(n, dh, dc);
+    int k = FN(renorm_safe)(m) ? 0 : FN(renorm_exponent)(m);
+    if (k == 0) return;
     FN(renorm_scale)(n, dh, -k);
     if (dc) FN(renorm_scale)(n, dc, -k);
     *e += k;
@@ -172,11 +185,13 @@ static void FN(renorm_carry)(long n, real *dh, real *dc, int *e)
    of the sum, whose largest entry is near 1. */
 static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
 {
-    int kd, kh, top, E;
     if (!d) return;
-    if (*e != 0 && FN(renorm_top)(n, d, NULL, &kd)) {
-        top = FN(renorm_top)(n, dh, dc, &kh) && kh + *e > kd ? kh + *e : kd;
-        E = top >= -TB_RENORM_EXP && top <= TB_RENORM_EXP ? 0 : top;
+    real md = *e != 0 ? FN(renorm_absmax)(n, d, NULL) : 0;
+    if (md != 0 && isfinite(md)) {
+        real mh = FN(renorm_absmax)(n, dh, dc);
+        int kd = FN(renorm_exponent)(md), kh = FN(renorm_exponent)(mh);
+        int top = mh != 0 && isfinite(mh) && kh + *e > kd ? kh + *e : kd;
+        int E = top > -TB_RENORM_EXP && top <= TB_RENORM_EXP ? 0 : top;
         FN(renorm_scale)(n, dh, *e - E);
         if (dc) FN(renorm_scale)(n, dc, *e - E);
         *e = E;

@@ -108,15 +108,18 @@ def _reference(layer, cell, x, R):
 VANISH = {"rnn_tanh": (200, 0.25), "lstm": (500, 0.15), "gru": (700, 0.05)}
 
 
-@pytest.mark.parametrize("ftz", [False, True])
+@pytest.mark.parametrize("ftz,early", [(False, 0.0), (True, 0.0), (False, 1e-30), (False, 1.0)])
 @pytest.mark.parametrize("cell", sorted(VANISH))
-def test_vanishing_float32_trace_and_weight_gradients_match_float64_reference(cell, ftz):
+def test_vanishing_float32_trace_and_weight_gradients_match_float64_reference(cell, ftz, early):
+    """The loss reads the last step, and with ``early`` != 0 also step 10, where that gradient then
+    meets the vanished one (early = 1e-30: both stay scaled; 1.0: the plain path resumes)."""
     T, w_scale = VANISH[cell]
     layer = _layer(cell, np.float32, w_scale, seed=1)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((T, 2, 3)).astype(np.float32)
     R = np.zeros((T, 2, 12), np.float32)
-    R[-1] = rng.standard_normal((2, 12))  # the loss reads the last step only
+    R[-1] = rng.standard_normal((2, 12))
+    R[10] = early * rng.standard_normal((2, 12))
     ref = _reference(layer, cell, x, R)
     was = tb.kernels.c_backend.get_flush_to_zero()
     tb.set_flush_to_zero(ftz)
@@ -132,6 +135,7 @@ def test_vanishing_float32_trace_and_weight_gradients_match_float64_reference(ce
         want = m * np.sqrt(np.sum((want / m[:, None, None]) ** 2, axis=(1, 2)))
         tiny = (want < 1e-40) & (want > 1e-200)
         assert tiny.sum() >= 20, "the problem must reach the sizes float32 cannot hold"
+        assert early == 0 or 1e-40 > want[11] and (early < 1e-20) == (want[10] < 1e-20)
         np.testing.assert_allclose(np.log10(got[tiny]), np.log10(want[tiny]), rtol=1e-5)
         np.testing.assert_allclose(got, want, rtol=1e-4)  # every step, ordinary sizes included
     for p, key in zip(layer.layer_weights(0), ("dw_ih", "dw_hh", "db_ih", "db_hh")):

@@ -185,7 +185,7 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     db_hh = None if s.b_hh is None else np.zeros(GH, dt)
     trace_h = np.empty((T, B, H), dt) if need_trace else None
     trace_c = np.empty((T, B, H), dt) if need_trace and cell == "lstm" else None
-    trace_exp = np.zeros(T, np.int32) if need_trace else None
+    trace_exp = np.empty(T, np.int32) if need_trace else None  # the kernel writes every step's
     pte = NULL if trace_exp is None else fb("int[]", trace_exp)
     carry = None if carry_exp is None else np.array([carry_exp], np.int32)
     pce = NULL if carry is None else fb("int[]", carry)
@@ -214,7 +214,7 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
                                          fb(ct, dh0), *grads, pth, pte, pce)
     check(rc, "seq_backward(%s)" % cell)
-    if trace_exp is not None and trace_exp.any():  # true sizes: scaled trace times 2^exponent, in float64
+    if trace_exp is not None and np.count_nonzero(trace_exp):  # true sizes: trace times 2^exponent, in float64
         e = trace_exp[:, None, None]
         trace_h = np.ldexp(trace_h.astype(F64), e)
         trace_c = None if trace_c is None else np.ldexp(trace_c.astype(F64), e)
