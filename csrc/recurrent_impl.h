@@ -109,8 +109,9 @@ static inline real FN(renorm_flush)(real v)
 
 /* the largest |entry| of x and (unless NULL) y, n entries each; NaN if any
    entry is NaN.  Taken over the bits (|x| orders like its bit pattern, NaN's
-   above inf's), so that it vectorises. */
-static real FN(renorm_absmax)(long n, const real *x, const real *y)
+   above inf's), so that it vectorises; compiled per instruction set, as it
+   runs once per step whatever the gradient's size. */
+TB_CLONES static real FN(renorm_absmax)(long n, const real *x, const real *y)
 {
     const ubits mask = ~(ubits)0 >> 1;
     const ubits *u = (const ubits *)x, *w = (const ubits *)y;
