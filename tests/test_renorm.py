@@ -208,3 +208,20 @@ def test_checkpointed_layers_keep_the_scale_across_segments(cell):
             np.testing.assert_allclose(tr.c_norms(), whole.c_norms(), rtol=1e-4)
         for a, b in zip(g, grads[0]):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("cell", sorted(GATES))
+def test_nan_and_inf_reach_the_same_places_at_any_scale(cell, bad):
+    """A NaN or inf arriving while the gradient is carried scaled (2^-70) is not lost in the search for
+    the block's largest entry nor in the rescaling: it reaches the same entries as at scale 1."""
+    args, grads = _problem(cell, np.float32)
+    _, _, saved = c_rnn.seq_forward(cell, *args)
+    grads[0][12, 1, 3] = bad
+    plain = c_rnn.seq_backward(cell, saved, *grads)
+    scaled = c_rnn.seq_backward(cell, saved, *[None if g is None else np.ldexp(g, -70) for g in grads])
+    assert not np.isfinite(plain["trace_h"][12, 1, 3])
+    for key, a in plain.items():
+        if a is not None:
+            np.testing.assert_array_equal(np.isnan(scaled[key]), np.isnan(a), err_msg=key)
+            np.testing.assert_array_equal(np.isinf(scaled[key]), np.isinf(a), err_msg=key)
