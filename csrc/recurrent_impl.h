@@ -188,6 +188,7 @@ static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
 {
     if (!d) return;
     real md = *e != 0 ? FN(renorm_absmax)(n, d, NULL) : 0;
+    if (*e != 0 && md == 0) return;  /* d is all zeros: nothing arrives */
     if (md != 0 && isfinite(md)) {
         real mh = FN(renorm_absmax)(n, dh, dc);
         int kd = FN(renorm_exponent)(md), kh = FN(renorm_exponent)(mh);
@@ -201,7 +202,7 @@ static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
         FN(cell_add)(n, dh, d);
         return;
     }
-    /* dh += d * 2^-e (d all zero, inf or NaN: added at the current exponent) */
+    /* dh += d * 2^-e (d holding inf or NaN: added at the current exponent) */
     real f[3];
     int nf = FN(renorm_factors)(-(long)*e, f);
     for (long j = 0; j < n; j++) {

@@ -139,6 +139,24 @@ def _grad_ok(g, shape, dt):
     return g is None or (type(g) is _ndarray and g.shape == shape and _plain(g, dt))
 
 
+def _true_trace(trace_h, trace_c, exps):
+    """The trace at true size from the kernel's scaled trace and its per-step exponents (T,).
+
+    The kernel keeps each step's largest entry within [2^-60, 2^60], so while every
+    exponent lies in [-66, 67] the true values fit the dtype's normal range (float32's
+    included): they come back in the layer's dtype.  Otherwise as float64, which holds
+    a float32 layer's 1e-40 or 1e-200 as the number it is (beyond float64's own range,
+    about 1e-308 .. 1e308, the values are 0 or inf).  One multiply per entry by 2^e,
+    exact wherever the result is a normal number.
+    """
+    if exps.min() >= -66 and exps.max() <= 67:
+        dt = trace_h.dtype
+        scale = np.ldexp(np.ones(len(exps), dt), exps)[:, None, None]
+        return tuple(None if a is None else np.multiply(a, scale, out=a) for a in (trace_h, trace_c))
+    scale = np.ldexp(1.0, exps)[:, None, None]
+    return tuple(None if a is None else np.multiply(a, scale, out=np.empty(a.shape, F64)) for a in (trace_h, trace_c))
+
+
 def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
     """Backpropagation through time; see kernels.numpy_rnn.seq_backward.
 
@@ -148,10 +166,8 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     overflows, every result is that of plain IEEE arithmetic, bit for bit;
     otherwise entries of dx, dh0, dc0 and of the per-step terms of the weight
     gradients below the dtype's smallest normal number are 0.  The trace keeps
-    the true sizes: it comes back in the layer's dtype while every step's scale
-    is 2^0, and otherwise as float64, trace_kernel[t] * 2^exponent[t] (for a
-    float32 layer this holds 1e-40 or 1e-200 as the number it is; beyond
-    float64's own range it is 0 or inf).  ``carry_exp`` (an int) carries that
+    the true sizes (float64 where the dtype cannot hold them, see ``_true_trace``).
+    ``carry_exp`` (an int) carries that
     scale from one call to the next when a sequence is backpropagated in
     segments: d_hn and d_cn are then scaled values (true = value * 2**carry_exp),
     dh0 and dc0 come back scaled, and the result's "carry_exp" is their exponent.
@@ -214,10 +230,8 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
                                          fb(ct, dh0), *grads, pth, pte, pce)
     check(rc, "seq_backward(%s)" % cell)
-    if trace_exp is not None and np.count_nonzero(trace_exp):  # true sizes: trace times 2^exponent, in float64
-        e = trace_exp[:, None, None]
-        trace_h = np.ldexp(trace_h.astype(F64), e)
-        trace_c = None if trace_c is None else np.ldexp(trace_c.astype(F64), e)
+    if trace_exp is not None and np.count_nonzero(trace_exp):
+        trace_h, trace_c = _true_trace(trace_h, trace_c, trace_exp)
     g = dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
              trace_h=trace_h, trace_c=trace_c)
     if carry is not None:
