@@ -100,13 +100,6 @@ static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
    caller can report true sizes that the type itself cannot hold.
 */
 
-/* v, or a zero of v's sign if |v| is below the smallest normal number (NaN stays) */
-static inline real FN(renorm_flush)(real v)
-{
-    const real tiny = sizeof(real) == 4 ? (real)FLT_MIN : (real)DBL_MIN;
-    return v < tiny && v > -tiny ? v * 0 : v;
-}
-
 /* the largest |entry| of x and (unless NULL) y, n entries each; NaN if any
    entry is NaN.  Taken over the bits (|x| orders like its bit pattern, NaN's
    above inf's), so that it vectorises; compiled per instruction set, as it
@@ -138,14 +131,20 @@ static int FN(renorm_exponent)(real m)
     return k;
 }
 
-/* 2^s as up to three factors f[0..], each a normal number (2^s itself may not
-   be one); returns how many (0 for s = 0).  Beyond 3 times the largest
-   exponent, every nonzero finite x * 2^s is 0 or inf anyway, so s is clamped. */
-static int FN(renorm_factors)(long s, real f[3])
+/* x * 2^s, for any integer s, as a threshold and up to three factors:
+   |x| < *thr means x * 2^s is below the smallest normal number (the caller
+   makes it 0 BEFORE multiplying, so that no subnormal is ever formed), and
+   otherwise x * f[0] * ... is x * 2^s exactly, each factor a normal number
+   (2^s itself may not be one).  Returns how many factors (0 for s = 0).
+   Beyond 3 times the largest exponent every nonzero finite x * 2^s is 0 or
+   inf anyway, so s is clamped. */
+static int FN(renorm_factors)(long s, real f[3], real *thr)
 {
     const long maxe = (sizeof(real) == 4 ? FLT_MAX_EXP : DBL_MAX_EXP) - 2;
+    const double tiny = sizeof(real) == 4 ? FLT_MIN : DBL_MIN;
     int nf = 0;
     s = s < -3 * maxe ? -3 * maxe : s > 3 * maxe ? 3 * maxe : s;
+    *thr = (real)ldexp(tiny, (int)-s);  /* inf (all flushed) or 0 (none) where out of range */
     while (s != 0) {
         long k = s < -maxe ? -maxe : s > maxe ? maxe : s;
         f[nf++] = (real)ldexp(1.0, (int)k);
@@ -154,14 +153,29 @@ static int FN(renorm_factors)(long s, real f[3])
     return nf;
 }
 
-/* x[j] *= 2^s over n entries (nothing if s = 0); results below the smallest
-   normal number become 0 */
-static void FN(renorm_scale)(long n, real *x, long s)
+/* v * 2^s from renorm_factors' threshold and factors: 0 (of v's sign) when
+   below the smallest normal number, else exact; NaN and inf stay */
+static inline real FN(renorm_mul)(real v, real thr, const real *f, int nf)
 {
-    real f[3];
-    int nf = FN(renorm_factors)(s, f);
-    for (int i = 0; i < nf; i++)
-        for (long j = 0; j < n; j++) x[j] = FN(renorm_flush)(x[j] * f[i]);
+    v = v < thr && v > -thr ? v * 0 : v;
+    for (int i = 0; i < nf; i++) v *= f[i];
+    return v;
+}
+
+/* x[j] *= 2^s over n entries (nothing if s = 0); results below the smallest
+   normal number become 0.  Compiled per instruction set: while the gradient
+   is carried scaled it runs over every step's dgates. */
+TB_CLONES static void FN(renorm_scale)(long n, real *x, long s)
+{
+    real f[3], thr;
+    int nf = FN(renorm_factors)(s, f, &thr);
+    /* one loop per factor count, each with a constant count, so that each vectorises */
+    if (nf == 1)
+        for (long j = 0; j < n; j++) x[j] = FN(renorm_mul)(x[j], thr, f, 1);
+    else if (nf == 2)
+        for (long j = 0; j < n; j++) x[j] = FN(renorm_mul)(x[j], thr, f, 2);
+    else if (nf == 3)
+        for (long j = 0; j < n; j++) x[j] = FN(renorm_mul)(x[j], thr, f, 3);
 }
 
 /* Keep dh (and dc unless NULL), n entries each, carried at exponent *e, in
@@ -203,13 +217,9 @@ static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
         return;
     }
     /* dh += d * 2^-e (d holding inf or NaN: added at the current exponent) */
-    real f[3];
-    int nf = FN(renorm_factors)(-(long)*e, f);
-    for (long j = 0; j < n; j++) {
-        real v = d[j];
-        for (int i = 0; i < nf; i++) v = FN(renorm_flush)(v * f[i]);
-        dh[j] += v;
-    }
+    real f[3], thr;
+    int nf = FN(renorm_factors)(-(long)*e, f, &thr);
+    for (long j = 0; j < n; j++) dh[j] += FN(renorm_mul)(d[j], thr, f, nf);
 }
 
 /* ---- the weight gradients

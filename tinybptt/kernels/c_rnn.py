@@ -154,7 +154,8 @@ def _true_trace(trace_h, trace_c, exps):
         scale = np.ldexp(np.ones(len(exps), dt), exps)[:, None, None]
         return tuple(None if a is None else np.multiply(a, scale, out=a) for a in (trace_h, trace_c))
     scale = np.ldexp(1.0, exps)[:, None, None]
-    return tuple(None if a is None else np.multiply(a, scale, out=np.empty(a.shape, F64)) for a in (trace_h, trace_c))
+    wide = [None if a is None else a.astype(F64) for a in (trace_h, trace_c)]
+    return tuple(None if a is None else np.multiply(a, scale, out=a) for a in wide)
 
 
 def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
