@@ -85,7 +85,8 @@ static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
    |k| > TB_RENORM_EXP, renorm_carry multiplies the block by 2^-k and adds k
    to e.  A product with a power of two is exact unless it under- or
    overflows, so
-   - while e stays 0 the arithmetic is the plain kernel's, bit for bit;
+   - while nothing under- or overflows, the arithmetic is the plain
+     kernel's, bit for bit, whether or not e moved;
    - when the gradient vanishes (or explodes) through time, the recurrence
      keeps working on numbers near 1: float keeps its 24 bits at a true size
      of 1e-40 or 1e-200, and the block never sinks into the subnormal range,
@@ -93,9 +94,10 @@ static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
    What leaves the recurrence -- each step's dgates (for the weight gradients
    and dx), dh0 and dc0 -- is brought back to true scale (renorm_scale by e),
    and there a result below the smallest normal number becomes zero, whatever
-   the CPU's flush-to-zero setting.  That is the one place where the result
-   differs from plain IEEE arithmetic: by less than 2^-126 (float) per entry,
-   below the resolution of any sum of normal size it joins.  The per-step
+   the CPU's flush-to-zero setting (decided before multiplying, so no
+   subnormal is formed there either).  That is where the result differs from
+   plain IEEE arithmetic: by less than 2^-126 (float) per entry, below the
+   resolution of any sum of normal size it joins.  The per-step
    trace leaves as scaled values plus each step's e (trace_exp), so the
    caller can report true sizes that the type itself cannot hold.
 */

@@ -19,9 +19,9 @@ arrived.  ``gather_trace`` turns one source per layer into a ``GradTrace``.
 
 True sizes.  A float32 layer's trace can hold gradients float32 cannot: the C
 sequence kernels carry the gradient through time as scaled values times a power
-of two (docs/design.md, "Tiny gradients in float32"), and when that scale has
-moved, the trace of the backward pass comes back as float64 (1e-40 and 1e-200
-are numbers there).  The trace then is float64 wherever it is kept
+of two (docs/design.md, "Tiny gradients in float32"), and when the true sizes
+leave float32's normal range, the trace of that backward pass comes back as
+float64 (1e-40 and 1e-200 are numbers there).  The trace then is float64 wherever it is kept
 (``store_segment``, ``gather_trace``), and the norms are taken in float64 after
 scaling, so that no size is lost on the way to the user.
 
