@@ -145,6 +145,8 @@ static int FN(renorm_factors)(long s, real f[3], real *thr)
     const long maxe = (sizeof(real) == 4 ? FLT_MAX_EXP : DBL_MAX_EXP) - 2;
     const double tiny = sizeof(real) == 4 ? FLT_MIN : DBL_MIN;
     int nf = 0;
+    *thr = 0;
+    if (s == 0) return 0;  /* the plain path: no libm call */
     s = s < -3 * maxe ? -3 * maxe : s > 3 * maxe ? 3 * maxe : s;
     *thr = (real)ldexp(tiny, (int)-s);  /* inf (all flushed) or 0 (none) where out of range */
     while (s != 0) {
