@@ -180,7 +180,8 @@ def store_segment(arrays, l, s, e, values):
     a = arrays[l]
     dt = np.result_type(a.dtype, values.dtype)
     if dt != a.dtype:
-        a = arrays[l] = a.astype(dt)
+        with np.errstate(invalid="ignore"):  # segments not written yet may hold any bits
+            a = arrays[l] = a.astype(dt)
     a[s:e] = values
 
 
