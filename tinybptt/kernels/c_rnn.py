@@ -150,9 +150,13 @@ def _true_trace(trace_h, trace_c, exps):
     exact wherever the result is a normal number.
     """
     if exps.min() >= -66 and exps.max() <= 67:
-        dt = trace_h.dtype
-        scale = np.ldexp(np.ones(len(exps), dt), exps)[:, None, None]
-        return tuple(None if a is None else np.multiply(a, scale, out=a) for a in (trace_h, trace_c))
+        nz = np.flatnonzero(exps)
+        lo, hi = nz[0], nz[-1] + 1  # only the steps from the first to the last exponent that moved
+        scale = np.ldexp(np.ones(hi - lo, trace_h.dtype), exps[lo:hi])[:, None, None]
+        for a in (trace_h, trace_c):
+            if a is not None:
+                np.multiply(a[lo:hi], scale, out=a[lo:hi])
+        return trace_h, trace_c
     scale = np.ldexp(1.0, exps)[:, None, None]
     wide = [None if a is None else a.astype(F64) for a in (trace_h, trace_c)]
     return tuple(None if a is None else np.multiply(a, scale, out=a) for a in wide)
