@@ -203,7 +203,9 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             real *dw_hh,       /* (3H, H) */
                             real *db_ih,       /* (3H,) or NULL */
                             real *db_hh,       /* (3H,) or NULL */
-                            real *trace_h)     /* (T, B, H) or NULL */
+                            real *trace_h,     /* (T, B, H) or NULL */
+                            int *trace_exp,    /* (T,) or NULL */
+                            int *carry_exp)    /* in/out, or NULL */
 {
     long G3 = 3 * H, BH = B * H, TBG = T * B * G3;
     int err = 1;
@@ -215,20 +217,30 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
     real *dbx = db_ih ? dgh + TBG : NULL, *dbh = db_hh ? dgh + TBG + G3 : NULL;
     if (dbx) memset(dbx, 0, (size_t)G3 * sizeof(real));
     if (dbh) memset(dbh, 0, (size_t)G3 * sizeof(real));
-    real *dh = dh0;  /* the running gradient on h_t lives in dh0's buffer */
+    /* the running gradient on h_t lives in dh0's buffer, as dh * 2^e
+       (see "tiny gradients" in recurrent_impl.h) */
+    real *dh = dh0;
+    int e = carry_exp ? *carry_exp : 0;
     FN(cell_copy_or_zero)(BH, d_hn, dh);
+    FN(renorm_carry)(BH, dh, NULL, &e);
     for (long t = T - 1; t >= 0; t--) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         real *dgx_t = dgx + t * B * G3, *dgh_t = dgh + t * B * G3;
-        FN(cell_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
+        FN(renorm_add)(BH, dh, NULL, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
         FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
+        if (trace_exp) trace_exp[t] = e;
         FN(gru_pointwise_backward)(B, H, gates + t * B * G3, hn + t * BH, h_prev, dh, dgx_t, dgh_t);
+        FN(panel_mm)(B, dgh_t, G3, &whh, dh, H, 1, NULL);          /* dh_{t-1} += dgh_t @ W_hh */
+        FN(renorm_scale)(B * G3, dgx_t, e);                        /* dgx_t, dgh_t in true scale */
+        FN(renorm_scale)(B * G3, dgh_t, e);
         FN(cell_colsum_acc)(B, G3, dgx_t, G3, dbx);
         FN(cell_colsum_acc)(B, G3, dgh_t, G3, dbh);
-        FN(panel_mm)(B, dgh_t, G3, &whh, dh, H, 1, NULL);          /* dh_{t-1} += dgh_t @ W_hh */
+        FN(renorm_carry)(BH, dh, NULL, &e);
     }
     if (FN(cell_weight_grads)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
         goto done;
+    if (carry_exp) *carry_exp = e;                                 /* dh0 stays scaled */
+    else FN(renorm_scale)(BH, dh0, e);                             /* dh0 in true scale */
     if (dbx) FN(cell_add2)(G3, db_ih, NULL, dbx);
     if (dbh) FN(cell_add2)(G3, db_hh, NULL, dbh);
     err = 0;

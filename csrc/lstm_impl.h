@@ -195,7 +195,9 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              real *db_ih,        /* (4H,) or NULL */
                              real *db_hh,        /* (4H,) or NULL */
                              real *trace_h,      /* (T, B, H) or NULL */
-                             real *trace_c)      /* (T, B, H) or NULL */
+                             real *trace_c,      /* (T, B, H) or NULL */
+                             int *trace_exp,     /* (T,) or NULL */
+                             int *carry_exp)     /* in/out, or NULL */
 {
     long G4 = 4 * H, BH = B * H;
     int err = 1;
@@ -207,22 +209,34 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     real *dc_scratch = dgates + T * B * G4;
     real *db = (db_ih || db_hh) ? dc_scratch + BH : NULL;
     if (db) memset(db, 0, (size_t)G4 * sizeof(real));
-    /* the running gradients on h_t and c_t live in dh0's and dc0's buffers */
+    /* the running gradients on h_t and c_t live in dh0's and dc0's buffers,
+       as dh * 2^e and dc * 2^e (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0, *dc = dc0;
+    int e = carry_exp ? *carry_exp : 0;
     FN(cell_copy_or_zero)(BH, d_hn, dh);
     FN(cell_copy_or_zero)(BH, d_cn, dc);
+    FN(renorm_carry)(BH, dh, dc, &e);
     for (long t = T - 1; t >= 0; t--) {
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
         real *dg = dgates + t * B * G4;
-        FN(cell_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
+        FN(renorm_add)(BH, dh, dc, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
         FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
+        if (trace_exp) trace_exp[t] = e;
         FN(lstm_pointwise_backward)(B, H, gates + t * B * G4, tanh_c + t * BH, c_prev, dh, dc,
                                     trace_c ? trace_c + t * BH : dc_scratch, dg);
-        FN(cell_colsum_acc)(B, G4, dg, G4, db);                /* db += column sums of dgates_t */
         FN(panel_mm)(B, dg, G4, &whh, dh, H, 0, NULL);          /* dh_{t-1} = dgates_t @ W_hh */
+        FN(renorm_scale)(B * G4, dg, e);                        /* dgates_t in true scale */
+        FN(cell_colsum_acc)(B, G4, dg, G4, db);                /* db += column sums of dgates_t */
+        FN(renorm_carry)(BH, dh, dc, &e);
     }
     if (FN(cell_weight_grads)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
         goto done;
+    if (carry_exp) {
+        *carry_exp = e;                                         /* dh0, dc0 stay scaled */
+    } else {
+        FN(renorm_scale)(BH, dh0, e);                           /* dh0, dc0 in true scale */
+        FN(renorm_scale)(BH, dc0, e);
+    }
     if (db) FN(cell_add2)(G4, db_ih, db_hh, db);
     err = 0;
 done:

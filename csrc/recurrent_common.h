@@ -15,6 +15,7 @@
 #ifndef TINYBPTT_RECURRENT_COMMON_H
 #define TINYBPTT_RECURRENT_COMMON_H
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,12 @@
 typedef struct { const void *p; long K, N, vl, qs, ks; int owned; } panel;
 #define PANEL_NONE { NULL, 0, 0, 0, 0, 0, 0 }
 void panel_free(panel *P);
+
+/* ---- tiny gradients (the renorm_* helpers in recurrent_impl.h) -------------
+   The sequence backward keeps the largest |entry| of the gradient it carries
+   from step to step, f * 2^k with f in [0.5, 1), at |k| <= TB_RENORM_EXP:
+   far from float's smallest normal number (2^-126) and its largest (2^128). */
+#define TB_RENORM_EXP 60
 
 #define TB_TEMPLATE "recurrent_impl.h"
 #include "for_each_dtype.h"

@@ -76,6 +76,156 @@ static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
     if (db2) for (long j = 0; j < n; j++) db2[j] += v[j];
 }
 
+/* ---- tiny gradients: the carried gradient as scaled values times 2^e
+
+   A sequence backward is linear in the gradient it carries from step to step
+   (dh, and dc for the LSTM), so it may carry that gradient as scaled values
+   times 2^e, with one integer e for the whole (B, H) block (dh and dc share
+   it).  When the block's largest |entry| f * 2^k (f in [0.5, 1)) drifts to
+   |k| > TB_RENORM_EXP, renorm_carry multiplies the block by 2^-k and adds k
+   to e.  A product with a power of two is exact unless it under- or
+   overflows, so
+   - while nothing under- or overflows, the arithmetic is the plain
+     kernel's, bit for bit, whether or not e moved;
+   - when the gradient vanishes (or explodes) through time, the recurrence
+     keeps working on numbers near 1: float keeps its 24 bits at a true size
+     of 1e-40 or 1e-200, and the block never sinks into the subnormal range,
+     where some CPUs charge around 100 cycles per operation.
+   What leaves the recurrence -- each step's dgates (for the weight gradients
+   and dx), dh0 and dc0 -- is brought back to true scale (renorm_scale by e),
+   and there a result below the smallest normal number becomes zero, whatever
+   the CPU's flush-to-zero setting (decided before multiplying, so no
+   subnormal is formed there either).  That is where the result differs from
+   plain IEEE arithmetic: by less than 2^-126 (float) per entry, below the
+   resolution of any sum of normal size it joins.  The per-step
+   trace leaves as scaled values plus each step's e (trace_exp), so the
+   caller can report true sizes that the type itself cannot hold.
+*/
+
+/* the largest |entry| of x and (unless NULL) y, n entries each; NaN if any
+   entry is NaN.  Taken over the bits (|x| orders like its bit pattern, NaN's
+   above inf's), so that it vectorises; compiled per instruction set, as it
+   runs once per step whatever the gradient's size. */
+TB_CLONES static real FN(renorm_absmax)(long n, const real *x, const real *y)
+{
+    const ubits mask = ~(ubits)0 >> 1;
+    const ubits *u = (const ubits *)x, *w = (const ubits *)y;
+    ubits m = 0;
+    real top;
+    for (long j = 0; j < n; j++) { ubits a = u[j] & mask; m = a > m ? a : m; }
+    if (w) for (long j = 0; j < n; j++) { ubits a = w[j] & mask; m = a > m ? a : m; }
+    memcpy(&top, &m, sizeof top);
+    return top;
+}
+
+/* m is in the safe range: 2^-TB_RENORM_EXP <= m < 2^TB_RENORM_EXP (false for NaN) */
+static inline int FN(renorm_safe)(real m)
+{
+    return m >= (real)ldexp(1.0, -TB_RENORM_EXP) && m < (real)ldexp(1.0, TB_RENORM_EXP);
+}
+
+/* k with m = f * 2^k, f in [0.5, 1) (frexp's); 0 when m is 0, inf or NaN:
+   a block whose largest entry is one of those is left to IEEE arithmetic */
+static int FN(renorm_exponent)(real m)
+{
+    int k = 0;
+    if (m != 0 && isfinite(m)) frexp(m, &k);
+    return k;
+}
+
+/* x * 2^s, for any integer s, as a threshold and up to three factors:
+   |x| < *thr means x * 2^s is below the smallest normal number (the caller
+   makes it 0 BEFORE multiplying, so that no subnormal is ever formed), and
+   otherwise x * f[0] * ... is x * 2^s exactly, each factor a normal number
+   (2^s itself may not be one).  Returns how many factors (0 for s = 0).
+   Beyond 3 times the largest exponent every nonzero finite x * 2^s is 0 or
+   inf anyway, so s is clamped. */
+static int FN(renorm_factors)(long s, real f[3], real *thr)
+{
+    const long maxe = (sizeof(real) == 4 ? FLT_MAX_EXP : DBL_MAX_EXP) - 2;
+    const double tiny = sizeof(real) == 4 ? FLT_MIN : DBL_MIN;
+    int nf = 0;
+    *thr = 0;
+    if (s == 0) return 0;  /* the plain path: no libm call */
+    s = s < -3 * maxe ? -3 * maxe : s > 3 * maxe ? 3 * maxe : s;
+    *thr = (real)ldexp(tiny, (int)-s);  /* inf (all flushed) or 0 (none) where out of range */
+    while (s != 0) {
+        long k = s < -maxe ? -maxe : s > maxe ? maxe : s;
+        f[nf++] = (real)ldexp(1.0, (int)k);
+        s -= k;
+    }
+    return nf;
+}
+
+/* v * 2^s from renorm_factors' threshold and factors: 0 (of v's sign) when
+   below the smallest normal number, else exact; NaN and inf stay */
+static inline real FN(renorm_mul)(real v, real thr, const real *f, int nf)
+{
+    v = v < thr && v > -thr ? v * 0 : v;
+    for (int i = 0; i < nf; i++) v *= f[i];
+    return v;
+}
+
+/* x[j] *= 2^s over n entries (nothing if s = 0); results below the smallest
+   normal number become 0.  Compiled per instruction set: while the gradient
+   is carried scaled it runs over every step's dgates. */
+TB_CLONES static void FN(renorm_scale)(long n, real *x, long s)
+{
+    real f[3], thr;
+    int nf = FN(renorm_factors)(s, f, &thr);
+    /* one loop per factor count, each with a constant count, so that each vectorises */
+    if (nf == 1)
+        for (long j = 0; j < n; j++) x[j] = FN(renorm_mul)(x[j], thr, f, 1);
+    else if (nf == 2)
+        for (long j = 0; j < n; j++) x[j] = FN(renorm_mul)(x[j], thr, f, 2);
+    else if (nf == 3)
+        for (long j = 0; j < n; j++) x[j] = FN(renorm_mul)(x[j], thr, f, 3);
+}
+
+/* Keep dh (and dc unless NULL), n entries each, carried at exponent *e, in
+   the safe range: when their largest |entry| f * 2^k (f in [0.5, 1)) has left
+   it, multiply both by 2^-k and add k to *e. */
+static void FN(renorm_carry)(long n, real *dh, real *dc, int *e)
+{
+    real m = FN(renorm_absmax)(n, dh, dc);
+    int k = FN(renorm_safe)(m) ? 0 : FN(renorm_exponent)(m);
+    if (k == 0) return;
+    FN(renorm_scale)(n, dh, -k);
+    if (dc) FN(renorm_scale)(n, dc, -k);
+    *e += k;
+}
+
+/* dh += d for dh (and dc unless NULL) carried at exponent *e and d (n
+   entries, true scale; NULL adds nothing).  At e = 0 the plain sum.  Else
+   both parts move to a common exponent first: 0 if the larger part's
+   largest entry is in the safe range there (the plain path resumes), else
+   that entry's own.  Entries of the smaller part that fall below the
+   smallest normal number on the way become 0: they lie below the resolution
+   of the sum, whose largest entry is near 1. */
+static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
+{
+    if (!d) return;
+    real md = *e != 0 ? FN(renorm_absmax)(n, d, NULL) : 0;
+    if (*e != 0 && md == 0) return;  /* d is all zeros: nothing arrives */
+    if (md != 0 && isfinite(md)) {
+        real mh = FN(renorm_absmax)(n, dh, dc);
+        int kd = FN(renorm_exponent)(md), kh = FN(renorm_exponent)(mh);
+        int top = mh != 0 && isfinite(mh) && kh + *e > kd ? kh + *e : kd;
+        int E = top > -TB_RENORM_EXP && top <= TB_RENORM_EXP ? 0 : top;
+        FN(renorm_scale)(n, dh, *e - E);
+        if (dc) FN(renorm_scale)(n, dc, *e - E);
+        *e = E;
+    }
+    if (*e == 0) {
+        FN(cell_add)(n, dh, d);
+        return;
+    }
+    /* dh += d * 2^-e (d holding inf or NaN: added at the current exponent) */
+    real f[3], thr;
+    int nf = FN(renorm_factors)(-(long)*e, f, &thr);
+    for (long j = 0; j < n; j++) dh[j] += FN(renorm_mul)(d[j], thr, f, nf);
+}
+
 /* ---- the weight gradients
 
    After a backward pass over T steps (T = 1 for a single step): the weight

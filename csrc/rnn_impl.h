@@ -134,7 +134,9 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
                             real *dw_hh,       /* (H, H) */
                             real *db_ih,       /* (H,) or NULL */
                             real *db_hh,       /* (H,) or NULL */
-                            real *trace_h)     /* (T, B, H) or NULL */
+                            real *trace_h,     /* (T, B, H) or NULL */
+                            int *trace_exp,    /* (T,) or NULL */
+                            int *carry_exp)    /* in/out, or NULL */
 {
     long BH = B * H;
     int err = 1;
@@ -144,18 +146,27 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
     if (!da || FN(panel_pack)(&whh, H, H, w_hh, H, 0)) goto done;
     real *db = (db_ih || db_hh) ? da + T * BH : NULL;
     if (db) memset(db, 0, (size_t)H * sizeof(real));
-    real *dh = dh0;  /* the running gradient on h_t lives in dh0's buffer */
+    /* the running gradient on h_t lives in dh0's buffer, as dh * 2^e
+       (see "tiny gradients" in recurrent_impl.h) */
+    real *dh = dh0;
+    int e = carry_exp ? *carry_exp : 0;
     FN(cell_copy_or_zero)(BH, d_hn, dh);
+    FN(renorm_carry)(BH, dh, NULL, &e);
     for (long t = T - 1; t >= 0; t--) {
         real *da_t = da + t * BH;
-        FN(cell_add)(BH, dh, d_out ? d_out + t * BH : NULL);  /* dh = total dL/dh_{t+1} */
+        FN(renorm_add)(BH, dh, NULL, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
         FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
+        if (trace_exp) trace_exp[t] = e;
         FN(rnn_pointwise_backward)(relu, BH, out + t * BH, dh, da_t);
-        FN(cell_colsum_acc)(B, H, da_t, H, db);
         FN(panel_mm)(B, da_t, H, &whh, dh, H, 0, NULL);        /* dh_{t-1} = da_t @ W_hh */
+        FN(renorm_scale)(BH, da_t, e);                         /* da_t in true scale */
+        FN(cell_colsum_acc)(B, H, da_t, H, db);
+        FN(renorm_carry)(BH, dh, NULL, &e);
     }
     if (FN(cell_weight_grads)(T, B, I, H, H, da, da, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
         goto done;
+    if (carry_exp) *carry_exp = e;                                 /* dh0 stays scaled */
+    else FN(renorm_scale)(BH, dh0, e);                             /* dh0 in true scale */
     if (db) FN(cell_add2)(H, db_ih, db_hh, db);
     err = 0;
 done:

@@ -40,7 +40,12 @@ def set_flush_to_zero(on):
     """Flush subnormal floats to zero in the C kernels (faster on some CPUs, hides tiny gradients).
 
     Off by default: showing how gradients shrink into the subnormal range is part of
-    what tinybptt is for.  Affects the calling thread.
+    what tinybptt is for.  Affects the calling thread.  The C sequence backward
+    (mode="sequence") does not depend on it for speed: it carries the gradient
+    through time as scaled values times a power of two, so its recurrence never
+    sinks into the subnormal range, and its trace keeps the true sizes either way
+    (docs/design.md, "Tiny gradients in float32").  The switch still matters for
+    the other kernels (forward passes, modes "cell" and "ops").
     """
     from . import kernels
     if kernels.c_backend is not None:

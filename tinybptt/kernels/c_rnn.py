@@ -140,8 +140,44 @@ def _grad_ok(g, shape, dt):
     return g is None or (type(g) is _ndarray and g.shape == shape and _plain(g, dt))
 
 
-def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True):
-    """Backpropagation through time; see kernels.numpy_rnn.seq_backward."""
+def _true_trace(trace_h, trace_c, exps):
+    """The trace at true size from the kernel's scaled trace and its per-step exponents (T,).
+
+    The kernel keeps each step's largest entry within [2^-60, 2^60], so while every
+    exponent lies in [-66, 67] the true values fit the dtype's normal range (float32's
+    included): they come back in the layer's dtype.  Otherwise as float64, which holds
+    a float32 layer's 1e-40 or 1e-200 as the number it is (beyond float64's own range,
+    about 1e-308 .. 1e308, the values are 0 or inf).  One multiply per entry by 2^e,
+    exact wherever the result is a normal number.
+    """
+    if exps.min() >= -66 and exps.max() <= 67:
+        nz = np.flatnonzero(exps)
+        lo, hi = nz[0], nz[-1] + 1  # only the steps from the first to the last exponent that moved
+        scale = np.ldexp(np.ones(hi - lo, trace_h.dtype), exps[lo:hi])[:, None, None]
+        for a in (trace_h, trace_c):
+            if a is not None:
+                np.multiply(a[lo:hi], scale, out=a[lo:hi])
+        return trace_h, trace_c
+    scale = np.ldexp(1.0, exps)[:, None, None]
+    wide = [None if a is None else a.astype(F64) for a in (trace_h, trace_c)]
+    return tuple(None if a is None else np.multiply(a, scale, out=a) for a in wide)
+
+
+def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
+    """Backpropagation through time; see kernels.numpy_rnn.seq_backward.
+
+    The C kernel carries the gradient through time as scaled values times a power
+    of two, so a vanishing gradient never becomes subnormal on its way back (see
+    "Tiny gradients in float32" in docs/design.md): while nothing under- or
+    overflows, every result is that of plain IEEE arithmetic, bit for bit;
+    otherwise entries of dx, dh0, dc0 and of the per-step terms of the weight
+    gradients below the dtype's smallest normal number are 0.  The trace keeps
+    the true sizes (float64 where the dtype cannot hold them, see ``_true_trace``).
+    ``carry_exp`` (an int) carries that
+    scale from one call to the next when a sequence is backpropagated in
+    segments: d_hn and d_cn are then scaled values (true = value * 2**carry_exp),
+    dh0 and dc0 come back scaled, and the result's "carry_exp" is their exponent.
+    """
     s = saved
     if (type(s) is _CSaved and s.cell == cell and s.kind == "seq" and s.b_ih is s.ptrs[2]
             and s.b_hh is s.ptrs[3] and _same(s.ptrs[0], _SAVED_GET[cell](s))):
@@ -171,6 +207,10 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     db_hh = None if s.b_hh is None else np.zeros(GH, dt)
     trace_h = np.empty((T, B, H), dt) if need_trace else None
     trace_c = np.empty((T, B, H), dt) if need_trace and cell == "lstm" else None
+    trace_exp = np.empty(T, np.int32) if need_trace else None  # the kernel writes every step's
+    pte = NULL if trace_exp is None else fb("int[]", trace_exp)
+    carry = None if carry_exp is None else np.array([carry_exp], np.int32)
+    pce = NULL if carry is None else fb("int[]", carry)
     grads = (fb(ct, dw_ih), fb(ct, dw_hh), NULL if db_ih is None else fb(ct, db_ih),
              NULL if db_hh is None else fb(ct, db_hh))
     pd_out = NULL if d_out is None else fb(ct, d_out)
@@ -183,21 +223,26 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
                     ptr(s.c_out))
         rc = fn("lstm_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, NULL if d_cn is None else fb(ct, d_cn),
                                           pdx, fb(ct, dh0), fb(ct, dc0), *grads, pth,
-                                          NULL if trace_c is None else fb(ct, trace_c))
+                                          NULL if trace_c is None else fb(ct, trace_c), pte, pce)
     elif cell == "gru":
         if ptrs is None:
             ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.gates), ptr(s.hn), ptr(s.out))
-        rc = fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, dh0), *grads, pth)
+        rc = fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, dh0), *grads, pth, pte, pce)
     else:
         if ptrs is None:
             ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.out))
         else:  # forward's pointers: x, h0, w_ih, w_hh, out
             ptrs = ptrs[:5]
         rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
-                                         fb(ct, dh0), *grads, pth)
+                                         fb(ct, dh0), *grads, pth, pte, pce)
     check(rc, "seq_backward(%s)" % cell)
-    return dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
-                trace_h=trace_h, trace_c=trace_c)
+    if trace_exp is not None and np.count_nonzero(trace_exp):
+        trace_h, trace_c = _true_trace(trace_h, trace_c, trace_exp)
+    g = dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
+             trace_h=trace_h, trace_c=trace_c)
+    if carry is not None:
+        g["carry_exp"] = int(carry[0])
+    return g
 
 
 # ---------------------------------------------------------------- one step

@@ -13,10 +13,19 @@ stacked along the rows in PyTorch order: LSTM ``(i, f, g, o)``, GRU ``(r, z, n)`
 Every backward pass works from saved forward OUTPUTS: tanh' = 1 - y*y and
 sigmoid' = y*(1 - y), which is why the forward saves the activated gates.
 
+This reference is plain IEEE arithmetic in the dtype it is given.  The C sequence
+backward carries the gradient through time as scaled values times a power of two
+(docs/design.md, "Tiny gradients in float32"); the two agree exactly in arithmetic
+wherever the plain computation stays in the normal range, and differ where it does
+not: there a float32 gradient here becomes subnormal and then 0, while the C kernel
+keeps its size (and its trace reports it).  Test the C kernels' tiny gradients
+against this reference run in float64.
+
 Public functions (the same in both backends)::
 
     seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh)  -> (out, c_out, saved)
-    seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True) -> dict
+    seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True,
+                 carry_exp=None) -> dict
     step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)   -> (h_new, c_new, saved)
     step_backward(cell, saved, d_h, d_c=None, need_dx=True) -> dict
 """
@@ -246,7 +255,7 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
 
 
 @_ieee
-def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True):
+def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
     """Backpropagation through time for a seq_forward call.
 
     d_out (T, B, H) is the gradient on ``out`` (None = zeros); d_hn (B, H) an extra
@@ -256,9 +265,15 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     dw_hh, db_ih, db_hh (None without bias), and, when need_trace, trace_h (T, B, H):
     trace_h[t] is the TOTAL gradient dL/d out[t] through every later step, and for
     the LSTM trace_c[t], the total dL/d c_out[t] (including the path through out[t]).
+    ``carry_exp`` (an int, for a sequence backpropagated in segments) says that d_hn
+    and d_cn are scaled: their true values are d_hn * 2**carry_exp, d_cn * 2**carry_exp.
+    This plain-IEEE reference scales them back first and returns "carry_exp": 0 (the C
+    backend keeps the scale; see kernels.c_rnn.seq_backward).
     """
     s = saved
     d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
+    if carry_exp:
+        d_hn, d_cn = [None if d is None else np.ldexp(d, carry_exp).astype(d.dtype) for d in (d_hn, d_cn)]
     T = s.x.shape[0]
     grads = _zero_grads(s)
     dh = np.zeros_like(s.h0) if d_hn is None else d_hn.copy()
@@ -286,7 +301,10 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         if dx is not None:
             dx[t] = dx_t
 
-    return dict(dx=dx, dh0=dh, dc0=dc, trace_h=trace_h, trace_c=trace_c, **grads)
+    g = dict(dx=dx, dh0=dh, dc0=dc, trace_h=trace_h, trace_c=trace_c, **grads)
+    if carry_exp is not None:
+        g["carry_exp"] = 0
+    return g
 
 
 @_ieee

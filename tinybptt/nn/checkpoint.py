@@ -14,6 +14,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function
 from .recurrent_fn import named_function
+from .trace import store_segment
 from .utils import nbytes_of
 
 _WEIGHTS = ("dw_ih", "dw_hh", "db_ih", "db_hh")
@@ -115,7 +116,7 @@ class CheckpointedFunction(Function):
         result = [dx]
         for l in range(L):
             gl = run.grads[l]
-            result += [run.carry_h[l], run.carry_c[l], *gl]
+            result += [*true_carry(run, l), *gl]
         run.deposit_traces(ctx.traces)
         return tuple(result)
 
@@ -131,25 +132,36 @@ def backprop_segment(back, backend, cell, tapes, d_seg, s, e, need_dx):
     Used by checkpointing here and by binomial checkpointing (``nn/revolve.py``).  ``back``
     carries the state between segments: ``grads[l]``, layer l's four weight-gradient
     accumulators (dw_ih, dw_hh, db_ih, db_hh; None where there is no bias); ``carry_h[l]``,
-    ``carry_c[l]``, the gradients arriving from step e (left holding those at step s);
+    ``carry_c[l]``, the gradients arriving from step e (left holding those at step s),
+    as scaled values whose true sizes are times ``2**carry_exp[l]`` (the C kernels keep a
+    vanishing gradient's scale from segment to segment; ``true_carry`` scales them back);
     ``trace_h``/``trace_c``, the per-step trace arrays (or None).  ``tapes[l]`` is layer
     l's forward record of the segment, freed as it is used; ``d_seg`` is dL/d(top output)
     on the segment (or None).  Returns dL/d(layer 0 input) on the segment.
     """
     for l in reversed(range(len(tapes))):
         g = backend.seq_backward(cell, tapes[l], d_seg, back.carry_h[l], back.carry_c[l],
-                                 need_dx=(l > 0 or need_dx), need_trace=back.trace_h is not None)
+                                 need_dx=(l > 0 or need_dx), need_trace=back.trace_h is not None,
+                                 carry_exp=back.carry_exp[l])
         for acc, key in zip(back.grads[l], _WEIGHTS):
             if acc is not None:
                 acc += g[key]
-        back.carry_h[l], back.carry_c[l] = g["dh0"], g.get("dc0")
+        back.carry_h[l], back.carry_c[l], back.carry_exp[l] = g["dh0"], g.get("dc0"), g["carry_exp"]
         if back.trace_h is not None:
-            back.trace_h[l][s:e] = g["trace_h"]
+            store_segment(back.trace_h, l, s, e, g["trace_h"])
             if back.trace_c is not None:
-                back.trace_c[l][s:e] = g["trace_c"]
+                store_segment(back.trace_c, l, s, e, g["trace_c"])
         d_seg = g["dx"]
         tapes[l] = None  # free as we go
     return d_seg
+
+
+def true_carry(back, l):
+    """Layer l's carried gradients (dL/dh, dL/dc) at true size, in the layer's dtype."""
+    e = back.carry_exp[l]
+    if e == 0:
+        return back.carry_h[l], back.carry_c[l]
+    return tuple(None if a is None else np.ldexp(a, e).astype(a.dtype) for a in (back.carry_h[l], back.carry_c[l]))
 
 
 class _Backward:
@@ -166,6 +178,7 @@ class _Backward:
         L, T = len(weights), x.shape[0]
         self.carry_h = [d_hn[l] for l in range(L)]
         self.carry_c = [None if d_cn is None else d_cn[l] for l in range(L)]
+        self.carry_exp = [0] * L
         traced = bool(ctx.traces)
         self.trace_h = [np.empty((T,) + d_out.shape[1:], d_out.dtype) for _ in range(L)] if traced else None
         self.trace_c = [np.empty_like(t) for t in self.trace_h] if traced and self.cell == "lstm" else None

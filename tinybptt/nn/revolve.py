@@ -65,7 +65,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function, is_grad_enabled, node_scope
 from ..kernels.cells import STATES
-from .checkpoint import backprop_segment
+from .checkpoint import backprop_segment, true_carry
 from .trace import TraceSlot
 
 __all__ = ["Action", "revolve_cost", "revolve_split", "revolve_schedule", "revolve_sequence", "revolve_layer",
@@ -334,6 +334,7 @@ class _Backprop:
         H = run.weights[0][1].shape[1]
         self.carry_h = [None if d_hn is None else d_hn[l] for l in range(L)]
         self.carry_c = [None if d_cn is None else d_cn[l] for l in range(L)]
+        self.carry_exp = [0] * L  # the scale of the carried gradients (checkpoint.backprop_segment)
         self.dx = np.empty_like(run.x) if need_dx else None
         self.trace_h = [np.zeros((T, B, H), dtype) for _ in range(L)] if traces else None
         self.trace_c = [np.zeros((T, B, H), dtype) for _ in range(L)] if traces and run.cell == "lstm" else None
@@ -353,7 +354,7 @@ class _Backprop:
                 slot.add(self.trace_h[l], None if self.trace_c is None else self.trace_c[l])
         result = [self.dx]
         for l, (dw_ih, dw_hh, db_ih, db_hh) in enumerate(self.grads):
-            result += [self.carry_h[l], self.carry_c[l], dw_ih, dw_hh, db_ih, db_hh]
+            result += [*true_carry(self, l), dw_ih, dw_hh, db_ih, db_hh]
         return tuple(result)
 
 

@@ -14,8 +14,16 @@ and h_n.  How it is gathered depends on the layer's ``mode``:
                 keep their ``.grad`` (``retain_grad``) and reads it (``RetainedStates``).
 
 Each of these *sources* has ``read(h, c)``: copy what arrived into the arrays
-``h`` and ``c`` and say whether anything did.  ``gather_trace`` turns one source
-per layer into a ``GradTrace``.
+``h`` and ``c`` and say whether anything did, and ``dtypes()``: the dtypes of what
+arrived.  ``gather_trace`` turns one source per layer into a ``GradTrace``.
+
+True sizes.  A float32 layer's trace can hold gradients float32 cannot: the C
+sequence kernels carry the gradient through time as scaled values times a power
+of two (docs/design.md, "Tiny gradients in float32"), and when the true sizes
+leave float32's normal range, the trace of that backward pass comes back as
+float64 (1e-40 and 1e-200 are numbers there).  The trace then is float64 wherever it is kept
+(``store_segment``, ``gather_trace``), and the norms are taken in float64 after
+scaling, so that no size is lost on the way to the user.
 
 Inspection tools that meet a fused node in the graph find its slots with
 ``trace_slots(node)``.
@@ -45,6 +53,10 @@ class TraceSlot:
         if c is not None:
             self.c = c if self.c is None else self.c + c
 
+    def dtypes(self):
+        """The dtypes of the deposit (float64 for a float32 layer whose trace left float32's range)."""
+        return [a.dtype for a in (self.h, self.c) if a is not None]
+
     def read(self, h, c):
         """Copy the deposit into ``h`` (and ``c`` unless None); False if nothing arrived."""
         if self.h is None and self.c is None:
@@ -63,6 +75,9 @@ class StepSlots(list):
         slot = TraceSlot()
         self.append(slot)
         return slot
+
+    def dtypes(self):
+        return [dt for slot in self for dt in slot.dtypes()]
 
     def read(self, h, c):
         reached = False
@@ -88,6 +103,9 @@ class RetainedStates:
                 c.retain_grad()
         self.h.append(h)
         self.c.append(c)
+
+    def dtypes(self):
+        return []  # the engine's gradients have the states' dtype
 
     def read(self, h, c):
         reached = False
@@ -117,14 +135,14 @@ class GradTrace:
         self.c = c
 
     def norms(self):
-        """(num_layers, T) L2 norms of ``h`` over the batch and hidden axes."""
-        return np.sqrt(np.sum(np.square(self.h), axis=(2, 3)))
+        """(num_layers, T) L2 norms of ``h`` over the batch and hidden axes (float64)."""
+        return _norms(self.h)
 
     def c_norms(self):
-        """(num_layers, T) L2 norms of ``c`` (LSTM only)."""
+        """(num_layers, T) L2 norms of ``c`` (LSTM only; float64)."""
         if self.c is None:
             raise ValueError("grad_trace.c_norms(): only an LSTM has a cell state")
-        return np.sqrt(np.sum(np.square(self.c), axis=(2, 3)))
+        return _norms(self.c)
 
     def to_dict(self):
         """``{"steps", "h_norms", "c_norms"}``: per-layer lists of per-step norms (JSON-safe)."""
@@ -146,6 +164,27 @@ class GradTrace:
         return "GradTrace(h=%s%s)" % (self.h.shape, ", c=%s" % (self.c.shape,) if self.c is not None else "")
 
 
+def _norms(a):
+    """L2 norms of ``a`` (L, T, B, H) over its last two axes, in float64 and scaled by each
+    (B, H) block's largest entry first: a norm of 1e-200 (whose square float64 cannot hold)
+    or of a float32 block of 1e-30 comes out as itself."""
+    a = np.abs(np.asarray(a, dtype=np.float64))
+    m = a.max(axis=(2, 3), keepdims=True) if a.size else np.ones(a.shape[:2] + (1, 1))
+    m = np.where((m > 0) & np.isfinite(m), m, 1.0)  # all-zero, inf and NaN blocks: unscaled
+    return np.sqrt(np.sum(np.square(a / m), axis=(2, 3))) * m[:, :, 0, 0]
+
+
+def store_segment(arrays, l, s, e, values):
+    """``arrays[l][s:e] = values``, widening ``arrays[l]`` first when ``values`` has a wider dtype
+    (a float32 layer's trace segment that came back as float64, see "True sizes" above)."""
+    a = arrays[l]
+    dt = np.result_type(a.dtype, values.dtype)
+    if dt != a.dtype:
+        with np.errstate(invalid="ignore"):  # segments not written yet may hold any bits
+            a = arrays[l] = a.astype(dt)
+    a[s:e] = values
+
+
 class LayerTraces:
     """What a layer's forward call leaves for ``grad_trace``: one source per layer and the sizes."""
 
@@ -158,6 +197,7 @@ class LayerTraces:
 def gather_trace(who, traces, H, dtype, lstm):
     """The ``GradTrace`` of ``traces`` (a ``LayerTraces``); GraphError if no gradient arrived."""
     L = len(traces.sources)
+    dtype = np.result_type(dtype, *[dt for source in traces.sources for dt in source.dtypes()])
     h = np.zeros((L, traces.T, traces.B, H), dtype=dtype)
     c = np.zeros_like(h) if lstm else None
     reached = False
