@@ -207,11 +207,10 @@ def test_sequence_mode_step_records_from_grad_trace():
     assert len(steps) == 400 and {r.label for r in steps} == {"rnn.l0"}
     norms = rnn.grad_trace.norms()[0]
     for r in steps:
-        if norms[r.step] > 1e-30:
-            assert r.norm == pytest.approx(float(norms[r.step]), rel=1e-5)
-    # the tanh RNN's float32 gradient dies on the way back: the early steps are underflow, not "ok"
-    assert steps[-1].step == 0 and steps[-1].status in ("underflow", "zero")
-    assert any(r.status == "underflow" for r in steps)
+        assert r.norm == pytest.approx(float(norms[r.step]), rel=1e-5)
+    # the tanh RNN's float32 gradient vanishes far below float32's smallest normal number on the way
+    # back; the C sequence kernel keeps its true size (the trace comes back in float64)
+    assert steps[-1].step == 0 and 0 < norms[0] < np.finfo(np.float32).tiny
     seq = w.nodes(op="rnn_tanh_sequence")
     assert seq and w.records.index(seq[0]) < w.records.index(steps[0])
 

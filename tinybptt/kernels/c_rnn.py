@@ -4,7 +4,7 @@ Same interface and semantics as ``kernels/numpy_rnn.py`` (the reference; the
 validation both backends share is ``kernels/recurrent.py``):
 
     seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh)  -> (out, c_out, saved)
-    seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True) -> dict
+    seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None) -> dict
     step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)   -> (h_new, c_new, saved)
     step_backward(cell, saved, d_h, d_c=None, need_dx=True) -> dict
 
@@ -159,8 +159,8 @@ def _true_trace(trace_h, trace_c, exps):
                 np.multiply(a[lo:hi], scale, out=a[lo:hi])
         return trace_h, trace_c
     scale = np.ldexp(1.0, exps)[:, None, None]
-    wide = [None if a is None else a.astype(F64) for a in (trace_h, trace_c)]
-    return tuple(None if a is None else np.multiply(a, scale, out=a) for a in wide)
+    return tuple(None if a is None else np.multiply(a, scale, out=workspace.empty(a.shape, F64))
+                 for a in (trace_h, trace_c))
 
 
 def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
@@ -199,14 +199,14 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     ct = CTYPE[dt]
     fb = from_buffer
     GH = GATES[cell] * H
-    dx = np.empty((T, B, I), dt) if need_dx else None
+    dx = workspace.empty((T, B, I), dt) if need_dx else None
     dh0 = np.empty((B, H), dt)
     dc0 = np.empty((B, H), dt) if cell == "lstm" else None
     dw_ih, dw_hh = np.zeros((GH, I), dt), np.zeros((GH, H), dt)
     db_ih = None if s.b_ih is None else np.zeros(GH, dt)
     db_hh = None if s.b_hh is None else np.zeros(GH, dt)
-    trace_h = np.empty((T, B, H), dt) if need_trace else None
-    trace_c = np.empty((T, B, H), dt) if need_trace and cell == "lstm" else None
+    trace_h = workspace.empty((T, B, H), dt) if need_trace else None
+    trace_c = workspace.empty((T, B, H), dt) if need_trace and cell == "lstm" else None
     trace_exp = np.empty(T, np.int32) if need_trace else None  # the kernel writes every step's
     pte = NULL if trace_exp is None else fb("int[]", trace_exp)
     carry = None if carry_exp is None else np.array([carry_exp], np.int32)
