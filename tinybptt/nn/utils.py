@@ -51,7 +51,7 @@ def _pnorm(values, p):
 def _total_norm(flat, p):
     """The p-norm of the float64 vector ``flat``, as ``_pnorm`` computes it.
 
-    Fast path for the Euclidean norm: one dot product, ``sqrt(flat . flat)``.  It is
+    Fast path for the Euclidean norm: one sum of squares, ``sqrt(sum(flat * flat))``.  It is
     exact to rounding unless a square overflowed or underflowed, which cannot
     happen for gradients that were float32 (their squares lie far inside
     float64's range) and is detected otherwise: a sum of squares that is not
@@ -60,7 +60,11 @@ def _total_norm(flat, p):
     """
     if p == 2.0 and flat.size:
         with np.errstate(over="ignore", under="ignore"):  # both are caught below
-            s = float(np.dot(flat, flat))
+            # a sum of squares, not np.dot: NumPy's BLAS runs a dot product this size on its own
+            # thread pool when it may use several threads, and those threads, spinning after the
+            # call, then take the cores from tinybptt's kernel threads (a two-thread LSTM training
+            # step measured 12.6 ms with np.dot, 6.9 ms with this; a few us slower on one thread)
+            s = float(np.add.reduce(flat * flat))
         if flat.size * 1e-290 < s < float("inf"):  # see the docstring: no square lost to under/overflow
             return s ** 0.5
     return _pnorm(np.abs(flat), p)
