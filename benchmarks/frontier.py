@@ -44,6 +44,7 @@ import tinybptt as tb  # noqa: E402
 from tinybptt import nn  # noqa: E402
 from tinybptt.nn.revolve import default_segment, revolve_sequence  # noqa: E402
 from tinybptt.nn.utils import saved_bytes  # noqa: E402
+from tinybptt.kernels import workspace  # noqa: E402
 
 MiB = 2.0 ** 20
 
@@ -73,6 +74,9 @@ def time_all(lstm, x, plan, repeat):
 
 def memory(lstm, x, how):
     """One more run under tracemalloc; returns the row of everything but the time."""
+    # arrays the workspace kept from the timed runs would be reused unseen by tracemalloc: drop them,
+    # so that the traced run allocates what it needs, as the first step of a training run does
+    workspace.clear()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()

@@ -335,7 +335,10 @@ def headline(by_name, report):
         out += ["**The same with 2 threads, every contender pinned to CPUs 0-1 (one run)**", "",
                 spread_table([two], report), ""]
     if by_name.get("seq-1t-run1", {}).get("results"):
-        out += ["**Fixed cost: time outside the kernels per forward+backward call (run 1's split; target about 30 us)**",
+        out += ["**Fixed cost: time outside the kernels per forward+backward call, from run 1's split (the kernel "
+                "functions timed from Python, so their wrappers count as kernel time; outside them: the layer call, "
+                "the graph, the backward pass, zero_grad, and the loss `sum(out**2)` with its gradient, a few us at "
+                "tiny and most of the rest at small). Target: about 30 us**",
                 "", overhead_table(by_name["seq-1t-run1"]), ""]
     for n in ("train", "train-2t"):
         if by_name.get(n, {}).get("train"):
