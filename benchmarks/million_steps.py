@@ -22,7 +22,7 @@ of the process during the training step (``VmHWM``, reset just before the step
 through ``/proc/self/clear_refs``) minus its RSS when the step began (imports,
 model and input already made): what the training step itself added.  torch and JAX are tried when installed.
 
-Results: a table on stdout and ``benchmarks/results/million_steps.json``.
+Results: a table on stdout and ``benchmarks/results/million.json`` (the name ``run_all.py`` gives its section).
 """
 import argparse
 import json
@@ -286,7 +286,7 @@ def main(argv=None):
     ap.add_argument("--mem-cap", type=float, default=4.0, help="GiB per attempt")
     ap.add_argument("--time-cap", type=int, default=600, help="seconds per attempt")
     ap.add_argument("--cpu", type=int, default=1, help="core to pin every attempt to (taskset)")
-    ap.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "million_steps.json"))
+    ap.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "million.json"))
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
