@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS_DIR = os.path.join(HERE, "results")
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
+sys.path[:0] = [ROOT, HERE]  # tinybptt from this checkout, and the scripts beside this one (their tables)
 
 #: The sequence-mode grid against the peers, one pinned core: run four times, because on this
 #: shared machine a ratio moves by 0.1-0.2 from one run to the next and the targets hold only if
@@ -133,7 +134,6 @@ def run_section(section, quick=False):
         shown = "python " + " ".join(shlex.quote(os.path.relpath(a, ROOT) if a.startswith(RESULTS_DIR) else a)
                                      for a in args)
     print("== %s: %s" % (name, shown), flush=True)
-    sys.path.insert(0, ROOT)
     from tinybptt import bench
     machine = bench.machine_info()  # a script section's machine, as a bench section records it
     t0 = time.time()
@@ -227,8 +227,6 @@ def train_headline(data, report):
 
 def assemble(targets, extras):
     """RESULTS.md from the stored section JSON files: the targets' headline, then every table."""
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, HERE)
     from tinybptt import bench
     from tinybptt.bench import report
     import frontier
