@@ -81,6 +81,16 @@ def test_ratios_take_the_faster_peer_and_cpu_time():
     assert "0.40x (jax)" in text and "PASS" in text and "<=%.1fx" % TRAIN_TARGET in text
 
 
+def test_products_floor_is_a_share_of_the_faster_peers_step():
+    rows = [_row("lstm", "tinybptt", 2.0), _row("lstm", "torch", 4.0), _row("lstm", "jax", 5.0)]
+    profile = [{"cell": "lstm", "ftz": False, "floor_ms": 100.0, "floor_gflops": 98.0},
+               {"cell": "lstm", "ftz": True, "floor_ms": 999.0, "floor_gflops": 1.0}]
+    text = train_tables({"rows": rows, "notes": []} | {"profile": profile})
+    # torch's step is 400 ms of CPU time: the floor of the default-settings profile is a quarter of it
+    assert "0.25x" in text and "LSTM 98 GFLOP/s" in text
+    assert "GFLOP/s" not in train_tables({"rows": rows, "notes": []})  # no profile, no floor
+
+
 def test_without_peers_no_ratio_and_an_install_hint():
     text = train_tables({"rows": [_row("lstm", "tinybptt", 2.0)], "notes": []})
     assert "PASS" not in text and "FAIL" not in text

@@ -207,20 +207,40 @@ def train_ratios(rows, key="cpu_s"):
     return out
 
 
+PRODUCTS = "input and recurrent projections forward; dW_ih, dW_hh and dh = dgates @ W_hh backward"
+
 TIME_NOTE = ("ms/step = the timed steps' total process CPU time / steps (wall time in brackets). On one pinned core "
              "CPU time is the time the contender itself ran: equal to wall time on an idle machine, and not "
              "inflated when other processes take turns on the core, as they did here whenever wall > CPU. Ratios "
              "use CPU time; the wall-time ratio is shown beside them.")
 
 
-def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio):
+def _floors(train):
+    """{cell: (floor ms, GFLOP/s)} from the profile's default-settings rows (see
+    ``train_profile.product_floor``)."""
+    return {r["cell"]: (r["floor_ms"], r["floor_gflops"]) for r in train.get("profile") or ()
+            if not r.get("ftz") and "floor_ms" in r}
+
+
+def floor_ratios(train):
+    """{cell: the matrix-product floor / the faster peer's CPU time per step} (see ``_floors``)."""
+    rows, floors = train["rows"], _floors(train)
+    out = {}
+    for cell, (_, best, _) in train_ratios(rows).items():
+        by = {r["contender"]: r for r in rows if r["cell"] == cell and r["ok"]}
+        if best and cell in floors:
+            out[cell] = floors[cell][0] / (1e3 * by[best]["cpu_s"] / by[best]["steps"])
+    return out
+
+
+def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio, floor):
     times = ["%.2f (%.2f)" % (1e3 * by[c]["cpu_s"] / by[c]["steps"], 1e3 * by[c]["wall_s"] / by[c]["steps"])
              if by.get(c, {}).get("ok") else "err" for c in contenders]
     mse = "/".join("%.3f" % by[c]["test_mse"] if by.get(c, {}).get("ok") else "-" for c in ("tinybptt", "torch", "jax"))
     return ([cell.upper()] + times + [fmt_ratio(ratio) + ("" if best is None else " (%s)" % best),
                                       "<=%.1fx" % TRAIN_TARGET,
                                       "-" if ratio is None else ("PASS" if ratio <= TRAIN_TARGET else "FAIL"),
-                                      fmt_ratio(wall_ratio), fmt_ratio(ftz), mse])
+                                      fmt_ratio(floor), fmt_ratio(wall_ratio), fmt_ratio(ftz), mse])
 
 
 def train_tables(train, md=False):
@@ -229,10 +249,12 @@ def train_tables(train, md=False):
     contenders = list(dict.fromkeys(r["contender"] for r in rows))
     ratios, wall = train_ratios(rows), train_ratios(rows, "wall_s")
     head = (["cell"] + ["%s ms/step" % c for c in contenders]
-            + ["tinybptt / faster peer", "target", "met", "same, wall time", "tinybptt-ftz / faster peer",
+            + ["tinybptt / faster peer", "target", "met", "matrix products alone / faster peer", "same, wall time",
+               "tinybptt-ftz / faster peer",
                "test MSE (tinybptt/torch/jax)"])
+    floors, floor = _floors(train), floor_ratios(train)
     body = [_train_row(cell, {r["contender"]: r for r in rows if r["cell"] == cell}, contenders, ratio, best, ftz,
-                       wall[cell][0]) for cell, (ratio, best, ftz) in ratios.items()]
+                       wall[cell][0], floor.get(cell)) for cell, (ratio, best, ftz) in ratios.items()]
     steps = next((r["steps"] for r in rows if r["ok"]), 0)
     c = TRAIN_CONFIG
     title = ("Training loop, adding problem (T=%d, B=%d, H=%d, Adam lr %g, clip %g, %s, test set of %d outside "
@@ -242,6 +264,12 @@ def train_tables(train, md=False):
     if not any(b is not None for _, b, _ in ratios.values()):
         notes.insert(0, "No peer to compare with, so no ratio and no target is judged; " + INSTALL_HINT)
     notes += ["%s %s: error: %s" % (r["cell"], r["contender"], r["error"]) for r in rows if not r["ok"]]
+    if floors:
+        notes.append("matrix products alone: the layer's matrix products (%s) at the rate tinybptt's per-step "
+                     "product reached in this run on the same core, %s GFLOP/s, as a share of the faster peer's "
+                     "whole step; a lower bound: the gate nonlinearities, read-out, loss, clipping, Adam and "
+                     "Python come on top" % (PRODUCTS, ", ".join("%s %.0f" % (c.upper(), g)
+                                                                  for c, (_, g) in floors.items())))
     notes += [TIME_NOTE, "target: tinybptt's loop at most %.1fx the faster peer's, with default settings; "
               "tinybptt-ftz is the same loop after tinybptt.set_flush_to_zero(True), shown for information "
               "(not the default)" % TRAIN_TARGET]

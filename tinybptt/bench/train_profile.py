@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from . import timing
-from .problems import PARAM_NAMES
+from .problems import PARAM_NAMES, gates, workload_flops
 from .runners import TinyRunner
 from .train_loops import INPUT_SIZE, make_loop
 
@@ -179,6 +179,35 @@ def replay_backward(loop, rng, cfg, reps=7):
                            if isinstance(v, np.ndarray)}}
 
 
+def product_floor(cell, cfg, input_size, reps=7):
+    """How fast a step could be if it did nothing but its matrix products.
+
+    The layer's forward and backward multiply ``workload_flops`` worth of matrices
+    (input and recurrent projections, dW_ih, dW_hh and dh = dgates @ W_hh).  The
+    rate is measured here, now, on the product that dominates them: a step's
+    recurrent product h_{t-1} @ W_hh^T of shape (B, H) x (H, G*H), run T times
+    with tinybptt's own kernel (fastest of ``reps`` runs).  Returns the floor in ms
+    and the rate in GFLOP/s: a lower bound on the layer's share of a training step.
+    At a target of r times the peer's step, everything else in a step (the gate
+    nonlinearities, read-out, loss, clipping, Adam, Python) must fit in
+    r x peer - floor.
+    """
+    from ..kernels._ffi import NULL, fn, ptr
+    T, B, H, G, dt = cfg["T"], cfg["B"], cfg["H"], gates(cell), np.dtype(cfg["dtype"])
+    rng = np.random.default_rng(0)
+    h, w = rng.standard_normal((B, H)).astype(dt), rng.standard_normal((G * H, H)).astype(dt)
+    a = np.zeros((B, G * H), dt)
+    product = fn("recurrent_mm", dt)  # packs W_hh^T once, then runs the product T times
+    best = None
+    for _ in range(reps):
+        t0 = time.process_time()
+        product(B, G * H, H, ptr(h), H, ptr(w), H, 1, ptr(a), G * H, 0, NULL, T)
+        secs = time.process_time() - t0
+        best = secs if best is None else min(best, secs)
+    gflops = 2.0 * T * B * H * G * H / best / 1e9
+    return {"floor_ms": 1e3 * workload_flops(cell, T, B, input_size, H) / (gflops * 1e9), "floor_gflops": gflops}
+
+
 def alone_runner(cell, x, weights, grad_trace):
     """The layer benchmark's workload (loss ``sum(out**2)``) on a fresh layer holding ``weights``."""
     params = {n: np.ascontiguousarray(weights[n]) for n in PARAM_NAMES}
@@ -213,6 +242,7 @@ def profile_run(req):
         alone = {"initial weights, no trace": alone_runner(cell, x, start, False),
                  "trained weights, trace": alone_runner(cell, x, _trained_weights(loop), True)}
         res.update(loop_and_alone(loop, rng, cfg, req["steps"], alone))
+        res.update(product_floor(cell, cfg, INPUT_SIZE))
     finally:
         tinybptt.set_flush_to_zero(False)
     res.update(cell=cell, ftz=bool(req.get("ftz")), warmup=req.get("warmup", 0), steps=req["steps"],
