@@ -12,6 +12,9 @@ and the minimum of the runs are reported, with ratios to the best peer.
 Contenders: seq, cell, ops (tinybptt C backend), np (tinybptt NumPy backend),
 torch, jax, torch-ops, numpy (tinybptt's NumPy reference kernels called directly, a baseline).
 ``--profile seq`` runs cProfile over tinybptt's iterations instead of timing.
+``--split`` adds, for each tinybptt contender, the median time of one iteration
+outside the kernel wrappers (``kernels.backend.seq_forward`` etc., validation
+included): what the engine, the layer and the loss cost around the kernels.
 """
 import argparse
 import os
@@ -41,6 +44,8 @@ def main(argv=None):
     ap.add_argument("--profile", default=None, help="cProfile this tinybptt contender (seq/cell/ops)")
     ap.add_argument("--gc-each-run", action="store_true", help="gc.collect() before every run (cold start)")
     ap.add_argument("--ftz", action="store_true", help="tinybptt.set_flush_to_zero(True)")
+    ap.add_argument("--split", action="store_true",
+                    help="also report each tinybptt contender's median time outside the kernel wrappers")
     args = ap.parse_args(argv)
     _pin(args.threads)
 
@@ -113,10 +118,35 @@ def main(argv=None):
                 if bmed and c not in peers:
                     line += "   ratio med %.2fx  min %.2fx" % (med[c] / bmed, mn[c] / bmin)
                 print(line)
+                if args.split and c not in peers:
+                    print("  %-10s outside the kernel wrappers: median %7.1f us of %7.1f us per iteration"
+                          % (c, *_outside_kernels(bench, runners[c], max(200, 20 * args.reps))))
             sys.stdout.flush()
             del runners
             gc.collect()
     np.seterr(all="warn")
+
+
+def _outside_kernels(bench, runner, n):
+    """(median us outside the kernel wrappers, median us in all) over ``n`` iterations of ``runner``.
+
+    Each iteration is timed whole (wall clock, garbage collector off as in the timed
+    rounds) while ``bench.KernelTimer`` adds up the time spent inside the backend's
+    kernel functions; medians, so a preemption by another process rarely counts.
+    """
+    import statistics
+    import time
+
+    outside, total = [], []
+    with bench.KernelTimer(runner.kernel_module) as kt, bench.gc_protocol():
+        for _ in range(n):
+            in_kernels = kt.seconds["fwd"] + kt.seconds["bwd"]
+            t0 = time.perf_counter()
+            runner.step()
+            dt = time.perf_counter() - t0
+            total.append(dt)
+            outside.append(dt - (kt.seconds["fwd"] + kt.seconds["bwd"] - in_kernels))
+    return 1e6 * statistics.median(outside), 1e6 * statistics.median(total)
 
 
 if __name__ == "__main__":

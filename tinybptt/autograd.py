@@ -483,7 +483,9 @@ def _root_grad(root, grad):
                 "backward: grad can be omitted only for a one-element output; this one has shape %s. "
                 "Pass grad= of that shape, or reduce to a scalar loss first (e.g. .sum())." % (tuple(root.shape),)
             )
-        return np.ones(root.data.shape, root.data.dtype)
+        one = np.empty(root.data.shape, root.data.dtype)  # (np.ones is a Python-level wrapper of these two)
+        one.fill(1)
+        return one
     grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
     if grad.shape != root.shape:
         raise ShapeError("backward: grad has shape %s but the tensor has shape %s" % (grad.shape, root.shape))
@@ -520,9 +522,11 @@ def _backward_pass(root, grad, order, retain_graph):
             if t._retain:
                 t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)
             slots = pending.get(t._ctx)
-            if slots is None:
+            if slots is None:  # the first gradient for that node: it is the sum so far
                 slots = pending[t._ctx] = _empty_slots(t._ctx)
-            slots[t._index] = sums.add(slots[t._index], g)
+                slots[t._index] = g
+            else:
+                slots[t._index] = sums.add(slots[t._index], g)
         if not retain_graph:
             node.free()
 
@@ -578,8 +582,9 @@ class _InPlaceSums:
 
     def hand_over(self, grads):
         """``grads`` go to a node's backward now: no longer this pass's to modify."""
-        for g in grads:
-            self.mine.pop(id(g), None)
+        if self.mine:
+            for g in grads:
+                self.mine.pop(id(g), None)
 
 
 def _call_backward(node, grads_out):

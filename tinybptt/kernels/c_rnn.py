@@ -16,7 +16,7 @@ return nonzero if that fails, which becomes a MemoryError naming the call here.
 Speed.  For a small problem (T=50, B=1, H=32) the C work is a few
 microseconds, so this wrapper's own cost matters: arguments that are already
 right (the common case: a layer's own parameters and outputs) pass one cheap
-check (``_plain``, shape tuples); anything else goes through the shared
+check (``_forward_ok``, ``_grad_ok``: types, flags, shape tuples); anything else goes through the shared
 validation (``check_forward`` / ``check_backward``), which raises the same
 errors as the NumPy backend or makes the copies C needs.  The C pointers made
 for the forward call are kept with ``saved`` and reused by backward.
@@ -24,17 +24,12 @@ for the forward call are kept with ``saved`` and reused by backward.
 import numpy as np
 
 from . import workspace
-from ._ffi import CTYPE, F32, F64, NULL, check, fn, from_buffer, plain, ptr
+from ._ffi import CTYPE, F32, F64, NULL, check, fn, from_buffer, ptr
 from .validate import contiguous
 from .cells import GATES
 from .recurrent import RecurrentSaved, check_backward, check_forward, check_step_backward
 
 _ndarray = np.ndarray
-
-
-def _plain(a, dt):
-    """``a`` is None or usable by C as it is, with dtype ``dt``."""
-    return a is None or plain(a, dt)
 
 
 class _CSaved(RecurrentSaved):
@@ -137,7 +132,13 @@ _SAVED_GET = {
 
 
 def _grad_ok(g, shape, dt):
-    return g is None or (type(g) is _ndarray and g.shape == shape and _plain(g, dt))
+    """``g`` is None, or an array of ``shape`` and dtype ``dt`` that C can use as it is."""
+    if g is None:
+        return True
+    if type(g) is not _ndarray or g.dtype is not dt or g.shape != shape:
+        return False
+    f = g.flags
+    return f.c_contiguous and f.aligned
 
 
 def _true_trace(trace_h, trace_c, exps):
