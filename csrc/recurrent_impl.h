@@ -233,25 +233,77 @@ static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
    as possible.
      dgx = dL/d(W_ih x_t + b_ih),  dgh = dL/d(W_hh h_{t-1} + b_hh)  (T, B, GH)
    H_prev = [h0; out[0], ..., out[T-2]]: out is only read when T > 1.
-   The plain form is
      dW_ih = dgx^T @ X,   dW_hh = dgh^T @ H_prev        (sums over all T*B rows)
-   computed here transposed, as [dW_ih | dW_hh]^T = [X | H_prev]^T @ [dgx | dgh]
-   into a (I+H, GH) scratch block that is then added, transposed, into dw_ih and
-   dw_hh (wgrad_add_t).  Why: the GEMM's register tile is 32 columns wide and
-   its row panels can be any height, so the gate dimension GH = G*H (a multiple
-   of 32 for most H) belongs on the columns, not I+H (66 in the training loop:
-   two full column panels and one of 2 columns); and dgates, the big operand,
-   is read in place or packed by plain row copies instead of transposed.
-   Measured on one Zen 4 core, T*B = 3200, I = 2, H = 64: the LSTM's product
-   78 -> 109 GFLOP/s, the GRU's dW_hh 81-94 -> 101-108, dW_ih 4-7 -> 30-42.
    When dgx and dgh are one buffer (RNN, LSTM), both are ONE product over the
    rows [x_t | h_{t-1}], gathered into a scratch buffer first (a copy of x and
    out, cheap next to the product); the GRU (dgx != dgh) takes three: dW_ih,
    and dW_hh over step 0 (against h0) and over the rest (against out).
+
+   Speed device, the transposed product (wgrad_transposed): over many rows the
+   same sums are computed as
+     [dW_ih | dW_hh]^T = [X | H_prev]^T @ [dgx | dgh]      (I+H, GH)
+   into a scratch block, then added, transposed, into dw_ih and dw_hh.  Why:
+   the GEMM's register tile is 32 columns wide and its row panels can be any
+   height, so the gate dimension GH = G*H (a multiple of 32 for most H)
+   belongs on the columns, not I+H (66 in the training loop: two full column
+   panels and one of 2 columns); and dgates, the big operand, is read in place
+   or packed by plain row copies instead of being transposed.  Measured on one
+   Zen 4 core, T*B = 3200, I = 2, H = 64, the products alone: LSTM 78 -> 109
+   GFLOP/s, GRU dW_hh 81-94 -> 101-108 and dW_ih 4-7 -> 30-42; the sequence
+   backward: LSTM 3.3 -> 2.6 ms, GRU 2.6 -> 2.0 ms, RNN 0.69 -> 0.60 ms.  The
+   transposed add costs about a nanosecond per weight, which only many rows
+   pay for: below WGRAD_T_MIN_ROWS (a single step, short sequences) the plain
+   form runs (one LSTM step at B = 32, I = H = 256 took 0.65 ms plain and
+   1.09 ms transposed).
+
    dW_ih, dW_hh ACCUMULATE; dx (if not NULL) is WRITTEN; db_ih and db_hh, if not
    NULL, ACCUMULATE the column sums of dgx and dgh (the sequence kernels pass
    NULL: they sum step by step, while each step's gradients are in cache).
    Returns nonzero if scratch memory could not be had. */
+#define WGRAD_T_MIN_ROWS 512
+
+/* [X | H_prev] (T*B, I+H) in the TB_SLOT_MISC scratch (the caller releases
+   it), or NULL if out of memory */
+static real *FN(wgrad_rows)(long T, long B, long I, long H, const real *x, const real *h0,
+                            const real *out)
+{
+    long IH = I + H;
+    real *xh = (real *)tb_scratch(TB_SLOT_MISC, (size_t)(T * B * IH) * sizeof(real));
+    for (long t = 0; xh && t < T; t++) {
+        const real *hp = t ? out + (t - 1) * B * H : h0;
+        for (long b = 0; b < B; b++) {
+            real *row = xh + (t * B + b) * IH;
+            memcpy(row, x + (t * B + b) * I, (size_t)I * sizeof(real));
+            memcpy(row + I, hp + b * H, (size_t)H * sizeof(real));
+        }
+    }
+    return xh;
+}
+
+/* The plain form: dW_ih += dgx^T @ X, dW_hh += dgh^T @ H_prev */
+static int FN(wgrad_plain)(long T, long B, long I, long H, long GH, const real *dgx,
+                           const real *dgh, const real *x, const real *h0, const real *out,
+                           real *dw_ih, real *dw_hh)
+{
+    long TB = T * B, IH = I + H;
+    if (dgx != dgh)
+        return GEMM(1, 0, GH, I, TB, 1, dgx, GH, x, I, 1, dw_ih, I)
+               || GEMM(1, 0, GH, H, B, 1, dgh, GH, h0, H, 1, dw_hh, H)
+               || (T > 1 && GEMM(1, 0, GH, H, TB - B, 1, dgh + B * GH, GH, out, H, 1, dw_hh, H));
+    real *xh = FN(wgrad_rows)(T, B, I, H, x, h0, out);
+    real *d = (real *)tb_scratch(TB_SLOT_DW, (size_t)(GH * IH) * sizeof(real));
+    int err = !xh || !d || GEMM(1, 0, GH, IH, TB, 1, dgx, GH, xh, IH, 0, d, IH);
+    for (long g = 0; !err && g < GH; g++) {
+        const real *src = d + g * IH;
+        real *a = dw_ih + g * I, *b = dw_hh + g * H;
+        for (long k = 0; k < I; k++) a[k] += src[k];
+        for (long k = 0; k < H; k++) b[k] += src[I + k];
+    }
+    tb_scratch_done(TB_SLOT_MISC);
+    tb_scratch_done(TB_SLOT_DW);
+    return err;
+}
+
 /* dst (GH, n) += src^T for src (n, GH): 16 rows of src at a time, each walked
    along GH, so that the reads stay sequential and each row of dst gets 16
    contiguous sums (a row of src walked down dst's columns would step by n) */
@@ -264,27 +316,29 @@ static void FN(wgrad_add_t)(long n, long GH, const real *src, real *dst)
     }
 }
 
-/* d (I+H, GH) = [X | H_prev]^T @ [dgx | dgh], the weight gradients transposed */
-static int FN(wgrad_t)(long T, long B, long I, long H, long GH, const real *dgx,
-                       const real *dgh, const real *x, const real *h0, const real *out, real *d)
+/* The transposed form (see above): d = [X | H_prev]^T @ [dgx | dgh], then
+   dW_ih += d[0:I]^T, dW_hh += d[I:I+H]^T */
+static int FN(wgrad_transposed)(long T, long B, long I, long H, long GH, const real *dgx,
+                                const real *dgh, const real *x, const real *h0, const real *out,
+                                real *dw_ih, real *dw_hh)
 {
     long TB = T * B, IH = I + H;
-    if (dgx != dgh)
-        return GEMM(1, 0, I, GH, TB, 1, x, I, dgx, GH, 0, d, GH)
-               || GEMM(1, 0, H, GH, B, 1, h0, H, dgh, GH, 0, d + I * GH, GH)
-               || (T > 1 && GEMM(1, 0, H, GH, TB - B, 1, out, H, dgh + B * GH, GH, 1, d + I * GH, GH));
-    real *xh = (real *)tb_scratch(TB_SLOT_MISC, (size_t)(TB * IH) * sizeof(real));
-    int err = !xh;
-    for (long t = 0; !err && t < T; t++) {
-        const real *hp = t ? out + (t - 1) * B * H : h0;
-        for (long b = 0; b < B; b++) {
-            real *row = xh + (t * B + b) * IH;
-            memcpy(row, x + (t * B + b) * I, (size_t)I * sizeof(real));
-            memcpy(row + I, hp + b * H, (size_t)H * sizeof(real));
-        }
+    real *d = (real *)tb_scratch(TB_SLOT_DW, (size_t)(IH * GH) * sizeof(real));
+    int err = !d;
+    if (!err && dgx != dgh) {
+        err = GEMM(1, 0, I, GH, TB, 1, x, I, dgx, GH, 0, d, GH)
+              || GEMM(1, 0, H, GH, B, 1, h0, H, dgh, GH, 0, d + I * GH, GH)
+              || (T > 1 && GEMM(1, 0, H, GH, TB - B, 1, out, H, dgh + B * GH, GH, 1, d + I * GH, GH));
+    } else if (!err) {
+        real *xh = FN(wgrad_rows)(T, B, I, H, x, h0, out);
+        err = !xh || GEMM(1, 0, IH, GH, TB, 1, xh, IH, dgx, GH, 0, d, GH);
+        tb_scratch_done(TB_SLOT_MISC);
     }
-    err = err || GEMM(1, 0, IH, GH, TB, 1, xh, IH, dgx, GH, 0, d, GH);
-    tb_scratch_done(TB_SLOT_MISC);
+    if (!err) {
+        FN(wgrad_add_t)(I, GH, d, dw_ih);
+        FN(wgrad_add_t)(H, GH, d + I * GH, dw_hh);
+    }
+    tb_scratch_done(TB_SLOT_DW);
     return err;
 }
 
@@ -304,13 +358,10 @@ static int FN(cell_weight_grads)(long T, long B, long I, long H, long GH,
     long TB = T * B;
     int err = 0;
     if (TB == 0) return 0;
-    real *d = (real *)tb_scratch(TB_SLOT_DW, (size_t)((I + H) * GH) * sizeof(real));
-    err = !d || FN(wgrad_t)(T, B, I, H, GH, dgx, dgh, x, h0, out, d);
-    if (!err) {
-        FN(wgrad_add_t)(I, GH, d, dw_ih);
-        FN(wgrad_add_t)(H, GH, d + I * GH, dw_hh);
-    }
-    tb_scratch_done(TB_SLOT_DW);
+    if (TB >= WGRAD_T_MIN_ROWS)
+        err = FN(wgrad_transposed)(T, B, I, H, GH, dgx, dgh, x, h0, out, dw_ih, dw_hh);
+    else
+        err = FN(wgrad_plain)(T, B, I, H, GH, dgx, dgh, x, h0, out, dw_ih, dw_hh);
     if (!err && dx) err = GEMM(0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);
     if (!err) {
         FN(cell_colsum_acc)(TB, GH, dgx, GH, db_ih);

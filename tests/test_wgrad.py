@@ -1,8 +1,9 @@
 """The weight gradients of the C recurrent kernels against plain references.
 
 The sequence backward ends with one product over all T*B rows per weight
-(csrc/recurrent_impl.h, cell_weight_grads), computed transposed,
-[dW_ih | dW_hh]^T = [X | H_prev]^T @ dgates, and added back transposed.  Shapes
+(csrc/recurrent_impl.h, cell_weight_grads): dW = dgates^T @ [X | H_prev], or,
+over many rows, [dW_ih | dW_hh]^T = [X | H_prev]^T @ dgates, added back
+transposed.  Shapes
 here are chosen so that every edge of that path is taken: T*B not a multiple of
 any register tile or depth block (several depth blocks too), a gate dimension
 G*H below one vector (< 16), I = 1, B = 1, T = 1, I + H above the in-place
@@ -20,15 +21,19 @@ pytestmark = needs_c
 
 CELLS = ["rnn_tanh", "lstm", "gru"]
 DTYPES = [np.float32, np.float64]
-# (T, B, I, H)
+# (T, B, I, H); the kernels take the transposed product from T*B = 512 rows on,
+# the plain one below: both are covered
 SHAPES = [
     (7, 3, 5, 9),      # T*B = 21: no tile multiple
     (1, 1, 1, 1),      # one step, one row, one input, one unit
     (1, 5, 1, 3),      # T = 1: out is never read; G*H < 16
     (9, 1, 1, 5),      # B = 1, I = 1, G*H < 16 (GRU 15)
+    (73, 7, 3, 5),     # T*B = 511: the last plain one
+    (128, 4, 1, 6),    # T*B = 512: the first transposed one
+    (600, 1, 1, 5),    # B = 1, I = 1, G*H < 16, transposed
     (131, 7, 2, 13),   # T*B = 917: three depth blocks, I + H = 15
-    (37, 5, 100, 20),  # I + H = 120: the GEMM packs dgates instead of reading it in place
-    (5, 3, 3, 100),    # G*H = 400 for the LSTM: two column blocks
+    (37, 15, 100, 20), # I + H = 120: the GEMM packs dgates instead of reading it in place
+    (103, 5, 3, 100),  # G*H = 400 for the LSTM: two column blocks
 ]
 
 
@@ -42,7 +47,8 @@ def _grads(K, cell, a, d_out, need_dx):
 @pytest.mark.parametrize("cell", CELLS)
 def test_weight_gradients_match_float64_reference(cell, T, B, I, H, dtype):
     rng = np.random.default_rng(T * 1000 + B * 100 + I * 10 + H)
-    a = rnn_args(rng, cell, T, B, I, H, dtype=dtype)
+    # weights ~ 1/sqrt(H): a gradient that neither explodes nor vanishes over T steps
+    a = rnn_args(rng, cell, T, B, I, H, dtype=dtype, scale=min(0.5, 1 / np.sqrt(H)))
     d_out = (rng.standard_normal((T, B, H)) * 0.5).astype(dtype)
     a64 = {k: None if v is None else v.astype(np.float64) for k, v in a.items()}
     want = _grads(KN, cell, a64, d_out.astype(np.float64), need_dx=True)
