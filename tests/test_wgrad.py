@@ -21,8 +21,9 @@ pytestmark = needs_c
 
 CELLS = ["rnn_tanh", "lstm", "gru"]
 DTYPES = [np.float32, np.float64]
-# (T, B, I, H); the kernels take the transposed product from T*B = 512 rows on,
-# the plain one below: both are covered
+# (T, B, I, H); the kernels take the transposed product from T*B = 512 rows on
+# (unless I + H is a multiple of 32 and wider than G*H), the plain one otherwise:
+# both are covered
 SHAPES = [
     (7, 3, 5, 9),      # T*B = 21: no tile multiple
     (1, 1, 1, 1),      # one step, one row, one input, one unit
@@ -34,6 +35,7 @@ SHAPES = [
     (131, 7, 2, 13),   # T*B = 917: three depth blocks, I + H = 15
     (37, 15, 100, 20), # I + H = 120: the GEMM packs dgates instead of reading it in place
     (103, 5, 3, 100),  # G*H = 400 for the LSTM: two column blocks
+    (40, 13, 20, 12),  # I + H = 32 > G*H for the RNN: plain over many rows, the others transposed
 ]
 
 
