@@ -249,8 +249,9 @@ static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
    panels and one of 2 columns); and dgates, the big operand, is read in place
    or packed by plain row copies instead of being transposed.  Measured on one
    Zen 4 core, T*B = 3200, I = 2, H = 64, the products alone: LSTM 78 -> 109
-   GFLOP/s, GRU dW_hh 81-94 -> 101-108 and dW_ih 4-7 -> 30-42; the sequence
-   backward: LSTM 3.3 -> 2.6 ms, GRU 2.6 -> 2.0 ms, RNN 0.69 -> 0.60 ms.  The
+   GFLOP/s, GRU dW_hh 81-94 -> 101-108 and dW_ih 4-7 -> 49; the sequence
+   backward (medians): LSTM 3.5 -> 2.9 ms, GRU 3.0 -> 2.2 ms, RNN 0.69 ->
+   0.61 ms; T = 100, B = 64, I = 125, H = 320: LSTM 136 -> 128 ms.  The
    transposed add costs about a nanosecond per weight, which only many rows
    pay for: below WGRAD_T_MIN_ROWS (a single step, short sequences) the plain
    form runs (one LSTM step at B = 32, I = H = 256 took 0.65 ms plain and
