@@ -89,7 +89,8 @@ def _gemm(fn, ffi, ta, tb, M, N, K, A, B, beta, C, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("M,N,K", [(66, 256, 3200), (65, 64, 3200), (2, 192, 3200), (1, 12, 7),
-                                   (13, 15, 50), (120, 80, 185), (130, 96, 917), (27, 400, 15)])
+                                   (13, 15, 50), (120, 80, 185), (130, 96, 917), (27, 400, 15),
+                                   (140, 256, 1600), (141, 64, 3200)])  # B read in place up to 140 rows
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_transposed_a_products_match_plain_loop(M, N, K, beta, dtype):
     """C = [beta C] + A^T @ B, the form of every weight-gradient product, against tb_gemm_ref."""
