@@ -250,8 +250,8 @@ static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
    or packed by plain row copies instead of being transposed.  Measured on one
    Zen 4 core, T*B = 3200, I = 2, H = 64, the products alone: LSTM 78 -> 109
    GFLOP/s, GRU dW_hh 81-94 -> 101-111 and dW_ih 4-7 -> 30-49; the sequence
-   backward (medians): LSTM 3.5 -> 2.9 ms, GRU 3.0 -> 2.2 ms, RNN 0.69 ->
-   0.61 ms; T = 100, B = 64, I = 125, H = 320: LSTM 136 -> 128 ms.  The
+   backward (medians): LSTM 3.5 -> 3.1 ms, GRU 2.9 -> 2.2 ms, RNN 0.71 ->
+   0.61 ms; T = 100, B = 64, I = 125, H = 320: LSTM 137 -> 130 ms.  The
    transposed add costs about a nanosecond per weight, which only many rows
    pay for: below WGRAD_T_MIN_ROWS (a single step, short sequences) the plain
    form runs (one LSTM step at B = 32, I = H = 256 took 0.65 ms plain and
