@@ -11,7 +11,9 @@ A recurrent layer's forward + backward is, in FLOPs, almost all matrix products
     backward  dA_t W_hh          (B, G*H) x (G*H, H)    T products, one per step
               dW^T = [X|H]^T dA  (I+H, T*B) x (T*B, G*H) one GEMM over all steps
                                  (the weight gradients transposed; the GRU, whose
-                                 dA differs for W_ih and W_hh, takes one per weight)
+                                 dA differs for W_ih and W_hh, takes one per weight;
+                                 below 512 rows, or for an RNN whose I+H is a
+                                 multiple of 32, the kernels run dA^T [X|H] instead)
 
 This script times the layer (median of --repeat runs, the suite's gc protocol),
 then each of those products alone through ``tinybptt.kernels.c.matmul`` at the
