@@ -284,6 +284,40 @@ static TGT void pack_an_f64(const double *A, long lda, long i0, long p0, long mc
     }
 }
 
+/* A transposed: the same panels from op(A)[i, p] = A[p0 + p, i0 + i].  Each
+   panel row (p, q) is m <= 14 contiguous elements of row p0 + p of A: one
+   masked load and one masked store (two for f64), the mask keeping the store
+   inside its 14-wide slot.  Rows of A are walked in order, each across all
+   panels, as in the plain pack_a. */
+INL void panel_row_f32(float *dst, const float *src, long m)
+{
+    __mmask16 k = (__mmask16)((1u << m) - 1);
+    _mm512_mask_storeu_ps(dst, k, _mm512_maskz_loadu_ps(k, src));
+}
+
+INL void panel_row_f64(double *dst, const double *src, long m)
+{
+    __mmask8 lo = (__mmask8)(m >= 8 ? 0xFF : (1u << m) - 1);
+    __mmask8 hi = (__mmask8)(m > 8 ? (1u << (m - 8)) - 1 : 0);
+    _mm512_mask_storeu_pd(dst, lo, _mm512_maskz_loadu_pd(lo, src));
+    if (hi) _mm512_mask_storeu_pd(dst + 8, hi, _mm512_maskz_loadu_pd(hi, src + 8));
+}
+
+#define DEFINE_PACK_AT(T, real)                                                        \
+static TGT void pack_at_##T(const real *A, long lda, long i0, long p0, long mc, long kc, \
+                            long ms, long q0, long q1, real *Ap)                       \
+{                                                                                      \
+    for (long p = 0; p < kc; p++) {                                                    \
+        const real *src = A + (p0 + p) * lda + i0;                                     \
+        for (long q = q0; q < q1; q++) {                                               \
+            long ir = q * ms, m = mc - ir < ms ? mc - ir : ms;                         \
+            panel_row_##T(Ap + q * MR * kc + p * MR, src + ir, m);                     \
+        }                                                                              \
+    }                                                                                  \
+}
+DEFINE_PACK_AT(f32, float)
+DEFINE_PACK_AT(f64, double)
+
 /* B transposed: panel q of op(B)[p0:+kc, j0:+nc] = B[j0:+nc, p0:+kc]^T gets
    Bp[(q-qoff)*NR*kc + p*NR + j] = B[j0 + q*NR + j, p0 + p], zero past nc. */
 static TGT void pack_bt_f32(const float *B, long ldb, long p0, long j0, long kc, long nc,
@@ -329,8 +363,8 @@ static TGT void pack_bt_f64(const double *B, long ldb, long p0, long j0, long kc
    B in L2 across the row panels. */
 static const tb_gemm_kernel k_avx512 = {
     "avx512f (f32 14x32, f64 14x16)",
-    { MR, 32, 384, 1008, 384, TABLE(f32), rows_f32, dots_f32, pack_an_f32, pack_bt_f32 },
-    { MR, 16, 256, 1008, 256, TABLE(f64), rows_f64, dots_f64, pack_an_f64, pack_bt_f64 },
+    { MR, 32, 384, 1008, 384, TABLE(f32), rows_f32, dots_f32, pack_an_f32, pack_bt_f32, pack_at_f32 },
+    { MR, 16, 256, 1008, 256, TABLE(f64), rows_f64, dots_f64, pack_an_f64, pack_bt_f64, pack_at_f64 },
 };
 
 const tb_gemm_kernel *tb_gemm_kernel_avx512(void) { return &k_avx512; }

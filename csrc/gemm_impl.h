@@ -169,6 +169,7 @@ static void FN(blocked)(const FN(tb_kernel) *kd, int nt, int id,
             real beta_k = pc == 0 ? beta : 1;
             share(npi, nt, id, &lo, &hi);
             if (!ta && kd->pack_an) kd->pack_an(A, lda, ic, pc, mc, kc, ms, lo, hi, Ap);
+            else if (ta && kd->pack_at) kd->pack_at(A, lda, ic, pc, mc, kc, ms, lo, hi, Ap);
             else FN(pack_a)(ta, A, lda, ic, pc, mc, kc, MR, ms, lo, hi, Ap);
             for (long jc = 0; jc < N; jc += NC) {
                 long nc = min_l(NC, N - jc);

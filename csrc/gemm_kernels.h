@@ -45,7 +45,8 @@ typedef void (*tb_small_f64)(long M, long N, long K, double alpha, const double 
                              long csa, const double *B, long ldb, double beta, double *C, long ldc);
 
 /* Optional vectorised packing (else gemm.c's plain loops), same layouts as
-   pack_a / pack_b in gemm.c: an = op(A) = A (not transposed), bt = op(B) = B^T. */
+   pack_a / pack_b in gemm.c: an = op(A) = A (not transposed), at = op(A) = A^T,
+   bt = op(B) = B^T. */
 typedef void (*tb_pack_an_f32)(const float *A, long lda, long i0, long p0, long mc, long kc,
                                long ms, long q0, long q1, float *Ap);
 typedef void (*tb_pack_an_f64)(const double *A, long lda, long i0, long p0, long mc, long kc,
@@ -65,6 +66,7 @@ typedef struct {
     tb_small_f32 rows, dots;
     tb_pack_an_f32 pack_an;
     tb_pack_bt_f32 pack_bt;
+    tb_pack_an_f32 pack_at;   /* same arguments as pack_an */
 } tb_kernel_f32;
 typedef struct {
     int mr, nr, kc, mc, nc;
@@ -73,6 +75,7 @@ typedef struct {
     tb_small_f64 rows, dots;
     tb_pack_an_f64 pack_an;
     tb_pack_bt_f64 pack_bt;
+    tb_pack_an_f64 pack_at;
 } tb_kernel_f64;
 
 typedef struct {
