@@ -19,7 +19,7 @@
    and the loader picks the best one for the CPU.  Such loops are written
    branch-free, so that each clone vectorises. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define TB_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
 #else
 #define TB_CLONES
 #endif
