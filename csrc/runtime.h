@@ -15,9 +15,13 @@
 #include <stddef.h>
 #include "tinybptt.h"
 
-/* Elementwise loops are compiled three times (baseline x86-64, AVX2, AVX-512)
-   and the loader picks the best one for the CPU.  Such loops are written
-   branch-free, so that each clone vectorises. */
+/* Elementwise loops are compiled three times (baseline x86-64; x86-64-v3:
+   AVX2 and FMA; x86-64-v4: AVX-512) and the loader picks the best one for the
+   CPU.  Such loops are written branch-free, so that each clone vectorises.
+   fp-contract=fast lets the clones with FMA fuse a * b + c into one rounding
+   (the Horner steps of vmath.h's polynomials are most of the work there):
+   -std=c11 turns that off everywhere else, so each clone's results are still
+   one fixed function of its inputs, a few ulps from the baseline clone's. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define TB_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
 #else
