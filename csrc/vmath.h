@@ -96,7 +96,6 @@ static inline float vm_sigmoid_f32(float x)
  * the rounded double (y / ln 2 + 1.5 * 2^52), not by a double -> int64
  * conversion, which AVX2 and plain AVX-512F have no vector instruction for.
  * NaN inputs give NaN; +-inf and +-1000 give the exact limits. */
-#include <math.h>
 
 typedef union { double d; int64_t i; } vm_bits_f64;
 
