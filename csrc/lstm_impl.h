@@ -42,7 +42,7 @@ static inline void FN(lstm_prefetch)(const real *p, long n)
 /* gates (B, 4H): the full pre-activations on entry, activated i, f, g, o on exit.
    next: the block the next step reads first, fetched row by row meanwhile
    (see lstm_prefetch), or NULL. */
-TB_CLONES static void FN(lstm_pointwise_forward)(long B, long H,
+TB_CLONES_FMA static void FN(lstm_pointwise_forward)(long B, long H,
                                        const real *restrict c_prev, /* (B, H) */
                                        real *restrict gates,        /* (B, 4H) in place */
                                        real *restrict tanh_c,       /* (B, H) */
