@@ -8,8 +8,9 @@
  * e^x/(1+e^x), so exp never sees a large positive argument.
  *
  * vmath.h gives the branch-free, vectorisable tanh and sigmoid.  Each kernel
- * is compiled once per instruction set (TB_CLONES: baseline x86-64, AVX2,
- * AVX-512, chosen at load time), and written once for both dtypes in
+ * is compiled once per instruction set (TB_CLONES: baseline x86-64,
+ * x86-64-v3, x86-64-v4, chosen at load time; TB_CLONES_FMA for tanh and
+ * sigmoid, see runtime.h), and written once for both dtypes in
  * activations_impl.h.
  */
 #include <math.h>

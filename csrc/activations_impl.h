@@ -1,7 +1,7 @@
 /* activations_impl.h -- the activations written once over `real` (a template:
  * see for_each_dtype.h; instantiated by activations.c). */
 
-TB_CLONES void FN(tb_tanh)(long n, const real *x, real *y)
+TB_CLONES_FMA void FN(tb_tanh)(long n, const real *x, real *y)
 {
     for (long k = 0; k < n; k++) y[k] = FN(vm_tanh)(x[k]);
 }
@@ -11,7 +11,7 @@ TB_CLONES void FN(tb_tanh_backward)(long n, const real *y, const real *dy, real 
     for (long k = 0; k < n; k++) dx[k] = dy[k] * ((real)1 - y[k] * y[k]);
 }
 
-TB_CLONES void FN(tb_sigmoid)(long n, const real *x, real *y)
+TB_CLONES_FMA void FN(tb_sigmoid)(long n, const real *x, real *y)
 {
     for (long k = 0; k < n; k++) y[k] = FN(vm_sigmoid)(x[k]);
 }

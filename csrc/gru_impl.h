@@ -24,7 +24,7 @@
 /* gates (B, 3H): W_ih x on entry (plus b_ih: added here if bx is not NULL),
    activated r, z, n on exit.  ah (B, 3H): W_hh h + b_hh; its n columns are
    saved as hn. */
-TB_CLONES static void FN(gru_pointwise_forward)(long B, long H,
+TB_CLONES_FMA static void FN(gru_pointwise_forward)(long B, long H,
                                       const real *restrict h_prev, /* (B, H) */
                                       const real *restrict ah,     /* (B, 3H) */
                                       const real *restrict bx,     /* (3H,) b_ih, or NULL */

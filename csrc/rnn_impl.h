@@ -14,7 +14,7 @@
 /* ---- the elementwise part of one step, shared by step and sequence kernels */
 
 /* a (B, H): the full pre-activation on entry, h' = act(a) on exit. */
-TB_CLONES static void FN(rnn_pointwise_forward)(int relu, long n, /* n = B*H */
+TB_CLONES_FMA static void FN(rnn_pointwise_forward)(int relu, long n, /* n = B*H */
                                       real *restrict a) /* (B, H) in place */
 {
     if (relu)

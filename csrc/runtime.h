@@ -5,7 +5,8 @@
  *     can make fail, see tb_fail_alloc_after in tinybptt.h);
  *   - the instruction set chosen once at run time (tb_isa), which both the
  *     GEMM and the recurrent per-step product dispatch on;
- *   - TB_CLONES, for elementwise loops compiled once per instruction set.
+ *   - TB_CLONES and TB_CLONES_FMA, for elementwise loops compiled once per
+ *     instruction set.
  *
  * Writing code once for float and double is for_each_dtype.h's job.
  */
@@ -15,13 +16,22 @@
 #include <stddef.h>
 #include "tinybptt.h"
 
-/* Elementwise loops are compiled three times (baseline x86-64, AVX2, AVX-512)
-   and the loader picks the best one for the CPU.  Such loops are written
-   branch-free, so that each clone vectorises. */
+/* Elementwise loops are compiled three times (baseline x86-64; x86-64-v3:
+   AVX2 and FMA; x86-64-v4: AVX-512) and the loader picks the best one for the
+   CPU.  Such loops are written branch-free, so that each clone vectorises.
+   TB_CLONES_FMA also lets the clones that have FMA fuse a * b + c into one
+   rounding (fp-contract=fast; -std=c11 turns that off everywhere else): for
+   the loops over vmath.h's tanh and sigmoid, whose polynomials are mostly
+   such steps (the LSTM's gate loop ran 1.3x faster).  The derivative loops
+   keep TB_CLONES: fused, 1 - y*y would round differently from the same
+   formula in the NumPy reference, and they wait on memory, not arithmetic. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define TB_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define TB_CLONES_FMA __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
+                                     optimize("fp-contract=fast")))
 #else
 #define TB_CLONES
+#define TB_CLONES_FMA
 #endif
 
 /* ---- instruction set ------------------------------------------------------

@@ -1,22 +1,31 @@
 /*
- * vmath.h -- float32 exp, tanh and sigmoid written so that loops over them
+ * vmath.h -- float32 tanh and sigmoid written so that loops over them
  * vectorise (no branches, no libm calls), for the activation kernels and the
  * fused recurrent gate loops; float64 versions of the same at the end.
  *
- * Method.  exp(y) = 2^n * exp(r) with n = round(y / ln 2) and r = y - n ln 2,
- * |r| <= ln(2)/2, where ln 2 is split in two parts (Cody-Waite) so that r is
- * computed almost exactly.  exp(r) - 1 is its Taylor polynomial to degree 7:
- * the remainder r^8/8! * e^|r| is below 1e-8, under half an ulp of float.
- * Keeping exp(r) - 1 separate gives expm1 with full relative accuracy near 0,
- * which tanh needs: tanh(a) = -expm1(-2a) / (2 + expm1(-2a)) for a >= 0 has no
- * cancellation for small a and no overflow for large a.  2^n is built from
- * bits as 2^(n/2) * 2^(n - n/2), so results down in the subnormal range
+ * Method.  Both need exp(y) only for y <= 0: sigmoid(x) from exp(-|x|), tanh
+ * from exp(-2|x|).  exp(y) = 2^n * exp(r) with n = round(y / ln 2) and
+ * r = y - n ln 2, |r| <= ln(2)/2, where ln 2 is split in two parts
+ * (Cody-Waite) so that r is computed almost exactly.  exp(r) - 1 is its
+ * Taylor polynomial to degree 7: the remainder r^8/8! * e^|r| is below 1e-8,
+ * under half an ulp of float.  Keeping exp(r) - 1 separate gives expm1 with
+ * full relative accuracy near 0, which tanh needs:
+ * tanh(a) = -expm1(-2a) / (2 + expm1(-2a)) for a >= 0 has no cancellation for
+ * small a and no overflow for large a.  2^n is built from bits as
+ * 2^(n - n/2) * 2^(n/2), so results down in the subnormal range
  * (sigmoid(-100) = 3.7e-44) come out right instead of being flushed to zero.
- * NaN inputs give NaN; +-inf and +-1000 give the exact limits.
+ * Both come out within 3 ulps (tests/test_vmath.py measures it).
+ *
+ * Every step is plain arithmetic or a select the compiler turns into a
+ * vector blend, min or max: |x| and the sign come from fabs and copysign
+ * (bit operations), and a NaN input needs no test of its own -- the clamps
+ * below keep it, and it goes through the arithmetic as a NaN.  +-inf and
+ * +-1000 give the exact limits.
  */
 #ifndef TINYBPTT_VMATH_H
 #define TINYBPTT_VMATH_H
 
+#include <math.h>
 #include <stdint.h>
 
 /* 2^k for integer k in [-126, 127], assembled from the exponent bits. */
@@ -26,19 +35,18 @@ static inline float vm_pow2i_f32(int32_t k)
     return bits.f;
 }
 
-/* exp(y) and exp(y) - 1 together.  y is clamped to [-103.9, 88.7], the range
-   where exp(y) is a finite float that is not zero; below it exp(y) is 0. */
+/* exp(y) and exp(y) - 1 together, for y <= 0 (or NaN).  y is clamped at -104:
+   exp(-104) = 6.8e-46 is below half the smallest subnormal (2^-150), so the
+   clamped value rounds to exp(y) = 0 as every smaller y should. */
 static inline void vm_exp_expm1_f32(float y, float *e, float *em1)
 {
-    const float underflow = y < -103.9f ? 0.0f : 1.0f;
     const float LOG2E = 1.44269504088896341f;
     const float LN2_HI = 0.693145751953125f;      /* ln 2 rounded to 16 bits: n*LN2_HI is exact */
     const float LN2_LO = 1.428606765330187e-06f;  /* ln 2 - LN2_HI */
-    y = y < -103.9f ? -103.9f : y;
-    y = y > 88.7f ? 88.7f : y;
     const float ROUND = 12582912.0f;              /* 1.5 * 2^23: adding it rounds to an integer */
+    y = y < -104.0f ? -104.0f : y;                /* (a NaN stays NaN) */
     float fn = (y * LOG2E + ROUND) - ROUND;       /* round(y / ln 2), branch-free */
-    int32_t n = (int32_t)fn;
+    int32_t n = (int32_t)fn;                      /* in [-150, 0] */
     float r = (y - fn * LN2_HI) - fn * LN2_LO;
     /* p = exp(r) - 1 = r + r^2/2! + ... + r^7/7!  (Horner) */
     float p = 1.0f / 5040.0f;
@@ -49,38 +57,28 @@ static inline void vm_exp_expm1_f32(float y, float *e, float *em1)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r;
-    int32_t n1 = n / 2, n2 = n - n1;
+    /* n = n1 + n2 with n1 = floor(n/2): >> on a negative int is an arithmetic
+       shift with every compiler that builds this (one vector instruction) */
+    int32_t n1 = n >> 1, n2 = n - n1;
     float s1 = vm_pow2i_f32(n1), s2 = vm_pow2i_f32(n2);
-    float scale = s1 * s2;                         /* 2^n */
-    *e = (p + 1.0f) * s1 * s2 * underflow;         /* 2^n * exp(r) */
+    float scale = s1 * s2;                         /* 2^n (0 below 2^-149: only e needs those) */
+    *e = (p + 1.0f) * s1 * s2;                     /* 2^n * exp(r) */
     *em1 = p * scale + (scale - 1.0f);             /* exact p when n == 0 */
-}
-
-static inline float vm_exp_f32(float y)
-{
-    float e, em1;
-    vm_exp_expm1_f32(y, &e, &em1);
-    return y != y ? y : e;
 }
 
 static inline float vm_tanh_f32(float x)
 {
-    float a = x < 0.0f ? -x : x;
     float e, em1;
-    vm_exp_expm1_f32(-2.0f * a, &e, &em1);         /* em1 in (-1, 0] */
-    float t = -em1 / (2.0f + em1);
-    t = x < 0.0f ? -t : t;
-    return x != x ? x : t;
+    vm_exp_expm1_f32(-2.0f * fabsf(x), &e, &em1);  /* em1 in [-1, 0] */
+    return copysignf(em1 / (2.0f + em1), x);       /* |tanh(x)| = -em1 / (2 + em1) */
 }
 
 static inline float vm_sigmoid_f32(float x)
 {
-    float a = x < 0.0f ? -x : x;
     float e, em1;
-    vm_exp_expm1_f32(-a, &e, &em1);                /* e = exp(-|x|) in (0, 1] never overflows */
-    float s = 1.0f / (1.0f + e);
-    float r = x >= 0.0f ? s : e * s;
-    return x != x ? x : r;
+    vm_exp_expm1_f32(-fabsf(x), &e, &em1);         /* e = exp(-|x|) in [0, 1] never overflows */
+    float s = 1.0f / (1.0f + e);                   /* sigmoid(|x|) */
+    return x < 0.0f ? e * s : s;                   /* sigmoid(-a) = exp(-a) * sigmoid(a) */
 }
 
 /* float64: the same method, branch-free so that the gate loops vectorise (libm's
@@ -98,7 +96,6 @@ static inline float vm_sigmoid_f32(float x)
  * the rounded double (y / ln 2 + 1.5 * 2^52), not by a double -> int64
  * conversion, which AVX2 and plain AVX-512F have no vector instruction for.
  * NaN inputs give NaN; +-inf and +-1000 give the exact limits. */
-#include <math.h>
 
 typedef union { double d; int64_t i; } vm_bits_f64;
 
@@ -111,17 +108,16 @@ static inline double vm_pow2_f64(double k)
     return r.d;
 }
 
-/* exp(y) and exp(y) - 1 together.  y is clamped to [-745.14, 709.78]; below
-   -745.1332 (ln of half the smallest subnormal) exp(y) rounds to 0. */
+/* exp(y) and exp(y) - 1 together, for y <= 0 (or NaN).  y is clamped at -746:
+   exp(-746) is below half the smallest subnormal (2^-1075), so the clamped
+   value rounds to exp(y) = 0 as every smaller y should. */
 static inline void vm_exp_expm1_f64(double y, double *e, double *em1)
 {
-    const double underflow = y < -745.13321910194110842 ? 0.0 : 1.0;
     const double LOG2E = 1.4426950408889634074;
     const double LN2_HI = 6.93147180369123816490e-01;  /* 32 significant bits: n * LN2_HI is exact */
     const double LN2_LO = 1.90821492927058770002e-10;  /* ln 2 - LN2_HI */
     const double SHIFT = 6755399441055744.0;           /* 1.5 * 2^52 */
-    y = y < -745.14 ? -745.14 : y;
-    y = y > 709.78 ? 709.78 : y;
+    y = y < -746.0 ? -746.0 : y;                         /* (a NaN stays NaN) */
     double fn = (y * LOG2E + SHIFT) - SHIFT;             /* round(y / ln 2), branch-free */
     double r = (y - fn * LN2_HI) - fn * LN2_LO;
     /* p = exp(r) - 1 = r + r^2/2! + ... + r^13/13!  (Horner) */
@@ -142,29 +138,25 @@ static inline void vm_exp_expm1_f64(double y, double *e, double *em1)
     double f1 = (fn * 0.5 + SHIFT) - SHIFT;             /* n/2 (rounded), so each factor stays normal */
     double s1 = vm_pow2_f64(f1), s2 = vm_pow2_f64(fn - f1);
     double scale = s1 * s2;                             /* 2^n (0 below -1074: only e needs those) */
-    *e = (p + 1.0) * s1 * s2 * underflow;               /* 2^n * exp(r) */
+    *e = (p + 1.0) * s1 * s2;                           /* 2^n * exp(r) */
     *em1 = p * scale + (scale - 1.0);                   /* exact p when n == 0 */
 }
 
 static inline double vm_tanh_f64(double x)
 {
-    double a = x < 0.0 ? -x : x;
-    a = a > 20.0 ? 20.0 : a;                            /* tanh(20) rounds to 1 */
+    double a = fabs(x);
+    a = a > 20.0 ? 20.0 : a;                            /* tanh(20) rounds to 1 (a NaN stays NaN) */
     double e, em1;
     vm_exp_expm1_f64(-2.0 * a, &e, &em1);              /* em1 in (-1, 0] */
-    double t = -em1 / (2.0 + em1);
-    t = x < 0.0 ? -t : t;
-    return x != x ? x : t;
+    return copysign(em1 / (2.0 + em1), x);              /* |tanh(x)| = -em1 / (2 + em1) */
 }
 
 static inline double vm_sigmoid_f64(double x)
 {
-    double a = x < 0.0 ? -x : x;
     double e, em1;
-    vm_exp_expm1_f64(-a, &e, &em1);                    /* e = exp(-|x|) in [0, 1] never overflows */
-    double s = 1.0 / (1.0 + e);
-    double r = x >= 0.0 ? s : e * s;
-    return x != x ? x : r;
+    vm_exp_expm1_f64(-fabs(x), &e, &em1);              /* e = exp(-|x|) in [0, 1] never overflows */
+    double s = 1.0 / (1.0 + e);                         /* sigmoid(|x|) */
+    return x < 0.0 ? e * s : s;                         /* sigmoid(-a) = exp(-a) * sigmoid(a) */
 }
 
 #endif
