@@ -148,20 +148,25 @@ def _true_trace(trace_h, trace_c, exps):
     exponent lies in [-66, 67] the true values fit the dtype's normal range (float32's
     included): they come back in the layer's dtype.  Otherwise as float64, which holds
     a float32 layer's 1e-40 or 1e-200 as the number it is (beyond float64's own range,
-    about 1e-308 .. 1e308, the values are 0 or inf).  One multiply per entry by 2^e,
-    exact wherever the result is a normal number.
+    about 1e-308 .. 1e308, the values are 0 or inf).  One ``ldexp`` per entry
+    (value * 2^e), exact wherever the result is a normal number.
     """
+    e = exps[:, None, None]
     if exps.min() >= -66 and exps.max() <= 67:
         nz = np.flatnonzero(exps)
         lo, hi = nz[0], nz[-1] + 1  # only the steps from the first to the last exponent that moved
-        scale = np.ldexp(np.ones(hi - lo, trace_h.dtype), exps[lo:hi])[:, None, None]
         for a in (trace_h, trace_c):
             if a is not None:
-                np.multiply(a[lo:hi], scale, out=a[lo:hi])
+                np.ldexp(a[lo:hi], e[lo:hi], out=a[lo:hi])
         return trace_h, trace_c
-    scale = np.ldexp(1.0, exps)[:, None, None]
-    return tuple(None if a is None else np.multiply(a, scale, out=workspace.empty(a.shape, F64))
-                 for a in (trace_h, trace_c))
+    wide = []
+    for a in (trace_h, trace_c):
+        if a is not None:  # widen, then scale in place (faster than one mixed-dtype ufunc)
+            w = workspace.empty(a.shape, F64)
+            np.copyto(w, a)
+            a = np.ldexp(w, e, out=w)
+        wide.append(a)
+    return tuple(wide)
 
 
 def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
