@@ -16,8 +16,9 @@ and every k-th in memory order, k = size // 32; all of them for an array that
 is not contiguous); ``check`` compares it.  Not caught: a direct edit of a
 few elements that misses every sampled position, and a direct edit of the
 array of a tensor that does not require grad (input data) or of another
-intermediate result -- their edits through the API are caught.  Assigning a new array (``t.data = array``, what the
-optimisers do) leaves the saved array untouched and is not an edit.
+intermediate result -- their edits through the API are caught.  Assigning a
+new array (``t.data = array``, what the optimisers do) leaves the saved array
+untouched and is not an edit.
 
 This module needs no Tensor: anything with ``data``, ``requires_grad``,
 ``_ctx`` (None for a leaf) and ``_versions`` (its counter) is one.

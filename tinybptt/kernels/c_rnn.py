@@ -24,12 +24,10 @@ for the forward call are kept with ``saved`` and reused by backward.
 import numpy as np
 
 from . import workspace
-from ._ffi import CTYPE, F32, F64, NULL, check, fn, from_buffer, ptr
+from ._ffi import CTYPE, F32, F64, NULL, check, fn, from_buffer, plain, ptr
 from .validate import contiguous
 from .cells import GATES
 from .recurrent import RecurrentSaved, check_backward, check_forward, check_step_backward
-
-_ndarray = np.ndarray
 
 
 class _CSaved(RecurrentSaved):
@@ -70,11 +68,9 @@ def _forward_ok(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, ndim=3):
     dt = getattr(x, "dtype", None)
     if G is None or (dt is not F32 and dt is not F64) or h0 is None or (c0 is not None) != (cell == "lstm"):
         return False
-    for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh):  # usable by C as they are (see _ffi.plain)
-        if a is not None:
-            f = a.flags if type(a) is _ndarray and a.dtype is dt else None
-            if f is None or not (f.c_contiguous and f.aligned):
-                return False
+    for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh):  # usable by C as they are
+        if a is not None and not plain(a, dt):
+            return False
     if x.ndim != ndim or h0.ndim != 2:
         return False
     T, B, I = x.shape if ndim == 3 else (1,) + x.shape
@@ -133,12 +129,7 @@ _SAVED_GET = {
 
 def _grad_ok(g, shape, dt):
     """``g`` is None, or an array of ``shape`` and dtype ``dt`` that C can use as it is."""
-    if g is None:
-        return True
-    if type(g) is not _ndarray or g.dtype is not dt or g.shape != shape:
-        return False
-    f = g.flags
-    return f.c_contiguous and f.aligned
+    return g is None or (plain(g, dt) and g.shape == shape)
 
 
 def _true_trace(trace_h, trace_c, exps):
@@ -179,10 +170,10 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     otherwise entries of dx, dh0, dc0 and of the per-step terms of the weight
     gradients below the dtype's smallest normal number are 0.  The trace keeps
     the true sizes (float64 where the dtype cannot hold them, see ``_true_trace``).
-    ``carry_exp`` (an int) carries that
-    scale from one call to the next when a sequence is backpropagated in
-    segments: d_hn and d_cn are then scaled values (true = value * 2**carry_exp),
-    dh0 and dc0 come back scaled, and the result's "carry_exp" is their exponent.
+    ``carry_exp`` (an int) carries that scale from one call to the next when a
+    sequence is backpropagated in segments: d_hn and d_cn are then scaled values
+    (true = value * 2**carry_exp), dh0 and dc0 come back scaled, and the result's
+    "carry_exp" is their exponent.
     """
     s = saved
     if (type(s) is _CSaved and s.cell == cell and s.kind == "seq" and s.b_ih is s.ptrs[2]
@@ -241,7 +232,7 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
             ptrs = ptrs[:5]
         rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
                                          fb(ct, dh0), *grads, pth, pte, pce)
-    check(rc, "seq_backward(%s)" % cell)
+    check(rc, "seq_backward(%s)", cell)
     if trace_exp is not None and np.count_nonzero(trace_exp):
         trace_h, trace_c = _true_trace(trace_h, trace_c, trace_exp)
     g = dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,

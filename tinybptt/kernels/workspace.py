@@ -35,12 +35,11 @@ for the next evaluation would hold memory for little.  (An LSTM's forward over a
 test set of 1,000 sequences makes 180 MB of them.)
 
 Who uses it.  The C backend's ``seq_forward`` (the outputs and the arrays saved
-for backward) and ``nn.utils.clip_grad_norm_`` (its float64 copy of the
-gradients).  A step's other large arrays, made by the backward pass (the
-gradient trace, the zero gradient of a slice ``out[-1]``), still come from
-``malloc``; and since pooled arrays are never freed, they no longer raise glibc's
-threshold either, so those arrays keep their page faults in a fresh process
-until they are made here too (``empty``, ``zeros``).
+for backward) and ``seq_backward`` (dx and the gradient trace), and
+``nn.utils.clip_grad_norm_`` (its float64 copy of the gradients).  Large arrays
+made anywhere else still come from ``malloc``; and since pooled arrays are never
+freed, they no longer raise glibc's threshold either, so such arrays keep their
+page faults in a fresh process until they are made here too (``empty``, ``zeros``).
 
 Bounds.  At most ``PER_SHAPE`` arrays per (shape, dtype) and ``limit()`` bytes in
 all (``set_limit``; 0 turns the pool off); when a new array would not fit,
