@@ -17,6 +17,11 @@ decays through the subnormals to zero).
 """
 import argparse
 import os
+import sys
+
+# tinybptt from this checkout (not whichever one an editable install points at)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 
 def main(argv=None):
