@@ -6,6 +6,11 @@
 
 /* Pack op(W) (K, N) into P (see `panel` in recurrent_common.h); nonzero if out of memory. */
 int FN(panel_pack)(panel *P, long K, long N, const real *W, long ldw, int trans);
+/* How many values a packed op(W) (K, N) takes, and the packing into a buffer
+   of that size the caller owns (for a second panel beside the one in
+   TB_SLOT_PANEL; panel_free leaves the buffer alone). */
+long FN(panel_elems)(long K, long N);
+void FN(panel_pack_into)(panel *P, long K, long N, const real *W, long ldw, int trans, real *buf);
 /* C (M, N) = [C if accumulate] + [init (N,) if not NULL] + A (M, K) @ op(W). */
 void FN(panel_mm)(long M, const real *A, long lda, const panel *P,
                   real *C, long ldc, int accumulate, const real *init);
