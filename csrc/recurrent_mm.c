@@ -101,12 +101,13 @@ static int mm_threads(double work, long groups) { (void)work; (void)groups; retu
    FMA latency at every k, so it keeps S = 2 or 4 partial sums over
    interleaved k and adds them at the end.
    C and init join the sum at the end, not at the start: in a sequence
-   forward C is this step's slice of the input projection, written long ago
-   and out of cache, and a tile that starts by loading it waits on memory
-   before its first FMA.  Prefetched at the start and read at the end, the
-   load hides behind the K loop (Zen 4, M = 32, N = K = 256: the product
-   107 -> 112 GFLOP/s, the RNN's sequence forward at T = 100, B = 32,
-   I = H = 256: 9.7 -> 8.9 ms). */
+   forward whose input projection is one GEMM before the loop (the LSTM's
+   and GRU's), C is this step's slice of it, written long ago and out of
+   cache, and a tile that starts by loading it waits on memory before its
+   first FMA.  Prefetched at the start and read at the end, the load hides
+   behind the K loop (Zen 4, M = 32, N = K = 256: the product 107 -> 112
+   GFLOP/s; the RNN's sequence forward at T = 100, B = 32, I = H = 256,
+   then built that way: 9.7 -> 8.9 ms). */
 #define MM_TILE(real, SUF, tag, ATTR, V, VL, LOADU, STOREU, SET1, ZERO, FMA, ADD,   \
                 MRA, NPA, MRB, NPB)                                                 \
 MM_INL ATTR void mm_tile_##SUF##_##tag(const int mr, const int np, long K,          \
