@@ -7,13 +7,14 @@ A recurrent layer's forward + backward is, in FLOPs, almost all matrix products
 (G = 1, 4, 3 gates for RNN, LSTM, GRU; x does not require grad, as in the suite):
 
     forward   X W_ih^T           (T*B, I) x (I, G*H)    one GEMM, hoisted out of the loop
+                                 (the RNN: T products x_t W_ih^T, one per step)
               h_{t-1} W_hh^T     (B, H) x (H, G*H)      T products, one per step
     backward  dA_t W_hh          (B, G*H) x (G*H, H)    T products, one per step
-              dW^T = [X|H]^T dA  (I+H, T*B) x (T*B, G*H) one GEMM over all steps
-                                 (the weight gradients transposed; the GRU, whose
-                                 dA differs for W_ih and W_hh, takes one per weight;
-                                 below 512 rows, or for an RNN whose I+H is a
-                                 multiple of 32, the kernels run dA^T [X|H] instead)
+              dW_ih^T = X^T dA   (I, T*B) x (T*B, G*H)  one GEMM over all steps
+              dW_hh^T = H^T dA   (H, T*B) x (T*B, G*H)  one GEMM over all steps
+                                 (the weight gradients transposed; below 512 rows,
+                                 or for an RNN whose I+H is a multiple of 32, the
+                                 kernels run dA^T X and dA^T H instead)
 
 This script times the layer (median of --repeat runs, the suite's gc protocol),
 then each of those products alone through ``tinybptt.kernels.c.matmul`` at the
@@ -70,20 +71,18 @@ def main(argv=None):
     X, Hs, dA = arr(T * B, I), arr(T * B, H), arr(T * B, G * H)
     W_ih, W_hh = arr(G * H, I), arr(G * H, H)
     h, da = arr(B, H), arr(B, G * H)
+    x = arr(B, I)
     products = [  # (phase, what, (M, N, K), how many, the call)
+        ("fwd", "x_t W_ih^T (per step)", (B, G * H, I), T, lambda: kc.matmul(x, W_ih, trans_b=True))
+        if args.cell == "rnn" else
         ("fwd", "X W_ih^T (hoisted)", (T * B, G * H, I), 1, lambda: kc.matmul(X, W_ih, trans_b=True)),
         ("fwd", "h W_hh^T (per step)", (B, G * H, H), T, lambda: kc.matmul(h, W_hh, trans_b=True)),
         ("bwd", "dA_t W_hh (per step)", (B, H, G * H), T, lambda: kc.matmul(da, W_hh)),
     ]
-    if args.cell == "gru":
-        products += [
-            ("bwd", "X^T dA -> dW_ih^T", (I, G * H, T * B), 1, lambda: kc.matmul(X, dA, trans_a=True)),
-            ("bwd", "H^T dA -> dW_hh^T", (H, G * H, T * B), 1, lambda: kc.matmul(Hs, dA, trans_a=True)),
-        ]
-    else:
-        XH = np.concatenate([X, Hs], axis=1)
-        products.append(("bwd", "[X|H]^T dA -> dW^T", (I + H, G * H, T * B), 1,
-                         lambda: kc.matmul(XH, dA, trans_a=True)))
+    products += [
+        ("bwd", "X^T dA -> dW_ih^T", (I, G * H, T * B), 1, lambda: kc.matmul(X, dA, trans_a=True)),
+        ("bwd", "H^T dA -> dW_hh^T", (H, G * H, T * B), 1, lambda: kc.matmul(Hs, dA, trans_a=True)),
+    ]
     print("%s %s (T,B,I,H)=%s %s, %d thread(s): layer forward %.2f ms, backward %.2f ms (median of %d)"
           % (args.cell, name, (T, B, I, H), args.dtype, args.threads, 1e3 * t_fwd, 1e3 * t_bwd, args.repeat))
     print("%-4s %-22s %-20s %6s %10s %9s" % ("", "product", "M x N x K", "calls", "ms", "GFLOP/s"))

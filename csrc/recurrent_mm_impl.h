@@ -45,20 +45,34 @@ static void FN(pack_into)(long K, long N, long vl, const real *W, long ldw, int 
     }
 }
 
+/* values in the packed panels of op(W) (K, N) */
+long FN(panel_elems)(long K, long N)
+{
+    long vl = mm_impl()->FN(vl);
+    return (N + vl - 1) / vl * K * vl;
+}
+
+/* Pack op(W) into buf (panel_elems values, the caller's); not owned by P */
+void FN(panel_pack_into)(panel *P, long K, long N, const real *W, long ldw, int trans, real *buf)
+{
+    long vl = mm_impl()->FN(vl);
+    FN(pack_into)(K, N, vl, W, ldw, trans, buf);
+    P->p = buf; P->K = K; P->N = N; P->vl = vl; P->qs = K * vl; P->ks = vl; P->owned = 0;
+}
+
 int FN(panel_pack)(panel *P, long K, long N, const real *W, long ldw, int trans)
 {
-    long vl = mm_impl()->FN(vl), nq = (N + vl - 1) / vl;
-    P->K = K; P->N = N; P->vl = vl;
+    long vl = mm_impl()->FN(vl);
     if (!trans && N % vl == 0 && (double)K * N * sizeof(real) <= DIRECT_MAX_BYTES) {
         /* W's rows are whole panels already: read in place (a big W is packed anyway:
            walking its rows a page apart per k misses the TLB at every step) */
-        P->p = W; P->qs = vl; P->ks = ldw; P->owned = 0;
+        P->p = W; P->K = K; P->N = N; P->vl = vl; P->qs = vl; P->ks = ldw; P->owned = 0;
         return 0;
     }
-    real *p = (real *)tb_scratch(TB_SLOT_PANEL, (size_t)(nq * K * vl) * sizeof(real));
+    real *p = (real *)tb_scratch(TB_SLOT_PANEL, (size_t)FN(panel_elems)(K, N) * sizeof(real));
     if (!p) return 1;
-    FN(pack_into)(K, N, vl, W, ldw, trans, p);
-    P->p = p; P->qs = K * vl; P->ks = vl; P->owned = 1;
+    FN(panel_pack_into)(P, K, N, W, ldw, trans, p);
+    P->owned = 1;
     return 0;
 }
 

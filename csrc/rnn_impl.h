@@ -83,11 +83,16 @@ done:
 
 /* ---- a whole sequence
  *
- * Forward: the input half of every step is one GEMM over all T*B rows, written
- * straight into out; W_hh^T is packed once and each step adds
- * h_{t-1} @ W_hh^T + b_ih + b_hh in one register-tiled pass (panel_mm).
+ * Forward: W_ih^T and W_hh^T are packed once, and each step makes its
+ * pre-activation with two register-tiled products (panel_mm),
+ * x_t @ W_ih^T + b_ih + b_hh, then + h_{t-1} @ W_hh^T, while that step's rows
+ * are in cache.  (The input half as one GEMM over all T*B rows, before the
+ * loop, does the same arithmetic but packs all of x and leaves out to be
+ * fetched again from memory at every step: 8.6 against 8.3 ms at T = 100,
+ * B = 32, I = H = 256 on one Zen 4 core.)
  * Backward keeps every step's da in one scratch block, sums the bias
- * gradient step by step and ends with one weight-gradient GEMM over all steps.
+ * gradient step by step and ends with the weight-gradient products over all
+ * steps.
  */
 
 TB_CLONES int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
@@ -101,16 +106,18 @@ TB_CLONES int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
 {
     long BH = B * H;
     int err = 1;
-    panel whhT = PANEL_NONE;                                  /* W_hh^T (H, H), packed once */
-    real *bsum = (real *)tb_scratch(TB_SLOT_MISC, (size_t)H * sizeof(real));  /* b_ih + b_hh */
-    if (!bsum || FN(panel_pack)(&whhT, H, H, w_hh, H, 1)
-        || GEMM(0, 1, T * B, H, I, 1, x, I, w_ih, I, 0, out, H))  /* out[t] = x[t] @ W_ih^T, all steps */
-        goto done;
+    panel whhT = PANEL_NONE, wihT = PANEL_NONE;               /* W_hh^T (H, H), W_ih^T (I, H) */
+    /* one scratch block: b_ih + b_hh (H, padded to whole cache lines), packed W_ih^T */
+    long hpad = (H + 15) / 16 * 16;
+    real *bsum = (real *)tb_scratch(TB_SLOT_MISC, (size_t)(hpad + FN(panel_elems)(I, H)) * sizeof(real));
+    if (!bsum || FN(panel_pack)(&whhT, H, H, w_hh, H, 1)) goto done;
+    FN(panel_pack_into)(&wihT, I, H, w_ih, I, 1, bsum + hpad);
     const real *bias = FN(cell_bias_sum)(H, b_ih, b_hh, bsum);
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         real *a = out + t * BH;
-        FN(panel_mm)(B, h_prev, H, &whhT, a, H, 1, bias);     /* a += h_{t-1} @ W_hh^T + b */
+        FN(panel_mm)(B, x + t * B * I, I, &wihT, a, H, 0, bias);  /* a = x_t @ W_ih^T + b */
+        FN(panel_mm)(B, h_prev, H, &whhT, a, H, 1, NULL);     /* a += h_{t-1} @ W_hh^T */
         FN(rnn_pointwise_forward)(relu, BH, a);
     }
     err = 0;
