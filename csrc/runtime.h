@@ -54,7 +54,7 @@ enum {
     TB_SLOT_GEMM,     /* the GEMM's packed blocks */
     TB_SLOT_PANEL,    /* W_hh packed once per sequence (recurrent_mm.c) */
     TB_SLOT_DGATES,   /* a backward pass's gate gradients */
-    TB_SLOT_MISC,     /* small per-call temporaries */
+    TB_SLOT_MISC,     /* per-call temporaries (the largest: the RNN forward's packed W_ih^T, I*H values) */
     TB_SLOT_DW,       /* the weight-gradient product's result */
     TB_NUM_SLOTS
 };
