@@ -1,0 +1,104 @@
+"""The LSTM sequence backward's two ways to the weight gradients agree with the NumPy reference.
+
+The C kernel takes the weight gradients either at the end, as one product over all
+T*B rows, or step by step while each step's gate gradients are in cache (the
+batch has at least 24 rows and the sums are small; see csrc/lstm_impl.h).  The
+small batches of tests/test_recurrent_kernels.py only reach the first way; here
+both are run on the same problem and compared with the float64 reference, with
+and without biases, dx and the trace, float32 and float64, and on a float32
+problem whose gradient vanishes far below float32's range (the carried gradient
+is then scaled, and each step's share must be taken in true scale).
+"""
+import numpy as np
+import pytest
+
+from tinybptt.kernels import numpy_rnn
+
+try:
+    from tinybptt.kernels import c_rnn
+except ImportError:  # extension not built
+    c_rnn = None
+
+pytestmark = pytest.mark.skipif(c_rnn is None, reason="the C extension is not built")
+
+KEYS = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "trace_h", "trace_c")
+
+
+def _problem(rng, T, B, I, H, bias, dt, w_scale=1.0):
+    """Random (x, h0, c0, w_ih, w_hh, b_ih, b_hh) and the incoming gradients (d_out, d_hn, d_cn)."""
+    r = lambda *shape: rng.standard_normal(shape)  # noqa: E731
+    args = [r(T, B, I), 0.5 * r(B, H), 0.5 * r(B, H), r(4 * H, I) / np.sqrt(I),
+            w_scale * r(4 * H, H) / np.sqrt(H),
+            0.1 * r(4 * H) if bias != "none" else None, 0.1 * r(4 * H) if bias == "both" else None]
+    grads = [r(T, B, H), r(B, H), r(B, H)]
+    cast = lambda a: None if a is None else a.astype(dt)  # noqa: E731
+    return [cast(a) for a in args], [cast(a) for a in grads]
+
+
+def _close(name, got, want, rtol, atol):
+    if want is None:
+        assert got is None, name
+        return
+    assert got.shape == want.shape, (name, got.shape, want.shape)
+    err = np.abs(got.astype(np.float64) - want) - (atol + rtol * np.abs(want))
+    k = np.unravel_index(np.argmax(err), err.shape)
+    assert err[k] <= 0, "%s: worst element %s: got %r, want %r" % (name, k, got[k], want[k])
+
+
+@pytest.mark.parametrize("B", [1, 8, 24, 32, 40])
+@pytest.mark.parametrize("bias", ["both", "ih", "none"])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("need_dx,need_trace", [(True, True), (False, False), (False, True)])
+def test_weight_gradients_match_the_reference_for_every_batch(B, bias, dt, need_dx, need_trace):
+    """B = 1 and 8 take the gradients at the end, B >= 24 step by step (H = 9, I = 3)."""
+    rng = np.random.default_rng(B + 100 * (bias == "none") + 1000 * (dt == np.float32))
+    T, I, H = 7, 3, 9
+    args, (d_out, d_hn, d_cn) = _problem(rng, T, B, I, H, bias, dt)
+    _, _, s_c = c_rnn.seq_forward("lstm", *args)
+    g = c_rnn.seq_backward("lstm", s_c, d_out, d_hn, d_cn, need_dx=need_dx, need_trace=need_trace)
+    a64 = [None if a is None else a.astype(np.float64) for a in args]
+    _, _, s_n = numpy_rnn.seq_forward("lstm", *a64)
+    want = numpy_rnn.seq_backward("lstm", s_n, d_out.astype(np.float64), d_hn.astype(np.float64),
+                                  d_cn.astype(np.float64), need_dx=need_dx, need_trace=need_trace)
+    rtol, atol = (1e-10, 1e-12) if dt == np.float64 else (2e-4, 2e-5)
+    for k in KEYS:
+        _close(k, g[k], want[k], rtol, atol * max(1.0, float(np.abs(want[k]).max()) if want[k] is not None else 1))
+        assert g[k] is None or g[k].dtype == dt, k
+
+
+@pytest.mark.parametrize("B", [32, 64])
+def test_a_larger_layer_taken_step_by_step_matches_the_reference(B):
+    """The training loop's shape (I = 2, H = 64), long enough to leave the caches (T = 100)."""
+    rng = np.random.default_rng(B)
+    args, (d_out, d_hn, d_cn) = _problem(rng, 100, B, 2, 64, "both", np.float32)
+    _, _, s_c = c_rnn.seq_forward("lstm", *args)
+    g = c_rnn.seq_backward("lstm", s_c, d_out, d_hn, d_cn)
+    _, _, s_n = numpy_rnn.seq_forward("lstm", *[a.astype(np.float64) for a in args])
+    want = numpy_rnn.seq_backward("lstm", s_n, d_out.astype(np.float64), d_hn.astype(np.float64),
+                                  d_cn.astype(np.float64))
+    for k in KEYS:
+        err = np.linalg.norm(g[k].astype(np.float64) - want[k]) / np.linalg.norm(want[k])
+        assert err < 1e-5, (k, err)
+
+
+@pytest.mark.parametrize("B", [8, 32])
+def test_vanishing_float32_gradient_step_by_step_matches_the_float64_reference(B):
+    """The loss reads only the last step and the recurrent weights are small: the gradient falls far
+    below float32's smallest normal number on its way back, the kernel carries it scaled, and the weight
+    gradients (summed in true scale) still equal the float64 reference to float32 accuracy."""
+    rng = np.random.default_rng(7)
+    T = 400
+    args, (d_out, _, _) = _problem(rng, T, B, 3, 12, "both", np.float32, w_scale=0.15)
+    d_out[:-1] = 0
+    _, _, s_c = c_rnn.seq_forward("lstm", *args)
+    g = c_rnn.seq_backward("lstm", s_c, d_out)
+    _, _, s_n = numpy_rnn.seq_forward("lstm", *[a.astype(np.float64) for a in args])
+    want = numpy_rnn.seq_backward("lstm", s_n, d_out.astype(np.float64))
+    sizes = np.abs(want["trace_h"]).max(axis=(1, 2))
+    assert sizes.min() < 1e-60, "the problem must leave float32's range"
+    assert g["trace_h"].dtype == np.float64  # the true sizes, which float32 cannot hold
+    for k in ("dw_ih", "dw_hh", "db_ih", "db_hh"):
+        err = np.linalg.norm(g[k].astype(np.float64) - want[k]) / np.linalg.norm(want[k])
+        assert err < 1e-5, (k, err)
+    norms = lambda a: sizes * np.sqrt(np.sum((a / sizes[:, None, None]) ** 2, axis=(1, 2)))  # noqa: E731
+    np.testing.assert_allclose(norms(g["trace_h"]), norms(want["trace_h"]), rtol=1e-4)
