@@ -207,46 +207,51 @@ done:
 /* Speed device, the weight gradients step by step.  The plain backward keeps
    every step's dgates in a (T, B, 4H) block and takes the weight gradients at
    the end as one product over all T*B rows (cell_weight_grads), which reads the
-   whole block back from memory.  Instead each step can add its share,
+   whole block back from memory.  Instead the steps can add their shares,
      [dW_ih | dW_hh | db]^T (I+H+1, 4H) += [x_t | h_{t-1} | 1]^T @ dgates_t
-   (the column of ones gives the bias gradient), while dgates_t is still in
-   cache, and then one (B, 4H) block serves every step.  That is T products over
-   B rows instead of one over T*B, so it pays only with rows enough to keep the
-   GEMM busy and sums small enough to stay in the core's cache between steps.
-   Measured on one Zen 4 core, float32, sequence backward, plain -> step by step
-   (ms, medians of 40-60): T = 100, I = 2: B = 32, H = 64: 3.29 -> 2.97;
-   H = 128: 11.5 -> 10.4; H = 192: 22.9 -> 21.5; B = 24, H = 64: 2.34 -> 2.13;
-   B = 64, H = 64: 7.1 -> 6.0; B = 64, I = 64, H = 128: 30.5 -> 26.9; but
-   B = 16, I = H = 64: 2.53 -> 2.55; T = 1000, B = 8, I = H = 64: 14.4 -> 14.8;
-   T = 50, B = 1, I = H = 32: 0.028 -> 0.076; B = 32, I = H = 256 (2 MB of
-   sums): 71 -> 84. */
-#define LSTM_STEP_WGRAD_MIN_B 24
+   (the column of ones gives the bias gradient), while their dgates are still in
+   cache: S steps at a time, enough for LSTM_WGRAD_ROWS rows (a GEMM adds into
+   its sums once per call, so fewer rows per call cost more: 12.1 us per step
+   for one step of 32 rows, 10.2 for four), and one (S, B, 4H) block serves
+   every group.  dx, when wanted, is one product per group too.  It pays when
+   the sums stay in the core's cache between groups and there is more than one
+   group.  Measured on one Zen 4 core, float32, sequence backward, plain -> step
+   by step (ms, medians of 20-60; T = 100 unless given):
+     B = 32, I = 2, H = 64 (the training loop's): 3.37 -> 2.94
+     B = 16, I = H = 64: 3.10 -> 2.67;  T = 1000, B = 8, I = H = 64: 15.1 -> 12.8
+     B = 64, I = 125, H = 128: 39.8 -> 35.3;  B = 32, I = 2, H = 192: 23.7 -> 21.7
+     B = 4, I = H = 32: 0.155 -> 0.154;  T = 50, B = 1, I = H = 32: 0.028 -> 0.029
+     B = 32, I = H = 256 (2 MB of sums), one step at a time: 71 -> 84 */
+#define LSTM_WGRAD_ROWS 128
 #define LSTM_STEP_WGRAD_MAX_BYTES (640 * 1024)
-#define LSTM_STEP_WGRAD(B, I, H) \
-    ((B) >= LSTM_STEP_WGRAD_MIN_B && \
+#define LSTM_STEP_WGRAD(T, B, I, H) \
+    ((T) * (B) > LSTM_WGRAD_ROWS && \
      (double)((I) + (H) + 1) * 4 * (H) * sizeof(real) <= LSTM_STEP_WGRAD_MAX_BYTES)
 
-/* One step's share of the weight gradients: dwT (I+H+1, 4H) += [x_t | h_prev | 1]^T @ dg,
-   gathering the rows into xh (B, I+H+1); dx_t = dg @ W_ih when dx_t is not NULL.
-   Nonzero if the GEMM's scratch memory could not be had. */
-static int FN(lstm_step_wgrad)(long B, long I, long H,
+/* Step t's share of the weight gradients.  Its rows [x_t | h_{t-1} | 1] go to
+   xh (rows, I+H+1) at row B*slot, beside its dgates in dg (rows, 4H), where
+   slot counts the steps of its group from the earliest, lo; at t = lo the group
+   is complete, and then dwT (I+H+1, 4H) += xh^T @ dg over its rows, and its
+   dx[lo..] = dg @ W_ih when dx_lo is not NULL.  Nonzero if the GEMM's scratch
+   memory could not be had. */
+static int FN(lstm_step_wgrad)(long B, long I, long H, long slot, long rows,
                                const real *x_t,    /* (B, I) */
                                const real *h_prev, /* (B, H) */
                                const real *w_ih,   /* (4H, I) */
-                               const real *dg,     /* (B, 4H), true scale */
-                               real *xh,           /* (B, I+H+1) scratch */
+                               const real *dg,     /* (rows, 4H), true scale */
+                               real *xh,           /* (rows, I+H+1) */
                                real *dwT,          /* (I+H+1, 4H) accumulated */
-                               real *dx_t)         /* (B, I) or NULL */
+                               real *dx_lo)        /* (rows, I) or NULL */
 {
     long G4 = 4 * H, K1 = I + H + 1;
     for (long b = 0; b < B; b++) {
-        real *row = xh + b * K1;
+        real *row = xh + (slot * B + b) * K1;
         memcpy(row, x_t + b * I, (size_t)I * sizeof(real));
         memcpy(row + I, h_prev + b * H, (size_t)H * sizeof(real));
         row[I + H] = 1;
     }
-    return GEMM(1, 0, K1, G4, B, 1, xh, K1, dg, G4, 1, dwT, G4)
-           || (dx_t && GEMM(0, 0, B, I, G4, 1, dg, G4, w_ih, I, 0, dx_t, I));
+    return slot == 0 && (GEMM(1, 0, K1, G4, rows, 1, xh, K1, dg, G4, 1, dwT, G4)
+                         || (dx_lo && GEMM(0, 0, rows, I, G4, 1, dg, G4, w_ih, I, 0, dx_lo, I)));
 }
 
 TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
@@ -277,18 +282,19 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     long G4 = 4 * H, BH = B * H, K1 = I + H + 1;
     int err = 1;
     panel whh = PANEL_NONE;                                   /* W_hh (4H, H), packed once */
-    int per_step = LSTM_STEP_WGRAD(B, I, H);
-    /* one scratch block: dgates ((T, B, 4H), or (B, 4H) when the weight gradients are
+    int per_step = LSTM_STEP_WGRAD(T, B, I, H);
+    long S = per_step ? (LSTM_WGRAD_ROWS + B - 1) / B : 0;   /* steps per weight-gradient product */
+    /* one scratch block: dgates ((T, B, 4H), or (S, B, 4H) when the weight gradients are
        taken step by step), a (B, H) home for dc_total when trace_c is not wanted, then
        either the bias gradient's running sum (4H,) or, step by step, the rows
-       [x_t | h_{t-1} | 1] (B, I+H+1) and the sums [dW_ih | dW_hh | db]^T (I+H+1, 4H) */
-    long ng = per_step ? B * G4 : T * B * G4;
+       [x_t | h_{t-1} | 1] (S, B, I+H+1) and the sums [dW_ih | dW_hh | db]^T (I+H+1, 4H) */
+    long ng = per_step ? S * B * G4 : T * B * G4;
     real *dgates = (real *)tb_scratch(TB_SLOT_DGATES,
-                                      (size_t)(ng + BH + (per_step ? B * K1 + K1 * G4 : G4)) * sizeof(real));
+                                      (size_t)(ng + BH + (per_step ? S * B * K1 + K1 * G4 : G4)) * sizeof(real));
     if (!dgates || FN(panel_pack)(&whh, G4, H, w_hh, H, 0)) goto done;
     real *dc_scratch = dgates + ng;
     real *db = (db_ih || db_hh) && !per_step ? dc_scratch + BH : NULL;
-    real *xh = dc_scratch + BH, *dwT = xh + B * K1;
+    real *xh = dc_scratch + BH, *dwT = xh + S * B * K1;
     if (db) memset(db, 0, (size_t)G4 * sizeof(real));
     if (per_step) memset(dwT, 0, (size_t)(K1 * G4) * sizeof(real));
     /* the running gradients on h_t and c_t live in dh0's and dc0's buffers,
@@ -300,7 +306,9 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     FN(renorm_carry)(BH, dh, dc, &e);
     for (long t = T - 1; t >= 0; t--) {
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
-        real *dg = per_step ? dgates : dgates + t * B * G4;
+        /* step by step: t's group of S steps, counted from T - 1 down, starts at lo */
+        long hi = per_step ? T - 1 - (T - 1 - t) / S * S : t, lo = hi - S + 1 < 0 ? 0 : hi - S + 1;
+        real *dg = dgates + (per_step ? t - lo : t) * B * G4;
         FN(renorm_add)(BH, dh, dc, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
         FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
         if (trace_exp) trace_exp[t] = e;
@@ -309,8 +317,8 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
         FN(panel_mm)(B, dg, G4, &whh, dh, H, 0, NULL);          /* dh_{t-1} = dgates_t @ W_hh */
         FN(renorm_scale)(B * G4, dg, e);                        /* dgates_t in true scale */
         if (per_step) {
-            if (FN(lstm_step_wgrad)(B, I, H, x + t * B * I, t ? out + (t - 1) * BH : h0, w_ih, dg, xh, dwT,
-                                    dx ? dx + t * B * I : NULL))
+            if (FN(lstm_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I,
+                                    t ? out + (t - 1) * BH : h0, w_ih, dgates, xh, dwT, dx ? dx + lo * B * I : NULL))
                 goto done;
         } else {
             FN(cell_colsum_acc)(B, G4, dg, G4, db);            /* db += column sums of dgates_t */

@@ -1,13 +1,14 @@
 """The LSTM sequence backward's two ways to the weight gradients agree with the NumPy reference.
 
 The C kernel takes the weight gradients either at the end, as one product over all
-T*B rows, or step by step while each step's gate gradients are in cache (the
-batch has at least 24 rows and the sums are small; see csrc/lstm_impl.h).  The
-small batches of tests/test_recurrent_kernels.py only reach the first way; here
-both are run on the same problem and compared with the float64 reference, with
-and without biases, dx and the trace, float32 and float64, and on a float32
-problem whose gradient vanishes far below float32's range (the carried gradient
-is then scaled, and each step's share must be taken in true scale).
+T*B rows, or step by step, a group of steps at a time while their gate gradients
+are in cache (more than 128 rows in all and sums that fit the cache; see
+csrc/lstm_impl.h).  The small problems of tests/test_recurrent_kernels.py only
+reach the first way; here both are run and compared with the float64 reference,
+with and without biases, dx and the trace, float32 and float64, with groups that
+divide T and groups that do not, and on a float32 problem whose gradient vanishes
+far below float32's range (the carried gradient is then scaled, and each step's
+share must be taken in true scale).
 """
 import numpy as np
 import pytest
@@ -45,14 +46,19 @@ def _close(name, got, want, rtol, atol):
     assert err[k] <= 0, "%s: worst element %s: got %r, want %r" % (name, k, got[k], want[k])
 
 
-@pytest.mark.parametrize("B", [1, 8, 24, 32, 40])
+# (T, B, H): 7 * 1 and 7 * 8 rows take the gradients at the end, as does H = 230 (its sums do not fit
+# the cache); the others step by step, in groups of 128 / B steps rounded up: 6 steps of 24 rows (the last
+# group of one step), 4 of 32 (7 = 4 + 3), 4 of 40, 128 of 1 (300 = 2 * 128 + 44)
+SHAPES = [(7, 1, 9), (7, 8, 9), (7, 24, 9), (7, 32, 9), (7, 40, 9), (8, 32, 9), (300, 1, 9), (5, 32, 230)]
+
+
+@pytest.mark.parametrize("T,B,H", SHAPES)
 @pytest.mark.parametrize("bias", ["both", "ih", "none"])
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("need_dx,need_trace", [(True, True), (False, False), (False, True)])
-def test_weight_gradients_match_the_reference_for_every_batch(B, bias, dt, need_dx, need_trace):
-    """B = 1 and 8 take the gradients at the end, B >= 24 step by step (H = 9, I = 3)."""
-    rng = np.random.default_rng(B + 100 * (bias == "none") + 1000 * (dt == np.float32))
-    T, I, H = 7, 3, 9
+def test_weight_gradients_match_the_reference_either_way(T, B, H, bias, dt, need_dx, need_trace):
+    rng = np.random.default_rng(T + B + 100 * (bias == "none") + 1000 * (dt == np.float32))
+    I = 3
     args, (d_out, d_hn, d_cn) = _problem(rng, T, B, I, H, bias, dt)
     _, _, s_c = c_rnn.seq_forward("lstm", *args)
     g = c_rnn.seq_backward("lstm", s_c, d_out, d_hn, d_cn, need_dx=need_dx, need_trace=need_trace)
@@ -81,14 +87,15 @@ def test_a_larger_layer_taken_step_by_step_matches_the_reference(B):
         assert err < 1e-5, (k, err)
 
 
-@pytest.mark.parametrize("B", [8, 32])
-def test_vanishing_float32_gradient_step_by_step_matches_the_float64_reference(B):
+@pytest.mark.parametrize("B,H", [(1, 12), (32, 12), (2, 230)])
+def test_vanishing_float32_gradient_matches_the_float64_reference(B, H):
     """The loss reads only the last step and the recurrent weights are small: the gradient falls far
     below float32's smallest normal number on its way back, the kernel carries it scaled, and the weight
-    gradients (summed in true scale) still equal the float64 reference to float32 accuracy."""
+    gradients (summed in true scale) still equal the float64 reference to float32 accuracy.  H = 230 takes
+    them at the end, the others step by step."""
     rng = np.random.default_rng(7)
     T = 400
-    args, (d_out, _, _) = _problem(rng, T, B, 3, 12, "both", np.float32, w_scale=0.15)
+    args, (d_out, _, _) = _problem(rng, T, B, 3, H, "both", np.float32, w_scale=0.15)
     d_out[:-1] = 0
     _, _, s_c = c_rnn.seq_forward("lstm", *args)
     g = c_rnn.seq_backward("lstm", s_c, d_out)
