@@ -165,7 +165,9 @@ done:
  * the gate nonlinearities.  Backward walks the steps in reverse, keeping every
  * step's dgates in one (T, B, 4H) scratch block laid out for the weight
  * gradients, which are then one GEMM over all steps; the bias gradients are
- * summed step by step while dgates is still in cache.
+ * summed step by step while dgates is still in cache.  (Or, for a layer whose
+ * weight gradients fit the cache, those too are summed a few steps at a time:
+ * see "the weight gradients step by step" below.)
  */
 
 TB_CLONES int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
