@@ -285,12 +285,12 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     int err = 1;
     panel whh = PANEL_NONE;                                   /* W_hh (4H, H), packed once */
     int per_step = LSTM_STEP_WGRAD(T, B, I, H);
-    long S = per_step ? (LSTM_WGRAD_ROWS + B - 1) / B : 0;   /* steps per weight-gradient product */
+    long S = per_step ? (LSTM_WGRAD_ROWS + B - 1) / B : T;   /* steps per weight-gradient product */
     /* one scratch block: dgates ((T, B, 4H), or (S, B, 4H) when the weight gradients are
        taken step by step), a (B, H) home for dc_total when trace_c is not wanted, then
        either the bias gradient's running sum (4H,) or, step by step, the rows
        [x_t | h_{t-1} | 1] (S, B, I+H+1) and the sums [dW_ih | dW_hh | db]^T (I+H+1, 4H) */
-    long ng = per_step ? S * B * G4 : T * B * G4;
+    long ng = S * B * G4;
     real *dgates = (real *)tb_scratch(TB_SLOT_DGATES,
                                       (size_t)(ng + BH + (per_step ? S * B * K1 + K1 * G4 : G4)) * sizeof(real));
     if (!dgates || FN(panel_pack)(&whh, G4, H, w_hh, H, 0)) goto done;
@@ -308,9 +308,9 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     FN(renorm_carry)(BH, dh, dc, &e);
     for (long t = T - 1; t >= 0; t--) {
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
-        /* step by step: t's group of S steps, counted from T - 1 down, starts at lo */
-        long hi = per_step ? T - 1 - (T - 1 - t) / S * S : t, lo = hi - S + 1 < 0 ? 0 : hi - S + 1;
-        real *dg = dgates + (per_step ? t - lo : t) * B * G4;
+        /* t's group of S steps, counted from T - 1 down, is lo..hi (all steps when not step by step) */
+        long hi = T - 1 - (T - 1 - t) / S * S, lo = hi - S + 1 < 0 ? 0 : hi - S + 1;
+        real *dg = dgates + (t - lo) * B * G4;
         FN(renorm_add)(BH, dh, dc, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
         FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
         if (trace_exp) trace_exp[t] = e;
@@ -318,13 +318,11 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                                     trace_c ? trace_c + t * BH : dc_scratch, dg);
         FN(panel_mm)(B, dg, G4, &whh, dh, H, 0, NULL);          /* dh_{t-1} = dgates_t @ W_hh */
         FN(renorm_scale)(B * G4, dg, e);                        /* dgates_t in true scale */
-        if (per_step) {
-            if (FN(lstm_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I,
-                                    t ? out + (t - 1) * BH : h0, w_ih, dgates, xh, dwT, dx ? dx + lo * B * I : NULL))
-                goto done;
-        } else {
-            FN(cell_colsum_acc)(B, G4, dg, G4, db);            /* db += column sums of dgates_t */
-        }
+        FN(cell_colsum_acc)(B, G4, dg, G4, db);                /* db += column sums of dgates_t */
+        if (per_step && FN(lstm_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I,
+                                            t ? out + (t - 1) * BH : h0, w_ih, dgates, xh, dwT,
+                                            dx ? dx + lo * B * I : NULL))
+            goto done;
         FN(renorm_carry)(BH, dh, dc, &e);
     }
     if (per_step) {
