@@ -154,7 +154,9 @@ done:
  * once and each step computes ah = h_{t-1} @ W_hh^T + b_hh in one
  * register-tiled pass (panel_mm).  Backward keeps dgx and dgh for every step in
  * one scratch block, sums the bias gradients step by step, and ends with the
- * weight-gradient GEMMs over all steps.
+ * weight-gradient GEMMs over all steps (or, for a layer whose weight gradients
+ * fit the cache, sums those too a few steps at a time: see "the weight
+ * gradients step by step" below).
  */
 
 TB_CLONES int FN(tb_gru_seq_forward)(long T, long B, long I, long H,
@@ -187,6 +189,57 @@ done:
     return err;
 }
 
+/* Speed device, the weight gradients step by step: the LSTM's (see "the weight
+   gradients step by step" in lstm_impl.h), a group of steps (GRU_WGRAD_ROWS
+   rows) per product while their gate gradients are in cache, with two products,
+   as the input and hidden sides have gradients of their own:
+     [dW_ih | db_ih]^T (I+1, 3H) += [x_t | 1]^T @ dgx_t
+     [dW_hh | db_hh]^T (H+1, 3H) += [h_{t-1} | 1]^T @ dgh_t
+   Measured on one Zen 4 core, float32, sequence backward, plain -> step by step
+   (ms, medians of 40-100; T = 100 unless given): B = 32, I = 2, H = 64 (the
+   training loop's): 2.63 -> 2.15;  B = 16, I = H = 64: 2.04 -> 1.78;
+   T = 1000, B = 8, I = H = 64: 12.2 -> 9.9;  B = 64, I = 125, H = 128:
+   29.6 -> 26.1;  B = 4, I = H = 32: 0.124 -> 0.121;  T = 50, B = 1: 0.022 both. */
+#define GRU_WGRAD_ROWS 128
+#define GRU_STEP_WGRAD_MAX_BYTES (640 * 1024)
+#define GRU_STEP_WGRAD(T, B, I, H) \
+    ((T) * (B) > GRU_WGRAD_ROWS && \
+     (double)((I) + (H) + 2) * 3 * (H) * sizeof(real) <= GRU_STEP_WGRAD_MAX_BYTES)
+
+/* dst (B, n+1) = [a | 1] for a (B, n) */
+static void FN(gru_rows_and_one)(long B, long n, const real *a, real *dst)
+{
+    for (long b = 0; b < B; b++) {
+        memcpy(dst + b * (n + 1), a + b * n, (size_t)n * sizeof(real));
+        dst[b * (n + 1) + n] = 1;
+    }
+}
+
+/* Step t's share: its rows [x_t | 1] and [h_{t-1} | 1] go to xr and hr at row
+   B*slot, beside its dgx and dgh; at slot 0 (the group's earliest step) the
+   group is complete, and dwxT += xr^T @ dgx, dwhT += hr^T @ dgh over its
+   `rows`, and its dx[lo..] = dgx @ W_ih when dx_lo is not NULL.  Nonzero if
+   the GEMM's scratch memory could not be had. */
+static int FN(gru_step_wgrad)(long B, long I, long H, long slot, long rows,
+                              const real *x_t,    /* (B, I) */
+                              const real *h_prev, /* (B, H) */
+                              const real *w_ih,   /* (3H, I) */
+                              const real *dgx,    /* (rows, 3H), true scale */
+                              const real *dgh,    /* (rows, 3H), true scale */
+                              real *xr,           /* (rows, I+1) */
+                              real *hr,           /* (rows, H+1) */
+                              real *dwxT,         /* (I+1, 3H) accumulated */
+                              real *dwhT,         /* (H+1, 3H) accumulated */
+                              real *dx_lo)        /* (rows, I) or NULL */
+{
+    long G3 = 3 * H;
+    FN(gru_rows_and_one)(B, I, x_t, xr + slot * B * (I + 1));
+    FN(gru_rows_and_one)(B, H, h_prev, hr + slot * B * (H + 1));
+    return slot == 0 && (GEMM(1, 0, I + 1, G3, rows, 1, xr, I + 1, dgx, G3, 1, dwxT, G3)
+                         || GEMM(1, 0, H + 1, G3, rows, 1, hr, H + 1, dgh, G3, 1, dwhT, G3)
+                         || (dx_lo && GEMM(0, 0, rows, I, G3, 1, dgx, G3, w_ih, I, 0, dx_lo, I)));
+}
+
 TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             const real *x,     /* (T, B, I) */
                             const real *h0,    /* (B, H) */
@@ -207,16 +260,23 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             int *trace_exp,    /* (T,) or NULL */
                             int *carry_exp)    /* in/out, or NULL */
 {
-    long G3 = 3 * H, BH = B * H, TBG = T * B * G3;
+    long G3 = 3 * H, BH = B * H;
     int err = 1;
     panel whh = PANEL_NONE;                                   /* W_hh (3H, H), packed once */
-    /* one scratch block: dgx, dgh (T, B, 3H) each, running bias sums (3H,) each */
-    real *dgx = (real *)tb_scratch(TB_SLOT_DGATES, (size_t)(2 * TBG + 2 * G3) * sizeof(real));
+    int per_step = GRU_STEP_WGRAD(T, B, I, H);
+    long S = per_step ? (GRU_WGRAD_ROWS + B - 1) / B : T;     /* steps per weight-gradient product */
+    /* one scratch block: dgx, dgh (T, B, 3H) each, or (S, B, 3H) each step by step; then either the
+       running bias sums (3H,) each, or the rows [x_t | 1] (S, B, I+1) and [h_{t-1} | 1] (S, B, H+1) and
+       the sums [dW_ih | db_ih]^T (I+1, 3H) and [dW_hh | db_hh]^T (H+1, 3H) */
+    long ng = S * B * G3, nr = S * B * (I + H + 2), ns = (I + H + 2) * G3;
+    real *dgx = (real *)tb_scratch(TB_SLOT_DGATES, (size_t)(2 * ng + (per_step ? nr + ns : 2 * G3)) * sizeof(real));
     if (!dgx || FN(panel_pack)(&whh, G3, H, w_hh, H, 0)) goto done;
-    real *dgh = dgx + TBG;
-    real *dbx = db_ih ? dgh + TBG : NULL, *dbh = db_hh ? dgh + TBG + G3 : NULL;
+    real *dgh = dgx + ng;
+    real *dbx = db_ih && !per_step ? dgh + ng : NULL, *dbh = db_hh && !per_step ? dgh + ng + G3 : NULL;
+    real *xr = dgh + ng, *hr = xr + S * B * (I + 1), *dwxT = xr + nr, *dwhT = dwxT + (I + 1) * G3;
     if (dbx) memset(dbx, 0, (size_t)G3 * sizeof(real));
     if (dbh) memset(dbh, 0, (size_t)G3 * sizeof(real));
+    if (per_step) memset(dwxT, 0, (size_t)ns * sizeof(real));
     /* the running gradient on h_t lives in dh0's buffer, as dh * 2^e
        (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0;
@@ -225,7 +285,9 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
     FN(renorm_carry)(BH, dh, NULL, &e);
     for (long t = T - 1; t >= 0; t--) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
-        real *dgx_t = dgx + t * B * G3, *dgh_t = dgh + t * B * G3;
+        /* t's group of S steps, counted from T - 1 down, is lo..hi (all steps at once when not step by step) */
+        long hi = T - 1 - (T - 1 - t) / S * S, lo = hi - S + 1 < 0 ? 0 : hi - S + 1;
+        real *dgx_t = dgx + (t - lo) * B * G3, *dgh_t = dgh + (t - lo) * B * G3;
         FN(renorm_add)(BH, dh, NULL, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
         FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
         if (trace_exp) trace_exp[t] = e;
@@ -235,10 +297,19 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
         FN(renorm_scale)(B * G3, dgh_t, e);
         FN(cell_colsum_acc)(B, G3, dgx_t, G3, dbx);
         FN(cell_colsum_acc)(B, G3, dgh_t, G3, dbh);
+        if (per_step && FN(gru_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I, h_prev, w_ih,
+                                           dgx, dgh, xr, hr, dwxT, dwhT, dx ? dx + lo * B * I : NULL))
+            goto done;
         FN(renorm_carry)(BH, dh, NULL, &e);
     }
-    if (FN(cell_weight_grads)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL))
+    if (per_step) {
+        FN(wgrad_add_t)(I, G3, dwxT, dw_ih);                   /* dW_ih += its rows, transposed */
+        FN(wgrad_add_t)(H, G3, dwhT, dw_hh);
+        FN(cell_add2)(G3, db_ih, NULL, dwxT + I * G3);
+        FN(cell_add2)(G3, db_hh, NULL, dwhT + H * G3);
+    } else if (FN(cell_weight_grads)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL)) {
         goto done;
+    }
     if (carry_exp) *carry_exp = e;                                 /* dh0 stays scaled */
     else FN(renorm_scale)(BH, dh0, e);                             /* dh0 in true scale */
     if (dbx) FN(cell_add2)(G3, db_ih, NULL, dbx);

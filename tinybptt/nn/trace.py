@@ -38,20 +38,48 @@ class TraceSlot:
 
     A sequence node fills ``h`` (T, B, H); a step node ``h`` (B, H).  ``c`` is
     the total gradient on the cell state (None for RNN and GRU).
+
+    A deposit may also come as the C kernel leaves it, scaled values and each step's
+    exponent (true value = value * 2**exps[t], see "True sizes" above): ``add(h, c,
+    exps)``.  It is then kept as it is and brought to true size only when ``h`` or ``c``
+    is first read, so that a training loop that records the trace every step but reads
+    it now and then does not pay the conversion at every step.  Whoever reads ``h`` or
+    ``c`` sees the true sizes either way.
     """
 
-    __slots__ = ("h", "c")
+    __slots__ = ("_h", "_c", "_exps")
 
     def __init__(self):
-        self.h = None
-        self.c = None
+        self._h = self._c = self._exps = None
 
-    def add(self, h, c):
-        """Add one backward pass's gradients (two backward passes add up, like ``.grad``)."""
+    def add(self, h, c, exps=None):
+        """Add one backward pass's gradients (two backward passes add up, like ``.grad``); ``exps``
+        (one int per step) when ``h`` and ``c`` are scaled values (see the class docstring)."""
+        if exps is not None and self._h is None and self._c is None:
+            self._h, self._c, self._exps = h, c, exps  # kept scaled until read
+            return
+        if exps is not None:  # a second pass: both in true size, then the sum
+            h, c = _true_sizes(h, c, exps)
         if h is not None:
-            self.h = h if self.h is None else self.h + h
+            self._h = h if self._h is None else self.h + h
         if c is not None:
-            self.c = c if self.c is None else self.c + c
+            self._c = c if self._c is None else self.c + c
+
+    def _settle(self):
+        """Bring a deposit kept scaled to true size (once)."""
+        if self._exps is not None:
+            self._h, self._c = _true_sizes(self._h, self._c, self._exps)
+            self._exps = None
+
+    @property
+    def h(self):
+        self._settle()
+        return self._h
+
+    @property
+    def c(self):
+        self._settle()
+        return self._c
 
     def dtypes(self):
         """The dtypes of the deposit (float64 for a float32 layer whose trace left float32's range)."""
@@ -66,6 +94,17 @@ class TraceSlot:
         if c is not None and self.c is not None:
             c[...] = self.c
         return True
+
+
+def _true_sizes(h, c, exps):
+    """``(h, c)`` at true size from scaled values and their per-step exponents: the C backend's
+    conversion (only its kernels leave a trace scaled)."""
+    from ..kernels.c_rnn import _true_trace
+
+    exps = np.asarray(exps)
+    if not np.count_nonzero(exps):
+        return h, c
+    return _true_trace(h, c, exps)
 
 
 class StepSlots(list):
