@@ -4,7 +4,8 @@ Same interface and semantics as ``kernels/numpy_rnn.py`` (the reference; the
 validation both backends share is ``kernels/recurrent.py``):
 
     seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh)  -> (out, c_out, saved)
-    seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None) -> dict
+    seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None,
+                 scaled_trace=False) -> dict
     step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)   -> (h_new, c_new, saved)
     step_backward(cell, saved, d_h, d_c=None, need_dx=True) -> dict
 
@@ -160,7 +161,8 @@ def _true_trace(trace_h, trace_c, exps):
     return tuple(wide)
 
 
-def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
+def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None,
+                 scaled_trace=False):
     """Backpropagation through time; see kernels.numpy_rnn.seq_backward.
 
     The C kernel carries the gradient through time as scaled values times a power
@@ -169,7 +171,10 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     overflows, every result is that of plain IEEE arithmetic, bit for bit;
     otherwise entries of dx, dh0, dc0 and of the per-step terms of the weight
     gradients below the dtype's smallest normal number are 0.  The trace keeps
-    the true sizes (float64 where the dtype cannot hold them, see ``_true_trace``).
+    the true sizes (float64 where the dtype cannot hold them, see ``_true_trace``);
+    with ``scaled_trace`` it comes back as the kernel left it, scaled values, and
+    "trace_exp" holds each step's exponent (true = value * 2**trace_exp[t]), for a
+    caller that converts only when the trace is read (``nn.trace.TraceSlot``).
     ``carry_exp`` (an int) carries that scale from one call to the next when a
     sequence is backpropagated in segments: d_hn and d_cn are then scaled values
     (true = value * 2**carry_exp), dh0 and dc0 come back scaled, and the result's
@@ -233,10 +238,11 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
                                          fb(ct, dh0), *grads, pth, pte, pce)
     check(rc, "seq_backward(%s)", cell)
-    if trace_exp is not None and np.count_nonzero(trace_exp):
+    if trace_exp is not None and not scaled_trace and np.count_nonzero(trace_exp):
         trace_h, trace_c = _true_trace(trace_h, trace_c, trace_exp)
+        trace_exp = None
     g = dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
-             trace_h=trace_h, trace_c=trace_c)
+             trace_h=trace_h, trace_c=trace_c, trace_exp=trace_exp if scaled_trace else None)
     if carry is not None:
         g["carry_exp"] = int(carry[0])
     return g

@@ -25,7 +25,7 @@ Public functions (the same in both backends)::
 
     seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh)  -> (out, c_out, saved)
     seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True,
-                 carry_exp=None) -> dict
+                 carry_exp=None, scaled_trace=False) -> dict
     step_forward(cell, x, h, c, w_ih, w_hh, b_ih, b_hh)   -> (h_new, c_new, saved)
     step_backward(cell, saved, d_h, d_c=None, need_dx=True) -> dict
 """
@@ -255,7 +255,8 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
 
 
 @_ieee
-def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None):
+def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None,
+                 scaled_trace=False):
     """Backpropagation through time for a seq_forward call.
 
     d_out (T, B, H) is the gradient on ``out`` (None = zeros); d_hn (B, H) an extra
@@ -268,7 +269,9 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     ``carry_exp`` (an int, for a sequence backpropagated in segments) says that d_hn
     and d_cn are scaled: their true values are d_hn * 2**carry_exp, d_cn * 2**carry_exp.
     This plain-IEEE reference scales them back first and returns "carry_exp": 0 (the C
-    backend keeps the scale; see kernels.c_rnn.seq_backward).
+    backend keeps the scale; see kernels.c_rnn.seq_backward).  Its trace is at true size
+    whatever ``scaled_trace`` says, and "trace_exp" is None (the C backend may return
+    its trace scaled, with the exponents in "trace_exp").
     """
     s = saved
     d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
@@ -301,7 +304,7 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         if dx is not None:
             dx[t] = dx_t
 
-    g = dict(dx=dx, dh0=dh, dc0=dc, trace_h=trace_h, trace_c=trace_c, **grads)
+    g = dict(dx=dx, dh0=dh, dc0=dc, trace_h=trace_h, trace_c=trace_c, trace_exp=None, **grads)
     if carry_exp is not None:
         g["carry_exp"] = 0
     return g

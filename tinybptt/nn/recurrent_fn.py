@@ -96,9 +96,10 @@ class SequenceFunction(FusedFunction):
         trace = ctx.trace
         g = ctx.backend.seq_backward(ctx.cell, saved, d_out, None if d_hn is None else d_hn[0],
                                      None if d_cn is None else d_cn[0],
-                                     need_dx=ctx.needs_input_grad[0], need_trace=trace is not None)
+                                     need_dx=ctx.needs_input_grad[0], need_trace=trace is not None,
+                                     scaled_trace=True)  # the slot brings it to true size when read
         if trace is not None:
-            trace.add(g["trace_h"], g.get("trace_c"))
+            trace.add(g["trace_h"], g["trace_c"], g["trace_exp"])
         return grads_tuple(g, "dx", "dh0", "dc0")
 
     @staticmethod
