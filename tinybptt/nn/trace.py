@@ -31,6 +31,7 @@ Inspection tools that meet a fused node in the graph find its slots with
 import numpy as np
 
 from ..errors import GraphError
+from .utils import scaled_norm
 
 
 class TraceSlot:
@@ -205,12 +206,9 @@ class GradTrace:
 
 def _norms(a):
     """L2 norms of ``a`` (L, T, B, H) over its last two axes, in float64 and scaled by each
-    (B, H) block's largest entry first: a norm of 1e-200 (whose square float64 cannot hold)
-    or of a float32 block of 1e-30 comes out as itself."""
-    a = np.abs(np.asarray(a, dtype=np.float64))
-    m = a.max(axis=(2, 3), keepdims=True) if a.size else np.ones(a.shape[:2] + (1, 1))
-    m = np.where((m > 0) & np.isfinite(m), m, 1.0)  # all-zero, inf and NaN blocks: unscaled
-    return np.sqrt(np.sum(np.square(a / m), axis=(2, 3))) * m[:, :, 0, 0]
+    (B, H) block's largest entry first (``nn.utils.scaled_norm``): a norm of 1e-200 (whose
+    square float64 cannot hold) or of a float32 block of 1e-30 comes out as itself."""
+    return scaled_norm(np.abs(np.asarray(a, dtype=np.float64)), 2.0, axis=(2, 3))
 
 
 def store_segment(arrays, l, s, e, values):

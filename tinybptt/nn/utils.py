@@ -32,31 +32,34 @@ def _params(params, who="clip_grad_norm_"):
     return out
 
 
-def _pnorm(values, p):
-    """The p-norm of the non-negative float64 array ``values`` without overflow or underflow.
+def scaled_norm(values, p=2.0, axis=None):
+    """The p-norm of the non-negative float64 array ``values`` (over ``axis``; all of it by default)
+    without overflow or underflow.
 
     Squaring a gradient of 1e200 overflows to inf, and squaring one of 1e-200
     underflows to 0; dividing by the largest element first keeps every power in
-    [0, 1].  inf and NaN come out as inf and NaN.
+    [0, 1], and the norm is that largest element times the p-norm of the rest.
+    All-zero, inf and NaN blocks are left unscaled: their norms come out as 0, inf
+    and NaN.  An empty array has norm 0.  (``clip_grad_norm_`` uses it for one
+    vector, ``grad_trace.norms()`` for every step's (B, H) block.)
     """
-    if values.size == 0:
-        return 0.0
-    m = float(np.max(values))
-    if p == float("inf") or m == 0.0 or not np.isfinite(m):
-        return m
+    m = np.max(values, axis=axis, keepdims=True, initial=0.0)
+    if p == float("inf"):
+        return np.squeeze(m, axis)
+    m = np.where((m > 0) & np.isfinite(m), m, 1.0)
     with np.errstate(under="ignore"):
-        return m * float(np.sum((values / m) ** p)) ** (1.0 / p)
+        return np.sum((values / m) ** p, axis=axis) ** (1.0 / p) * np.squeeze(m, axis)
 
 
 def _total_norm(flat, p):
-    """The p-norm of the float64 vector ``flat``, as ``_pnorm`` computes it.
+    """The p-norm of the float64 vector ``flat``, as ``scaled_norm`` computes it.
 
     Fast path for the Euclidean norm: one sum of squares, ``sqrt(sum(flat * flat))``.  It is
     exact to rounding unless a square overflowed or underflowed, which cannot
     happen for gradients that were float32 (their squares lie far inside
     float64's range) and is detected otherwise: a sum of squares that is not
     finite, or so small that squares below float64's smallest normal number
-    could matter, goes through ``_pnorm`` instead.
+    could matter, goes through ``scaled_norm`` instead.
     """
     if p == 2.0 and flat.size:
         with np.errstate(over="ignore", under="ignore"):  # both are caught below
@@ -67,7 +70,7 @@ def _total_norm(flat, p):
             s = float(np.add.reduce(flat * flat))
         if flat.size * 1e-290 < s < float("inf"):  # see the docstring: no square lost to under/overflow
             return s ** 0.5
-    return _pnorm(np.abs(flat), p)
+    return float(scaled_norm(np.abs(flat), p))
 
 
 def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
