@@ -80,3 +80,32 @@ def test_grad_trace_norms_of_a_scaled_deposit_are_the_true_norms():
     np.testing.assert_allclose(tr.norms()[0], want, rtol=1e-12)
     np.testing.assert_allclose(tr.c_norms()[0], want, rtol=1e-12)
     assert tr.norms()[0][4] > 0  # 2**-300 times a number of order 1: float64 holds it
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_the_c_kernel_hands_over_its_scaled_trace_and_exponents(cell):
+    """seq_backward(..., scaled_trace=True) returns the trace as the kernel left it, with the
+    exponents in "trace_exp"; value * 2**e is the trace the default call returns.  The gradient
+    vanishes through small recurrent weights, so the exponents move."""
+    from tinybptt.kernels import c as ck
+
+    rng = np.random.default_rng(5)
+    T, B, I, H = 200, 2, 3, 4  # gates near 0.5: the gradient halves about every step
+    G = {"lstm": 4, "gru": 3, "rnn_tanh": 1}[cell]
+    f = np.float32
+    x = rng.standard_normal((T, B, I)).astype(f)
+    h0 = np.zeros((B, H), f)
+    c0 = np.zeros((B, H), f) if cell == "lstm" else None
+    w_ih = (0.5 * rng.standard_normal((G * H, I))).astype(f)
+    w_hh = (0.05 * rng.standard_normal((G * H, H))).astype(f)
+    b = np.zeros(G * H, f)
+    out, _, saved = ck.seq_forward(cell, x, h0, c0, w_ih, w_hh, b, b)
+    d_out = np.zeros_like(out)
+    d_out[-1] = 1
+    scaled = ck.seq_backward(cell, saved, d_out, scaled_trace=True)
+    true = ck.seq_backward(cell, saved, d_out)
+    exps = scaled["trace_exp"]
+    assert true["trace_exp"] is None and exps.min() < 0  # the scale moved: there was something to convert
+    np.testing.assert_array_equal(_truth(scaled["trace_h"], exps), true["trace_h"].astype(np.float64))
+    if cell == "lstm":
+        np.testing.assert_array_equal(_truth(scaled["trace_c"], exps), true["trace_c"].astype(np.float64))

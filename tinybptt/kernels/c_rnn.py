@@ -141,8 +141,11 @@ def _true_trace(trace_h, trace_c, exps):
     included): they come back in the layer's dtype.  Otherwise as float64, which holds
     a float32 layer's 1e-40 or 1e-200 as the number it is (beyond float64's own range,
     about 1e-308 .. 1e308, the values are 0 or inf).  One ``ldexp`` per entry
-    (value * 2^e), exact wherever the result is a normal number.
+    (value * 2^e), exact wherever the result is a normal number; nothing to do
+    while every exponent is 0.
     """
+    if not np.count_nonzero(exps):
+        return trace_h, trace_c
     e = exps[:, None, None]
     if exps.min() >= -66 and exps.max() <= 67:
         nz = np.flatnonzero(exps)
@@ -238,11 +241,11 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
                                          fb(ct, dh0), *grads, pth, pte, pce)
     check(rc, "seq_backward(%s)", cell)
-    if trace_exp is not None and not scaled_trace and np.count_nonzero(trace_exp):
+    if trace_exp is not None and not scaled_trace:
         trace_h, trace_c = _true_trace(trace_h, trace_c, trace_exp)
-        trace_exp = None
+        trace_exp = None  # the trace is at true size now
     g = dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
-             trace_h=trace_h, trace_c=trace_c, trace_exp=trace_exp if scaled_trace else None)
+             trace_h=trace_h, trace_c=trace_c, trace_exp=trace_exp)
     if carry is not None:
         g["carry_exp"] = int(carry[0])
     return g

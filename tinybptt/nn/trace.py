@@ -102,10 +102,7 @@ def _true_sizes(h, c, exps):
     conversion (only its kernels leave a trace scaled)."""
     from ..kernels.c_rnn import _true_trace
 
-    exps = np.asarray(exps)
-    if not np.count_nonzero(exps):
-        return h, c
-    return _true_trace(h, c, exps)
+    return _true_trace(h, c, np.asarray(exps))
 
 
 class StepSlots(list):
