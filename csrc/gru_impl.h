@@ -206,15 +206,6 @@ done:
     ((T) * (B) > GRU_WGRAD_ROWS && \
      (double)((I) + (H) + 2) * 3 * (H) * sizeof(real) <= GRU_STEP_WGRAD_MAX_BYTES)
 
-/* dst (B, n+1) = [a | 1] for a (B, n) */
-static void FN(gru_rows_and_one)(long B, long n, const real *a, real *dst)
-{
-    for (long b = 0; b < B; b++) {
-        memcpy(dst + b * (n + 1), a + b * n, (size_t)n * sizeof(real));
-        dst[b * (n + 1) + n] = 1;
-    }
-}
-
 /* Step t's share: its rows [x_t | 1] and [h_{t-1} | 1] go to xr and hr at row
    B*slot, beside its dgx and dgh; at slot 0 (the group's earliest step) the
    group is complete, and dwxT += xr^T @ dgx, dwhT += hr^T @ dgh over its
@@ -233,8 +224,8 @@ static int FN(gru_step_wgrad)(long B, long I, long H, long slot, long rows,
                               real *dx_lo)        /* (rows, I) or NULL */
 {
     long G3 = 3 * H;
-    FN(gru_rows_and_one)(B, I, x_t, xr + slot * B * (I + 1));
-    FN(gru_rows_and_one)(B, H, h_prev, hr + slot * B * (H + 1));
+    FN(cell_rows_and_one)(B, x_t, I, NULL, 0, xr + slot * B * (I + 1));
+    FN(cell_rows_and_one)(B, h_prev, H, NULL, 0, hr + slot * B * (H + 1));
     return slot == 0 && (GEMM(1, 0, I + 1, G3, rows, 1, xr, I + 1, dgx, G3, 1, dwxT, G3)
                          || GEMM(1, 0, H + 1, G3, rows, 1, hr, H + 1, dgh, G3, 1, dwhT, G3)
                          || (dx_lo && GEMM(0, 0, rows, I, G3, 1, dgx, G3, w_ih, I, 0, dx_lo, I)));

@@ -31,12 +31,8 @@
    prefetch(p, n): ask for the n reals at p; nothing if p is NULL. */
 static inline void FN(lstm_prefetch)(const real *p, long n)
 {
-#if defined(__GNUC__)
     if (p)
-        for (long k = 0; k < n; k += 64 / (long)sizeof(real)) __builtin_prefetch(p + k);
-#else
-    (void)p; (void)n;
-#endif
+        for (long k = 0; k < n; k += 64 / (long)sizeof(real)) TB_PREFETCH(p + k);
 }
 
 /* gates (B, 4H): the full pre-activations on entry, activated i, f, g, o on exit.
@@ -246,12 +242,7 @@ static int FN(lstm_step_wgrad)(long B, long I, long H, long slot, long rows,
                                real *dx_lo)        /* (rows, I) or NULL */
 {
     long G4 = 4 * H, K1 = I + H + 1;
-    for (long b = 0; b < B; b++) {
-        real *row = xh + (slot * B + b) * K1;
-        memcpy(row, x_t + b * I, (size_t)I * sizeof(real));
-        memcpy(row + I, h_prev + b * H, (size_t)H * sizeof(real));
-        row[I + H] = 1;
-    }
+    FN(cell_rows_and_one)(B, x_t, I, h_prev, H, xh + slot * B * K1);
     return slot == 0 && (GEMM(1, 0, K1, G4, rows, 1, xh, K1, dg, G4, 1, dwT, G4)
                          || (dx_lo && GEMM(0, 0, rows, I, G4, 1, dg, G4, w_ih, I, 0, dx_lo, I)));
 }

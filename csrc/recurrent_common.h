@@ -24,6 +24,14 @@
 
 #define GEMM FN(tb_gemm)
 
+/* Ask for the cache line at p ahead of its use: a hint, which changes no
+   result (and does nothing with a compiler that has no such builtin). */
+#ifdef __GNUC__
+#define TB_PREFETCH(p) __builtin_prefetch((const void *)(p))
+#else
+#define TB_PREFETCH(p) ((void)(p))
+#endif
+
 /* ---- the per-step product (recurrent_mm.c) ---------------------------------
    Every step of a sequence multiplies a few rows by the same W_hh, so W_hh is
    packed once per sequence into column panels (a `panel`), and every step

@@ -284,6 +284,18 @@ static int FN(wgrad_plain)(long T, long B, long I, long H, long GH, const real *
            || (T > 1 && GEMM(1, 0, GH, H, TB - B, 1, dgh + B * GH, GH, out, H, 1, dw_hh, H));
 }
 
+/* dst (B, na + nb + 1) = [a | b | 1] for a (B, na) and b (B, nb), b NULL when
+   nb = 0: the rows of the LSTM's and GRU's weight-gradient products taken a
+   group of steps at a time, whose column of ones gives the bias gradient */
+static void FN(cell_rows_and_one)(long B, const real *a, long na, const real *b, long nb, real *dst)
+{
+    for (long r = 0; r < B; r++, dst += na + nb + 1) {
+        memcpy(dst, a + r * na, (size_t)na * sizeof(real));
+        if (nb) memcpy(dst + na, b + r * nb, (size_t)nb * sizeof(real));
+        dst[na + nb] = 1;
+    }
+}
+
 /* dst (GH, n) += src^T for src (n, GH): 16 rows of src at a time, each walked
    along GH, so that the reads stay sequential and each row of dst gets 16
    contiguous sums (a row of src walked down dst's columns would step by n) */

@@ -40,12 +40,6 @@
 #endif
 
 #define MM_INL static inline __attribute__((always_inline))
-/* fetch the cache line at p ahead of its use (a hint: does nothing where unknown) */
-#ifdef __GNUC__
-#define MM_PREFETCH(p) __builtin_prefetch((const void *)(p))
-#else
-#define MM_PREFETCH(p) ((void)0)
-#endif
 
 /* ------------------------------------------------------------------ */
 /* Threads                                                            */
@@ -122,7 +116,7 @@ MM_INL ATTR void mm_tile_##SUF##_##tag(const int mr, const int np, long K,      
     for (int r = 0; r < mr; r++) {                                                  \
         _Pragma("GCC unroll 4")                                                     \
         for (int q = 0; q < np; q++) {                                              \
-            if (acc) MM_PREFETCH(C + r * ldc + q * VL);                                \
+            if (acc) TB_PREFETCH(C + r * ldc + q * VL);                                \
             _Pragma("GCC unroll 4")                                                 \
             for (int u = 0; u < S; u++) c[u][r][q] = ZERO();                        \
         }                                                                           \
