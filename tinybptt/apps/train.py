@@ -74,7 +74,8 @@ class SeqModel(nn.Module):
         # The last step's output out[-1] is the top layer's final state h_n[-1], which the layer
         # returns as an output of its own: reading it there, the loss's gradient reaches the
         # backward kernel as dL/dh_n, where out[-1] would scatter it into a (T, B, H) array of
-        # zeros first (an RNN training step of the adding problem: 0.12-0.14 ms, about 8%, faster)
+        # zeros first (a training step of the adding problem, T=100, B=32, H=64: RNN 0.1 ms faster,
+        # about 7%; LSTM 0.15-0.18 ms)
         h_n = final[0] if self.cell == "lstm" else final
         return self.head(h_n[-1])  # (B, output)
 
