@@ -2,7 +2,10 @@
 
 Each loop is what a user of that library would write: one recurrent layer and a
 linear read-out of its last output, mean squared error, Adam, gradient-norm
-clipping.  ``step(x, y)`` trains on one batch and returns the loss as a Python
+clipping.  tinybptt and PyTorch read the last output where their layers return it
+on its own, as the final hidden state ``h_n`` (one array of (B, H), whose gradient
+the layer's backward takes as it is; out[-1] would first be scattered into a
+(T, B, H) array of zeros); JAX's jitted step has no such choice to make.  ``step(x, y)`` trains on one batch and returns the loss as a Python
 float (every loop reads its loss each step, as a training log does);
 ``evaluate(x, y)`` is the test loss without building a graph.
 
@@ -82,7 +85,9 @@ class TorchLoop:
         self.clip = clip
 
     def _loss(self, x, y):
-        pred = self.head(self.rnn(self.torch.from_numpy(x))[0][-1])
+        final = self.rnn(self.torch.from_numpy(x))[1]
+        h_n = final[0] if isinstance(final, tuple) else final  # LSTM: (h_n, c_n)
+        pred = self.head(h_n[-1])
         return self.torch.nn.functional.mse_loss(pred, self.torch.from_numpy(y))
 
     def step(self, x, y):

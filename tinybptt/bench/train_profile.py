@@ -51,9 +51,9 @@ def _profiled_step(loop, rng, cfg, kt, adding_problem):
     x, y = adding_problem(cfg["T"], cfg["B"], rng, cfg["dtype"])
     t.append(now()), f.append(_minflt())
     kt.phase = "fwd"
-    out = model.rnn(x)[0]
+    res = model.rnn(x)
     t.append(now()), f.append(_minflt())
-    loss = F.mse_loss(model.head(out[-1]), Tensor(np.asarray(y, dtype=model.dtype)))
+    loss = F.mse_loss(model.read_out(*res), Tensor(np.asarray(y, dtype=model.dtype)))
     t.append(now()), f.append(_minflt())
     loop.opt.zero_grad()
     t.append(now()), f.append(_minflt())

@@ -61,7 +61,7 @@ class Linear(Module):
                 "Linear(in_features=%d, out_features=%d): input must have shape (..., %d), got %s"
                 % (self.in_features, self.out_features, self.in_features, describe(x.data))
             )
-        return linear(x, self.weight.T, self.bias)  # x @ W^T + b, one node
+        return linear(x, self.weight.T, self.bias)  # x @ W^T + b: a transpose node and one linear node
 
     def extra_repr(self):
         return "in_features=%d, out_features=%d, bias=%s" % (self.in_features, self.out_features, self.bias is not None)
