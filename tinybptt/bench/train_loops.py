@@ -5,7 +5,8 @@ linear read-out of its last output, mean squared error, Adam, gradient-norm
 clipping.  tinybptt and PyTorch read the last output where their layers return it
 on its own, as the final hidden state ``h_n`` (one array of (B, H), whose gradient
 the layer's backward takes as it is; out[-1] would first be scattered into a
-(T, B, H) array of zeros); JAX's jitted step has no such choice to make.  ``step(x, y)`` trains on one batch and returns the loss as a Python
+(T, B, H) array of zeros); JAX's jitted step has no such choice to make.
+``step(x, y)`` trains on one batch and returns the loss as a Python
 float (every loop reads its loss each step, as a training log does);
 ``evaluate(x, y)`` is the test loss without building a graph.
 
