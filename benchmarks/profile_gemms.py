@@ -9,6 +9,8 @@ A recurrent layer's forward + backward is, in FLOPs, almost all matrix products
     forward   X W_ih^T           (T*B, I) x (I, G*H)    one GEMM, hoisted out of the loop
                                  (the RNN: T products x_t W_ih^T, one per step)
               h_{t-1} W_hh^T     (B, H) x (H, G*H)      T products, one per step
+                                 (the LSTM: both halves and the bias as T products
+                                 [x_t | h_{t-1} | 1] [W_ih | W_hh | b]^T, (B, I+H+1) x (I+H+1, 4H))
     backward  dA_t W_hh          (B, G*H) x (G*H, H)    T products, one per step
               dW_ih^T = X^T dA   (I, T*B) x (T*B, G*H)  one GEMM over all steps
               dW_hh^T = H^T dA   (H, T*B) x (T*B, G*H)  one GEMM over all steps
@@ -72,13 +74,19 @@ def main(argv=None):
     W_ih, W_hh = arr(G * H, I), arr(G * H, H)
     h, da = arr(B, H), arr(B, G * H)
     x = arr(B, I)
-    products = [  # (phase, what, (M, N, K), how many, the call)
-        ("fwd", "x_t W_ih^T (per step)", (B, G * H, I), T, lambda: kc.matmul(x, W_ih, trans_b=True))
-        if args.cell == "rnn" else
-        ("fwd", "X W_ih^T (hoisted)", (T * B, G * H, I), 1, lambda: kc.matmul(X, W_ih, trans_b=True)),
-        ("fwd", "h W_hh^T (per step)", (B, G * H, H), T, lambda: kc.matmul(h, W_hh, trans_b=True)),
-        ("bwd", "dA_t W_hh (per step)", (B, H, G * H), T, lambda: kc.matmul(da, W_hh)),
-    ]
+    xh1, W1 = arr(B, I + H + 1), arr(G * H, I + H + 1)
+    if args.cell == "lstm":
+        products = [  # (phase, what, (M, N, K), how many, the call)
+            ("fwd", "[x|h|1] W^T (per step)", (B, G * H, I + H + 1), T, lambda: kc.matmul(xh1, W1, trans_b=True)),
+        ]
+    else:
+        products = [
+            ("fwd", "x_t W_ih^T (per step)", (B, G * H, I), T, lambda: kc.matmul(x, W_ih, trans_b=True))
+            if args.cell == "rnn" else
+            ("fwd", "X W_ih^T (hoisted)", (T * B, G * H, I), 1, lambda: kc.matmul(X, W_ih, trans_b=True)),
+            ("fwd", "h W_hh^T (per step)", (B, G * H, H), T, lambda: kc.matmul(h, W_hh, trans_b=True)),
+        ]
+    products.append(("bwd", "dA_t W_hh (per step)", (B, H, G * H), T, lambda: kc.matmul(da, W_hh)))
     products += [
         ("bwd", "X^T dA -> dW_ih^T", (I, G * H, T * B), 1, lambda: kc.matmul(X, dA, trans_a=True)),
         ("bwd", "H^T dA -> dW_hh^T", (H, G * H, T * B), 1, lambda: kc.matmul(Hs, dA, trans_a=True)),

@@ -14,20 +14,20 @@
 
 /* ---- the elementwise part of one step, shared by step and sequence kernels */
 
-/* Speed: the next step's input, fetched while this step computes.
-   In the sequence forward pass each step begins by adding h_{t-1} @ W_hh^T
-   into its block of `gates`, which the input GEMM wrote for all steps before
-   the loop began: long evicted from the caches by then, so the per-step
-   product waited on memory for every cache line in turn.  The gate loop below
+/* Speed: the next step's block, fetched while this step computes.
+   In the sequence forward pass each step's product writes its block of
+   `gates`, a stretch of memory no step has touched yet (the backward pass
+   reads it much later), so each cache line it writes is first fetched from
+   memory and the product waits for every one in turn.  The gate loop below
    is busy with transcendental functions and hardly touches memory, so it asks
    for the next step's block a row at a time, and the block arrives while
-   there is work to hide the wait: a float32 sequence forward at T=100,
-   B=32, H=64 on one core went from 2.6-3.1 to 2.1-2.3 ms (four runs each).
-   A hint only: no result changes.  (Not done
-   elsewhere because it measured no gain: the GRU's and RNN's gate loops read
-   their cold block themselves, in order, which the CPU's own prefetcher
-   follows; a backward gate loop is a few multiplies per element, as bound by
-   memory as the fetch would be.)
+   there is work to hide the wait: a float32 sequence forward at T = 1000,
+   B = 8, H = 64 on one core, 7.1 -> 6.7 ms (medians of six alternating runs;
+   at T = 100, B = 32, H = 64 the same with or without).  A hint only: no
+   result changes.  (Not done elsewhere because it measured no gain: the
+   GRU's and RNN's gate loops read their cold block themselves, in order,
+   which the CPU's own prefetcher follows; a backward gate loop is a few
+   multiplies per element, as bound by memory as the fetch would be.)
    prefetch(p, n): ask for the n reals at p; nothing if p is NULL. */
 static inline void FN(lstm_prefetch)(const real *p, long n)
 {
@@ -36,7 +36,7 @@ static inline void FN(lstm_prefetch)(const real *p, long n)
 }
 
 /* gates (B, 4H): the full pre-activations on entry, activated i, f, g, o on exit.
-   next: the block the next step reads first, fetched row by row meanwhile
+   next: the block the next step writes, fetched row by row meanwhile
    (see lstm_prefetch), or NULL. */
 TB_CLONES_FMA static void FN(lstm_pointwise_forward)(long B, long H,
                                        const real *restrict c_prev, /* (B, H) */
@@ -155,15 +155,27 @@ done:
 
 /* ---- a whole sequence
  *
- * Forward: the input half of every step is one GEMM over all T*B rows
- * (gates = x @ W_ih^T); W_hh^T is packed once (panel_pack) and each step adds
- * h_{t-1} @ W_hh^T + b_ih + b_hh in one register-tiled pass (panel_mm), then
- * the gate nonlinearities.  Backward walks the steps in reverse, keeping every
+ * Forward: each step is one product over both halves and the bias,
+ *   a = [x_t | h_{t-1} | 1] @ [W_ih | W_hh | b_ih + b_hh]^T      (B, 4H)
+ * with the weights packed once (panel_pack) and the step's rows gathered
+ * into a (B, I+H+1) block; a register-tiled pass (panel_mm) writes the
+ * step's block of `gates`, then the gate nonlinearities.  Backward walks the steps in reverse, keeping every
  * step's dgates in one (T, B, 4H) scratch block laid out for the weight
  * gradients, which are then one GEMM over all steps; the bias gradients are
  * summed step by step while dgates is still in cache.  (Or, for a layer whose
  * weight gradients fit the cache, those too are summed a few steps at a time:
  * see "the weight gradients step by step" below.)
+ *
+ * Why the input half is in each step's product rather than one GEMM over all
+ * T*B rows before the loop (gates = X @ W_ih^T, then each step adds
+ * h_{t-1} @ W_hh^T): that GEMM writes the whole (T, B, 4H) block, which the
+ * loop then reads back from memory one step at a time; here each step's
+ * block is written once, by its own product, with the K = I extra rows
+ * costing what any other rows of the product cost.  Measured on one Zen 4
+ * core, float32 sequence forward, one GEMM -> per step (ms, medians of
+ * alternating runs): T = 100, B = 32, I = 2, H = 64 (the training loop's)
+ * 1.98 -> 1.73; T = 1000, B = 8, I = H = 64: 8.4 -> 7.2; T = 100, B = 32,
+ * I = H = 256: 36.7 -> 36.4.
  */
 
 TB_CLONES int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
@@ -179,25 +191,29 @@ TB_CLONES int FN(tb_lstm_seq_forward)(long T, long B, long I, long H,
                             real *out,        /* (T, B, H) */
                             real *c_out)      /* (T, B, H) */
 {
-    long G4 = 4 * H, BH = B * H;
+    long G4 = 4 * H, BH = B * H, K1 = I + H + 1;
     int err = 1;
-    panel whhT = PANEL_NONE;                                  /* W_hh^T (H, 4H), packed once */
-    real *bsum = (real *)tb_scratch(TB_SLOT_MISC, (size_t)G4 * sizeof(real));  /* b_ih + b_hh */
-    if (!bsum || FN(panel_pack)(&whhT, H, G4, w_hh, H, 1)
-        || GEMM(0, 1, T * B, G4, I, 1, x, I, w_ih, I, 0, gates, G4))  /* x[t] @ W_ih^T, all steps */
-        goto done;
-    const real *bias = FN(cell_bias_sum)(G4, b_ih, b_hh, bsum);
+    panel wT = PANEL_NONE;                                    /* [W_ih | W_hh | b]^T (I+H+1, 4H), packed once */
+    /* one scratch block: [W_ih | W_hh | b] (4H, I+H+1) for the packing, then a step's rows (B, I+H+1) */
+    real *w = (real *)tb_scratch(TB_SLOT_MISC, (size_t)(G4 * K1 + B * K1) * sizeof(real));
+    if (!w) goto done;
+    real *xh = w + G4 * K1;
+    FN(cell_rows_and_one)(G4, w_ih, I, w_hh, H, w);
+    for (long j = 0; j < G4; j++)                             /* the last column: b_ih + b_hh */
+        w[j * K1 + I + H] = (b_ih ? b_ih[j] : (real)0) + (b_hh ? b_hh[j] : (real)0);
+    if (FN(panel_pack)(&wT, K1, G4, w, K1, 1)) goto done;
     for (long t = 0; t < T; t++) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         const real *c_prev = t ? c_out + (t - 1) * BH : c0;
         real *a = gates + t * B * G4;
-        FN(panel_mm)(B, h_prev, H, &whhT, a, G4, 1, bias);      /* a += h_{t-1} @ W_hh^T + b */
+        FN(cell_rows_and_one)(B, x + t * B * I, I, h_prev, H, xh);
+        FN(panel_mm)(B, xh, K1, &wT, a, G4, 0, NULL);          /* a = [x_t | h_{t-1} | 1] @ [W_ih | W_hh | b]^T */
         FN(lstm_pointwise_forward)(B, H, c_prev, a, tanh_c + t * BH, out + t * BH, c_out + t * BH,
                                    t + 1 < T ? a + B * G4 : NULL);
     }
     err = 0;
 done:
-    panel_free(&whhT);
+    panel_free(&wT);
     tb_scratch_done(TB_SLOT_MISC);
     return err;
 }

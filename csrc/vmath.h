@@ -11,9 +11,10 @@
  * under half an ulp of float.  Keeping exp(r) - 1 separate gives expm1 with
  * full relative accuracy near 0, which tanh needs:
  * tanh(a) = -expm1(-2a) / (2 + expm1(-2a)) for a >= 0 has no cancellation for
- * small a and no overflow for large a.  2^n is built from bits as
- * 2^(n - n/2) * 2^(n/2), so results down in the subnormal range
- * (sigmoid(-100) = 3.7e-44) come out right instead of being flushed to zero.
+ * small a and no overflow for large a.  2^n comes from the bits of the sum
+ * that rounds y / ln 2 to n; sigmoid takes it as 2^(n + 64) * 2^-64, so that
+ * results down in the subnormal range (sigmoid(-100) = 3.7e-44) come out
+ * right instead of being flushed to zero.
  * Both come out within 3 ulps (tests/test_vmath.py measures it).
  *
  * Every step is plain arithmetic or a select the compiler turns into a
@@ -27,26 +28,22 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
-/* 2^k for integer k in [-126, 127], assembled from the exponent bits. */
-static inline float vm_pow2i_f32(int32_t k)
-{
-    union { uint32_t u; float f; } bits = { (uint32_t)(k + 127) << 23 };
-    return bits.f;
-}
-
-/* exp(y) and exp(y) - 1 together, for y <= 0 (or NaN).  y is clamped at -104:
-   exp(-104) = 6.8e-46 is below half the smallest subnormal (2^-150), so the
-   clamped value rounds to exp(y) = 0 as every smaller y should. */
-static inline void vm_exp_expm1_f32(float y, float *e, float *em1)
+/* exp(y) = 2^n * (1 + p) for y <= 0 (or NaN) with n = round(y / ln 2) in
+   [-126 - k, 127 - k] (the callers clamp y): returns p = exp(r) - 1 and sets
+   *s = 2^(n + k), a normal number, for a constant k (the caller's offset).
+   The bits of 2^(n + k) come free with the rounding: adding 1.5 * 2^23 + 127 + k
+   to y / ln 2 leaves n + 127 + k, the biased exponent of 2^(n + k), in the low
+   bits of the sum, and a shift by the mantissa's 23 bits puts it in place. */
+static inline float vm_exp_parts_f32(float y, float k, float *s)
 {
     const float LOG2E = 1.44269504088896341f;
     const float LN2_HI = 0.693145751953125f;      /* ln 2 rounded to 16 bits: n*LN2_HI is exact */
     const float LN2_LO = 1.428606765330187e-06f;  /* ln 2 - LN2_HI */
-    const float ROUND = 12582912.0f;              /* 1.5 * 2^23: adding it rounds to an integer */
-    y = y < -104.0f ? -104.0f : y;                /* (a NaN stays NaN) */
-    float fn = (y * LOG2E + ROUND) - ROUND;       /* round(y / ln 2), branch-free */
-    int32_t n = (int32_t)fn;                      /* in [-150, 0] */
+    const float SHIFT = 12582912.0f + 127.0f + k; /* 1.5 * 2^23 (adding it rounds to an integer) + bias */
+    float fs = y * LOG2E + SHIFT;                 /* round(y / ln 2) + SHIFT, branch-free */
+    float fn = fs - SHIFT;                        /* n */
     float r = (y - fn * LN2_HI) - fn * LN2_LO;
     /* p = exp(r) - 1 = r + r^2/2! + ... + r^7/7!  (Horner) */
     float p = 1.0f / 5040.0f;
@@ -57,28 +54,36 @@ static inline void vm_exp_expm1_f32(float y, float *e, float *em1)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r;
-    /* n = n1 + n2 with n1 = floor(n/2): >> on a negative int is an arithmetic
-       shift with every compiler that builds this (one vector instruction) */
-    int32_t n1 = n >> 1, n2 = n - n1;
-    float s1 = vm_pow2i_f32(n1), s2 = vm_pow2i_f32(n2);
-    float scale = s1 * s2;                         /* 2^n (0 below 2^-149: only e needs those) */
-    *e = (p + 1.0f) * s1 * s2;                     /* 2^n * exp(r) */
-    *em1 = p * scale + (scale - 1.0f);             /* exact p when n == 0 */
+    uint32_t bits;
+    memcpy(&bits, &fs, sizeof bits);
+    bits <<= 23;                                  /* n + 127 + k in the exponent field, sign 0 */
+    memcpy(s, &bits, sizeof bits);                /* (NaN y: any bits; p is NaN and so is the result) */
+    return p;
 }
 
 static inline float vm_tanh_f32(float x)
 {
-    float e, em1;
-    vm_exp_expm1_f32(-2.0f * fabsf(x), &e, &em1);  /* em1 in [-1, 0] */
+    float y = -2.0f * fabsf(x), s;
+    y = y < -87.0f ? -87.0f : y;                   /* n >= -126; tanh(43.5) rounds to 1 (a NaN stays NaN) */
+    float p = vm_exp_parts_f32(y, 0.0f, &s);       /* s = 2^n */
+    float em1 = p * s + (s - 1.0f);                /* expm1(y) in [-1, 0], exactly p when n == 0 */
     return copysignf(em1 / (2.0f + em1), x);       /* |tanh(x)| = -em1 / (2 + em1) */
 }
 
 static inline float vm_sigmoid_f32(float x)
 {
-    float e, em1;
-    vm_exp_expm1_f32(-fabsf(x), &e, &em1);         /* e = exp(-|x|) in [0, 1] never overflows */
-    float s = 1.0f / (1.0f + e);                   /* sigmoid(|x|) */
-    return x < 0.0f ? e * s : s;                   /* sigmoid(-a) = exp(-a) * sigmoid(a) */
+    float y = -fabsf(x), s;
+    /* y >= -104, so n >= -150: exp(-104) = 6.8e-46 is below half the smallest
+       subnormal (2^-150), so the clamped value rounds to 0 as every smaller y
+       should.  2^n itself may then be no float, so the scaling goes through
+       2^(n + 64), and (1 + p) * 2^(n + 64) * 2^-64 rounds once, at the end:
+       results down in the subnormal range (sigmoid(-100) = 3.7e-44) come out
+       right instead of being flushed to zero. */
+    y = y < -104.0f ? -104.0f : y;                 /* (a NaN stays NaN) */
+    float p = vm_exp_parts_f32(y, 64.0f, &s);      /* s = 2^(n + 64) */
+    float e = (p + 1.0f) * s * 0x1p-64f;           /* exp(-|x|) in [0, 1]: never overflows */
+    float q = 1.0f / (1.0f + e);                   /* sigmoid(|x|) */
+    return x < 0.0f ? e * q : q;                   /* sigmoid(-a) = exp(-a) * sigmoid(a) */
 }
 
 /* float64: the same method, branch-free so that the gate loops vectorise (libm's
