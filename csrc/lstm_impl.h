@@ -159,10 +159,12 @@ done:
  *   a = [x_t | h_{t-1} | 1] @ [W_ih | W_hh | b_ih + b_hh]^T      (B, 4H)
  * with the weights packed once (panel_pack) and the step's rows gathered
  * into a (B, I+H+1) block; a register-tiled pass (panel_mm) writes the
- * step's block of `gates`, then the gate nonlinearities.  Backward walks the steps in reverse, keeping every
- * step's dgates in one (T, B, 4H) scratch block laid out for the weight
- * gradients, which are then one GEMM over all steps; the bias gradients are
- * summed step by step while dgates is still in cache.  (Or, for a layer whose
+ * step's block of `gates`, then the gate nonlinearities.
+ *
+ * Backward walks the steps in reverse, keeping every step's dgates in one
+ * (T, B, 4H) scratch block laid out for the weight gradients, which are then
+ * one GEMM over all steps; the bias gradients are summed step by step while
+ * dgates is still in cache.  (Or, for a layer whose
  * weight gradients fit the cache, those too are summed a few steps at a time:
  * see "the weight gradients step by step" below.)
  *
