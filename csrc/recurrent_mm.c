@@ -223,6 +223,10 @@ static ATTR void mm_##SUF##_##tag(long M, long N, long K,                       
                                      const real *P, long qs, long ks,               \
                                      real *C, long ldc, int acc, const real *init)  \
 {                                                                                   \
+    if (M <= MRA && N % VL == 0 && N <= NPA * VL) {  /* one whole tile: no more to plan */ \
+        mm_tile_any_##SUF##_##tag((int)M, (int)(N / VL), K, A, lda, P, qs, ks, C, ldc, acc, init); \
+        return;                                                                     \
+    }                                                                               \
     const long npmax = M <= MRA ? NPA : NPB;                                        \
     const long ng = ((N + VL - 1) / VL + npmax - 1) / npmax;  /* panel groups */    \
     int nt = mm_threads((double)M * N * K, ng);                                     \
