@@ -223,7 +223,11 @@ static ATTR void mm_##SUF##_##tag(long M, long N, long K,                       
                                      const real *P, long qs, long ks,               \
                                      real *C, long ldc, int acc, const real *init)  \
 {                                                                                   \
-    if (M <= MRA && N % VL == 0 && N <= NPA * VL) {  /* one whole tile: no more to plan */ \
+    /* A product one tile covers (few rows, N whole panels: a small batch at small \
+       H) goes straight to it: the planning below cost about 20 ns a call, a      \
+       fifth of the RNN's sequence backward at T = 50, B = 1, I = H = 32 (6.2 ->  \
+       5.2 us with this shortcut). */                                               \
+    if (M <= MRA && N % VL == 0 && N <= NPA * VL) {                                 \
         mm_tile_any_##SUF##_##tag((int)M, (int)(N / VL), K, A, lda, P, qs, ks, C, ldc, acc, init); \
         return;                                                                     \
     }                                                                               \

@@ -1,0 +1,87 @@
+"""The C sequence kernels against the NumPy reference at small sizes, where
+their small-problem paths run.
+
+Two paths are checked here, under every instruction set the CPU has, float32
+and float64:
+
+- the per-step product that one register tile covers (a batch of at most 4
+  rows, H a whole number of vector widths and at most 4 of them for AVX-512,
+  3 for AVX2 and portable C) goes straight to that tile (csrc/recurrent_mm.c);
+- the RNN's forward makes the input half of its pre-activations for a block
+  of steps at once (RNN_BLOCK_BYTES of out, csrc/rnn_impl.h): one block for
+  the whole sequence at T = 50, B = 1, H = 32, several blocks and a shorter
+  last one when T * B * H is larger.
+"""
+import numpy as np
+import pytest
+
+from tinybptt.kernels import numpy as KN
+
+try:
+    from tinybptt.kernels._ffi import ffi, lib
+    from tinybptt.kernels import c as KC
+except ImportError:  # extension not built
+    KC = None
+
+pytestmark = pytest.mark.skipif(KC is None, reason="C extension not built")
+
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+# (T, B, I, H)
+SHAPES = [
+    (50, 1, 32, 32),   # the benchmark's tiny problem: one tile per step, one block
+    (9, 4, 16, 64),    # four rows, four AVX-512 float32 panels: the largest direct tile
+    (6, 3, 7, 24),     # three AVX2 float32 panels; a ragged last panel under AVX-512
+    (5, 2, 3, 12),     # three portable float32 panels
+    (70, 2, 5, 48),    # float32: 42 steps to a block, so a full block and a shorter one
+    (200, 3, 4, 16),   # float32: 85 steps to a block (two full, one of 30); float64: 42
+]
+
+
+@pytest.fixture(params=["avx512", "avx2", "portable"])
+def isa(request):
+    """Run under one instruction set (skipped if the CPU lacks it); restore the default after."""
+    default = ffi.string(lib.tb_isa_name()).decode()
+    if lib.tb_select_isa(request.param.encode()):
+        pytest.skip("this CPU cannot run the %s kernels" % request.param)
+    yield request.param
+    assert lib.tb_select_isa(default.encode()) == 0
+
+
+def _inputs(rng, cell, T, B, I, H, dtype):
+    G = GATES[cell]
+
+    def r(*shape, scale=0.5):
+        return (rng.standard_normal(shape) * scale).astype(dtype)
+
+    return (cell, r(T, B, I), r(B, H), r(B, H) if cell == "lstm" else None,
+            r(G * H, I, scale=I ** -0.5), r(G * H, H, scale=H ** -0.5), r(G * H), r(G * H))
+
+
+def _close(name, got, want, dtype):
+    rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 2e-5)
+    assert got is not None and got.shape == want.shape, name
+    bad = np.abs(got - want) > atol + rtol * np.abs(want)
+    assert not bad.any(), "%s: %d of %d entries differ, worst %g" % (
+        name, bad.sum(), bad.size, np.max(np.abs(got - want)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%dB%dI%dH%d" % s)
+def test_small_sequence_matches_reference(isa, shape, cell, dtype):
+    T, B, I, H = shape
+    rng = np.random.default_rng(sum(shape) + len(cell))
+    args = _inputs(rng, cell, T, B, I, H, dtype)
+    out_n, c_n, s_n = KN.seq_forward(*args)
+    out_c, c_c, s_c = KC.seq_forward(*args)
+    _close("out", out_c, out_n, dtype)
+    if cell == "lstm":
+        _close("c_out", c_c, c_n, dtype)
+    d_out = rng.standard_normal((T, B, H)).astype(dtype)
+    d_hn = rng.standard_normal((B, H)).astype(dtype)
+    g_n = KN.seq_backward(cell, s_n, d_out, d_hn, need_trace=False)
+    g_c = KC.seq_backward(cell, s_c, d_out, d_hn, need_trace=False)
+    for k in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"):
+        if g_n[k] is not None:
+            _close(k, g_c[k], g_n[k], dtype)
