@@ -15,6 +15,7 @@ and float64:
 import numpy as np
 import pytest
 
+from test_rnnk import _close  # the same tolerances as the RNN's tests at the sizes in between
 from tinybptt.kernels import numpy as KN
 
 try:
@@ -56,14 +57,6 @@ def _inputs(rng, cell, T, B, I, H, dtype):
 
     return (cell, r(T, B, I), r(B, H), r(B, H) if cell == "lstm" else None,
             r(G * H, I, scale=I ** -0.5), r(G * H, H, scale=H ** -0.5), r(G * H), r(G * H))
-
-
-def _close(name, got, want, dtype):
-    rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 2e-5)
-    assert got is not None and got.shape == want.shape, name
-    bad = np.abs(got - want) > atol + rtol * np.abs(want)
-    assert not bad.any(), "%s: %d of %d entries differ, worst %g" % (
-        name, bad.sum(), bad.size, np.max(np.abs(got - want)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
