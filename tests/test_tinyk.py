@@ -4,9 +4,11 @@ their small-problem paths run.
 Two paths are checked here, under every instruction set the CPU has, float32
 and float64:
 
-- the per-step product that one register tile covers (a batch of at most 4
-  rows, H a whole number of vector widths and at most 4 of them for AVX-512,
-  3 for AVX2 and portable C) goes straight to that tile (csrc/recurrent_mm.c);
+- a per-step product of few rows (a batch of at most 4) over whole panels
+  (G*H or H a multiple of the vector width) goes straight to the register
+  tiles, 4 panels at a time with AVX-512, 3 with AVX2 and portable C
+  (csrc/recurrent_mm.c): one tile for the RNN at H = 32, two or more for the
+  LSTM's and GRU's gates, the last one narrower when the panels do not divide;
 - the RNN's forward makes the input half of its pre-activations for a block
   of steps at once (RNN_BLOCK_BYTES of out, csrc/rnn_impl.h): one block for
   the whole sequence at T = 50, B = 1, H = 32, several blocks and a shorter
