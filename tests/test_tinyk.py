@@ -1,0 +1,145 @@
+"""The C sequence kernels against the NumPy reference at small sizes, where
+their small-problem paths run.
+
+Two paths are checked here, under every instruction set the CPU has, float32
+and float64:
+
+- a per-step product of few rows (a batch of at most 4) over whole panels
+  (G*H or H a multiple of the vector width) goes straight to the register
+  tiles, 4 panels at a time with AVX-512, 3 with AVX2 and portable C
+  (csrc/recurrent_mm.c): one tile for the RNN at H = 32, two or more for the
+  LSTM's and GRU's gates, the last one narrower when the panels do not divide;
+- the RNN's forward makes the input half of its pre-activations for a block
+  of steps at once (RNN_BLOCK_BYTES of out, csrc/rnn_impl.h): one block for
+  the whole sequence at T = 50, B = 1, H = 32, several blocks and a shorter
+  last one when T * B * H is larger.
+"""
+import numpy as np
+import pytest
+
+from test_rnnk import _close  # the same tolerances as the RNN's tests at the sizes in between
+from tinybptt.kernels import numpy as KN
+
+try:
+    from tinybptt.kernels._ffi import ffi, lib
+    from tinybptt.kernels import c as KC
+except ImportError:  # extension not built
+    KC = None
+
+pytestmark = pytest.mark.skipif(KC is None, reason="C extension not built")
+
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+# (T, B, I, H)
+SHAPES = [
+    (50, 1, 32, 32),   # the benchmark's tiny problem: one tile per step, one block
+    (9, 4, 16, 64),    # four rows, four AVX-512 float32 panels: the largest direct tile
+    (6, 3, 7, 24),     # three AVX2 float32 panels; a ragged last panel under AVX-512
+    (5, 2, 3, 12),     # three portable float32 panels
+    (70, 2, 5, 48),    # float32: 42 steps to a block, so a full block and a shorter one
+    (200, 3, 4, 16),   # float32: 85 steps to a block (two full, one of 30); float64: 42
+]
+
+
+@pytest.fixture(params=["avx512", "avx2", "portable"])
+def isa(request):
+    """Run under one instruction set (skipped if the CPU lacks it); restore the default after."""
+    default = ffi.string(lib.tb_isa_name()).decode()
+    if lib.tb_select_isa(request.param.encode()):
+        pytest.skip("this CPU cannot run the %s kernels" % request.param)
+    yield request.param
+    assert lib.tb_select_isa(default.encode()) == 0
+
+
+def _inputs(rng, cell, T, B, I, H, dtype):
+    G = GATES[cell]
+
+    def r(*shape, scale=0.5):
+        return (rng.standard_normal(shape) * scale).astype(dtype)
+
+    return (cell, r(T, B, I), r(B, H), r(B, H) if cell == "lstm" else None,
+            r(G * H, I, scale=I ** -0.5), r(G * H, H, scale=H ** -0.5), r(G * H), r(G * H))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%dB%dI%dH%d" % s)
+def test_small_sequence_matches_reference(isa, shape, cell, dtype):
+    T, B, I, H = shape
+    rng = np.random.default_rng(sum(shape) + len(cell))
+    args = _inputs(rng, cell, T, B, I, H, dtype)
+    out_n, c_n, s_n = KN.seq_forward(*args)
+    out_c, c_c, s_c = KC.seq_forward(*args)
+    _close("out", out_c, out_n, dtype)
+    if cell == "lstm":
+        _close("c_out", c_c, c_n, dtype)
+    d_out = rng.standard_normal((T, B, H)).astype(dtype)
+    d_hn = rng.standard_normal((B, H)).astype(dtype)
+    g_n = KN.seq_backward(cell, s_n, d_out, d_hn, need_trace=False)
+    g_c = KC.seq_backward(cell, s_c, d_out, d_hn, need_trace=False)
+    for k in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"):
+        if g_n[k] is not None:
+            _close(k, g_c[k], g_n[k], dtype)
+
+
+# ---------------------------------------------------------------- a leaf's gradient, copied or kept
+
+def _two_leaf_function(own):
+    """f(a, b) = sum(a) + sum(b) whose backward hands the SAME array to both inputs
+    (unless ``own``: then a new array for each, as returns_own_grads promises)."""
+    import tinybptt as tb
+
+    class TwoLeaves(tb.Function):
+        returns_own_grads = own
+        made = []
+
+        @staticmethod
+        def forward(ctx, a, b):
+            return np.asarray(a.sum() + b.sum())
+
+        @staticmethod
+        def backward(ctx, g):
+            ga = np.full(ctx.inputs[0].data.shape, float(g))
+            gb = np.full(ctx.inputs[0].data.shape, float(g)) if own else ga
+            TwoLeaves.made[:] = [ga, gb]
+            return ga, gb
+    return TwoLeaves
+
+
+def test_shared_gradient_is_copied_into_each_leaf():
+    import tinybptt as tb
+    fn = _two_leaf_function(own=False)
+    a, b = tb.tensor(np.zeros(3), requires_grad=True), tb.tensor(np.zeros(3), requires_grad=True)
+    fn.apply(a, b).backward()
+    assert a.grad is not b.grad and a.grad is not fn.made[0]
+    (fn.apply(a, b) * 2.0).backward()  # accumulates: had a.grad been b.grad, both would read 1 + 2 + 2
+    np.testing.assert_array_equal(a.grad, [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(b.grad, [3.0, 3.0, 3.0])
+
+
+def test_own_gradient_is_kept_without_a_copy_and_accumulates():
+    import tinybptt as tb
+    fn = _two_leaf_function(own=True)
+    a, b = tb.tensor(np.zeros(3), requires_grad=True), tb.tensor(np.zeros(3), requires_grad=True)
+    fn.apply(a, b).backward()
+    assert a.grad is fn.made[0] and b.grad is fn.made[1]
+    (fn.apply(a, b) * 2.0).backward()
+    np.testing.assert_array_equal(a.grad, [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(b.grad, [3.0, 3.0, 3.0])
+
+
+@pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])
+def test_sequence_layer_weight_grads_accumulate_over_two_backwards(cell):
+    """The fused layer's weight gradients become the leaves' .grad without a copy; a
+    second backward (no zero_grad) must add to them, not change the first result."""
+    import tinybptt as tb
+    rng = np.random.default_rng(5)
+    layer = getattr(tb.nn, cell)(4, 6, mode="sequence")
+    x = tb.tensor(rng.standard_normal((7, 2, 4)))
+    out = layer(x)[0]
+    (out * out).sum().backward()
+    first = {n: p.grad.copy() for n, p in layer.named_parameters()}
+    out = layer(x)[0]
+    (out * out).sum().backward()
+    for n, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, 2 * first[n], rtol=1e-12, err_msg=n)
