@@ -84,13 +84,11 @@ def test_small_sequence_matches_reference(isa, shape, cell, dtype):
 
 # ---------------------------------------------------------------- a leaf's gradient, copied or kept
 
-def _two_leaf_function(own):
-    """f(a, b) = sum(a) + sum(b) whose backward hands the SAME array to both inputs
-    (unless ``own``: then a new array for each, as returns_own_grads promises)."""
+def _two_leaf_function():
+    """f(a, b) = sum(a) + sum(b) whose backward hands the SAME array to both inputs."""
     import tinybptt as tb
 
     class TwoLeaves(tb.Function):
-        returns_own_grads = own
         made = []
 
         @staticmethod
@@ -100,15 +98,14 @@ def _two_leaf_function(own):
         @staticmethod
         def backward(ctx, g):
             ga = np.full(ctx.inputs[0].data.shape, float(g))
-            gb = np.full(ctx.inputs[0].data.shape, float(g)) if own else ga
-            TwoLeaves.made[:] = [ga, gb]
-            return ga, gb
+            TwoLeaves.made[:] = [ga]
+            return ga, ga
     return TwoLeaves
 
 
 def test_shared_gradient_is_copied_into_each_leaf():
     import tinybptt as tb
-    fn = _two_leaf_function(own=False)
+    fn = _two_leaf_function()
     a, b = tb.tensor(np.zeros(3), requires_grad=True), tb.tensor(np.zeros(3), requires_grad=True)
     fn.apply(a, b).backward()
     assert a.grad is not b.grad and a.grad is not fn.made[0]
@@ -117,21 +114,10 @@ def test_shared_gradient_is_copied_into_each_leaf():
     np.testing.assert_array_equal(b.grad, [3.0, 3.0, 3.0])
 
 
-def test_own_gradient_is_kept_without_a_copy_and_accumulates():
-    import tinybptt as tb
-    fn = _two_leaf_function(own=True)
-    a, b = tb.tensor(np.zeros(3), requires_grad=True), tb.tensor(np.zeros(3), requires_grad=True)
-    fn.apply(a, b).backward()
-    assert a.grad is fn.made[0] and b.grad is fn.made[1]
-    (fn.apply(a, b) * 2.0).backward()
-    np.testing.assert_array_equal(a.grad, [3.0, 3.0, 3.0])
-    np.testing.assert_array_equal(b.grad, [3.0, 3.0, 3.0])
-
-
 @pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])
 def test_sequence_layer_weight_grads_accumulate_over_two_backwards(cell):
-    """The fused layer's weight gradients become the leaves' .grad without a copy; a
-    second backward (no zero_grad) must add to them, not change the first result."""
+    """A second backward (no zero_grad) adds to the fused layer's weight gradients:
+    twice the first result."""
     import tinybptt as tb
     rng = np.random.default_rng(5)
     layer = getattr(tb.nn, cell)(4, 6, mode="sequence")

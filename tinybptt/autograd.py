@@ -349,11 +349,6 @@ class Function:
     #: True if ``backward`` accepts None for an output that received no gradient
     #: (instead of an array of zeros the engine would otherwise allocate for it).
     accepts_none_grads = False
-    #: True if every gradient ``backward`` returns is a new array that nothing else
-    #: holds (no view of an input, a saved value or another returned gradient): the
-    #: engine then keeps it as a leaf's ``.grad`` as it is, where it would otherwise
-    #: keep a copy.
-    returns_own_grads = False
 
     @classmethod
     def op_name(cls):
@@ -515,7 +510,6 @@ def _backward_pass(root, grad, order, retain_graph):
             continue
         sums.hand_over(grads_out)
         grads_in = _call_backward(node, grads_out)
-        own = node.fn.returns_own_grads
         for t, g, need in zip(node.inputs, grads_in, node.needs_input_grad):
             if not need or g is None:
                 continue
@@ -523,7 +517,7 @@ def _backward_pass(root, grad, order, retain_graph):
             if type(g) is not np.ndarray or g.shape != data.shape or g.dtype != data.dtype:
                 g = _checked_grad(node, t, g)  # converted, or a ShapeError
             if t._ctx is None:  # a leaf: the sum is its .grad
-                t.grad = sums.add(t.grad, g, keep=True, own=own)
+                t.grad = sums.add(t.grad, g, keep=True)
                 continue
             if t._retain:
                 t.grad = g.copy() if t.grad is None else _accumulate(t.grad, g)
@@ -559,11 +553,7 @@ class _InPlaceSums:
     array no one else holds, so this object remembers (by id) the sums it made.
     A sum handed to a node's backward is forgotten: that node may keep it or pass
     it on.  A leaf's first gradient is copied (``g`` may be shared, e.g. the
-    same array an ``add`` passes to both its inputs) and is then this pass's own;
-    not copied when the node's Function says its gradients are new arrays of
-    its own (``returns_own_grads``: a fused recurrent layer, whose four weight
-    gradients a copy each cost 1.3-1.7 us of an RNN's 70-85 us forward and
-    backward at T=50, B=1, I=H=32, and 4-5 us of an LSTM's 110-130).
+    same array an ``add`` passes to both its inputs) and is then this pass's own.
 
     Measured with and without it (forward + backward of LSTM, GRU and RNN layers,
     float32, C backend, CPU time, one pinned core): 1.13-1.16x faster in
@@ -575,13 +565,12 @@ class _InPlaceSums:
     def __init__(self):
         self.mine = {}  # id -> sum this pass allocated and nobody else holds
 
-    def add(self, total, g, keep=False, own=False):
-        """``total + g``; ``keep``: the result is stored for the user (a leaf's .grad), so never ``g`` itself
-        unless ``own``: g is a new array no one else holds (``Function.returns_own_grads``)."""
+    def add(self, total, g, keep=False):
+        """``total + g``; ``keep``: the result is stored for the user (a leaf's .grad), so never ``g`` itself."""
         if total is None:
             if not keep:
                 return g
-            total = g if own else g.copy()
+            total = g.copy()
             self.mine[id(total)] = total  # the copy's id: under g's, a later array reusing g's id would pass as ours
             return total
         if id(total) in self.mine:

@@ -83,7 +83,6 @@ class SequenceFunction(FusedFunction):
 
     kernel = "seq_forward"
     accepts_none_grads = True  # an unused output needs no array of zeros
-    returns_own_grads = True  # the kernel's backward makes every gradient array anew
 
     @staticmethod
     def outputs(out, c_out):
