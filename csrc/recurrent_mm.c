@@ -95,8 +95,8 @@ static int mm_threads(double work, long groups) { (void)work; (void)groups; retu
    FMA latency at every k, so it keeps S = 2 or 4 partial sums over
    interleaved k and adds them at the end.
    C and init join the sum at the end, not at the start: in a sequence
-   forward whose input projection is one GEMM before the loop (the LSTM's
-   and GRU's), C is this step's slice of it, written long ago and out of
+   forward whose input projection is one GEMM before the loop (the GRU's),
+   C is this step's slice of it, written long ago and out of
    cache, and a tile that starts by loading it waits on memory before its
    first FMA.  Prefetched at the start and read at the end, the load hides
    behind the K loop (Zen 4, M = 32, N = K = 256: the product 107 -> 112
