@@ -94,6 +94,27 @@ TB_CLONES static void FN(lstm_pointwise_backward)(long B, long H,
     }
 }
 
+/* What the backward gate loop waits for.  Per step it reads a (B, 4H) block
+   of gates and (B, H) blocks of tanh_c and c_prev that the forward pass wrote
+   long before, and does a few multiplies per element: at T = 100, B = 32,
+   I = 2, H = 64 (float32, one Zen 4 core) it takes about three times as long
+   per step as at T = 8, where those blocks are still in the core's L2 cache
+   (profiled against the same step's product, which takes the same time in
+   both).  Tried against that and not kept, each measured in the sequence
+   kernels at that shape, alternating runs, medians (forward, backward, new /
+   old):
+   - not saving tanh_c, recomputing tanh(c') from c_out in this loop (c_out of
+     step t was read one step earlier, as c_prev, so only gates and c_prev
+     come from far away): 0.986, 0.998 -- two thirds of what the loop reads
+     is the gate block, which stays;
+   - asking for step t-1's blocks before step t's product (about 9 us of
+     arithmetic from cache), all at once or a quarter of the rows before each
+     quarter of the product: backward 0.97-1.01, within the noise.  Why is
+     not known; a guess is that requests and the loop's own loads share the
+     few cache misses a core keeps in flight, which the product needs too;
+   - writing the trace of dh from this loop, which reads dh anyway, instead of
+     copying it per step (cell_record): backward 0.986. */
+
 /* ---- one step */
 
 int FN(tb_lstm_step_forward)(long B, long I, long H,
