@@ -13,27 +13,17 @@ is used.  Each runs under every instruction set this CPU has.
 import numpy as np
 import pytest
 
+from test_tinyk import isa  # noqa: F401  (the fixture: each test under every instruction set)
 from tinybptt.kernels import numpy as KN
 
 try:
-    from tinybptt.kernels._ffi import ffi, lib
     from tinybptt.kernels import c as KC
 except ImportError:  # extension not built
     KC = None
 
 pytestmark = pytest.mark.skipif(KC is None, reason="C extension not built")
 
-ISAS = ["avx512", "avx2", "portable"]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Run the test under one instruction set (skipped if the CPU lacks it); restore the default after."""
-    default = ffi.string(lib.tb_isa_name()).decode()
-    if lib.tb_select_isa(request.param.encode()):
-        pytest.skip("this CPU cannot run the %s kernels" % request.param)
-    yield request.param
-    assert lib.tb_select_isa(default.encode()) == 0
+GRADS = ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh")
 
 
 def _uses_blocks(T, B, I, H, dtype):
@@ -75,10 +65,9 @@ def _check(cell, T, B, I, H, dtype, bias, need_dx, with_d_out, w_scale=1.0, seed
     d_hn = rng.standard_normal((B, H)).astype(dtype)
     g_n = KN.seq_backward(cell, s_n, d_out, d_hn=d_hn, need_dx=need_dx)
     g_c = KC.seq_backward(cell, s_c, d_out, d_hn=d_hn, need_dx=need_dx)
-    for k in ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"):
-        if g_n[k] is None:
-            assert g_c[k] is None, k
-        else:
+    assert [k for k in GRADS if g_c[k] is None] == [k for k in GRADS if g_n[k] is None]
+    for k in GRADS:
+        if g_n[k] is not None:
             _close(k, g_c[k], g_n[k], dtype)
     return g_c
 
