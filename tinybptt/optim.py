@@ -47,6 +47,7 @@ class _Flat:
         ends = np.cumsum([p.size for p in params]).tolist()
         self.slices = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]
         self.buffers = {}
+        self._views = {}  # name -> every parameter's view of buffer(name), made once
         self.size = ends[-1]
 
     def buffer(self, name):
@@ -64,10 +65,9 @@ class _Flat:
 
     def views(self, name):
         """Every parameter's view of ``buffer(name)``, made once: a list, in the parameters' order."""
-        key = "views of " + name
-        v = self.buffers.get(key)
+        v = self._views.get(name)
         if v is None:
-            v = self.buffers[key] = [self.view(name, j) for j in range(len(self.params))]
+            v = self._views[name] = [self.view(name, j) for j in range(len(self.params))]
         return v
 
     def subtract(self, name):

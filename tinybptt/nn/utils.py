@@ -57,9 +57,14 @@ def _total_norm(flat, p, narrow):
     Fast path for the Euclidean norm: one sum of squares, ``sqrt(sum(flat * flat))``.  It is
     exact to rounding unless a square overflowed or underflowed, which cannot
     happen for gradients that were float32 or narrower (``narrow``: their squares lie far
-    inside float64's range, so nothing needs silencing) and is detected otherwise: a sum of
-    squares that is not finite, or so small that squares below float64's smallest normal
-    number could matter, goes through ``scaled_norm`` instead.
+    inside float64's range) and is detected otherwise: a sum of squares that is not
+    finite, or so small that squares below float64's smallest normal number could
+    matter, goes through ``scaled_norm`` instead.
+
+    Speed: only the wider gradients need NumPy's warnings silenced, and switching
+    NumPy's error state on and off costs more than the sum of squares of a small
+    model (clip_grad_norm_ of an adding-problem training step, float32, T=100,
+    B=32, H=64: 7-16% faster without the switch, over two runs of each cell).
     """
     if p == 2.0 and flat.size:
         # a sum of squares, not np.dot: NumPy's BLAS runs a dot product this size on its own
