@@ -184,3 +184,23 @@ def test_the_training_loop_trains_as_the_plain_step(cell):
     for p, q in zip(loop.model.parameters(), ref.model.parameters()):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-4, atol=1e-6)
 
+
+
+# --------------------------------------------------------------------------- mse_loss
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 1), (7, 5, 3), (1,), ()], ids=["B1", "3d", "one", "scalar"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_loss_is_numpys_mean_and_sum_bit_for_bit(dtype, shape, reduction):
+    """The loss (a sum over n, not np.mean) gives exactly NumPy's mean and sum of the squared differences,
+    in the input's dtype, for many random batches."""
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        a = (rng.standard_normal(shape) * 10 ** rng.uniform(-15, 15)).astype(dtype)
+        b = (rng.standard_normal(shape) * 10 ** rng.uniform(-15, 15)).astype(dtype)
+        got = F.mse_loss(a, b, reduction=reduction).data
+        sq = (a - b) * (a - b)
+        want = np.mean(sq) if reduction == "mean" else np.sum(sq)
+        assert got.dtype == np.dtype(dtype) and got.shape == ()
+        assert got == want or (np.isnan(got) and np.isnan(want))
