@@ -3,7 +3,8 @@
 F.linear (nn.Linear's one node) against ops.linear on the transposed weight, finite differences and
 torch; clip_grad_norm_ without NumPy's error-state switch for float32 gradients (no square can under- or
 overflow there) and with it for float64 ones; the optimisers' step through each parameter's view of
-the flat step buffer; the training loop's losses against a copy of the loop written out by hand.
+the flat step buffer; the training loop's losses against a copy of the loop written out by hand;
+mse_loss's mean (a sum over n) against NumPy's mean and sum, bit for bit.
 """
 import math
 import re
