@@ -47,6 +47,7 @@ class _Flat:
         ends = np.cumsum([p.size for p in params]).tolist()
         self.slices = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]
         self.buffers = {}
+        self._views = {}  # name -> every parameter's view of buffer(name), made once
         self.size = ends[-1]
 
     def buffer(self, name):
@@ -62,10 +63,17 @@ class _Flat:
         """``arrays`` (one per parameter, shaped like it) copied end to end into ``buffer(name)``."""
         return np.concatenate([a.reshape(-1) for a in arrays], out=self.buffer(name))
 
-    def subtract(self, update):
-        """Every parameter gets a new array: ``p.data - update`` (its slice of the flat ``update``)."""
-        for p, sl, shape in zip(self.params, self.slices, self.shapes):
-            p.data = p.data - update[sl].reshape(shape)
+    def views(self, name):
+        """Every parameter's view of ``buffer(name)``, made once: a list, in the parameters' order."""
+        v = self._views.get(name)
+        if v is None:
+            v = self._views[name] = [self.view(name, j) for j in range(len(self.params))]
+        return v
+
+    def subtract(self, name):
+        """Every parameter gets a new array: ``p.data - update``, ``update`` its view of ``buffer(name)``."""
+        for p, u in zip(self.params, self.views(name)):
+            p.data = np.subtract(p.data, u)
 
 
 class Optimizer:
@@ -162,15 +170,16 @@ class SGD(Optimizer):
     def _new_state(self, flat, j):
         return {"momentum_buffer": flat.view("momentum_buffer", j)} if self.momentum else {}
 
-    def _step(self, g, p, buf):
-        """The rule above for one parameter, or for all of them laid end to end -> the step to subtract."""
+    def _step(self, g, p, buf, out=None):
+        """The rule above for one parameter, or for all of them laid end to end -> the step to subtract
+        (written into ``out`` if given)."""
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
             buf *= self.momentum  # buf starts at 0, so the first step gives buf = g, as PyTorch's copy does
             buf += g
             g = buf
-        return self.lr * g
+        return np.multiply(g, self.lr, out=out)
 
     def step(self):
         """Update every parameter that has a gradient."""
@@ -181,7 +190,8 @@ class SGD(Optimizer):
             if self.momentum and all(g is not None for g in grads):
                 g = flat.gather(grads, "grad")
                 p = flat.gather([p.data for p in flat.params], "param") if self.weight_decay else None
-                flat.subtract(self._step(g, p, flat.buffer("momentum_buffer")))
+                self._step(g, p, flat.buffer("momentum_buffer"), out=flat.buffer("step"))
+                flat.subtract("step")
                 continue
             for p, g in zip(flat.params, grads):
                 if g is not None:
@@ -246,8 +256,8 @@ class Adam(Optimizer):
                 g = flat.gather(grads, "grad")  # all at once (see the module docstring)
                 if self.weight_decay:
                     g += self.weight_decay * flat.gather([p.data for p in flat.params], "param")
-                flat.subtract(adam_update(flat.buffer("m"), flat.buffer("v"), g, t, self.lr, b1, b2, self.eps,
-                                          flat.buffer("step")))
+                adam_update(flat.buffer("m"), flat.buffer("v"), g, t, self.lr, b1, b2, self.eps, flat.buffer("step"))
+                flat.subtract("step")
                 for st in states:
                     st["step"] = t
                 continue

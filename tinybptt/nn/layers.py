@@ -3,8 +3,8 @@ import numpy as np
 
 from ..autograd import Tensor, _as_array, float_dtype
 from ..errors import DTypeError, ShapeError, describe
-from ..ops import linear
 from . import init
+from .functional import linear
 from .module import Module, Parameter
 
 
@@ -61,7 +61,7 @@ class Linear(Module):
                 "Linear(in_features=%d, out_features=%d): input must have shape (..., %d), got %s"
                 % (self.in_features, self.out_features, self.in_features, describe(x.data))
             )
-        return linear(x, self.weight.T, self.bias)  # x @ W^T + b: a transpose node and one linear node
+        return linear(x, self.weight, self.bias)  # x @ W^T + b in one node
 
     def extra_repr(self):
         return "in_features=%d, out_features=%d, bias=%s" % (self.in_features, self.out_features, self.bias is not None)
