@@ -85,9 +85,12 @@ class Mul(Function):
     engine adds the two -- three passes over ``x`` and three new arrays of its
     size.  Since d(x*x)/dx = 2x, backward computes ``2 * g * x`` once (one new
     array, doubled in place) and hands all of it to the first operand (None for
-    the second, which is the same tensor).  Measured on the recurrent-layer
-    benchmark (forward, ``(out * out).sum()``, backward; out of shape (100, 32, 256)):
-    see benchmarks/README.md.
+    the second, which is the same tensor).  Measured on a recurrent layer's forward,
+    ``(out * out).sum()`` and backward (mode="sequence", float32, CPU time, one
+    pinned core, alternating with the plain rule): for out of shape (100, 32, 256)
+    the time outside the C kernels fell from 1.8-2.5 ms to 1.3-1.8 ms (RNN, LSTM,
+    GRU), 1-3% of the whole iteration; for (50, 1, 32) (RNN), 63-66 us -> 58-61 us,
+    5-6% of the iteration, since the engine also has one gradient less to add.
     """
 
     @staticmethod
