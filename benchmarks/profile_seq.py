@@ -123,7 +123,8 @@ def main(argv=None):
                     line += "   ratio med %.2fx  min %.2fx" % (med[c] / bmed, mn[c] / bmin)
                 print(line)
                 if args.split and c not in peers:
-                    print("  %-10s outside the kernel wrappers: median %7.1f us of %7.1f us per iteration"
+                    print("  %-10s outside the kernel wrappers: median %7.1f us of %7.1f us per iteration, "
+                          "%.0f minor page faults per iteration"
                           % (c, *_outside_kernels(bench, runners[c], max(200, 20 * args.reps))))
             sys.stdout.flush()
             del runners
@@ -132,15 +133,19 @@ def main(argv=None):
 
 
 def _outside_kernels(bench, runner, n):
-    """(median us outside the kernel wrappers, median us in all) over ``n`` iterations of ``runner``.
+    """(median us outside the kernel wrappers, median us in all, mean minor page faults) over
+    ``n`` iterations of ``runner``.
 
     Each iteration is timed whole (wall clock, garbage collector off as in the timed
     rounds) while ``bench.KernelTimer`` adds up the time spent inside the backend's
     kernel functions; medians, so a preemption by another process rarely counts.
+    A large array that comes fresh from the operating system costs a minor page fault
+    per 4 KiB page at first touch; their count shows whether an iteration pays that.
     """
     import statistics
     import time
 
+    faults = _minor_faults()
     outside, total = [], []
     with bench.KernelTimer(runner.kernel_module) as kt, bench.gc_protocol():
         for _ in range(n):
@@ -150,7 +155,17 @@ def _outside_kernels(bench, runner, n):
             dt = time.perf_counter() - t0
             total.append(dt)
             outside.append(dt - (kt.seconds["fwd"] + kt.seconds["bwd"] - in_kernels))
-    return 1e6 * statistics.median(outside), 1e6 * statistics.median(total)
+    faults = _minor_faults() - faults
+    return 1e6 * statistics.median(outside), 1e6 * statistics.median(total), faults / n
+
+
+def _minor_faults():
+    """The process's minor page faults so far (NaN where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 if __name__ == "__main__":
