@@ -15,6 +15,9 @@ torch, jax, torch-ops, numpy (tinybptt's NumPy reference kernels called directly
 ``--split`` adds, for each tinybptt contender, the median time of one iteration
 outside the kernel wrappers (``kernels.backend.seq_forward`` etc., validation
 included): what the engine, the layer and the loss cost around the kernels.
+``--split --evict 24`` measures that time a second time with 24 MiB streamed through
+the caches before every iteration, as a training step's own large arrays do: the same
+Python code, run with the interpreter's working set evicted from L1/L2 and the TLB.
 """
 import argparse
 import os
@@ -50,6 +53,8 @@ def main(argv=None):
     ap.add_argument("--ftz", action="store_true", help="tinybptt.set_flush_to_zero(True)")
     ap.add_argument("--split", action="store_true",
                     help="also report each tinybptt contender's median time outside the kernel wrappers")
+    ap.add_argument("--evict", type=float, default=0,
+                    help="with --split: also measure it with this many MiB streamed through the caches first")
     args = ap.parse_args(argv)
     _pin(args.threads)
 
@@ -126,15 +131,20 @@ def main(argv=None):
                     print("  %-10s outside the kernel wrappers: median %7.1f us of %7.1f us per iteration, "
                           "%.0f minor page faults per iteration"
                           % (c, *_outside_kernels(bench, runners[c], max(200, 20 * args.reps))))
+                    if args.evict:
+                        print("  %-10s the same after %g MiB through the caches: median %7.1f us of %7.1f us"
+                              % (c, args.evict, *_outside_kernels(bench, runners[c], max(200, 20 * args.reps),
+                                                                  args.evict)[:2]))
             sys.stdout.flush()
             del runners
             gc.collect()
     np.seterr(all="warn")
 
 
-def _outside_kernels(bench, runner, n):
+def _outside_kernels(bench, runner, n, evict_mib=0):
     """(median us outside the kernel wrappers, median us in all, mean minor page faults) over
-    ``n`` iterations of ``runner``.
+    ``n`` iterations of ``runner``; with ``evict_mib``, each iteration starts after that many
+    MiB were copied from one array to another (untimed), which leaves the caches cold.
 
     Each iteration is timed whole (wall clock, garbage collector off as in the timed
     rounds) while ``bench.KernelTimer`` adds up the time spent inside the backend's
@@ -145,10 +155,16 @@ def _outside_kernels(bench, runner, n):
     import statistics
     import time
 
+    import numpy as np
+
+    src = np.ones(int(evict_mib * 2 ** 20) // 8)
+    dst = np.empty_like(src)
     faults = _minor_faults()
     outside, total = [], []
     with bench.KernelTimer(runner.kernel_module) as kt, bench.gc_protocol():
         for _ in range(n):
+            if evict_mib:
+                np.copyto(dst, src)
             in_kernels = kt.seconds["fwd"] + kt.seconds["bwd"]
             t0 = time.perf_counter()
             runner.step()
