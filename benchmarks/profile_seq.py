@@ -15,6 +15,9 @@ torch, jax, torch-ops, numpy (tinybptt's NumPy reference kernels called directly
 ``--split`` adds, for each tinybptt contender, the median time of one iteration
 outside the kernel wrappers (``kernels.backend.seq_forward`` etc., validation
 included): what the engine, the layer and the loss cost around the kernels.
+``--split --evict 24`` measures that time a second time with 24 MiB streamed through
+the caches before every iteration, as a training step's own large arrays do: the same
+Python code, run with the interpreter's working set evicted from L1/L2 and the TLB.
 """
 import argparse
 import os
@@ -50,6 +53,8 @@ def main(argv=None):
     ap.add_argument("--ftz", action="store_true", help="tinybptt.set_flush_to_zero(True)")
     ap.add_argument("--split", action="store_true",
                     help="also report each tinybptt contender's median time outside the kernel wrappers")
+    ap.add_argument("--evict", type=float, default=0,
+                    help="with --split: also measure it with this many MiB streamed through the caches first")
     args = ap.parse_args(argv)
     _pin(args.threads)
 
@@ -123,34 +128,60 @@ def main(argv=None):
                     line += "   ratio med %.2fx  min %.2fx" % (med[c] / bmed, mn[c] / bmin)
                 print(line)
                 if args.split and c not in peers:
-                    print("  %-10s outside the kernel wrappers: median %7.1f us of %7.1f us per iteration"
+                    print("  %-10s outside the kernel wrappers: median %7.1f us of %7.1f us per iteration, "
+                          "%.0f minor page faults per iteration"
                           % (c, *_outside_kernels(bench, runners[c], max(200, 20 * args.reps))))
+                    if args.evict:
+                        print("  %-10s the same after %g MiB through the caches: median %7.1f us of %7.1f us"
+                              % (c, args.evict, *_outside_kernels(bench, runners[c], max(200, 20 * args.reps),
+                                                                  args.evict)[:2]))
             sys.stdout.flush()
             del runners
             gc.collect()
     np.seterr(all="warn")
 
 
-def _outside_kernels(bench, runner, n):
-    """(median us outside the kernel wrappers, median us in all) over ``n`` iterations of ``runner``.
+def _outside_kernels(bench, runner, n, evict_mib=0):
+    """(median us outside the kernel wrappers, median us in all, mean minor page faults) over
+    ``n`` iterations of ``runner``; with ``evict_mib``, each iteration starts after that many
+    MiB were copied from one array to another (untimed), which leaves the caches cold.
 
     Each iteration is timed whole (wall clock, garbage collector off as in the timed
     rounds) while ``bench.KernelTimer`` adds up the time spent inside the backend's
     kernel functions; medians, so a preemption by another process rarely counts.
+    A large array that comes fresh from the operating system costs a minor page fault
+    per 4 KiB page at first touch; their count shows whether an iteration pays that.
     """
     import statistics
     import time
 
+    import numpy as np
+
+    src = np.ones(int(evict_mib * 2 ** 20) // 8)
+    dst = np.empty_like(src)
+    faults = _minor_faults()
     outside, total = [], []
     with bench.KernelTimer(runner.kernel_module) as kt, bench.gc_protocol():
         for _ in range(n):
+            if evict_mib:
+                np.copyto(dst, src)
             in_kernels = kt.seconds["fwd"] + kt.seconds["bwd"]
             t0 = time.perf_counter()
             runner.step()
             dt = time.perf_counter() - t0
             total.append(dt)
             outside.append(dt - (kt.seconds["fwd"] + kt.seconds["bwd"] - in_kernels))
-    return 1e6 * statistics.median(outside), 1e6 * statistics.median(total)
+    faults = _minor_faults() - faults
+    return 1e6 * statistics.median(outside), 1e6 * statistics.median(total), faults / n
+
+
+def _minor_faults():
+    """The process's minor page faults so far (NaN where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 if __name__ == "__main__":
