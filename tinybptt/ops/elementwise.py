@@ -78,37 +78,19 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """``a * b``.   d/da = b,  d/db = a.
-
-    Speed device, "square": when both operands are one tensor (``x * x``, as in a
-    loss ``(out * out).sum()``), the plain rule computes ``g * x`` twice and the
-    engine adds the two -- three passes over ``x`` and three new arrays of its
-    size.  Since d(x*x)/dx = 2x, backward computes ``2 * g * x`` once (one new
-    array, doubled in place) and hands all of it to the first operand (None for
-    the second, which is the same tensor).  Measured on a recurrent layer's forward,
-    ``(out * out).sum()`` and backward (mode="sequence", float32, CPU time, one
-    pinned core, alternating with the plain rule): for out of shape (100, 32, 256)
-    the time outside the C kernels fell from 1.8-2.5 ms to 1.3-1.8 ms (RNN, LSTM,
-    GRU), 1-3% of the whole iteration; for (50, 1, 32) (RNN), 63-66 us -> 58-61 us,
-    5-6% of the iteration, since the engine also has one gradient less to add.
-    """
+    """``a * b``.   d/da = b,  d/db = a."""
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = _shapes(a, b)
         y = _broadcasting("mul", np.multiply, a, b)
         need_a, need_b = ctx.needs_input_grad
-        ctx.square = ctx.inputs is not None and ctx.inputs[0] is ctx.inputs[1]
         ctx.save_for_backward(a if need_b else None, b if need_a else None)  # only what backward will use
         return y
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        if ctx.square:
-            d = g * a  # a new array (or a NumPy scalar for 0-D): doubling it in place is safe
-            d += d
-            return d, None
         sa, sb = ctx.shapes
         need_a, need_b = ctx.needs_input_grad
         return (unbroadcast(g * b, sa) if need_a else None), (unbroadcast(g * a, sb) if need_b else None)
