@@ -157,9 +157,11 @@ def _outside_kernels(bench, runner, n, evict_mib=0):
 
     import numpy as np
 
+    from tinybptt.bench.train_profile import minor_page_faults
+
     src = np.ones(int(evict_mib * 2 ** 20) // 8)
     dst = np.empty_like(src)
-    faults = _minor_faults()
+    faults = minor_page_faults()
     outside, total = [], []
     with bench.KernelTimer(runner.kernel_module) as kt, bench.gc_protocol():
         for _ in range(n):
@@ -171,17 +173,8 @@ def _outside_kernels(bench, runner, n, evict_mib=0):
             dt = time.perf_counter() - t0
             total.append(dt)
             outside.append(dt - (kt.seconds["fwd"] + kt.seconds["bwd"] - in_kernels))
-    faults = _minor_faults() - faults
+    faults = minor_page_faults() - faults
     return 1e6 * statistics.median(outside), 1e6 * statistics.median(total), faults / n
-
-
-def _minor_faults():
-    """The process's minor page faults so far (NaN where ``resource`` is missing, e.g. Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return float("nan")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 if __name__ == "__main__":

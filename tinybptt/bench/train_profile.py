@@ -20,9 +20,13 @@ workspace (``kernels.workspace``: the layer forward's saved arrays and outputs)
 cost page faults at every step.  The profile counts, per step, the arrays the
 workspace handed out again and those it had to make.
 """
-import resource
 import statistics
 import time
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
 
 import numpy as np
 
@@ -36,8 +40,11 @@ PHASES = ("batch", "layer forward", "read-out + loss", "zero_grad", "backward", 
           "loss.item()")
 
 
-def _minflt():
-    """Minor page faults of this process so far: memory handed out by the OS on first touch."""
+def minor_page_faults():
+    """Minor page faults of this process so far: memory handed out by the OS on first touch
+    (NaN where Python has no ``resource`` module, as on Windows)."""
+    if resource is None:
+        return float("nan")
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
@@ -47,25 +54,25 @@ def _profiled_step(loop, rng, cfg, kt, adding_problem):
     from ..autograd import Tensor
     from ..nn import functional as F
     model, now = loop.model, time.process_time
-    t, f = [now()], [_minflt()]
+    t, f = [now()], [minor_page_faults()]
     x, y = adding_problem(cfg["T"], cfg["B"], rng, cfg["dtype"])
-    t.append(now()), f.append(_minflt())
+    t.append(now()), f.append(minor_page_faults())
     kt.phase = "fwd"
     res = model.rnn(x)
-    t.append(now()), f.append(_minflt())
+    t.append(now()), f.append(minor_page_faults())
     loss = F.mse_loss(model.read_out(*res), Tensor(np.asarray(y, dtype=model.dtype)))
-    t.append(now()), f.append(_minflt())
+    t.append(now()), f.append(minor_page_faults())
     loop.opt.zero_grad()
-    t.append(now()), f.append(_minflt())
+    t.append(now()), f.append(minor_page_faults())
     kt.phase = "bwd"
     loss.backward()
-    t.append(now()), f.append(_minflt())
+    t.append(now()), f.append(minor_page_faults())
     loop.clip_grad_norm_(loop.params, loop.clip)
-    t.append(now()), f.append(_minflt())
+    t.append(now()), f.append(minor_page_faults())
     loop.opt.step()
-    t.append(now()), f.append(_minflt())
+    t.append(now()), f.append(minor_page_faults())
     float(loss.item())
-    t.append(now()), f.append(_minflt())
+    t.append(now()), f.append(minor_page_faults())
     return ({p: t[k + 1] - t[k] for k, p in enumerate(PHASES)},
             {p: f[k + 1] - f[k] for k, p in enumerate(PHASES)})
 
