@@ -32,7 +32,7 @@ static void FN(pack_into)(long K, long N, long vl, const real *W, long ldw, int 
             /* rows n0+j of W (contiguous in k) go down the panel's column j; four at a
                time, so that each k stores four neighbours (one row at a time stored one
                value per cache line, and ran 2x slower or faster with the loop's address) */
-            long j = 0;
+            long j = FN(pack_t8)(K, w, vl, W + n0 * ldw, ldw, pq);  /* whole groups of 8 rows */
             for (; j + 4 <= w; j += 4) {
                 const real *s0 = W + (n0 + j) * ldw, *s1 = s0 + ldw, *s2 = s1 + ldw, *s3 = s2 + ldw;
                 for (long k = 0; k < K; k++) {
