@@ -18,8 +18,7 @@ plain loop throughout.  The shapes below reach each of those branches:
 import numpy as np
 import pytest
 
-from test_rnnk import _close  # the tolerances of the RNN's tests
-from tinybptt.kernels import numpy as KN
+from test_tinyk import _inputs, check_sequence, isa  # noqa: F401 (isa: the fixture running a test under each instruction set)
 
 try:
     from tinybptt.kernels._ffi import ffi, lib
@@ -29,17 +28,7 @@ except ImportError:  # extension not built
 
 pytestmark = pytest.mark.skipif(KC is None, reason="C extension not built")
 
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
-
-
-@pytest.fixture(params=["avx512", "avx2", "portable"])
-def isa(request):
-    """Run under one instruction set (skipped if the CPU lacks it); restore the default after."""
-    default = ffi.string(lib.tb_isa_name()).decode()
-    if lib.tb_select_isa(request.param.encode()):
-        pytest.skip("this CPU cannot run the %s kernels" % request.param)
-    yield request.param
-    assert lib.tb_select_isa(default.encode()) == 0
+GATES = ["gru", "lstm", "rnn_relu", "rnn_tanh"]
 
 
 def _ptr(a):
@@ -73,17 +62,6 @@ def test_pack_of_a_transpose_is_exact(isa, N, K, dtype):
     assert np.array_equal(C, W[:, :K].T)
 
 
-def _inputs(rng, cell, T, B, I, H, dtype, w_scale=1.0):
-    G = GATES[cell]
-
-    def r(*shape, scale=0.5):
-        return (rng.standard_normal(shape) * scale).astype(dtype)
-
-    return (cell, r(T, B, I), r(B, H), r(B, H) if cell == "lstm" else None,
-            r(G * H, I, scale=w_scale * I ** -0.5), r(G * H, H, scale=w_scale * H ** -0.5),
-            r(G * H), r(G * H))
-
-
 # (T, B, I, H)
 SEQ_SHAPES = [
     (7, 1, 13, 40),   # W_ih^T: K = 13 (a block and 5 more); W_hh^T: panels of 16, 16 and 8
@@ -94,40 +72,25 @@ SEQ_SHAPES = [
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("cell", GATES)
 @pytest.mark.parametrize("shape", SEQ_SHAPES, ids=lambda s: "T%dB%dI%dH%d" % s)
 def test_sequence_after_the_pack_matches_reference(isa, shape, cell, dtype):
     T, B, I, H = shape
     rng = np.random.default_rng(sum(shape) + len(cell))
-    _check_sequence(rng, _inputs(rng, cell, T, B, I, H, dtype), T, B, H, dtype)
+    args = _inputs(rng, cell, T, B, I, H, dtype)
+    check_sequence(args, rng.standard_normal((T, B, H)).astype(dtype), None, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("cell", GATES)
 def test_vanishing_gradient_after_the_pack_matches_reference(isa, cell, dtype):
     """Small weights: the gradient reaching h0 is orders of magnitude below the one at
     the end (about 1e-27 for the RNN, still a normal float32; 1e-6 for the GRU)."""
     T, B, I, H = 40, 2, 11, 24
     rng = np.random.default_rng(7 + len(cell))
-    args = _inputs(rng, cell, T, B, I, H, dtype, w_scale=0.3)
-    g_n = _check_sequence(rng, args, T, B, H, dtype, only_last=True)
+    args = list(_inputs(rng, cell, T, B, I, H, dtype))
+    args[4:6] = [w * dtype(0.3) for w in args[4:6]]  # w_ih, w_hh
+    d_out = np.zeros((T, B, H), dtype)
+    d_out[-1] = rng.standard_normal((B, H))  # a loss on the last step only
+    g_n = check_sequence(args, d_out, None, dtype, relative=True)
     assert 0 < np.abs(g_n["dh0"]).max() < 1e-4  # it did vanish (from about 1 at the last step)
-
-
-def _check_sequence(rng, args, T, B, H, dtype, only_last=False):
-    cell = args[0]
-    out_n, c_n, s_n = KN.seq_forward(*args)
-    out_c, c_c, s_c = KC.seq_forward(*args)
-    _close("out", out_c, out_n, dtype)
-    if cell == "lstm":
-        _close("c_out", c_c, c_n, dtype)
-    d_out = rng.standard_normal((T, B, H)).astype(dtype)
-    if only_last:
-        d_out[:-1] = 0
-    g_n = KN.seq_backward(cell, s_n, d_out, None, need_trace=False)
-    g_c = KC.seq_backward(cell, s_c, d_out, None, need_trace=False)
-    for k in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"):
-        if g_n[k] is not None:
-            scale = np.abs(g_n[k]).max()  # relative to the block's size: dh0 is tiny
-            _close(k, g_c[k] / scale, g_n[k] / scale, dtype)
-    return g_n
