@@ -325,5 +325,68 @@ void panel_free(panel *P)
 /* Largest op(W) read in place (about an L2); larger ones are packed into panels. */
 #define DIRECT_MAX_BYTES (1024.0 * 1024)
 
+/* ------------------------------------------------------------------ */
+/* Packing a transposed W                                             */
+/* ------------------------------------------------------------------ */
+/* Speed device, the transposing pack by 8 x 8 blocks (pack_t8): packing
+   op(W) = W^T puts each row of W down a panel's column.  The plain loop
+   (pack_into in recurrent_mm_impl.h) moves one value per load and store;
+   here eight rows of eight values are loaded as vectors, transposed in
+   registers and stored as eight panel rows.  It is the fixed cost of every
+   sequence forward, which packs W_hh^T (and the RNN also W_ih^T).  Measured
+   on one Zen 4 core, float32, B = 1, I = H = 32, the C forward alone
+   (medians of four alternating runs of the two builds, plain -> blocks):
+   T = 1: RNN 0.71 -> 0.30 us, GRU 1.22 -> 0.60, LSTM 3.40 -> 1.88;
+   T = 50: RNN 4.23 -> 3.82 us, GRU 11.55 -> 11.04, LSTM 19.2 -> 17.9.
+   At H = 64 and up no change beyond the noise.  float only (float64 packs
+   with the plain loop). */
+#ifdef MM_X86
+#define MM_TAVX __attribute__((target("avx2")))
+/* dst[c*ldd + r] = src[r*lds + c] for r, c < 8 */
+static MM_TAVX void mm_t8x8_f32(const float *src, long lds, float *dst, long ldd)
+{
+    __m256 r[8], t[8], s[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {   /* pairs of rows, interleaved */
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {   /* groups of four rows, columns (0 4), (1 5), (2 6), (3 7) */
+        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {      /* low halves give columns 0-3, high halves 4-7 */
+        _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(s[c], s[c + 4], 0x20));
+        _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(s[c], s[c + 4], 0x31));
+    }
+}
+#endif
+
+/* P[k*vl + j] = W[j*ldw + k] for k < K and the rows j < (w rounded down to
+   8) it returns, when the CPU has AVX2 (vl >= 8); 0 rows otherwise. */
+static long pack_t8_f32(long K, long w, long vl, const float *W, long ldw, float *P)
+{
+#ifdef MM_X86
+    if (vl < 8) return 0;
+    long j = 0, K8 = K / 8 * 8;
+    for (; j + 8 <= w; j += 8) {
+        for (long k = 0; k < K8; k += 8) mm_t8x8_f32(W + j * ldw + k, ldw, P + k * vl + j, vl);
+        for (long k = K8; k < K; k++)
+            for (long r = 0; r < 8; r++) P[k * vl + j + r] = W[(j + r) * ldw + k];
+    }
+    return j;
+#else
+    (void)K; (void)w; (void)vl; (void)W; (void)ldw; (void)P;
+    return 0;
+#endif
+}
+static long pack_t8_f64(long K, long w, long vl, const double *W, long ldw, double *P)
+{
+    (void)K; (void)w; (void)vl; (void)W; (void)ldw; (void)P;
+    return 0;
+}
+
 #define TB_TEMPLATE "recurrent_mm_impl.h"
 #include "for_each_dtype.h"

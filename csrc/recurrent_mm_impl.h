@@ -29,10 +29,12 @@ static void FN(pack_into)(long K, long N, long vl, const real *W, long ldw, int 
         long n0 = q * vl, w = N - n0 < vl ? N - n0 : vl;
         if (trans) {
             if (w < vl) memset(pq, 0, (size_t)(K * vl) * sizeof(real));
-            /* rows n0+j of W (contiguous in k) go down the panel's column j; four at a
-               time, so that each k stores four neighbours (one row at a time stored one
-               value per cache line, and ran 2x slower or faster with the loop's address) */
-            long j = 0;
+            /* rows n0+j of W (contiguous in k) go down the panel's column j; whole
+               groups of 8 rows by register blocks where the CPU has them (pack_t8,
+               the speed device in recurrent_mm.c), the rest four at a time, so that
+               each k stores four neighbours (one row at a time stored one value per
+               cache line, and ran 2x slower or faster with the loop's address) */
+            long j = FN(pack_t8)(K, w, vl, W + n0 * ldw, ldw, pq);
             for (; j + 4 <= w; j += 4) {
                 const real *s0 = W + (n0 + j) * ldw, *s1 = s0 + ldw, *s2 = s1 + ldw, *s3 = s2 + ldw;
                 for (long k = 0; k < K; k++) {
