@@ -25,14 +25,11 @@ class Sum(Function):
 
 
 def _spread(g, shape):
-    """``np.broadcast_to(g, shape)`` for a one-element ``g``, without its Python-level machinery."""
+    """``np.broadcast_to(g, shape)`` for a one-element ``g``, without its Python-level machinery:
+    a zero-stride view of the bytes of ``g`` (immutable, so the view is read-only, as broadcast_to's is)."""
     if g.size != 1:
         return np.broadcast_to(g, shape)
-    if not g.flags.c_contiguous:
-        g = g.copy()
-    v = np.ndarray(shape, dtype=g.dtype, buffer=g, strides=(0,) * len(shape))
-    v.flags.writeable = False
-    return v
+    return np.ndarray(shape, g.dtype, g.tobytes(), 0, (0,) * len(shape))  # (keywords cost as much as the rest)
 
 
 class Mean(Function):
