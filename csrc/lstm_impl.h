@@ -113,7 +113,17 @@ TB_CLONES static void FN(lstm_pointwise_backward)(long B, long H,
      not known; a guess is that requests and the loop's own loads share the
      few cache misses a core keeps in flight, which the product needs too;
    - writing the trace of dh from this loop, which reads dh anyway, instead of
-     copying it per step (cell_record): backward 0.986. */
+     copying it per step (cell_record): backward 0.986;
+   - the same, the other way round: the product writing dh_{t-1} straight into
+     the trace's row for t-1, where the next step's gate loop reads it (no copy
+     at all): backward 1.013;
+   - asking for step t-1's rows from this loop, row by row, into the L2 cache
+     rather than L1 (a hint for one or two steps ahead): backward 1.00, 1.00;
+   - non-temporal (streaming) stores for both traces, which no step reads
+     back (dc_total through a row in cache, then streamed): backward 0.994.
+     Streaming the forward's gate and tanh_c blocks instead (the product and
+     the gate loop working in a block that stays in cache) made the forward
+     1.14 and the backward 1.04: the backward then reads them from memory. */
 
 /* ---- one step */
 
@@ -258,7 +268,13 @@ done:
      B = 16, I = H = 64: 3.10 -> 2.67;  T = 1000, B = 8, I = H = 64: 15.1 -> 12.8
      B = 64, I = 125, H = 128: 39.8 -> 35.3;  B = 32, I = 2, H = 192: 23.7 -> 21.7
      B = 4, I = H = 32: 0.155 -> 0.154;  T = 50, B = 1, I = H = 32: 0.028 -> 0.029
-     B = 32, I = H = 256 (2 MB of sums), one step at a time: 71 -> 84 */
+     B = 32, I = H = 256 (2 MB of sums), one step at a time: 71 -> 84
+   Tried and not kept: reading a group's rows h_{t-1} in place, from out
+   (they are one block there, out[lo-1..hi-1]), instead of gathering
+   [x_t | h_{t-1} | 1] per step: two products per group, one over the I+1 rows
+   of x and ones and one over the H rows of h, saved the copy of the h rows
+   (the product packs them anyway) but measured backward 2.90 -> 2.89 ms at
+   the training loop's shape (without dx; medians of five alternating runs). */
 #define LSTM_WGRAD_ROWS 128
 #define LSTM_STEP_WGRAD_MAX_BYTES (640 * 1024)
 #define LSTM_STEP_WGRAD(T, B, I, H) \
