@@ -37,7 +37,12 @@ static inline void FN(lstm_prefetch)(const real *p, long n)
 
 /* gates (B, 4H): the full pre-activations on entry, activated i, f, g, o on exit.
    next: the block the next step writes, fetched row by row meanwhile
-   (see lstm_prefetch), or NULL. */
+   (see lstm_prefetch), or NULL.
+   (Tried and not kept: a row as four loops, one per nonlinearity over i and f,
+   g, o, then c' and tanh(c'), so that more independent work is in flight than
+   one element's chain from the gates through c' to h': the same results, bit
+   for bit, and the float32 sequence forward at T = 100, B = 32, I = 2, H = 64
+   0.99 of the time, medians of five alternating runs.) */
 TB_CLONES_FMA static void FN(lstm_pointwise_forward)(long B, long H,
                                        const real *restrict c_prev, /* (B, H) */
                                        real *restrict gates,        /* (B, 4H) in place */
