@@ -116,8 +116,8 @@ done:
  * the loop is busy with tanh.  The plain loop walks a (B, H) in one pass and
  * fetches nothing.  Where the 0.8 ms above the forward's product floor went,
  * at T = 100, B = 32, I = H = 256, float32, on one Zen 4 core (medians of
- * three alternating runs of builds that each left one part out; the products
- * alone 200 x 37.7 us = 7.5 ms): the forward 8.40 ms; with x_t read from
+ * three interleaved rounds of a build switched at run time to leave one part
+ * out; the products alone 200 x 37.7 us = 7.5 ms): the forward 8.40 ms; with x_t read from
  * one fixed place 8.12, with out_t written to one fixed place 8.04, with both
  * 7.83, and without tanh as well 7.54.  So about 0.6 ms is the product
  * waiting on x and out rows from memory and 0.25 ms is tanh.  This device
@@ -155,9 +155,9 @@ done:
  * within the noise.  (The block's products run at about 105 GFLOP/s against
  * the micro-kernel's 120.  Not from x's rows arriving cold: fetching each
  * step's x rows, and the next step's d_out rows, from the backward's
- * activation loop as the forward does measured no change, 12.90 against
- * 12.90 ms; nor from the micro-kernel's fetch ahead of B: without it 14.3
- * against 14.2 ms.)
+ * activation loop as the forward does, medians of four interleaved runs:
+ * 13.24 ms without, 13.25 with x's rows, 13.58 with both; nor from the
+ * micro-kernel's fetch ahead of B: without it 14.28 against 14.14 ms.)
  */
 
 #ifndef RNN_BLOCK_BYTES
