@@ -13,14 +13,24 @@
 
 /* ---- the elementwise part of one step, shared by step and sequence kernels */
 
-/* a (B, H): the full pre-activation on entry, h' = act(a) on exit. */
-TB_CLONES_FMA static void FN(rnn_pointwise_forward)(int relu, long n, /* n = B*H */
-                                      real *restrict a) /* (B, H) in place */
+/* a (B, H): the full pre-activation on entry, h' = act(a) on exit.  next_x
+   (B, I) and next_a (B, H): rows fetched meanwhile, row by row, or NULL (see
+   "the next step's rows" below; a hint only, no result depends on it). */
+TB_CLONES_FMA static void FN(rnn_pointwise_forward)(int relu, long B, long H, long I,
+                                      real *restrict a,     /* (B, H) in place */
+                                      const real *next_x,   /* (B, I) or NULL */
+                                      const real *next_a)   /* (B, H) or NULL */
 {
-    if (relu)
-        for (long k = 0; k < n; k++) a[k] = !(a[k] <= 0) ? a[k] : (real)0;  /* NaN stays NaN */
-    else
-        for (long k = 0; k < n; k++) a[k] = FN(vm_tanh)(a[k]);
+    const long line = 64 / (long)sizeof(real);  /* reals per cache line */
+    for (long b = 0; b < B; b++) {
+        for (long k = 0; next_x && k < I; k += line) TB_PREFETCH(next_x + b * I + k);
+        for (long k = 0; next_a && k < H; k += line) TB_PREFETCH(next_a + b * H + k);
+        real *ab = a + b * H;
+        if (relu)
+            for (long k = 0; k < H; k++) ab[k] = !(ab[k] <= 0) ? ab[k] : (real)0;  /* NaN stays NaN */
+        else
+            for (long k = 0; k < H; k++) ab[k] = FN(vm_tanh)(ab[k]);
+    }
 }
 
 /* da = dh * act'(a), read from the saved output h'. */
@@ -50,7 +60,7 @@ int FN(tb_rnn_step_forward)(int relu, long B, long I, long H,
         || GEMM(0, 1, B, H, H, 1, h, H, w_hh, H, 1, h_new, H))  /* a += h @ W_hh^T */
         return 1;
     FN(cell_add_bias_rows)(B, H, h_new, b_ih, b_hh);           /* a += b_ih + b_hh */
-    FN(rnn_pointwise_forward)(relu, B * H, h_new);
+    FN(rnn_pointwise_forward)(relu, B, H, I, h_new, NULL, NULL);
     return 0;
 }
 
@@ -96,6 +106,33 @@ done:
  * one-row product per step would wait on its dispatch and FMA latency; the
  * kernel at T = 50, B = 1, I = H = 32 took 5.5 us against 7.2 us with a
  * product per step.)
+ *
+ * Speed device, the next step's rows (the next_x, next_a arguments of
+ * rnn_pointwise_forward): at the last step of a block, the activation loop
+ * asks for the rows the next block's input projection starts with -- x_t1
+ * (B, I), read, and out_t1 (B, H), which that product writes first, so that
+ * each of its lines would otherwise be fetched from memory while the tiles
+ * wait -- one row of each per row of its own work, so that they arrive while
+ * the loop is busy with tanh.  The plain loop walks a (B, H) in one pass and
+ * fetches nothing.  Where the 0.8 ms above the forward's product floor went,
+ * at T = 100, B = 32, I = H = 256, float32, on one Zen 4 core (medians of
+ * three interleaved rounds of a build switched at run time to leave one part
+ * out; the products alone 200 x 37.7 us = 7.5 ms): the forward 8.40 ms; with x_t read from
+ * one fixed place 8.12, with out_t written to one fixed place 8.04, with both
+ * 7.83, and without tanh as well 7.54.  So about 0.6 ms is the product
+ * waiting on x and out rows from memory and 0.25 ms is tanh.  This device
+ * takes back most of the first part: the forward 8.44 -> 7.99 ms (medians of
+ * four alternating runs of the two builds, -5%), at T = 100, B = 64,
+ * I = 125, H = 320 18.07 -> 17.09 ms (-5%); at T = 1000, B = 8, I = H = 64
+ * and T = 100, B = 16, I = H = 64 (blocks of many steps) no change beyond
+ * the noise.  Kept to next rows of at most RNN_NEXT_ROWS_MAX_BYTES: at
+ * B = 64, I = H = 512 (256 KB of them, with 2 MB of panels that do not fit
+ * in L2 either) the fetched rows evict what the tiles read, 62.7 -> 64.2 ms
+ * (62.2 -> 62.0 with the limit).
+ * A hint only: the results are bit for bit those of the plain loop.
+ * (Fetching the whole of x_t1 and out_t1 at once before the activation loop,
+ * or two steps ahead, measured no better.)
+ *
  * Backward sums the bias gradient step by step and ends with the
  * weight-gradient products over all steps, every step's da kept in one
  * scratch block until then.
@@ -115,11 +152,17 @@ done:
  * Kept to that range: with weights beyond half an L2 every block re-reads
  * the weight gradients from further out (I = H = 512, B = 64: 108 -> 115
  * ms), and T = 100, B = 64, I = 125, H = 320 (weights of 570 KB) gained 2%,
- * within the noise.
+ * within the noise.  (The block's products run at about 105 GFLOP/s against
+ * the micro-kernel's 120.  Not from x's rows arriving cold: fetching each
+ * step's x rows, and the next step's d_out rows, from the backward's
+ * activation loop as the forward does, medians of four interleaved runs:
+ * 13.24 ms without, 13.25 with x's rows, 13.58 with both; nor from the
+ * micro-kernel's fetch ahead of B: without it 14.28 against 14.14 ms.)
  */
 
 #ifndef RNN_BLOCK_BYTES
 #define RNN_BLOCK_BYTES (16 * 1024)  /* a block of steps: at most this much of out (half an L1) */
+#define RNN_NEXT_ROWS_MAX_BYTES (128.0 * 1024)  /* the next step's rows: fetched up to this */
 #endif
 
 TB_CLONES int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
@@ -142,6 +185,7 @@ TB_CLONES int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
     const real *bias = FN(cell_bias_sum)(H, b_ih, b_hh, bsum);
     long block = RNN_BLOCK_BYTES / ((long)sizeof(real) * (BH > 0 ? BH : 1));  /* steps per block */
     if (block < 1) block = 1;
+    int ahead = (double)B * (I + H) * sizeof(real) <= RNN_NEXT_ROWS_MAX_BYTES;
     for (long t0 = 0; t0 < T; t0 += block) {
         long t1 = t0 + block < T ? t0 + block : T;
         /* a_t = x_t @ W_ih^T + b for the block's steps t0 <= t < t1 */
@@ -150,7 +194,9 @@ TB_CLONES int FN(tb_rnn_seq_forward)(int relu, long T, long B, long I, long H,
             const real *h_prev = t ? out + (t - 1) * BH : h0;
             real *a = out + t * BH;
             FN(panel_mm)(B, h_prev, H, &whhT, a, H, 1, NULL);     /* a += h_{t-1} @ W_hh^T */
-            FN(rnn_pointwise_forward)(relu, BH, a);
+            int last = ahead && t + 1 == t1 && t1 < T;           /* the next block's rows, ahead */
+            FN(rnn_pointwise_forward)(relu, B, H, I, a, last ? x + t1 * B * I : NULL,
+                                      last ? out + t1 * BH : NULL);
         }
     }
     err = 0;
