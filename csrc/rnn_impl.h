@@ -162,6 +162,8 @@ done:
 
 #ifndef RNN_BLOCK_BYTES
 #define RNN_BLOCK_BYTES (16 * 1024)  /* a block of steps: at most this much of out (half an L1) */
+#endif
+#ifndef RNN_NEXT_ROWS_MAX_BYTES
 #define RNN_NEXT_ROWS_MAX_BYTES (128.0 * 1024)  /* the next step's rows: fetched up to this */
 #endif
 
