@@ -17,6 +17,7 @@ Time steps are t = 0..T-1 (``out[t]`` is h_t); the initial state is t = -1, so
 each recorded row has T+1 entries, entry k for t = k - 1.
 """
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -108,19 +109,33 @@ class SeqModel(nn.Module):
 
 def step_gradient_log10(model, x, y):
     """log10 ||dL/dh_t|| of the task loss (layer 0, whole batch) for t = -1..T-1: entry k is t = k - 1,
-    entry 0 the gradient of the (zero) initial state."""
+    entry 0 the gradient of the (zero) initial state.  The layer records its gradient trace for
+    this one backward pass whatever its ``record_grad_trace`` says."""
     T, B = x.shape[0], x.shape[1]
     H = model.rnn.hidden_size
     dt = model.dtype
     h0 = Tensor(np.zeros((1, B, H), dtype=dt), requires_grad=True)
     state = (h0, Tensor(np.zeros((1, B, H), dtype=dt))) if model.cell == "lstm" else h0
-    loss, _ = model.loss(x, y, state)
+    with grad_trace_recording(model.rnn, True):
+        loss, _ = model.loss(x, y, state)
     model.zero_grad()
     loss.backward()
     tr = model.rnn.grad_trace.h[0]  # (T, B, H)
     logs = [numerics.log10_norm(h0.grad)] + [numerics.log10_norm(tr[t]) for t in range(T)]
     model.zero_grad()
     return logs
+
+
+@contextlib.contextmanager
+def grad_trace_recording(layer, on):
+    """``layer.record_grad_trace`` set to ``on`` inside the block (for the forward passes made
+    there: a layer decides at its forward whether that graph records), restored after."""
+    was = layer.record_grad_trace
+    layer.record_grad_trace = on
+    try:
+        yield layer
+    finally:
+        layer.record_grad_trace = was
 
 
 def _clean(v):
@@ -146,6 +161,8 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
     (default ``default_probe_every(steps)``; 0: only before and after):
     ``{"every", "steps": [0, N, 2N, ..., steps], "time_steps": [-1, ..., T-1],
     "log10": one row of T+1 values per probe step (None where exactly 0)}``.
+    The training steps themselves run without the layer's gradient trace, which
+    only the probes read (the layer's own setting is restored at the end).
     """
     if task not in tasks.TASKS:
         raise ValueError("train: unknown task %r; choose one of %s" % (task, sorted(tasks.TASKS)))
@@ -153,69 +170,116 @@ def train(task="adding", cell="lstm", T=100, H=64, batch=32, lr=1e-2, clip=1.0, 
     if model is None:
         nn.manual_seed(seed)
         model = SeqModel(task, cell, H, dt, mode, nonlinearity, forget_bias)
-    params = model.parameters()
-    opt = optim.Adam(params, lr=lr)
     rng = np.random.default_rng(seed)
-    x_test, y_test = tasks.make_batch(task, T, test_size, np.random.default_rng(seed + 10_000), dtype=dt)
-    x_probe, y_probe = x_test[:, :batch], y_test[:batch] if task != "copy" else y_test[:, :batch]
+    test = tasks.make_batch(task, T, test_size, np.random.default_rng(seed + 10_000), dtype=dt)
+    result = _new_result(task, cell, T, H, batch, lr, clip, steps, seed, eval_every, test_size, dt, mode,
+                         nonlinearity, forget_bias)
+    every = default_probe_every(steps) if probe_every is None else int(probe_every)
+    probe = _Probe(model, test, batch, task, T, every) if record_gradients else None
+    _probe_at(probe, 0)
+    loop = _Loop(model, lr, clip)  # (its clock starts here: the first test evaluation counts)
+    result["history"].append(_history_entry(0, None, None, 0.0, model.metrics(*test)))
+    name = cell_label(cell, nonlinearity)
+    with display.Progress(steps, desc="%s %s T=%d" % (task, name, T), enabled=progress) as bar, \
+            grad_trace_recording(model.rnn, False):
+        for step in range(1, steps + 1):
+            lv = loop.step(*tasks.make_batch(task, T, batch, rng, dtype=dt))
+            bar.update(1, loss="%.4f" % lv)
+            if every and step % every == 0:
+                _probe_at(probe, step)
+            if step % eval_every == 0 or step == steps:
+                rec = loop.evaluate(step, test)
+                result["history"].append(rec)
+                if log is not None:
+                    msg = _log_line(name, rec)
+                    bar.write(msg) if progress else log(msg)
+    result["train_seconds"] = time.time() - loop.t0
+    result["final"] = {k: v for k, v in result["history"][-1].items() if k.startswith("test_")}
+    _probe_at(probe, steps)
+    if probe is not None:
+        result["probe"] = probe.record
+        result["grad_log10_before"], result["grad_log10_after"] = probe.record["log10"][0], probe.record["log10"][-1]
+    result["model"] = model
+    return result
+
+
+def _new_result(task, cell, T, H, batch, lr, clip, steps, seed, eval_every, test_size, dt, mode, nonlinearity,
+                forget_bias):
+    """``train``'s result before training: the configuration, the task's baseline, an empty history."""
     info = tasks.TASKS[task]
-    result = {
+    return {
         "config": {"task": task, "cell": cell, "T": T, "H": H, "batch": batch, "lr": lr, "clip": clip,
                    "steps": steps, "seed": seed, "eval_every": eval_every, "test_size": test_size, "dtype": str(dt),
                    "mode": mode, "nonlinearity": nonlinearity if cell == "rnn" else None,
                    "forget_bias": forget_bias if cell == "lstm" else None, "optimizer": "adam"},
         "baseline": info.baseline(T), "baseline_name": info.baseline_name, "history": [],
     }
-    every = default_probe_every(steps) if probe_every is None else int(probe_every)
-    probe = {"every": every, "steps": [], "time_steps": list(range(-1, T)), "log10": []}
 
-    def record(step):
-        if record_gradients and (not probe["steps"] or probe["steps"][-1] != step):
-            probe["steps"].append(step)
-            probe["log10"].append([_clean(v) for v in step_gradient_log10(model, x_probe, y_probe)])
 
-    record(0)
-    t0 = time.time()
-    first = model.metrics(x_test, y_test)
-    result["history"].append({"step": 0, "train_loss": None, "grad_norm": None, "time": 0.0,
-                              **{"test_" + k: v for k, v in first.items()}})
-    run_loss, run_n = 0.0, 0
-    name = cell_label(cell, nonlinearity)
-    with display.Progress(steps, desc="%s %s T=%d" % (task, name, T), enabled=progress) as bar:
-        for step in range(1, steps + 1):
-            x, y = tasks.make_batch(task, T, batch, rng, dtype=dt)
-            loss, _ = model.loss(x, y)
-            opt.zero_grad()
-            loss.backward()
-            gnorm = nn.utils.clip_grad_norm_(params, clip) if clip else math.sqrt(
-                sum(float(np.sum(np.square(p.grad, dtype=np.float64))) for p in params if p.grad is not None))
-            opt.step()
-            lv = float(loss.item())
-            run_loss += lv
-            run_n += 1
-            bar.update(1, loss="%.4f" % lv)
-            if every and step % every == 0:
-                record(step)
-            if step % eval_every == 0 or step == steps:
-                m = model.metrics(x_test, y_test)
-                rec = {"step": step, "train_loss": run_loss / run_n, "grad_norm": float(gnorm),
-                       "time": time.time() - t0, **{"test_" + k: v for k, v in m.items()}}
-                result["history"].append(rec)
-                run_loss, run_n = 0.0, 0
-                if log is not None:
-                    msg = "%-8s step %5d  train %.4f  test %.4f%s  |grad| %.3g  %.0fs" % (
-                        name, step, rec["train_loss"], m["loss"],
-                        "  acc %.3f" % m["accuracy"] if "accuracy" in m else "", gnorm, rec["time"])
-                    bar.write(msg) if progress else log(msg)
-    result["train_seconds"] = time.time() - t0
-    final = result["history"][-1]
-    result["final"] = {k: v for k, v in final.items() if k.startswith("test_")}
-    record(steps)
-    if record_gradients:
-        result["probe"] = probe
-        result["grad_log10_before"], result["grad_log10_after"] = probe["log10"][0], probe["log10"][-1]
-    result["model"] = model
-    return result
+class _Probe:
+    """The gradient probe: log10 ||dL/dh_t|| on a fixed batch of the test set, at chosen steps."""
+
+    def __init__(self, model, test, batch, task, T, every):
+        x_test, y_test = test
+        self.model = model
+        self.x, self.y = x_test[:, :batch], (y_test[:batch] if task != "copy" else y_test[:, :batch])
+        self.record = {"every": every, "steps": [], "time_steps": list(range(-1, T)), "log10": []}
+
+    def at(self, step):
+        """Probe after ``step`` training steps (once per step)."""
+        if not self.record["steps"] or self.record["steps"][-1] != step:
+            self.record["steps"].append(step)
+            self.record["log10"].append([_clean(v) for v in step_gradient_log10(self.model, self.x, self.y)])
+
+
+def _probe_at(probe, step):
+    if probe is not None:
+        probe.at(step)
+
+
+class _Loop:
+    """One model's training steps (Adam, gradient-norm clipping) and the running mean of their losses."""
+
+    def __init__(self, model, lr, clip):
+        self.model, self.clip = model, clip
+        self.params = model.parameters()
+        self.opt = optim.Adam(self.params, lr=lr)
+        self.run_loss, self.run_n, self.gnorm = 0.0, 0, None
+        self.t0 = time.time()
+
+    def step(self, x, y):
+        """One training step on the batch; returns its loss."""
+        loss, _ = self.model.loss(x, y)
+        self.opt.zero_grad()
+        loss.backward()
+        if self.clip:
+            self.gnorm = nn.utils.clip_grad_norm_(self.params, self.clip)
+        else:
+            self.gnorm = math.sqrt(sum(float(np.sum(np.square(p.grad, dtype=np.float64)))
+                                       for p in self.params if p.grad is not None))
+        self.opt.step()
+        lv = float(loss.item())
+        self.run_loss += lv
+        self.run_n += 1
+        return lv
+
+    def evaluate(self, step, test):
+        """The history entry after ``step`` steps: the mean training loss since the last one, test metrics."""
+        rec = _history_entry(step, self.run_loss / self.run_n, float(self.gnorm), time.time() - self.t0,
+                             self.model.metrics(*test))
+        self.run_loss, self.run_n = 0.0, 0
+        return rec
+
+
+def _history_entry(step, train_loss, grad_norm, seconds, metrics):
+    return {"step": step, "train_loss": train_loss, "grad_norm": grad_norm, "time": seconds,
+            **{"test_" + k: v for k, v in metrics.items()}}
+
+
+def _log_line(name, rec):
+    return "%-8s step %5d  train %.4f  test %.4f%s  |grad| %.3g  %.0fs" % (
+        name, rec["step"], rec["train_loss"], rec["test_loss"],
+        "  acc %.3f" % rec["test_accuracy"] if "test_accuracy" in rec else "", rec["grad_norm"], rec["time"])
 
 
 def summary_table(results):
