@@ -40,7 +40,9 @@ def initial_weights(cell, H, dtype="float32", seed=0):
 
 
 class TinyLoop:
-    """tinybptt: the model of ``tinybptt train`` (apps.train.SeqModel), trained the way it trains it."""
+    """tinybptt: the model of ``tinybptt train`` (apps.train.SeqModel) with the layer's default settings,
+    trained with the same optimiser and clipping.  The layer records its gradient trace at every step,
+    as in a user's own loop (``tinybptt train`` itself records it only at its probes)."""
 
     def __init__(self, cell, weights, H, lr, clip, dtype="float32"):
         from .. import optim
