@@ -56,7 +56,8 @@ import warnings
 
 import numpy as np
 
-from .autograd import Function, Tensor, enable_grad, no_grad, topological_order
+from .autograd import Function, Tensor, enable_grad, no_grad
+from .backprop import topological_order
 from .gradcheck_report import GradcheckError, GradcheckReport, InputReport, Kink
 
 __all__ = ["gradcheck", "GradcheckError", "GradcheckWarning", "GradcheckReport", "InputReport", "Kink",
