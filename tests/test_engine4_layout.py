@@ -19,7 +19,7 @@ from tinybptt.kernels import c_rnn, numpy_rnn
 
 @pytest.mark.parametrize("module", ["tinybptt.backprop", "tinybptt.autograd", "tinybptt.gradcheck"])
 def test_each_engine_module_imports_first_in_a_fresh_interpreter(module):
-    """The two modules import each other; whichever is asked for first, both load."""
+    """autograd and backprop import each other: asking for any engine module first gives a working engine."""
     code = "import %s, tinybptt; x = tinybptt.tensor([2.0], requires_grad=True); (x * x).sum().backward(); " \
            "print(x.grad[0])" % module
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
