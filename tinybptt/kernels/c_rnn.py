@@ -119,7 +119,8 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     return out, c_out, saved
 
 
-# the saved arrays backward reads through the kept pointers, in forward's order
+# the saved arrays seq_backward hands the kernel, in the order it reads them: the order of the pointers
+# forward keeps, and of those made for a saved forward from elsewhere
 _SAVED_GET = {
     "lstm": lambda s: (s.x, s.h0, s.c0, s.w_ih, s.w_hh, s.gates, s.tanh_c, s.out, s.c_out),
     "gru": lambda s: (s.x, s.h0, s.w_ih, s.w_hh, s.gates, s.hn, s.out),
