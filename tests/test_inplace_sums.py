@@ -9,7 +9,7 @@ fuzzer, or a silently changed gradient.
 """
 import numpy as np
 
-from tinybptt.autograd import _InPlaceSums
+from tinybptt.backprop import _InPlaceSums
 
 
 def test_the_copy_of_a_leafs_first_gradient_is_what_is_remembered():

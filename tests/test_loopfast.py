@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from tinybptt import nn, optim
-from tinybptt.autograd import Tensor, topological_order
+from tinybptt.autograd import Tensor
+from tinybptt.backprop import topological_order
 from tinybptt.errors import ShapeError
 from tinybptt.gradcheck import gradcheck
 from tinybptt.nn import functional as F

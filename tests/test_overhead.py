@@ -10,7 +10,7 @@ import pytest
 
 import tinybptt as tb
 from tinybptt import nn
-from tinybptt.autograd import topological_order
+from tinybptt.backprop import topological_order
 from tinybptt.errors import GraphError
 
 LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import tinybptt as tb
 from tinybptt import nn
-from tinybptt.autograd import topological_order
+from tinybptt.backprop import topological_order
 from tinybptt.errors import GraphError
 
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]

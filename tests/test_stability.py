@@ -31,7 +31,7 @@ import pytest
 
 import tinybptt as tb
 from tinybptt import bptt, nn, optim
-from tinybptt.autograd import topological_order
+from tinybptt.backprop import topological_order
 from tinybptt.kernels.recurrent import RecurrentSaved
 from tinybptt.nn import functional as F
 from training_cases import train_step

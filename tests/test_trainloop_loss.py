@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tinybptt as tb
-from tinybptt.autograd import topological_order
+from tinybptt.backprop import topological_order
 from tinybptt.nn import functional as F
 
 torch = pytest.importorskip("torch")

@@ -56,7 +56,8 @@ import warnings
 
 import numpy as np
 
-from .autograd import Function, Tensor, enable_grad, no_grad, topological_order
+from .autograd import Function, Tensor, enable_grad, no_grad
+from .backprop import topological_order
 from .gradcheck_report import GradcheckError, GradcheckReport, InputReport, Kink
 
 __all__ = ["gradcheck", "GradcheckError", "GradcheckWarning", "GradcheckReport", "InputReport", "Kink",
@@ -133,31 +134,50 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, fast=False, seed=0,
     >>> report = tinybptt.gradcheck(lambda x, W: (x @ W).tanh(), [x, W], names=["x[T,B,I]", "W"])
     >>> print(report)
     """
+    inputs, specs, checked = _checked_arguments(inputs, names, time_axis, (eps, atol, rtol), per_output, fast)
+    with _scratch_copies(inputs, checked):
+        reports, compared = _compare(fn, inputs, specs, checked, (eps, atol, rtol), fast, seed, per_output)
+    return _finished(GradcheckReport(reports, fast, seed, compared), raise_exception)
+
+
+def _checked_arguments(inputs, names, time_axis, settings, per_output, fast):
+    """gradcheck's arguments, checked: ``inputs`` as a list of Tensors, a (name, time axis) per input,
+    and the positions of the inputs to check.  Raises on anything gradcheck cannot check."""
     inputs = _tensor_list(inputs)
     if per_output and fast:
         raise ValueError("gradcheck: per_output=True compares every output element; it cannot be fast=True")
     specs = _specs(inputs, names, time_axis)
-    checked = _checked_positions(inputs, specs, (eps, atol, rtol))
+    return inputs, specs, _checked_positions(inputs, specs, settings)
+
+
+def _compare(fn, inputs, specs, checked, settings, fast, seed, per_output):
+    """Analytic against numeric derivatives for each checked input.
+
+    Returns one ``InputReport`` per checked input and what was compared: "per
+    output" (every output element on its own), "output" (fn's one number) or
+    "projection" (the random projection ``S``).
+    """
     rng = np.random.default_rng(seed)
-    with _scratch_copies(inputs, checked):
-        with enable_grad():  # the first call builds the graph for the analytic gradients
-            outs = _outputs(fn(*inputs))
-        outputs = _Outputs(fn, inputs, outs)
-        reports = []
-        if per_output:
-            jacobians = _analytic_jacobians(outs, outputs, inputs, checked)
-        else:
-            weights = outputs.projection_weights(rng)
-            grads = _analytic(outs, inputs, checked, weights)
+    with enable_grad():  # the first call builds the graph for the analytic gradients
+        outs = _outputs(fn(*inputs))
+    outputs = _Outputs(fn, inputs, outs)
+    reports = []
+    if per_output:
+        jacobians = _analytic_jacobians(outs, outputs, inputs, checked)
         for k in checked:
-            rep = _input_report(inputs[k], k, specs[k], eps, atol, rtol)
-            if per_output:
-                _check_full(rep, inputs[k], jacobians[k], outputs.values, outputs.element)
-            else:
-                _check_projection(rep, inputs[k], grads[k], outputs.projection(weights), fast, rng)
-            reports.append(rep)
-    compared = "per output" if per_output else ("output" if outputs.is_scalar else "projection")
-    report = GradcheckReport(reports, fast, seed, compared)
+            reports.append(_input_report(inputs[k], k, specs[k], *settings))
+            _check_full(reports[-1], inputs[k], jacobians[k], outputs.values, outputs.element)
+        return reports, "per output"
+    weights = outputs.projection_weights(rng)
+    grads = _analytic(outs, inputs, checked, weights)
+    for k in checked:
+        reports.append(_input_report(inputs[k], k, specs[k], *settings))
+        _check_projection(reports[-1], inputs[k], grads[k], outputs.projection(weights), fast, rng)
+    return reports, "output" if outputs.is_scalar else "projection"
+
+
+def _finished(report, raise_exception):
+    """``report``, or a ``GradcheckError`` carrying it when it failed and ``raise_exception`` is set."""
     if raise_exception and not report.ok:
         raise GradcheckError(report.message(), report)
     return report
@@ -201,7 +221,7 @@ def _checked_positions(inputs, specs, settings):
             eps, atol, rtol = (_setting(v, t.dtype, key) for v, key in zip(settings, ("eps", "atol", "rtol")))
             warnings.warn("gradcheck: input '%s' is %s; finite differences in %s are coarse (eps=%g, atol=%g, "
                           "rtol=%g). Check gradients in float64." % (name, t.dtype, t.dtype, eps, atol, rtol),
-                          GradcheckWarning, stacklevel=3)
+                          GradcheckWarning, stacklevel=4)  # the caller of gradcheck
     for t, (name, _) in zip(inputs, specs):
         _require_finite(t, name)
     return checked

@@ -26,7 +26,8 @@ import math
 
 import numpy as np
 
-from ..autograd import Tensor, backward_hook, topological_order
+from ..autograd import Tensor, backward_hook
+from ..backprop import topological_order
 from ..errors import GraphError
 from ..nn.trace import trace_slots
 from . import numerics

@@ -119,7 +119,8 @@ def seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     return out, c_out, saved
 
 
-# the saved arrays backward reads through the kept pointers, in forward's order
+# the saved arrays seq_backward hands the kernel, in the order it reads them: the order of the pointers
+# forward keeps, and of those made for a saved forward from elsewhere
 _SAVED_GET = {
     "lstm": lambda s: (s.x, s.h0, s.c0, s.w_ih, s.w_hh, s.gates, s.tanh_c, s.out, s.c_out),
     "gru": lambda s: (s.x, s.h0, s.w_ih, s.w_hh, s.gates, s.hn, s.out),
@@ -183,72 +184,86 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     (true = value * 2**carry_exp), dh0 and dc0 come back scaled, and the result's
     "carry_exp" is their exponent.
     """
-    s = saved
-    if (type(s) is _CSaved and s.cell == cell and s.kind == "seq" and s.b_ih is s.ptrs[2]
-            and s.b_hh is s.ptrs[3] and _same(s.ptrs[0], _SAVED_GET[cell](s))):
-        # this backend's own forward, untouched: its shapes were checked then
-        T, B, I = s.x.shape
-        H = s.h0.shape[1]
-        dt = s.x.dtype
-        if not (_grad_ok(d_out, (T, B, H), dt) and _grad_ok(d_hn, (B, H), dt)
-                and (_grad_ok(d_cn, (B, H), dt) if cell == "lstm" else d_cn is None)):
-            d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
-        ptrs = s.ptrs[1]
-    else:
-        d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
-        s = _saved_arrays(s)
-        T, B, I = s.x.shape
-        H = s.h0.shape[1]
-        dt = s.x.dtype
-        ptrs = None
+    s, d_out, d_hn, d_cn, ptrs = _seq_backward_args(cell, saved, d_out, d_hn, d_cn)
+    T, B, I = s.x.shape
+    H = s.h0.shape[1]
+    dt = s.x.dtype
     ct = CTYPE[dt]
     fb = from_buffer
-    GH = GATES[cell] * H
-    dx = workspace.empty((T, B, I), dt) if need_dx else None
-    dh0 = np.empty((B, H), dt)
-    dc0 = np.empty((B, H), dt) if cell == "lstm" else None
-    dw_ih, dw_hh = np.zeros((GH, I), dt), np.zeros((GH, H), dt)
-    db_ih = None if s.b_ih is None else np.zeros(GH, dt)
-    db_hh = None if s.b_hh is None else np.zeros(GH, dt)
-    trace_h = workspace.empty((T, B, H), dt) if need_trace else None
-    trace_c = workspace.empty((T, B, H), dt) if need_trace and cell == "lstm" else None
-    trace_exp = np.empty(T, np.int32) if need_trace else None  # the kernel writes every step's
+    g = _seq_backward_results(cell, s, need_dx, need_trace)
+    dx, trace_h, trace_c, trace_exp = g["dx"], g["trace_h"], g["trace_c"], g["trace_exp"]
+    grads = (fb(ct, g["dw_ih"]), fb(ct, g["dw_hh"]), NULL if g["db_ih"] is None else fb(ct, g["db_ih"]),
+             NULL if g["db_hh"] is None else fb(ct, g["db_hh"]))
     pte = NULL if trace_exp is None else fb("int[]", trace_exp)
     carry = None if carry_exp is None else np.array([carry_exp], np.int32)
     pce = NULL if carry is None else fb("int[]", carry)
-    grads = (fb(ct, dw_ih), fb(ct, dw_hh), NULL if db_ih is None else fb(ct, db_ih),
-             NULL if db_hh is None else fb(ct, db_hh))
     pd_out = NULL if d_out is None else fb(ct, d_out)
     pd_hn = NULL if d_hn is None else fb(ct, d_hn)
     pdx = NULL if dx is None else fb(ct, dx)
     pth = NULL if trace_h is None else fb(ct, trace_h)
     if cell == "lstm":
-        if ptrs is None:
-            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.c0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.gates), ptr(s.tanh_c), ptr(s.out),
-                    ptr(s.c_out))
         rc = fn("lstm_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, NULL if d_cn is None else fb(ct, d_cn),
-                                          pdx, fb(ct, dh0), fb(ct, dc0), *grads, pth,
+                                          pdx, fb(ct, g["dh0"]), fb(ct, g["dc0"]), *grads, pth,
                                           NULL if trace_c is None else fb(ct, trace_c), pte, pce)
     elif cell == "gru":
-        if ptrs is None:
-            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.gates), ptr(s.hn), ptr(s.out))
-        rc = fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, dh0), *grads, pth, pte, pce)
+        rc = fn("gru_seq_backward", dt)(T, B, I, H, *ptrs, pd_out, pd_hn, pdx, fb(ct, g["dh0"]), *grads,
+                                         pth, pte, pce)
     else:
-        if ptrs is None:
-            ptrs = (ptr(s.x), ptr(s.h0), ptr(s.w_ih), ptr(s.w_hh), ptr(s.out))
-        else:  # forward's pointers: x, h0, w_ih, w_hh, out
-            ptrs = ptrs[:5]
         rc = fn("rnn_seq_backward", dt)(int(cell == "rnn_relu"), T, B, I, H, *ptrs, pd_out, pd_hn, pdx,
-                                         fb(ct, dh0), *grads, pth, pte, pce)
+                                         fb(ct, g["dh0"]), *grads, pth, pte, pce)
     check(rc, "seq_backward(%s)", cell)
     if trace_exp is not None and not scaled_trace:
-        trace_h, trace_c = _true_trace(trace_h, trace_c, trace_exp)
-        trace_exp = None  # the trace is at true size now
-    g = dict(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh,
-             trace_h=trace_h, trace_c=trace_c, trace_exp=trace_exp)
+        g["trace_h"], g["trace_c"] = _true_trace(trace_h, trace_c, trace_exp)
+        g["trace_exp"] = None  # the trace is at true size now
     if carry is not None:
         g["carry_exp"] = int(carry[0])
     return g
+
+
+def _seq_backward_args(cell, s, d_out, d_hn, d_cn):
+    """The saved forward and the output gradients, checked, and C pointers to the saved arrays.
+
+    Returns ``(saved, d_out, d_hn, d_cn, pointers)``, the pointers in the order of
+    ``_SAVED_GET[cell]``.  A forward of this backend, untouched since, has had its shapes
+    checked and keeps its pointers: only the gradients need a look, and only a cheap one
+    when they are plain arrays of the right shape.  Anything else goes through the shared
+    checks (which raise the NumPy backend's errors or make the copies C needs).
+    """
+    if (type(s) is _CSaved and s.cell == cell and s.kind == "seq" and s.b_ih is s.ptrs[2]
+            and s.b_hh is s.ptrs[3] and _same(s.ptrs[0], _SAVED_GET[cell](s))):
+        # this backend's own forward, untouched: its shapes were checked then
+        T, B, _ = s.x.shape
+        H = s.h0.shape[1]
+        dt = s.x.dtype
+        if not (_grad_ok(d_out, (T, B, H), dt) and _grad_ok(d_hn, (B, H), dt)
+                and (_grad_ok(d_cn, (B, H), dt) if cell == "lstm" else d_cn is None)):
+            d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
+        return s, d_out, d_hn, d_cn, s.ptrs[1]
+    d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
+    s = _saved_arrays(s)
+    return s, d_out, d_hn, d_cn, tuple([ptr(a) for a in _SAVED_GET[cell](s)])
+
+
+def _seq_backward_results(cell, s, need_dx, need_trace):
+    """The arrays seq_backward returns, by name, before the kernel fills them.
+
+    The weight and bias gradients start at zero (the kernel adds every step's term into
+    them); the others are written whole.  Arrays not asked for (``need_dx``,
+    ``need_trace``), or that the cell does not have, are None.
+    """
+    T, B, I = s.x.shape
+    H = s.h0.shape[1]
+    dt = s.x.dtype
+    GH = GATES[cell] * H
+    return dict(dx=workspace.empty((T, B, I), dt) if need_dx else None,
+                dh0=np.empty((B, H), dt),
+                dc0=np.empty((B, H), dt) if cell == "lstm" else None,
+                dw_ih=np.zeros((GH, I), dt), dw_hh=np.zeros((GH, H), dt),
+                db_ih=None if s.b_ih is None else np.zeros(GH, dt),
+                db_hh=None if s.b_hh is None else np.zeros(GH, dt),
+                trace_h=workspace.empty((T, B, H), dt) if need_trace else None,
+                trace_c=workspace.empty((T, B, H), dt) if need_trace and cell == "lstm" else None,
+                trace_exp=np.empty(T, np.int32) if need_trace else None)  # the kernel writes every step's
 
 
 # ---------------------------------------------------------------- one step

@@ -3,7 +3,8 @@ import types
 
 import numpy as np
 
-from ..autograd import Tensor, topological_order
+from ..autograd import Tensor
+from ..backprop import topological_order
 from ..errors import ShapeError
 from ..kernels import workspace
 
