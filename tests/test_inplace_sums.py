@@ -1,6 +1,6 @@
 """The in-place gradient sums of a backward pass write only into arrays that pass made.
 
-``autograd._InPlaceSums`` remembers, by id, the sums it allocated.  A leaf's first
+``backprop._InPlaceSums`` remembers, by id, the sums it allocated.  A leaf's first
 gradient is copied; the copy, not the array it was copied from, is the pass's own.  When
 the wrong id was remembered, an array that later reused the freed id (a read-only
 broadcast view, or a gradient some node shares with another input) was taken for one

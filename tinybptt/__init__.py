@@ -1,9 +1,9 @@
 """tinybptt: see, test and time backpropagation through time.
 
-A from-scratch reverse-mode autodiff engine (``tinybptt.autograd``), built-in
-ops (``tinybptt.ops``), kernels in C with a NumPy reference
-(``tinybptt.kernels``), recurrent layers (``tinybptt.nn``), a gradient
-checker (``tinybptt.gradcheck``) and tools to inspect gradient flow
+A from-scratch reverse-mode autodiff engine (``tinybptt.autograd`` and
+``tinybptt.backprop``), built-in ops (``tinybptt.ops``), kernels in C with a
+NumPy reference (``tinybptt.kernels``), recurrent layers (``tinybptt.nn``), a
+gradient checker (``tinybptt.gradcheck``) and tools to inspect gradient flow
 (``tinybptt.inspect``).
 """
 from . import ops  # noqa: F401  (binds operators and methods onto Tensor)
