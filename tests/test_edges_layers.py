@@ -1,0 +1,38 @@
+"""Recurrent layers at the edges of their arguments: ``layer.forward_revolve`` checks its budget
+and segment as ``checkpoint="auto"`` does, names the layer, and the layer works afterwards."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinybptt import nn
+
+EDGES = settings(derandomize=True, database=None, deadline=None, max_examples=30)
+LAYERS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
+BAD_COUNTS = [0, -1, 2.0, 2.5, True, None, "3"]
+
+
+@EDGES
+@given(kind=st.sampled_from(sorted(LAYERS)), what=st.sampled_from(["budget", "segment"]),
+       bad=st.sampled_from(BAD_COUNTS))
+def test_forward_revolve_refuses_bad_budget_and_segment(kind, what, bad):
+    """Before: segment=0 raised ZeroDivisionError, budget=None a TypeError from int(), and
+    budget=2.0 / True / "3" and segment=2.5 / True were accepted (cut or converted silently),
+    where the constructor's checkpoint="auto", checkpoint_budget= refuses them."""
+    if what == "segment" and bad is None:
+        bad = 0  # segment=None means the default segment
+    layer = LAYERS[kind](3, 4, generator=0)
+    x = np.random.default_rng(0).standard_normal((7, 2, 3))
+    kwargs = {"budget": 2, "segment": None}
+    kwargs[what] = bad
+    with pytest.raises(ValueError) as err:
+        layer.forward_revolve(x, **kwargs)
+    msg = str(err.value)
+    assert msg.startswith("%s(input_size=3, hidden_size=4): %s must be a positive integer, got %r"
+                          % (kind, what, bad))
+    out, state = layer.forward_revolve(x, budget=2, segment=3)  # the next valid call is full BPTT's result
+    ref, ref_state = layer(x)
+    np.testing.assert_allclose(out.data, ref.data, rtol=1e-12, atol=1e-15)  # C: another GEMM blocking
+    if kind == "LSTM":
+        state, ref_state = state[1], ref_state[1]
+    np.testing.assert_allclose(state.data, ref_state.data, rtol=1e-12, atol=1e-15)
