@@ -36,3 +36,27 @@ def test_forward_revolve_refuses_bad_budget_and_segment(kind, what, bad):
     if kind == "LSTM":
         state, ref_state = state[1], ref_state[1]
     np.testing.assert_allclose(state.data, ref_state.data, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: nn.attention.causal_mask(-1), "causal_mask: L must be an integer >= 0, got -1"),
+    (lambda: nn.attention.causal_mask(2.5), "causal_mask: L must be an integer >= 0, got 2.5"),
+    (lambda: nn.attention.causal_mask(3, -2), "causal_mask: S must be an integer >= 0, got -2"),
+    (lambda: nn.attention.sinusoidal_table(-1, 4), "sinusoidal_table: length must be an integer >= 0, got -1"),
+    (lambda: nn.attention.sinusoidal_table(3, 0), "sinusoidal_table: embed_dim must be an integer >= 1, got 0"),
+])
+def test_attention_helpers_name_bad_sizes(call, message):
+    """Before: NumPy's "negative dimensions are not allowed" or "'float' object cannot be
+    interpreted as an integer"; embed_dim=0 gave an empty table."""
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        call()
+
+
+def test_sinusoidal_table_refuses_integer_dtypes():
+    """Before: dtype=int rounded every sine and cosine to -1, 0 or 1, silently."""
+    from tinybptt.errors import DTypeError
+    with pytest.raises(DTypeError, match="^sinusoidal_table: dtype must be float32 or float64, got int64"):
+        nn.attention.sinusoidal_table(3, 4, dtype=np.int64)
+    table = nn.attention.sinusoidal_table(3, 4, dtype=np.float32)
+    assert table.dtype == np.float32
+    np.testing.assert_allclose(table[1], [np.sin(1.0), np.cos(1.0), np.sin(0.01), np.cos(0.01)], rtol=1e-6)
