@@ -39,16 +39,26 @@ def _value(op, t, other):
     return arr
 
 
+def _scaled(op, t, other, alpha):
+    """``alpha * other`` as an array (``other``'s alone when alpha is 1); ``alpha`` must be a real
+    number: a complex one would be cast away when written into ``t``."""
+    v = _value(op, t, other)
+    a = _value(op, t, alpha)
+    if a.ndim:
+        raise ShapeError("%s: alpha must be a number, got an array of shape %s" % (op, a.shape))
+    return v if a == 1 else v * a
+
+
 def add_(self, other, alpha=1):
     """``self += alpha * other`` in place."""
-    v = _value("add_", self, other)
-    return _edit(self, "add_", lambda a: np.add(a, v * alpha if alpha != 1 else v, out=a, casting="unsafe"))
+    v = _scaled("add_", self, other, alpha)
+    return _edit(self, "add_", lambda a: np.add(a, v, out=a, casting="unsafe"))
 
 
 def sub_(self, other, alpha=1):
     """``self -= alpha * other`` in place."""
-    v = _value("sub_", self, other)
-    return _edit(self, "sub_", lambda a: np.subtract(a, v * alpha if alpha != 1 else v, out=a, casting="unsafe"))
+    v = _scaled("sub_", self, other, alpha)
+    return _edit(self, "sub_", lambda a: np.subtract(a, v, out=a, casting="unsafe"))
 
 
 def mul_(self, other):
