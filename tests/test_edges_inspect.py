@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tinybptt as tb
 from tinybptt import inspect as I
 from tinybptt import nn
-from tinybptt.errors import ShapeError
+from tinybptt.errors import GraphError, ShapeError
 
 EDGES = settings(derandomize=True, database=None, deadline=None, max_examples=30)
 T, BAD_STEP = 6, 3
@@ -71,3 +72,36 @@ def test_norms_of_complex_values_are_the_norms_of_their_moduli(re, im):
         assert I.log10_norm(z) == pytest.approx(math.log10(want), rel=1e-12, abs=1e-12)
     else:
         assert I.log10_norm(z) == -math.inf
+
+
+def _walk():
+    rnn = nn.RNN(3, 4, generator=0)
+    out, _ = rnn(np.random.default_rng(0).standard_normal((5, 2, 3)))
+    return I.walk((out * out).sum())
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda w: I.grid_svg(w, width=0), ValueError, "grid_svg: width must be a positive number of pixels, got 0"),
+    (lambda w: I.grid_svg(w, row_height=-1), ValueError,
+     "grid_svg: row_height must be a positive number of pixels, got -1"),
+    (lambda w: I.to_dot_folded(w, unfold="2:4"), TypeError,
+     "to_dot_folded: unfold must be None or a (first, end) pair of time steps, got '2:4'"),
+    (lambda w: I.to_dot_folded(w, unfold=(1.0, 3)), TypeError,
+     "to_dot_folded: unfold must be None or a (first, end) pair of time steps, got (1.0, 3)"),
+    (lambda w: I.render_rows([]), ShapeError, "render_rows: needs at least one connectivity result, got none"),
+])
+def test_view_arguments_are_checked(call, error, message):
+    """Before: grid_svg(width=0) raised ZeroDivisionError (and width=-5 drew with a made-up
+    scale), unfold="2:4" failed unpacking ("too many values to unpack"), render_rows([]) IndexError."""
+    w = _walk()
+    with pytest.raises(error) as err:
+        call(w)
+    assert str(err.value) == message
+    assert "<svg" in I.grid_svg(w, width=200) and "digraph" in I.to_dot_folded(w, unfold=(2, 4))
+
+
+def test_check_finite_reads_a_tensor_as_its_values():
+    """Before: a Tensor was read element by element by np.asarray and failed with a getitem error."""
+    with pytest.raises(GraphError, match=r"^h at t=3 holds INF \(\(2,\) float64\)"):
+        I.anomaly.check_finite("h", tb.tensor(np.array([1.0, np.inf])), step=3)
+    I.anomaly.check_finite("h", tb.tensor(np.array([1.0, 2.0])))  # finite: no error
