@@ -65,7 +65,10 @@ def _tensors(op, xs):
         xs = tuple(xs[0])
     if not xs:
         raise ShapeError("%s: needs at least one tensor" % op)
-    return tuple(_arg(op, x) for x in xs)
+    for x in xs:  # all Tensors (the common case): xs as it is, nothing allocated
+        if not isinstance(x, Tensor):
+            return tuple([_arg(op, x) for x in xs])
+    return xs
 
 
 def concat(tensors, axis=0):
