@@ -12,6 +12,7 @@ from tinybptt.kernels import numpy as N
 from tinybptt import kernels
 
 EDGES = settings(derandomize=True, database=None, deadline=None, max_examples=40)
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix is the point here
 BACKENDS = [N] + ([kernels.c_backend] if kernels.c_backend is not None else [])
 NAMES = ("x", "h", "c", "w_ih", "w_hh", "b_ih", "b_hh")
 
