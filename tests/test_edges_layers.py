@@ -60,3 +60,37 @@ def test_sinusoidal_table_refuses_integer_dtypes():
     table = nn.attention.sinusoidal_table(3, 4, dtype=np.float32)
     assert table.dtype == np.float32
     np.testing.assert_allclose(table[1], [np.sin(1.0), np.cos(1.0), np.sin(0.01), np.cos(0.01)], rtol=1e-6)
+
+
+def test_assigning_an_array_to_a_parameter_is_refused_and_keeps_the_parameter():
+    """Before: ``lstm.weight_hh_l0 = array`` silently replaced the Parameter by a plain attribute:
+    it vanished from parameters() (so from the optimiser and state_dict) and the next forward
+    failed with KeyError 'weight_hh_l0'."""
+    lstm = nn.LSTM(3, 4, generator=0)
+    w = lstm.weight_hh_l0
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    ref, _ = lstm(x)
+    with pytest.raises(TypeError, match="^LSTM: cannot assign a ndarray to the parameter 'weight_hh_l0'; "
+                                        "assign a Parameter or None"):
+        lstm.weight_hh_l0 = np.zeros((16, 4))
+    assert lstm.weight_hh_l0 is w and any(p is w for p in lstm.parameters())
+    np.testing.assert_array_equal(lstm(x)[0].data, ref.data)
+    lstm.weight_hh_l0 = nn.Parameter(np.zeros((16, 4)))  # a Parameter is still accepted
+    assert "weight_hh_l0" in lstm.state_dict() and not np.array_equal(lstm(x)[0].data, ref.data)
+
+
+def test_assigning_a_non_module_to_a_sub_module_is_refused():
+    clf = nn.AttentionClassifier(3, 4, embed_dim=8, num_heads=2, generator=0)
+    name, sub = next(iter(clf._modules.items()))
+    with pytest.raises(TypeError, match="^AttentionClassifier: cannot assign a int to the sub-module %r" % name):
+        setattr(clf, name, 3)
+    assert getattr(clf, name) is sub
+
+
+@pytest.mark.parametrize("name", ["a.b", "", 3])
+def test_parameter_names_that_state_dict_could_not_hold_are_refused(name):
+    """Before: a name with '.' made a state_dict key that looks like a sub-module's parameter."""
+    lin = nn.Linear(2, 3, generator=0)
+    with pytest.raises(KeyError, match="the name must be a non-empty string without '.'"):
+        lin.register_parameter(name, nn.Parameter(np.ones(2)))
+    assert sorted(lin.state_dict()) == ["bias", "weight"]
