@@ -52,7 +52,8 @@ def test_matrix_operands_compute_what_arrays_compute(cell, step, which, backend)
             assert g is None
             continue
         assert type(g) is np.ndarray and g.shape == w.shape, name
-        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14, err_msg="%s with %s as np.matrix" % (name, NAMES[which]))
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14,
+                                   err_msg="%s with %s as np.matrix" % (name, NAMES[which]))
 
 
 @pytest.mark.parametrize("op", ["tanh", "sigmoid"])  # relu is np.where: a plain array already

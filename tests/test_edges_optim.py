@@ -127,7 +127,8 @@ def test_clip_functions_refuse_complex_grads_and_name_bad_arguments():
     with pytest.raises(DTypeError, match=r"^clip_grad_value_: parameter 0 \(\(2,\) float64\).*complex128"):
         clip_grad_value_([p], 1.0)
     p.grad = np.array([3.0, 4.0])
-    with pytest.raises(TypeError, match="^clip_grad_norm_: norm_type must be a number, got 'fro'"):
+    with pytest.raises(TypeError, match="^clip_grad_norm_: max_norm and norm_type must be numbers, "
+                                        "got 1.0 and .fro."):
         clip_grad_norm_([p], 1.0, norm_type="fro")
     with pytest.raises(TypeError, match="^clip_grad_value_: clip_value must be a number, got None"):
         clip_grad_value_([p], None)

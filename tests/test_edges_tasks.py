@@ -62,7 +62,8 @@ def test_remember_first_n_subjects_must_be_an_integer():
 def test_decode_checks_the_batch_index_and_the_vocabulary():
     x, _ = tasks.remember_first(5, 2, rng=0)
     vocab = tasks.remember_first_vocab()
-    with pytest.raises(ShapeError, match=r"^decode: b must be a sequence index of the batch \(5, 2, 24\) float64, got 5"):
+    with pytest.raises(ShapeError, match=r"^decode: b must be a sequence index of the batch "
+                                         r"\(5, 2, 24\) float64, got 5"):
         tasks.decode(x, vocab, b=5)
     with pytest.raises(ShapeError, match=r"^decode: x must be a one-hot batch \(T, B, V\) with V <= len\(vocab\) = 3"):
         tasks.decode(x, vocab[:3])

@@ -156,12 +156,15 @@ class Optimizer:
         dtype changed since the first step would be updated from (and turned into) the old dtype."""
         who = type(self).__name__ + ".step"
         out = []
+        dt = flat.dtype
         for k, p, shape in zip(flat.index, flat.params, flat.shapes):
-            if p.dtype != flat.dtype:
+            if p.data.dtype is not dt and p.data.dtype != dt:
                 raise DTypeError("%s: parameter %d (%s) was %s when the optimiser first stepped; its state is "
                                  "kept in that dtype, so make a new optimiser after converting the model"
                                  % (who, k, describe(p.data), flat.dtype))
-            g = grad_array(who, k, p)
+            g = p.grad
+            if type(g) is not np.ndarray or g.dtype.kind != "f":  # the common case needs no call
+                g = grad_array(who, k, p)
             if g is not None and (g.shape != p.shape or p.shape != shape):
                 what = (".grad has shape %s; a gradient must have its parameter's shape" % (g.shape,)
                         if g.shape != p.shape else "its shape was %s when the optimiser first stepped" % (shape,))
