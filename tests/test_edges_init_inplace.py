@@ -68,3 +68,21 @@ def test_manual_seed_still_reseeds():
     finally:
         init.manual_seed(old)  # a Generator: the global one as it was
     assert init.get_rng() is old
+
+
+@pytest.mark.parametrize("edit", ["setitem", "copy_", "add_", "mul_", "fill_"])
+def test_editing_in_a_value_that_requires_grad_is_refused(edit):
+    """Before: ``y[0] = w`` (w requiring grad) copied w's values and the graph never learned of it:
+    a loss computed from y gave w no gradient, silently."""
+    from tinybptt.errors import GraphError
+    w = tb.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    y = tb.tensor(np.zeros((2, 3)))
+    calls = {"setitem": lambda: y.__setitem__(0, w), "copy_": lambda: y.copy_(w), "add_": lambda: y.add_(w),
+             "mul_": lambda: y.mul_(w), "fill_": lambda: y.fill_(w[0])}
+    with pytest.raises(GraphError, match="^%s: the value requires grad" % edit):
+        calls[edit]()
+    np.testing.assert_array_equal(y.data, np.zeros((2, 3)))
+    with tb.no_grad():  # where such edits belong; and a detached value is accepted
+        y[0] = w
+    y[1] = w.detach()
+    np.testing.assert_array_equal(y.data, [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])

@@ -10,7 +10,7 @@ inside ``no_grad()`` -- where optimiser updates and initialisations belong.
 import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
-from ..errors import DTypeError, GraphError, ShapeError
+from ..errors import DTypeError, GraphError, ShapeError, describe
 
 
 def _edit(t, op, fn):
@@ -32,7 +32,14 @@ def _edit(t, op, fn):
 
 
 def _value(op, t, other):
-    """``other`` as an array for ``op`` on ``t``: a Tensor's data, or a real number / array."""
+    """``other`` as an array for ``op`` on ``t``: a Tensor's data, or a real number / array.
+
+    A Tensor that requires grad is refused (with grad enabled): the edit copies its values
+    but is not recorded in the graph, so no gradient would ever reach it."""
+    if isinstance(other, Tensor) and other.requires_grad and is_grad_enabled():
+        raise GraphError("%s: the value requires grad (%s), but in-place edits are not recorded in the graph, so "
+                         "no gradient would reach it; build the result out of place (concat, stack, where), or "
+                         "pass value.detach() if no gradient should flow" % (op, describe(other.data)))
     arr = other.data if isinstance(other, Tensor) else np.asarray(other)
     if arr.dtype.kind not in "biuf":
         raise DTypeError("%s: cannot write a value of dtype %s into a %s tensor" % (op, arr.dtype, t.dtype))
