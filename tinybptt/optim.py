@@ -29,7 +29,29 @@ out the formula.  The layout is made from the parameter list at the first step.
 import numpy as np
 
 from .autograd import Tensor
-from .errors import GraphError, ShapeError
+from .errors import DTypeError, GraphError, ShapeError, describe
+
+
+def grad_array(who, k, p):
+    """Parameter ``p``'s ``.grad`` as a NumPy float array (None if it has none).
+
+    A list or a Tensor is taken as its values, bool and integer gradients become
+    float64 (scaling an integer array in place would truncate it); complex, string
+    and object gradients are a DTypeError naming ``who`` and parameter ``k``.
+    """
+    g = p.grad
+    if g is None:
+        return None
+    if not isinstance(g, np.ndarray):
+        g = g.data if isinstance(g, Tensor) else np.asarray(g)
+    kind = g.dtype.kind
+    if kind == "f":
+        return g
+    if kind not in "biu":
+        raise DTypeError("%s: parameter %d (%s) has a .grad of dtype %s (%s); a gradient must be real numbers"
+                         % (who, k, describe(p.data), g.dtype, "its real part would be used, silently"
+                            if kind == "c" else "not numbers"))
+    return g.astype(np.float64)
 
 
 class _Flat:
@@ -130,21 +152,30 @@ class Optimizer:
 
     def _grads(self, flat):
         """Each parameter's ``.grad`` (None if it has none), checked against the parameter: a gradient of
-        another shape would broadcast into (and silently reshape) the parameter."""
+        another shape would broadcast into (and silently reshape) the parameter, and a parameter whose
+        dtype changed since the first step would be updated from (and turned into) the old dtype."""
+        who = type(self).__name__ + ".step"
         out = []
+        dt = flat.dtype
         for k, p, shape in zip(flat.index, flat.params, flat.shapes):
+            if p.data.dtype is not dt and p.data.dtype != dt:
+                raise DTypeError("%s: parameter %d (%s) was %s when the optimiser first stepped; its state is "
+                                 "kept in that dtype, so make a new optimiser after converting the model"
+                                 % (who, k, describe(p.data), flat.dtype))
             g = p.grad
-            if g is not None:
-                if not isinstance(g, np.ndarray):
-                    g = np.asarray(g)
-                if g.shape != p.shape or p.shape != shape:
-                    what = (".grad has shape %s; a gradient must have its parameter's shape" % (g.shape,)
-                            if g.shape != p.shape else "its shape was %s when the optimiser first stepped"
-                            % (shape,))
-                    raise ShapeError("%s.step: parameter %d has shape %s but %s"
-                                     % (type(self).__name__, k, tuple(p.shape), what))
+            if type(g) is not np.ndarray or g.dtype.kind != "f":  # the common case needs no call
+                g = grad_array(who, k, p)
+            if g is not None and (g.shape != p.shape or p.shape != shape):
+                what = (".grad has shape %s; a gradient must have its parameter's shape" % (g.shape,)
+                        if g.shape != p.shape else "its shape was %s when the optimiser first stepped" % (shape,))
+                raise ShapeError("%s: parameter %d has shape %s but %s" % (who, k, tuple(p.shape), what))
             out.append(g)
         return out
+
+    def _checked_groups(self):
+        """``[(flat, grads)]`` for every dtype group, every gradient checked before any parameter is
+        changed: an error leaves all the parameters and the optimiser state as they were."""
+        return [(flat, self._grads(flat)) for flat in self._groups()]
 
     def zero_grad(self):
         """Forget every parameter's gradient."""
@@ -183,8 +214,7 @@ class SGD(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient."""
-        for flat in self._groups():
-            grads = self._grads(flat)
+        for flat, grads in self._checked_groups():
             # all at once (see the module docstring) when there is a momentum buffer to update; plain
             # SGD is two operations per parameter, which copying the gradients together would not beat
             if self.momentum and all(g is not None for g in grads):
@@ -248,8 +278,7 @@ class Adam(Optimizer):
     def step(self):
         """Update every parameter that has a gradient."""
         b1, b2 = self.betas
-        for flat in self._groups():
-            grads = self._grads(flat)
+        for flat, grads in self._checked_groups():
             states = [self.state[id(p)] for p in flat.params]
             t = states[0]["step"] + 1
             if all(g is not None for g in grads) and all(st["step"] == t - 1 for st in states):

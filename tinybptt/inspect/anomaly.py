@@ -228,7 +228,7 @@ def detect_anomaly(forward=True, backward=True, raise_error=True):
 
 def check_finite(name, array, step=None):
     """Raise ``AnomalyError``-style ``GraphError`` if ``array`` holds NaN/Inf (a helper for user code)."""
-    a = np.asarray(array)
+    a = array.data if isinstance(array, Tensor) else np.asarray(array)
     bad = _bad_kind([a])
     if bad:
         raise GraphError("%s%s holds %s (%s)" % (name, "" if step is None else " at t=%s" % step, bad.upper(),

@@ -172,6 +172,13 @@ def connectivity(model, inputs, output="logit", cls=None, target=None, words=Non
 # --------------------------------------------------------------------------- terminal
 
 
+def _row_labels(who, results, labels):
+    """The label of each row (blank by default); an empty ``results`` is an error naming ``who``."""
+    if not len(results):
+        raise ShapeError("%s: needs at least one connectivity result, got none" % who)
+    return list(labels) if labels is not None else [""] * len(results)
+
+
 def _scale(results, lo, hi):
     vals = [v for r in results for v in r.log10 if math.isfinite(v)]
     if not vals:
@@ -205,7 +212,7 @@ def render_rows(results, labels=None, lo=None, hi=None, color=None, unicode=None
     unicode = display.supports_unicode() if unicode is None else unicode
     shades = display.SHADE_UNICODE if unicode else display.SHADE_ASCII
     missing = display.MISSING if unicode else " "
-    labels = list(labels) if labels is not None else [""] * len(results)
+    labels = _row_labels("render_rows", results, labels)
     words = results[0].labels()
     if any(r.T != len(words) for r in results):
         raise ShapeError("render_rows: every result must cover the same %d steps" % len(words))
@@ -239,7 +246,7 @@ def plot_rows(results, labels=None, path=None, title=None, lo=None, hi=None, tai
 
     from .plot import figure
 
-    labels = list(labels) if labels is not None else [""] * len(results)
+    labels = _row_labels("plot_rows", results, labels)
     words = results[0].labels() + list(tail or [])
     T = results[0].T
     lo, hi = _scale(results, lo, hi)

@@ -81,7 +81,7 @@ class Folded:
     def __init__(self, walk, unfold=None, show_leaves=True):
         recs = [r for r in walk.records if r.kind != "step" and (show_leaves or r.kind != "leaf")]
         keys = fold_keys(recs)
-        lo, hi = unfold if unfold is not None else (0, 0)
+        lo, hi = _steps("to_dot_folded", unfold)
         self.nodes, self.members, self.shown = [], {}, {}
         folded = {}
         for r in recs:
@@ -190,6 +190,16 @@ class SvgImage(str):
         return path
 
 
+def _steps(who, unfold):
+    """``unfold``, None or a ``(first, end)`` pair of time steps, as ``(lo, hi)`` ((0, 0): unfold none)."""
+    if unfold is None:
+        return 0, 0
+    if (not isinstance(unfold, (tuple, list)) or len(unfold) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in unfold)):
+        raise TypeError("%s: unfold must be None or a (first, end) pair of time steps, got %r" % (who, unfold))
+    return int(unfold[0]), int(unfold[1])
+
+
 def grid_svg(walk, width=1000, row_height=10, title=None):
     """An SVG of log10 |grad| for every node of the cell (rows) at every time step (columns).
 
@@ -197,6 +207,9 @@ def grid_svg(walk, width=1000, row_height=10, title=None):
     pixels (at least 2 each); with more steps than that allows, each column shows the
     median over a run of consecutive steps.
     """
+    for name, v in (("width", width), ("row_height", row_height)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v > 0:
+            raise ValueError("grid_svg: %s must be a positive number of pixels, got %r" % (name, v))
     recs = [r for r in walk.records if r.kind == "node" and r.step is not None]
     keys = fold_keys(recs)
     rows = sorted({keys[id(r)] for r in recs}, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3]))

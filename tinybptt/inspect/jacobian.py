@@ -35,7 +35,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ShapeError, describe
 from ..kernels import numpy_rnn
 from ..kernels.cells import GATES, cell_kind, check_cell
 from ..kernels.recurrent import RecurrentSaved
@@ -229,6 +229,8 @@ def layer_input(layer_or_spec, x, h0, c0, layer_index):
 def _spectral(M):
     if M.size == 0:
         return 0.0
+    if not np.isfinite(M).all():  # LAPACK's SVD does not converge on NaN/inf; the norm is NaN (or inf)
+        return math.nan if np.isnan(M).any() else math.inf
     return float(np.linalg.norm(M, 2))
 
 
@@ -250,8 +252,15 @@ def spectral_norm(M, iters=100, seed=0):
 
 
 def spectral_radius(M):
-    """Largest |eigenvalue| of the square matrix ``M``."""
-    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(M, dtype=np.float64)))))
+    """Largest |eigenvalue| of the square matrix ``M`` (NaN if ``M`` holds NaN or inf)."""
+    M = np.asarray(M, dtype=np.float64)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ShapeError("spectral_radius: M must be a square matrix, got %s" % describe(M))
+    if M.size == 0:
+        return 0.0
+    if not np.isfinite(M).all():  # eigvals refuses them; the eigenvalues are undefined
+        return math.nan
+    return float(np.max(np.abs(np.linalg.eigvals(M))))
 
 
 @dataclass
@@ -323,7 +332,8 @@ class JacobianReport:
 
 
 def _log10_safe(x):
-    return math.log10(x) if x > 0 else -math.inf
+    """log10 of a norm: -inf for 0, and NaN stays NaN."""
+    return math.log10(x) if x > 0 else (-math.inf if x == 0 else math.nan)
 
 
 def single_blas_thread(fn):
@@ -392,14 +402,14 @@ def renormalised_products(jac, T):
     is ``P * 10**scale`` with ||P||_F = 1 (``jac[k]`` is the Jacobian of time step t = k - 1).
 
     If the product becomes exactly 0 (or inf/NaN), the last item is ``(k, None, -inf)``
-    (or ``+inf``) and the products of all earlier entries are that too."""
+    (or ``+inf``/NaN) and the products of all earlier entries are that too."""
     P = np.eye(jac[T].shape[0])
     scale = 0.0  # log10 of the factor divided out of P so far
     for k in range(T - 1, -1, -1):
         P = P @ jac[k + 1]
         f = float(np.linalg.norm(P))
         if f == 0.0 or not math.isfinite(f):
-            yield k, None, (-math.inf if f == 0.0 else math.inf)
+            yield k, None, (-math.inf if f == 0.0 else f)  # f: inf or NaN, whose log10 it is too
             return
         P /= f
         scale += math.log10(f)
@@ -449,7 +459,7 @@ def _power_estimate(jac, T, H, D, probes, seed):
         V = jac[t + 1].T @ V
         f = float(np.linalg.norm(V))
         if f == 0.0 or not math.isfinite(f):
-            log_h[:t + 1] = -math.inf if f == 0.0 else math.inf
+            log_h[:t + 1] = -math.inf if f == 0.0 else f  # inf or NaN
             break
         V /= f
         scale += math.log10(f)
@@ -458,7 +468,7 @@ def _power_estimate(jac, T, H, D, probes, seed):
         Vs = jac[t + 1].T @ Vs
         f = float(np.linalg.norm(Vs))
         if f == 0.0 or not math.isfinite(f):
-            log_s[:t + 1] = -math.inf if f == 0.0 else math.inf
+            log_s[:t + 1] = -math.inf if f == 0.0 else f
             break
         Vs /= f
         scale_s += math.log10(f)

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ..errors import DTypeError
+
 
 def smallest_normal(dtype):
     """The smallest positive normal number of ``dtype`` (2.2e-308 for float64)."""
@@ -25,6 +27,17 @@ def max_abs(a):
     return float(np.max(np.abs(a)))
 
 
+def _float64(who, a):
+    """``a`` as a float64 array for a norm: complex values by their moduli (a plain cast would drop
+    the imaginary part), float32 subnormals as the normal float64 numbers they are."""
+    a = np.asarray(a)
+    if a.dtype.kind == "c":
+        return np.abs(a).astype(np.float64, copy=False)
+    if a.dtype.kind not in "biuf":
+        raise DTypeError("%s: expected numbers, got an array of dtype %s" % (who, a.dtype))
+    return a.astype(np.float64, copy=False)
+
+
 def log10_norm(a):
     """log10 of the Euclidean norm of ``a``, exact even when the norm is subnormal.
 
@@ -32,7 +45,7 @@ def log10_norm(a):
     Inf/NaN.  The array is scaled by its largest magnitude before squaring, so
     neither underflow nor overflow can happen in between.
     """
-    a = np.asarray(a, dtype=np.float64)  # float32 subnormals are normal float64 numbers
+    a = _float64("log10_norm", a)
     if a.size == 0:
         return -math.inf
     m = float(np.max(np.abs(a)))
@@ -50,7 +63,7 @@ def norm(a):
     It can still be 0.0 or a subnormal number when the true norm is that small;
     use ``log10_norm`` to compare such values.
     """
-    a = np.asarray(a, dtype=np.float64)
+    a = _float64("norm", a)
     if a.size == 0:
         return 0.0
     m = float(np.max(np.abs(a)))

@@ -30,7 +30,10 @@ from .jacobian import (MAX_DERIVATIVE, layer_input, renormalised_products, run_c
 
 
 def _log10_sv(M):
-    """log10 of the singular values of ``M``, largest first (-inf for exact zeros)."""
+    """log10 of the singular values of ``M``, largest first (-inf for exact zeros; all NaN, or all
+    inf, if ``M`` holds NaN or inf, on which LAPACK's SVD does not converge)."""
+    if not np.isfinite(M).all():
+        return np.full(min(M.shape), np.nan if np.isnan(M).any() else np.inf)
     with np.errstate(divide="ignore"):
         return np.log10(np.linalg.svd(M, compute_uv=False))
 

@@ -48,11 +48,13 @@ def bmm(a, b):
 
 def tanh(x):
     V.check_float("tanh", x)
+    x = np.asarray(x)  # an ndarray subclass (np.matrix) as a plain array, as C sees it
     return np.asarray(np.tanh(x))  # asarray: a 0-D input gives a 0-D array, not a NumPy scalar
 
 
 def tanh_backward(y, dy):
     V.check_activation_backward("tanh_backward", y, dy)
+    y, dy = np.asarray(y), np.asarray(dy)  # np.matrix: * would be a matrix product
     with np.errstate(all="ignore"):  # dy = inf at a saturated y = +-1 gives inf * 0 = NaN, silently
         return np.asarray(dy * (1 - y * y))
 
@@ -60,6 +62,7 @@ def tanh_backward(y, dy):
 def sigmoid(x):
     """Overflow-free logistic: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) for x < 0."""
     V.check_float("sigmoid", x)
+    x = np.asarray(x)  # an ndarray subclass (np.matrix) as a plain array, as C sees it
     out = np.empty(x.shape, dtype=x.dtype)
     pos = x >= 0
     with np.errstate(under="ignore"):  # exp(-1000) = 0 is the right answer, even under np.seterr(all="raise")
@@ -71,6 +74,7 @@ def sigmoid(x):
 
 def sigmoid_backward(y, dy):
     V.check_activation_backward("sigmoid_backward", y, dy)
+    y, dy = np.asarray(y), np.asarray(dy)  # np.matrix: * would be a matrix product
     with np.errstate(all="ignore"):  # dy = inf at a saturated y gives inf * 0 = NaN, silently
         return np.asarray(dy * y * (1 - y))
 

@@ -62,13 +62,15 @@ def check_activation_backward(op, y, dy):
 
 
 def contiguous(a):
-    """``a`` itself if C-contiguous and aligned, else a C-contiguous copy.
+    """``a`` itself if a C-contiguous, aligned, plain ndarray, else a C-contiguous copy.
 
     Copies views with gaps or negative strides (``x[::-1]``, ``x[:, ::2]``,
     ``x.T``), broadcast views with zero strides, and misaligned views
-    (``np.frombuffer`` at an odd byte offset), so C always gets one aligned block.
+    (``np.frombuffer`` at an odd byte offset), so C always gets one aligned block;
+    and ndarray subclasses (``np.matrix``, whose ``*`` is a matrix product and whose
+    rows stay 2-D), so the NumPy reference computes what C computes.
     """
-    if a is None or (a.flags.c_contiguous and a.flags.aligned):
+    if a is None or (type(a) is np.ndarray and a.flags.c_contiguous and a.flags.aligned):
         return a
     return np.array(a, order="C")  # always a fresh, aligned copy (ascontiguousarray keeps a misaligned one)
 

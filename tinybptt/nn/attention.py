@@ -41,7 +41,9 @@ def causal_mask(L, S=None):
     ``S`` defaults to ``L``.  PyTorch's ``nn.Transformer.generate_square_subsequent_mask``
     gives the same mask as floats (``-inf`` where this is True).
     """
-    return np.triu(np.ones((L, L if S is None else S), dtype=bool), k=1)
+    L = _size("causal_mask", "L", L, 0)
+    S = L if S is None else _size("causal_mask", "S", S, 0)
+    return np.triu(np.ones((L, S), dtype=bool), k=1)
 
 
 class MultiheadAttention(Module):
@@ -220,6 +222,9 @@ def sinusoidal_table(length, embed_dim, dtype=np.float64):
     same angle.  Each pair of columns turns at its own rate, so any fixed offset between
     two positions is the same rotation everywhere: attention can learn "k steps back".
     """
+    length = _size("sinusoidal_table", "length", length, 0)
+    embed_dim = _size("sinusoidal_table", "embed_dim", embed_dim, 1)
+    dtype = float_dtype("sinusoidal_table", dtype)  # an integer dtype would round the table to -1, 0, 1
     pos = np.arange(length, dtype=np.float64)[:, None]
     rate = np.exp(-math.log(10000.0) * np.arange(0, embed_dim, 2, dtype=np.float64) / embed_dim)
     table = np.zeros((length, embed_dim))

@@ -13,9 +13,10 @@ can name it.  None of this raises a NumPy warning.
 """
 import numpy as np
 
-from ..autograd import Function, Tensor, _as_array
+from ..autograd import Function, Tensor
 from ..errors import DTypeError, ShapeError, describe
 from ..ops.linalg import Linear as _LinearOp
+from ..ops.operands import operand_array
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -23,7 +24,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 def _tensor(x, who, like=None):
     if isinstance(x, Tensor):
         return x
-    return Tensor(_as_array(x, like.dtype if like is not None else None))
+    return Tensor(operand_array(who, x, like.dtype if like is not None else None))
 
 
 # softmax and log_softmax are ops (tinybptt/ops/softmax.py); the losses use them from here too.

@@ -23,7 +23,7 @@ order (LSTM i, f, g, o; GRU r, z, n).  ``orthogonal_`` and ``identity_`` take
 import numpy as np
 
 from ..autograd import Tensor
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..kernels.cells import GATE_NAMES, GATES
 
 _rng = np.random.default_rng()
@@ -32,7 +32,7 @@ _rng = np.random.default_rng()
 def manual_seed(seed):
     """Reseed the generator used by layer constructors and the random initialisers."""
     global _rng
-    _rng = np.random.default_rng(seed)
+    _rng = np.random.default_rng() if seed is None else resolve_generator(seed, "manual_seed")
 
 
 def get_rng():
@@ -70,19 +70,32 @@ def _fill(t, values):
     return t
 
 
+def _real(op, name, v):
+    """``v`` checked to be real numbers (a number or an array), else DTypeError naming ``op``:
+    a complex value would lose its imaginary part when written into a float weight."""
+    if np.asarray(v).dtype.kind not in "biuf":
+        raise DTypeError("%s: %s must be a real number, got %r" % (op, name, v))
+    return v
+
+
 def uniform_(t, a=0.0, b=1.0, generator=None):
     """Fill with U(a, b), drawn from ``generator`` (None: the global one; see the module's docstring)."""
+    if np.any(np.asarray(_real("uniform_", "a", a)) > np.asarray(_real("uniform_", "b", b))):
+        raise ValueError("uniform_: needs a <= b, got a=%r, b=%r" % (a, b))
     return _fill(t, resolve_generator(generator, "uniform_").uniform(a, b, size=_arr(t).shape))
 
 
 def normal_(t, mean=0.0, std=1.0, generator=None):
     """Fill with N(mean, std^2), drawn from ``generator``."""
+    _real("normal_", "mean", mean)
+    if np.any(np.asarray(_real("normal_", "std", std)) < 0):
+        raise ValueError("normal_: std must be >= 0, got %r" % (std,))
     return _fill(t, resolve_generator(generator, "normal_").normal(mean, std, size=_arr(t).shape))
 
 
 def constant_(t, value):
     """Fill with ``value``."""
-    return _fill(t, value)
+    return _fill(t, _real("constant_", "value", value))
 
 
 def zeros_(t):
@@ -125,6 +138,8 @@ def _blocks(t, gates, op):
         raise ShapeError("%s: needs a 2-D weight, got shape %s" % (op, a.shape))
     if gates is None:
         return [a]
+    if isinstance(gates, bool) or not isinstance(gates, (int, np.integer)) or gates < 1:
+        raise ValueError("%s: gates must be None or a positive integer, got %r" % (op, gates))
     if a.shape[0] % gates:
         raise ShapeError("%s: weight of shape %s does not split into %d gate blocks" % (op, a.shape, gates))
     n = a.shape[0] // gates

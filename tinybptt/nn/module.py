@@ -70,6 +70,14 @@ class Module:
             )
         params, modules = d["_parameters"], d["_modules"]
         was_param = name in params
+        if (was_param and value is not None and not isinstance(value, Parameter)) or \
+                (name in modules and value is not None and not isinstance(value, Module)):
+            # a plain attribute would hide the parameter from parameters(), the optimiser and state_dict
+            what = "parameter" if was_param else "sub-module"
+            raise TypeError("%s: cannot assign a %s to the %s %r; assign a %s or None%s"
+                            % (type(self).__name__, type(value).__name__, what, name,
+                               "Parameter" if was_param else "Module",
+                               " (to change its values, set .data)" if was_param else ""))
         params.pop(name, None)
         modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -103,6 +111,8 @@ class Module:
         """Register ``param`` (a Parameter, or None for an absent optional one) under ``name``."""
         if param is not None and not isinstance(param, Parameter):
             raise TypeError("register_parameter(%r): expected a Parameter or None, got %s" % (name, type(param).__name__))
+        if not isinstance(name, str) or not name or "." in name:  # "." joins the names in state_dict keys
+            raise KeyError("register_parameter(%r): the name must be a non-empty string without '.'" % (name,))
         self.__dict__.pop(name, None)
         self._parameters[name] = param
 

@@ -91,12 +91,16 @@ def _repetitions(n, s):
     return r
 
 
+def _positive(who, name, v, note=""):
+    """``v`` as an int >= 1 (not a bool, not 2.0), or ValueError naming ``who`` and ``name``."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError("%s: %s must be a positive integer, got %r%s" % (who, name, v, note))
+    return int(v)
+
+
 def _check_budget(who, n, slots):
-    for name, v in (("the number of segments", n), ("budget", slots)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError("%s: %s must be a positive integer, got %r%s"
-                             % (who, name, v, " (one slot holds the initial state; at least 1 is needed)"
-                                if name == "budget" else ""))
+    _positive(who, "the number of segments", n)
+    _positive(who, "budget", slots, " (one slot holds the initial state; at least 1 is needed)")
 
 
 def revolve_cost(n, slots):
@@ -436,8 +440,8 @@ def revolve_layer(layer, x, h0s, c0s, budget, segment=None, return_sequence=True
     None, trace slots (one per layer) or None)``; sets ``layer.checkpoint_stats``.
     """
     cell, L = layer.cell_type, layer.num_layers
-    budget = int(budget)
-    segment = default_segment(cell, budget) if segment is None else int(segment)
+    budget = _positive(layer._who, "budget", budget, " (the number of states to store)")
+    segment = default_segment(cell, budget) if segment is None else _positive(layer._who, "segment", segment)
     args = []
     for l in range(L):
         args += [h0s[l], c0s[l], *layer.layer_weights(l)]

@@ -7,6 +7,7 @@ from ..autograd import Tensor
 from ..backprop import topological_order
 from ..errors import ShapeError
 from ..kernels import workspace
+from ..optim import grad_array
 
 try:
     from numpy.lib.array_utils import byte_bounds as _byte_bounds
@@ -97,7 +98,11 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     who = "clip_grad_norm_"
     params = _params(params, who)
     grads = [p for p in params if p.grad is not None]
-    max_norm, norm_type = float(max_norm), float(norm_type)
+    try:
+        max_norm, norm_type = float(max_norm), float(norm_type)
+    except (TypeError, ValueError):
+        raise TypeError("%s: max_norm and norm_type must be numbers, got %r and %r"
+                        % (who, max_norm, norm_type)) from None
     if not max_norm >= 0:
         raise ValueError("%s: max_norm must be a number >= 0, got %r" % (who, max_norm))
     if not norm_type > 0:
@@ -107,12 +112,15 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
         return 0.0
     # the gradients laid end to end in float64: one vector, one norm (not a norm per parameter); its
     # buffer is reused from call to call (kernels.workspace) rather than fresh from the OS each step
-    arrays = [np.asarray(p.grad) for p in grads]
+    arrays = [p.grad for p in grads]
+    for j, a in enumerate(arrays):
+        if type(a) is not np.ndarray or a.dtype.kind != "f":  # the common case needs no call
+            arrays[j] = grad_array(who, next(k for k, p in enumerate(params) if p is grads[j]), grads[j])
     flat = np.concatenate([a.reshape(-1) for a in arrays], out=workspace.empty((sum(a.size for a in arrays),), _F64))
     total = _total_norm(flat, norm_type, all(a.dtype.itemsize <= 4 for a in arrays))
     if not np.isfinite(total) and error_if_nonfinite:
         from ..errors import GraphError
-        bad = [p for p in grads if not np.all(np.isfinite(p.grad))]
+        bad = [p for p, a in zip(grads, arrays) if not np.all(np.isfinite(a))]
         index = {id(p): k for k, p in enumerate(params)}
         raise GraphError("%s: the total gradient norm is %s (gradients of parameters %s, shapes %s, are not "
                          "finite); look for the op that made them with tinybptt.inspect.detect_anomaly()"
@@ -135,12 +143,15 @@ def _scale(grads, arrays, coef):
 
 def clip_grad_value_(params, clip_value):
     """Clamp every gradient element of ``params`` into [-clip_value, clip_value] (in place)."""
-    c = float(clip_value)
+    try:
+        c = float(clip_value)
+    except (TypeError, ValueError):
+        raise TypeError("clip_grad_value_: clip_value must be a number, got %r" % (clip_value,)) from None
     if not c >= 0:
         raise ValueError("clip_grad_value_: clip_value must be a number >= 0, got %r" % clip_value)
-    for p in _params(params, "clip_grad_value_"):
+    for k, p in enumerate(_params(params, "clip_grad_value_")):
         if p.grad is not None:
-            p.grad = np.clip(p.grad, -c, c)
+            p.grad = np.clip(grad_array("clip_grad_value_", k, p), -c, c)
 
 
 def detach_state(state):

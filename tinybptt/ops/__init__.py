@@ -15,12 +15,13 @@ The in-place edits (``add_``, ``mul_``, ``t[idx] = v``, ...) are in ``inplace``.
 """
 import numpy as np
 
-from ..autograd import Tensor, _as_array, float_dtype
-from ..errors import DTypeError, ShapeError
+from ..autograd import Tensor, float_dtype
+from ..errors import ShapeError
 from . import inplace
 from .activations import Exp, Log, Relu, Sigmoid, Tanh
 from .elementwise import Add, Cast, Div, Mul, Neg, Pow, Sub, unbroadcast  # noqa: F401  (unbroadcast: public for custom ops)
 from .linalg import Linear, MatMul
+from .operands import operand_array
 from .reduce import Mean, Sum
 from .shape import Concat, GetItem, Reshape, Split, Stack, Transpose
 
@@ -34,19 +35,18 @@ def _operand(op, self, other):
     takes the tensor's dtype (a float32 tensor stays float32); an array with
     dimensions keeps its own float dtype and promotes by NumPy's rule (float32 with
     float64 gives float64), bool/int/float16 arrays becoming float64.  Complex
-    values raise DTypeError: they would lose their imaginary part.
+    values raise DTypeError: they would lose their imaginary part (``operands.py``).
     """
     if type(other) is float or type(other) is int:  # the common case, first
         return np.asarray(other, dtype=self.data.dtype)
-    arr = np.asarray(other)
-    if arr.dtype.kind == "c":
-        shown = repr(other) if arr.ndim == 0 else "an array of shape %s" % (arr.shape,)
-        raise DTypeError("%s: a complex operand (%s, dtype %s) cannot be combined with a real %s tensor; "
-                         "pass its .real part if that is what you mean" % (op, shown, arr.dtype, self.data.dtype))
-    if arr.dtype.kind not in "biuf":
-        raise DTypeError("%s: cannot combine a %s tensor with an operand of dtype %s"
-                         % (op, self.data.dtype, arr.dtype))
-    return arr.astype(self.data.dtype) if arr.ndim == 0 else _as_array(arr)
+    arr = operand_array(op, other)
+    return arr.astype(self.data.dtype) if arr.ndim == 0 else arr
+
+
+def _arg(op, x):
+    """An argument of a function-form op (``ops.tanh(x)``, ``ops.matmul(a, b)``): a Tensor stays,
+    anything else becomes a float array as ``tinybptt.tensor`` would make it (``operands.py``)."""
+    return x if isinstance(x, Tensor) else operand_array(op, x)
 
 
 def _binary(fn, reflected=False):
@@ -65,6 +65,9 @@ def _tensors(op, xs):
         xs = tuple(xs[0])
     if not xs:
         raise ShapeError("%s: needs at least one tensor" % op)
+    for x in xs:  # all Tensors (the common case): xs as it is, nothing allocated
+        if not isinstance(x, Tensor):
+            return tuple([_arg(op, x) for x in xs])
     return xs
 
 
@@ -85,37 +88,38 @@ def split(x, sections, axis=0):
     a list of int indices to cut at.  Unlike NumPy, a float is refused even when it is
     integral (``np.float64(2.0)``): a TypeError, as for a float ``axis``.
     """
-    out = Split.apply(x, sections=sections, axis=axis)
+    out = Split.apply(_arg("split", x), sections=sections, axis=axis)
     return out if isinstance(out, tuple) else (out,)
 
 
 def matmul(a, b):
-    return MatMul.apply(a, b)
+    return MatMul.apply(_arg("matmul", a), _arg("matmul", b))
 
 
 def linear(x, w, b=None):
     """``x @ w + b`` in one node (``w`` of shape (K, N): the transpose of a PyTorch weight)."""
-    return Linear.apply(x, w) if b is None else Linear.apply(x, w, b)
+    x, w = _arg("linear", x), _arg("linear", w)
+    return Linear.apply(x, w) if b is None else Linear.apply(x, w, _arg("linear", b))
 
 
 def tanh(x):
-    return Tanh.apply(x)
+    return Tanh.apply(_arg("tanh", x))
 
 
 def sigmoid(x):
-    return Sigmoid.apply(x)
+    return Sigmoid.apply(_arg("sigmoid", x))
 
 
 def relu(x):
-    return Relu.apply(x)
+    return Relu.apply(_arg("relu", x))
 
 
 def exp(x):
-    return Exp.apply(x)
+    return Exp.apply(_arg("exp", x))
 
 
 def log(x):
-    return Log.apply(x)
+    return Log.apply(_arg("log", x))
 
 
 def _reshape(self, *shape):

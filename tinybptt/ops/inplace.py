@@ -10,7 +10,7 @@ inside ``no_grad()`` -- where optimiser updates and initialisations belong.
 import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled
-from ..errors import DTypeError, GraphError, ShapeError
+from ..errors import DTypeError, GraphError, ShapeError, describe
 
 
 def _edit(t, op, fn):
@@ -32,23 +32,40 @@ def _edit(t, op, fn):
 
 
 def _value(op, t, other):
-    """``other`` as an array for ``op`` on ``t``: a Tensor's data, or a real number / array."""
+    """``other`` as an array for ``op`` on ``t``: a Tensor's data, or a real number / array.
+
+    A Tensor that requires grad is refused (with grad enabled): the edit copies its values
+    but is not recorded in the graph, so no gradient would ever reach it."""
+    if isinstance(other, Tensor) and other.requires_grad and is_grad_enabled():
+        raise GraphError("%s: the value requires grad (%s), but in-place edits are not recorded in the graph, so "
+                         "no gradient would reach it; build the result out of place (concat, stack, where), or "
+                         "pass value.detach() if no gradient should flow" % (op, describe(other.data)))
     arr = other.data if isinstance(other, Tensor) else np.asarray(other)
     if arr.dtype.kind not in "biuf":
         raise DTypeError("%s: cannot write a value of dtype %s into a %s tensor" % (op, arr.dtype, t.dtype))
     return arr
 
 
+def _scaled(op, t, other, alpha):
+    """``alpha * other`` as an array (``other``'s alone when alpha is 1); ``alpha`` must be a real
+    number: a complex one would be cast away when written into ``t``."""
+    v = _value(op, t, other)
+    a = _value(op, t, alpha)
+    if a.ndim:
+        raise ShapeError("%s: alpha must be a number, got an array of shape %s" % (op, a.shape))
+    return v if a == 1 else v * a
+
+
 def add_(self, other, alpha=1):
     """``self += alpha * other`` in place."""
-    v = _value("add_", self, other)
-    return _edit(self, "add_", lambda a: np.add(a, v * alpha if alpha != 1 else v, out=a, casting="unsafe"))
+    v = _scaled("add_", self, other, alpha)
+    return _edit(self, "add_", lambda a: np.add(a, v, out=a, casting="unsafe"))
 
 
 def sub_(self, other, alpha=1):
     """``self -= alpha * other`` in place."""
-    v = _value("sub_", self, other)
-    return _edit(self, "sub_", lambda a: np.subtract(a, v * alpha if alpha != 1 else v, out=a, casting="unsafe"))
+    v = _scaled("sub_", self, other, alpha)
+    return _edit(self, "sub_", lambda a: np.subtract(a, v, out=a, casting="unsafe"))
 
 
 def mul_(self, other):

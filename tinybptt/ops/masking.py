@@ -15,9 +15,10 @@ entry masked has no probabilities to give; its softmax is NaN, as in PyTorch.
 """
 import numpy as np
 
-from ..autograd import Function, Tensor, _as_array
+from ..autograd import Function, Tensor
 from ..errors import DTypeError, ShapeError, describe
 from .elementwise import unbroadcast
+from .operands import operand_array
 
 
 def as_mask(op, mask):
@@ -78,7 +79,7 @@ class MaskedFill(Function):
 
 def _operand(v, dtype):
     """A Tensor stays; a number or array becomes an array of ``dtype`` (the tensors' dtype)."""
-    return v if isinstance(v, Tensor) else _as_array(v, dtype)
+    return v if isinstance(v, Tensor) else operand_array("where", v, dtype)
 
 
 def where(cond, a, b):
@@ -106,7 +107,7 @@ def masked_fill(x, mask, value):
     attention scores.  Filled elements get no gradient.
     """
     if not isinstance(x, Tensor):
-        x = Tensor(_as_array(x))
+        x = Tensor(operand_array("masked_fill", x))
     mask = as_mask("masked_fill", mask)
     if isinstance(value, Tensor):
         if value.size != 1:

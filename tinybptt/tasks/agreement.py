@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ShapeError
-from .synthetic import _rng
+from .synthetic import _count, _rng
 
 SINGULAR, PLURAL = 0, 1
 LABELS = ("singular", "plural")
@@ -204,7 +204,7 @@ class Grammar:
         ``number`` is the subject's (``SINGULAR``/``PLURAL``; random by default).
         Raises ``ValueError`` when no sentence of the grammar has these counts.
         """
-        g = _rng(rng)
+        g = _rng("agreement grammar", rng)
         if not self.feasible(distance, attractors):
             raise ValueError("agreement grammar: no sentence has distance %r with %r attractors (each attractor "
                              "needs a phrase of at least 3 words; at most %d phrases)"
@@ -265,9 +265,8 @@ class Grammar:
         (e.g. ``(0.8, 0.15, 0.05)`` makes attractors rare, as in natural text).  ``pairs``
         (a list of (distance, attractors)) gives the exact counts of each sentence instead.
         """
-        if int(B) != B or B < 1:
-            raise ShapeError("agreement batch: the batch size B must be an integer >= 1, got %r" % (B,))
-        g = _rng(rng)
+        B = _count("agreement batch", "the batch size B", B, 1)
+        g = _rng("agreement batch", rng)
         if pairs is None:
             lo, hi = distances
             pairs = []

@@ -22,20 +22,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..autograd import float_dtype
+from ..errors import ShapeError, describe
 
 
-def _rng(seed_or_rng):
+def _rng(name, seed_or_rng):
+    """A numpy Generator from ``seed_or_rng`` (None, a seed, or a Generator), or an error naming the task."""
     if isinstance(seed_or_rng, np.random.Generator):
         return seed_or_rng
-    return np.random.default_rng(seed_or_rng)
+    try:
+        return np.random.default_rng(seed_or_rng)
+    except (TypeError, ValueError):
+        raise TypeError("%s: rng must be None, a non-negative integer seed or a numpy.random.Generator, got %r"
+                        % (name, seed_or_rng)) from None
 
 
-def _check(name, T, B, min_T=2):
-    if int(T) != T or T < min_T:
-        raise ShapeError("%s: T must be an integer >= %d, got %r" % (name, min_T, T))
-    if int(B) != B or B < 1:
-        raise ShapeError("%s: the batch size B must be an integer >= 1, got %r" % (name, B))
+def _count(name, what, v, minimum, error=ShapeError):
+    """``v`` as an int >= ``minimum``; a float (even 5.0), a bool or anything else is refused."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise error("%s: %s must be an integer >= %d, got %r" % (name, what, minimum, v))
+    return int(v)
+
+
+def _check(name, T, B, dtype, min_T=2):
+    """``(T, B, dtype)`` checked: sizes are integers, the dtype float32 or float64 (an integer dtype
+    would truncate the inputs, a complex one no layer takes)."""
+    return (_count(name, "T", T, min_T), _count(name, "the batch size B", B, 1), float_dtype(name, dtype))
 
 
 def adding_problem(T, B, rng=None, dtype=np.float64):
@@ -45,8 +57,8 @@ def adding_problem(T, B, rng=None, dtype=np.float64):
     (1 at exactly two steps: one in the first half, one in the second), and ``y`` (B, 1),
     the sum of the two marked values.
     """
-    _check("adding_problem", T, B)
-    g = _rng(rng)
+    T, B, dtype = _check("adding_problem", T, B, dtype)
+    g = _rng("adding_problem", rng)
     x = np.zeros((T, B, 2), dtype=dtype)
     x[:, :, 0] = g.random((T, B))
     half = T // 2
@@ -71,9 +83,9 @@ def copy_memory(T, B, rng=None, n_symbols=8, length=10, dtype=np.float64):
     delimiter, then ``length`` blanks during which the network must output the symbols.
     Returns ``x`` one-hot (T + 2L, B, n_symbols + 2) and ``y`` (T + 2L, B) int64 targets.
     """
-    _check("copy_memory", T, B, min_T=1)
-    g = _rng(rng)
-    L, K = int(length), int(n_symbols)
+    T, B, dtype = _check("copy_memory", T, B, dtype, min_T=1)
+    L, K = _copy_sizes("copy_memory", n_symbols, length)
+    g = _rng("copy_memory", rng)
     total = T + 2 * L
     seq = g.integers(1, K + 1, size=(L, B))
     ids = np.zeros((total, B), dtype=np.int64)
@@ -88,7 +100,13 @@ def copy_memory(T, B, rng=None, n_symbols=8, length=10, dtype=np.float64):
 
 def copy_memory_baseline(T, n_symbols=8, length=10):
     """Cross-entropy per step of the memoryless strategy: blanks, then uniform over the symbols."""
-    return length * math.log(n_symbols) / (T + 2 * length)
+    L, K = _copy_sizes("copy_memory_baseline", n_symbols, length)
+    return L * math.log(K) / (_count("copy_memory_baseline", "T", T, 1) + 2 * L)
+
+
+def _copy_sizes(name, n_symbols, length):
+    """``(length, n_symbols)`` of the copy task, each an integer >= 1."""
+    return _count(name, "length", length, 1, ValueError), _count(name, "n_symbols", n_symbols, 1, ValueError)
 
 
 SUBJECTS = ("cat", "dog", "bird", "fish", "horse", "mouse", "goat", "owl")
@@ -103,10 +121,10 @@ def remember_first(T, B, rng=None, n_subjects=4, dtype=np.float64):
     every later step a distractor word.  Returns ``x`` one-hot (T, B, V) and ``y`` (B,)
     int64, the index of the subject (0..n_subjects-1).
     """
-    _check("remember_first", T, B, min_T=1)
-    if not 2 <= n_subjects <= len(SUBJECTS):
+    T, B, dtype = _check("remember_first", T, B, dtype, min_T=1)
+    if _count("remember_first", "n_subjects", n_subjects, 2, ValueError) > len(SUBJECTS):
         raise ValueError("remember_first: n_subjects must be in 2..%d, got %r" % (len(SUBJECTS), n_subjects))
-    g = _rng(rng)
+    g = _rng("remember_first", rng)
     V = n_subjects + len(DISTRACTORS)
     ids = np.empty((T, B), dtype=np.int64)
     y = g.integers(0, n_subjects, size=B)
@@ -124,7 +142,13 @@ def remember_first_vocab(n_subjects=4):
 
 def decode(x, vocab, b=0):
     """The words of sequence ``b`` of a one-hot batch ``x`` (T, B, V)."""
-    return [vocab[k] for k in np.asarray(x)[:, b].argmax(axis=1)]
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[2] > len(vocab):
+        raise ShapeError("decode: x must be a one-hot batch (T, B, V) with V <= len(vocab) = %d, got %s"
+                         % (len(vocab), describe(x)))
+    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not -x.shape[1] <= b < x.shape[1]:
+        raise ShapeError("decode: b must be a sequence index of the batch %s, got %r" % (describe(x), b))
+    return [vocab[k] for k in x[:, b].argmax(axis=1)]
 
 
 @dataclass(frozen=True)

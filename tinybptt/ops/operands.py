@@ -1,0 +1,35 @@
+"""Non-Tensor operands (numbers, lists, NumPy arrays) made into the float arrays the ops compute with.
+
+One rule for every op that takes them (``ops.tanh(array)``, ``x + array``,
+``mse_loss(x, target_list)``, ``where(cond, array, x)``): bool, integer and float16
+data become float64 (or the dtype asked for), float32/float64 stay as they are.
+Anything a float array cannot hold without changing its meaning is an error that
+names the op: complex values (casting would drop the imaginary part), strings,
+objects, and ragged nested lists.
+"""
+import numpy as np
+
+from ..autograd import _as_array
+from ..errors import DTypeError, ShapeError
+
+
+def operand_array(op, value, dtype=None):
+    """``value`` as a float NumPy array for the op ``op`` (of ``dtype`` if given), or DTypeError/ShapeError."""
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # a ragged nested list: NumPy cannot make an array of it
+        raise ShapeError("%s: cannot make an array of the operand %s (%s)"
+                         % (op, _shown(value), exc)) from None
+    if arr.dtype.kind == "c":
+        raise DTypeError("%s: a complex operand (%s, dtype %s) cannot be used with real tensors; "
+                         "pass its .real part if that is what you mean" % (op, _shown(value, arr), arr.dtype))
+    if arr.dtype.kind not in "biuf":
+        raise DTypeError("%s: an operand must be numbers, got %s of dtype %s" % (op, _shown(value, arr), arr.dtype))
+    return _as_array(arr, dtype)
+
+
+def _shown(value, arr=None):
+    if arr is not None and arr.ndim:
+        return "an array of shape %s" % (arr.shape,)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
