@@ -110,7 +110,7 @@ void *tb_scratch(int slot, size_t bytes)
 {
     slot_t *s = &slots[slot];
     if (injected_failure()) return NULL;   /* as if out of memory; the slot keeps its buffer */
-    if (bytes <= s->n) return s->p;
+    if (s->p && bytes <= s->n) return s->p;
     pthread_once(&slots_once, make_key);
     pthread_setspecific(slots_key, slots);   /* so that thread exit frees them */
     free(s->p);
@@ -118,6 +118,7 @@ void *tb_scratch(int slot, size_t bytes)
     s->n = 0;
     size_t want = (bytes + 4095) & ~(size_t)4095;
     if (want < bytes) return NULL;   /* size overflow */
+    if (want == 0) want = 4096;      /* a request for nothing (H = 0) still gets a buffer: NULL means failure */
     void *p = NULL;
     if (posix_memalign(&p, 64, want)) return NULL;
     s->p = p;
