@@ -19,7 +19,7 @@ import itertools
 import numpy as np
 
 from . import saved as saved_values
-from .errors import DTypeError
+from .errors import DTypeError, ShapeError
 from .modes import thread
 # the modes, re-exported: ``from tinybptt.autograd import no_grad, node_scope`` keeps working
 from .modes import backward_hook, enable_grad, forward_hook, is_grad_enabled, no_grad, node_scope  # noqa: F401
@@ -44,13 +44,20 @@ def float_dtype(op, dtype):
     return dt
 
 
+def array_of(op, data, dtype=None):
+    """``np.asarray(data, dtype)``, or a ShapeError naming ``op`` for data no array can hold
+    (ragged nested lists such as ``[[1, 2], [3]]``)."""
+    try:
+        return np.asarray(data, dtype=dtype)
+    except ValueError as exc:
+        raise ShapeError("%s: cannot make an array of this data (%s)" % (op, exc)) from None
+
+
 def _as_array(data, dtype=None):
     """Coerce ``data`` to a float NumPy array (float64 unless it already is float32/64)."""
     if isinstance(data, Tensor):
         data = data.data
-    if dtype is not None:
-        return np.asarray(data, dtype=float_dtype("tensor", dtype))
-    arr = np.asarray(data)
+    arr = array_of("tensor", data, None if dtype is None else float_dtype("tensor", dtype))
     if arr.dtype in _FLOATS:
         return arr
     if arr.dtype.kind in "biuf":  # bool, ints, float16: promote to the default float type
@@ -154,6 +161,9 @@ class Tensor:
 
     def item(self):
         """The value of a one-element tensor as a Python float."""
+        if self.data.size != 1:
+            raise ShapeError("item: needs a one-element tensor, got shape %s (%s); reduce it first (.sum(), "
+                             ".mean()) or index one element" % (tuple(self.data.shape), self.data.dtype))
         return self.data.item()
 
     def detach(self):

@@ -110,7 +110,8 @@ def _root_grad(root, grad):
         one = np.empty(root.data.shape, root.data.dtype)  # (np.ones is a Python-level wrapper of these two)
         one.fill(1)
         return one
-    grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
+    from .ops.operands import operand_array  # (imported here: the ops are built on this engine)
+    grad = operand_array("backward", grad.data if isinstance(grad, Tensor) else grad, root.dtype)
     if grad.shape != root.shape:
         raise ShapeError("backward: grad has shape %s but the tensor has shape %s" % (grad.shape, root.shape))
     return grad

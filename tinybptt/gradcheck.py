@@ -144,10 +144,25 @@ def _checked_arguments(inputs, names, time_axis, settings, per_output, fast):
     """gradcheck's arguments, checked: ``inputs`` as a list of Tensors, a (name, time axis) per input,
     and the positions of the inputs to check.  Raises on anything gradcheck cannot check."""
     inputs = _tensor_list(inputs)
+    _check_settings(settings)
     if per_output and fast:
         raise ValueError("gradcheck: per_output=True compares every output element; it cannot be fast=True")
     specs = _specs(inputs, names, time_axis)
     return inputs, specs, _checked_positions(inputs, specs, settings)
+
+
+def _check_settings(settings):
+    """TypeError/ValueError unless each of eps, atol, rtol given is a finite number, eps above 0."""
+    for name, v in zip(("eps", "atol", "rtol"), settings):
+        if v is None:
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise TypeError("gradcheck: %s must be a number, got %r" % (name, v)) from None
+        if not (math.isfinite(f) and (f > 0 if name == "eps" else f >= 0)):
+            raise ValueError("gradcheck: %s must be a finite number %s, got %r"
+                             % (name, "above 0" if name == "eps" else "of at least 0", v))
 
 
 def _compare(fn, inputs, specs, checked, settings, fast, seed, per_output):

@@ -9,17 +9,13 @@ objects, and ragged nested lists.
 """
 import numpy as np
 
-from ..autograd import _as_array
-from ..errors import DTypeError, ShapeError
+from ..autograd import _as_array, array_of
+from ..errors import DTypeError
 
 
 def operand_array(op, value, dtype=None):
     """``value`` as a float NumPy array for the op ``op`` (of ``dtype`` if given), or DTypeError/ShapeError."""
-    try:
-        arr = np.asarray(value)
-    except ValueError as exc:  # a ragged nested list: NumPy cannot make an array of it
-        raise ShapeError("%s: cannot make an array of the operand %s (%s)"
-                         % (op, _shown(value), exc)) from None
+    arr = array_of(op, value)  # (a ragged nested list: ShapeError)
     if arr.dtype.kind == "c":
         raise DTypeError("%s: a complex operand (%s, dtype %s) cannot be used with real tensors; "
                          "pass its .real part if that is what you mean" % (op, _shown(value, arr), arr.dtype))
