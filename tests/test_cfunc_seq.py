@@ -19,6 +19,8 @@ and the GEMMs dispatch on it), float32 and float64:
   results come back at true scale, or, with carry_exp, scaled and with their
   exponent).
 """
+import itertools
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,7 @@ from tinybptt.kernels import numpy_rnn
 
 try:
     from tinybptt.kernels import c_rnn
-    from tinybptt.kernels._ffi import lib
+    from test_recurrent_fast import isa  # noqa: F401 (the fixture: each test under every instruction set)
 except ImportError:  # extension not built
     c_rnn = None
 
@@ -40,21 +42,9 @@ SHAPES = [
     pytest.param((37, 5, 3, 10), id="step-by-step"),          # 26 steps a group: 36..11, then 10..0
     pytest.param((9, 16, 2, 240), id="many-rows-big-sums"),   # T*B = 144, sums over 640 KB: at the end
 ]
-# (need_dx, need_trace, d_out given, bias): every combination of the first three, biases varied
-FLAGS = [(dx, tr, given, ("both", "ih", "hh", "none")[k % 4])
-         for k, (dx, tr, given) in enumerate((dx, tr, given) for dx in (True, False)
-                                             for tr in (True, False) for given in (True, False))]
-
-
-@pytest.fixture(params=["avx512", "avx2", "portable"])
-def isa(request):
-    """Run the test under one instruction set (skipped if the CPU lacks it); restore the default after."""
-    from tinybptt.kernels._ffi import ffi
-    default = ffi.string(lib.tb_isa_name()).decode()
-    if lib.tb_select_isa(request.param.encode()):
-        pytest.skip("this CPU cannot run the %s kernels" % request.param)
-    yield request.param
-    assert lib.tb_select_isa(default.encode()) == 0
+# (need_dx, need_trace, d_out given, bias): every combination of the first three, the biases varied
+FLAGS = [flags + (bias,) for flags, bias in zip(itertools.product((True, False), repeat=3),
+                                                ("both", "ih", "hh", "none") * 2)]
 
 
 def _problem(cell, T, B, I, H, dtype, bias, seed):
