@@ -298,7 +298,8 @@ TB_CLONES static void FN(gru_back_step)(long B, long H, int e, const panel *whh,
 /* After the walk: dW_ih, dW_hh, db_ih and db_hh (NULL skipped) += their sums,
    from the step-by-step sums or, otherwise, as products over all T steps' dgx
    and dgh (which also write dx unless NULL) and the running bias sums.
-   Nonzero if the GEMM's scratch memory could not be had. */
+   Nonzero if the GEMM's scratch memory could not be had.  Compiled per
+   instruction set for its adds. */
 TB_CLONES static int FN(gru_back_weight_grads)(long T, long B, long I, long H,
                                                const FN(gru_back_buffers) *s,
                                                const real *x,    /* (T, B, I) */

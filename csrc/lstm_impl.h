@@ -371,7 +371,8 @@ TB_CLONES static void FN(lstm_back_step)(long B, long H, int e, const panel *whh
 /* After the walk: dW_ih, dW_hh, db_ih and db_hh (NULL skipped) += their sums,
    from the step-by-step sums or, otherwise, as one product over all T steps'
    dgates (which also writes dx unless NULL) and the bias gradient's running
-   sum.  Nonzero if the GEMM's scratch memory could not be had. */
+   sum.  Nonzero if the GEMM's scratch memory could not be had.  Compiled per
+   instruction set for its adds. */
 TB_CLONES static int FN(lstm_back_weight_grads)(long T, long B, long I, long H,
                                                 const FN(lstm_back_buffers) *s,
                                                 const real *x,    /* (T, B, I) */
