@@ -231,6 +231,102 @@ static int FN(gru_step_wgrad)(long B, long I, long H, long slot, long rows,
                          || (dx_lo && GEMM(0, 0, rows, I, G3, 1, dgx, G3, w_ih, I, 0, dx_lo, I)));
 }
 
+/* ---- the sequence backward, in parts */
+
+/* The backward's one scratch block (TB_SLOT_DGATES), as gru_back_scratch
+   lays it out. */
+typedef struct {
+    int per_step;      /* the weight gradients step by step (GRU_STEP_WGRAD) */
+    long S;            /* steps per weight-gradient product: T, or fewer step by step */
+    real *dgx, *dgh;   /* (S, B, 3H) each */
+    real *dbx, *dbh;   /* (3H,) each: the running bias sums; NULL without that bias or step by step */
+    real *xr, *hr;     /* step by step: the rows [x_t | 1] (S, B, I+1) and [h_{t-1} | 1] (S, B, H+1) */
+    real *dwxT, *dwhT; /* step by step: the sums [dW_ih | db_ih]^T (I+1, 3H) and [dW_hh | db_hh]^T (H+1, 3H) */
+} FN(gru_back_buffers);
+
+/* Takes the scratch block for a backward over T steps, lays it out in s and
+   zeroes its running sums; nonzero if it could not be had. */
+static int FN(gru_back_scratch)(long T, long B, long I, long H, int want_dbx, int want_dbh,
+                                FN(gru_back_buffers) *s)
+{
+    long G3 = 3 * H;
+    s->per_step = GRU_STEP_WGRAD(T, B, I, H);
+    s->S = s->per_step ? (GRU_WGRAD_ROWS + B - 1) / B : T;
+    /* one scratch block: dgx, dgh (T, B, 3H) each, or (S, B, 3H) each step by step; then either the
+       running bias sums (3H,) each, or the rows [x_t | 1] (S, B, I+1) and [h_{t-1} | 1] (S, B, H+1) and
+       the sums [dW_ih | db_ih]^T (I+1, 3H) and [dW_hh | db_hh]^T (H+1, 3H) */
+    long ng = s->S * B * G3, nr = s->S * B * (I + H + 2), ns = (I + H + 2) * G3;
+    s->dgx = (real *)tb_scratch(TB_SLOT_DGATES, (size_t)(2 * ng + (s->per_step ? nr + ns : 2 * G3)) * sizeof(real));
+    if (!s->dgx) return 1;
+    s->dgh = s->dgx + ng;
+    s->dbx = want_dbx && !s->per_step ? s->dgh + ng : NULL;
+    s->dbh = want_dbh && !s->per_step ? s->dgh + ng + G3 : NULL;
+    s->xr = s->dgh + ng;
+    s->hr = s->xr + s->S * B * (I + 1);
+    s->dwxT = s->xr + nr;
+    s->dwhT = s->dwxT + (I + 1) * G3;
+    if (s->dbx) memset(s->dbx, 0, (size_t)G3 * sizeof(real));
+    if (s->dbh) memset(s->dbh, 0, (size_t)G3 * sizeof(real));
+    if (s->per_step) memset(s->dwxT, 0, (size_t)ns * sizeof(real));
+    return 0;
+}
+
+/* One step of the reverse walk after dh, the total gradient on h_t, has
+   arrived, carried at exponent e.  Writes the step's gate gradients dgx_t and
+   dgh_t (B, 3H); leaves in dh the gradient on h_{t-1}; brings dgx_t and dgh_t
+   to true scale and adds their column sums to dbx and dbh (each unless NULL).
+   Compiled per instruction set for those column sums. */
+TB_CLONES static void FN(gru_back_step)(long B, long H, int e, const panel *whh,
+                                        const real *gates_t, /* (B, 3H) */
+                                        const real *hn_t,    /* (B, H) */
+                                        const real *h_prev,  /* (B, H) */
+                                        real *dh,            /* (B, H) in/out */
+                                        real *dgx_t,         /* (B, 3H) */
+                                        real *dgh_t,         /* (B, 3H) */
+                                        real *dbx,           /* (3H,) or NULL */
+                                        real *dbh)           /* (3H,) or NULL */
+{
+    long G3 = 3 * H;
+    FN(gru_pointwise_backward)(B, H, gates_t, hn_t, h_prev, dh, dgx_t, dgh_t);
+    FN(panel_mm)(B, dgh_t, G3, whh, dh, H, 1, NULL);          /* dh_{t-1} += dgh_t @ W_hh */
+    FN(renorm_scale)(B * G3, dgx_t, e);                        /* dgx_t, dgh_t in true scale */
+    FN(renorm_scale)(B * G3, dgh_t, e);
+    FN(cell_colsum_acc)(B, G3, dgx_t, G3, dbx);
+    FN(cell_colsum_acc)(B, G3, dgh_t, G3, dbh);
+}
+
+/* After the walk: dW_ih, dW_hh, db_ih and db_hh (NULL skipped) += their sums,
+   from the step-by-step sums or, otherwise, as products over all T steps' dgx
+   and dgh (which also write dx unless NULL) and the running bias sums.
+   Nonzero if the GEMM's scratch memory could not be had.  Compiled per
+   instruction set for its adds. */
+TB_CLONES static int FN(gru_back_weight_grads)(long T, long B, long I, long H,
+                                               const FN(gru_back_buffers) *s,
+                                               const real *x,    /* (T, B, I) */
+                                               const real *h0,   /* (B, H) */
+                                               const real *out,  /* (T, B, H) */
+                                               const real *w_ih, /* (3H, I) */
+                                               real *dx,         /* (T, B, I) or NULL */
+                                               real *dw_ih,      /* (3H, I) */
+                                               real *dw_hh,      /* (3H, H) */
+                                               real *db_ih,      /* (3H,) or NULL */
+                                               real *db_hh)      /* (3H,) or NULL */
+{
+    long G3 = 3 * H;
+    if (s->per_step) {
+        FN(wgrad_add_t)(I, G3, s->dwxT, dw_ih);                /* dW_ih += its rows, transposed */
+        FN(wgrad_add_t)(H, G3, s->dwhT, dw_hh);
+        FN(cell_add2)(G3, db_ih, NULL, s->dwxT + I * G3);
+        FN(cell_add2)(G3, db_hh, NULL, s->dwhT + H * G3);
+    } else if (FN(cell_weight_grads)(T, B, I, H, G3, s->dgx, s->dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh,
+                                     NULL, NULL)) {
+        return 1;
+    }
+    if (s->dbx) FN(cell_add2)(G3, db_ih, NULL, s->dbx);
+    if (s->dbh) FN(cell_add2)(G3, db_hh, NULL, s->dbh);
+    return 0;
+}
+
 TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             const real *x,     /* (T, B, I) */
                             const real *h0,    /* (B, H) */
@@ -254,57 +350,29 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
     long G3 = 3 * H, BH = B * H;
     int err = 1;
     panel whh = PANEL_NONE;                                   /* W_hh (3H, H), packed once */
-    int per_step = GRU_STEP_WGRAD(T, B, I, H);
-    long S = per_step ? (GRU_WGRAD_ROWS + B - 1) / B : T;     /* steps per weight-gradient product */
-    /* one scratch block: dgx, dgh (T, B, 3H) each, or (S, B, 3H) each step by step; then either the
-       running bias sums (3H,) each, or the rows [x_t | 1] (S, B, I+1) and [h_{t-1} | 1] (S, B, H+1) and
-       the sums [dW_ih | db_ih]^T (I+1, 3H) and [dW_hh | db_hh]^T (H+1, 3H) */
-    long ng = S * B * G3, nr = S * B * (I + H + 2), ns = (I + H + 2) * G3;
-    real *dgx = (real *)tb_scratch(TB_SLOT_DGATES, (size_t)(2 * ng + (per_step ? nr + ns : 2 * G3)) * sizeof(real));
-    if (!dgx || FN(panel_pack)(&whh, G3, H, w_hh, H, 0)) goto done;
-    real *dgh = dgx + ng;
-    real *dbx = db_ih && !per_step ? dgh + ng : NULL, *dbh = db_hh && !per_step ? dgh + ng + G3 : NULL;
-    real *xr = dgh + ng, *hr = xr + S * B * (I + 1), *dwxT = xr + nr, *dwhT = dwxT + (I + 1) * G3;
-    if (dbx) memset(dbx, 0, (size_t)G3 * sizeof(real));
-    if (dbh) memset(dbh, 0, (size_t)G3 * sizeof(real));
-    if (per_step) memset(dwxT, 0, (size_t)ns * sizeof(real));
+    FN(gru_back_buffers) s;
+    if (FN(gru_back_scratch)(T, B, I, H, db_ih != NULL, db_hh != NULL, &s)
+        || FN(panel_pack)(&whh, G3, H, w_hh, H, 0))
+        goto done;
     /* the running gradient on h_t lives in dh0's buffer, as dh * 2^e
        (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0;
-    int e = carry_exp ? *carry_exp : 0;
-    FN(cell_copy_or_zero)(BH, d_hn, dh);
-    FN(renorm_carry)(BH, dh, NULL, &e);
+    int e = FN(carry_begin)(BH, d_hn, NULL, carry_exp, dh, NULL);
     for (long t = T - 1; t >= 0; t--) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         /* t's group of S steps, counted from T - 1 down, is lo..hi (all steps at once when not step by step) */
-        long hi = T - 1 - (T - 1 - t) / S * S, lo = hi - S + 1 < 0 ? 0 : hi - S + 1;
-        real *dgx_t = dgx + (t - lo) * B * G3, *dgh_t = dgh + (t - lo) * B * G3;
-        FN(renorm_add)(BH, dh, NULL, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
-        FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
-        if (trace_exp) trace_exp[t] = e;
-        FN(gru_pointwise_backward)(B, H, gates + t * B * G3, hn + t * BH, h_prev, dh, dgx_t, dgh_t);
-        FN(panel_mm)(B, dgh_t, G3, &whh, dh, H, 1, NULL);          /* dh_{t-1} += dgh_t @ W_hh */
-        FN(renorm_scale)(B * G3, dgx_t, e);                        /* dgx_t, dgh_t in true scale */
-        FN(renorm_scale)(B * G3, dgh_t, e);
-        FN(cell_colsum_acc)(B, G3, dgx_t, G3, dbx);
-        FN(cell_colsum_acc)(B, G3, dgh_t, G3, dbh);
-        if (per_step && FN(gru_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I, h_prev, w_ih,
-                                           dgx, dgh, xr, hr, dwxT, dwhT, dx ? dx + lo * B * I : NULL))
+        long hi, lo = FN(wgrad_group)(t, T, s.S, &hi);
+        real *dgx_t = s.dgx + (t - lo) * B * G3, *dgh_t = s.dgh + (t - lo) * B * G3;
+        FN(carry_receive)(t, BH, d_out, dh, NULL, trace_h, trace_exp, &e);  /* dh = total dL/dh_{t+1} */
+        FN(gru_back_step)(B, H, e, &whh, gates + t * B * G3, hn + t * BH, h_prev, dh, dgx_t, dgh_t, s.dbx, s.dbh);
+        if (s.per_step && FN(gru_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I, h_prev, w_ih,
+                                             s.dgx, s.dgh, s.xr, s.hr, s.dwxT, s.dwhT, dx ? dx + lo * B * I : NULL))
             goto done;
         FN(renorm_carry)(BH, dh, NULL, &e);
     }
-    if (per_step) {
-        FN(wgrad_add_t)(I, G3, dwxT, dw_ih);                   /* dW_ih += its rows, transposed */
-        FN(wgrad_add_t)(H, G3, dwhT, dw_hh);
-        FN(cell_add2)(G3, db_ih, NULL, dwxT + I * G3);
-        FN(cell_add2)(G3, db_hh, NULL, dwhT + H * G3);
-    } else if (FN(cell_weight_grads)(T, B, I, H, G3, dgx, dgh, x, h0, out, w_ih, dx, dw_ih, dw_hh, NULL, NULL)) {
+    if (FN(gru_back_weight_grads)(T, B, I, H, &s, x, h0, out, w_ih, dx, dw_ih, dw_hh, db_ih, db_hh))
         goto done;
-    }
-    if (carry_exp) *carry_exp = e;                                 /* dh0 stays scaled */
-    else FN(renorm_scale)(BH, dh0, e);                             /* dh0 in true scale */
-    if (dbx) FN(cell_add2)(G3, db_ih, NULL, dbx);
-    if (dbh) FN(cell_add2)(G3, db_hh, NULL, dbh);
+    FN(carry_end)(BH, dh0, NULL, e, carry_exp);
     err = 0;
 done:
     panel_free(&whh);

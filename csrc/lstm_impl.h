@@ -307,6 +307,97 @@ static int FN(lstm_step_wgrad)(long B, long I, long H, long slot, long rows,
                          || (dx_lo && GEMM(0, 0, rows, I, G4, 1, dg, G4, w_ih, I, 0, dx_lo, I)));
 }
 
+/* ---- the sequence backward, in parts */
+
+/* The backward's one scratch block (TB_SLOT_DGATES), as lstm_back_scratch
+   lays it out. */
+typedef struct {
+    int per_step;    /* the weight gradients step by step (LSTM_STEP_WGRAD) */
+    long S;          /* steps per weight-gradient product: T, or fewer step by step */
+    real *dgates;    /* (S, B, 4H) */
+    real *dc_total;  /* (B, H): a home for dc_total when trace_c is not wanted */
+    real *db;        /* (4H,) the bias gradient's running sum; NULL without biases or step by step */
+    real *xh;        /* step by step: the rows [x_t | h_{t-1} | 1] (S, B, I+H+1) */
+    real *dwT;       /* step by step: the sums [dW_ih | dW_hh | db]^T (I+H+1, 4H) */
+} FN(lstm_back_buffers);
+
+/* Takes the scratch block for a backward over T steps, lays it out in s and
+   zeroes its running sums; nonzero if it could not be had. */
+static int FN(lstm_back_scratch)(long T, long B, long I, long H, int want_db, FN(lstm_back_buffers) *s)
+{
+    long G4 = 4 * H, BH = B * H, K1 = I + H + 1;
+    s->per_step = LSTM_STEP_WGRAD(T, B, I, H);
+    s->S = s->per_step ? (LSTM_WGRAD_ROWS + B - 1) / B : T;
+    /* one scratch block: dgates ((T, B, 4H), or (S, B, 4H) when the weight gradients are
+       taken step by step), a (B, H) home for dc_total when trace_c is not wanted, then
+       either the bias gradient's running sum (4H,) or, step by step, the rows
+       [x_t | h_{t-1} | 1] (S, B, I+H+1) and the sums [dW_ih | dW_hh | db]^T (I+H+1, 4H) */
+    long ng = s->S * B * G4;
+    s->dgates = (real *)tb_scratch(TB_SLOT_DGATES,
+                                   (size_t)(ng + BH + (s->per_step ? s->S * B * K1 + K1 * G4 : G4)) * sizeof(real));
+    if (!s->dgates) return 1;
+    s->dc_total = s->dgates + ng;
+    s->db = want_db && !s->per_step ? s->dc_total + BH : NULL;
+    s->xh = s->dc_total + BH;
+    s->dwT = s->xh + s->S * B * K1;
+    if (s->db) memset(s->db, 0, (size_t)G4 * sizeof(real));
+    if (s->per_step) memset(s->dwT, 0, (size_t)(K1 * G4) * sizeof(real));
+    return 0;
+}
+
+/* One step of the reverse walk after dh, the total gradient on h_t, has
+   arrived; dh and dc (the gradient reaching c_t from later steps) are carried
+   at exponent e.  Writes the step's gate gradients dg (B, 4H) and the total
+   gradient on c_t to dc_total; leaves in dc the gradient on c_{t-1} and in dh
+   the one on h_{t-1}; brings dg to true scale and adds its column sums to db
+   (unless NULL).  Compiled per instruction set for those column sums. */
+TB_CLONES static void FN(lstm_back_step)(long B, long H, int e, const panel *whh,
+                                         const real *gates_t,  /* (B, 4H) */
+                                         const real *tanh_c_t, /* (B, H) */
+                                         const real *c_prev,   /* (B, H) */
+                                         real *dh,             /* (B, H) in/out */
+                                         real *dc,             /* (B, H) in/out */
+                                         real *dc_total,       /* (B, H) */
+                                         real *dg,             /* (B, 4H) */
+                                         real *db)             /* (4H,) or NULL */
+{
+    long G4 = 4 * H;
+    FN(lstm_pointwise_backward)(B, H, gates_t, tanh_c_t, c_prev, dh, dc, dc_total, dg);
+    FN(panel_mm)(B, dg, G4, whh, dh, H, 0, NULL);              /* dh_{t-1} = dgates_t @ W_hh */
+    FN(renorm_scale)(B * G4, dg, e);                           /* dgates_t in true scale */
+    FN(cell_colsum_acc)(B, G4, dg, G4, db);                    /* db += column sums of dgates_t */
+}
+
+/* After the walk: dW_ih, dW_hh, db_ih and db_hh (NULL skipped) += their sums,
+   from the step-by-step sums or, otherwise, as one product over all T steps'
+   dgates (which also writes dx unless NULL) and the bias gradient's running
+   sum.  Nonzero if the GEMM's scratch memory could not be had.  Compiled per
+   instruction set for its adds. */
+TB_CLONES static int FN(lstm_back_weight_grads)(long T, long B, long I, long H,
+                                                const FN(lstm_back_buffers) *s,
+                                                const real *x,    /* (T, B, I) */
+                                                const real *h0,   /* (B, H) */
+                                                const real *out,  /* (T, B, H) */
+                                                const real *w_ih, /* (4H, I) */
+                                                real *dx,         /* (T, B, I) or NULL */
+                                                real *dw_ih,      /* (4H, I) */
+                                                real *dw_hh,      /* (4H, H) */
+                                                real *db_ih,      /* (4H,) or NULL */
+                                                real *db_hh)      /* (4H,) or NULL */
+{
+    long G4 = 4 * H;
+    if (s->per_step) {
+        FN(wgrad_add_t)(I, G4, s->dwT, dw_ih);                 /* dW_ih += its rows of dwT, transposed */
+        FN(wgrad_add_t)(H, G4, s->dwT + I * G4, dw_hh);
+        FN(cell_add2)(G4, db_ih, db_hh, s->dwT + (I + H) * G4);
+    } else if (FN(cell_weight_grads)(T, B, I, H, G4, s->dgates, s->dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh,
+                                     NULL, NULL)) {
+        return 1;
+    }
+    if (s->db) FN(cell_add2)(G4, db_ih, db_hh, s->db);
+    return 0;
+}
+
 TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              const real *x,      /* (T, B, I) */
                              const real *h0,     /* (B, H) */
@@ -332,65 +423,32 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              int *trace_exp,     /* (T,) or NULL */
                              int *carry_exp)     /* in/out, or NULL */
 {
-    long G4 = 4 * H, BH = B * H, K1 = I + H + 1;
+    long G4 = 4 * H, BH = B * H;
     int err = 1;
     panel whh = PANEL_NONE;                                   /* W_hh (4H, H), packed once */
-    int per_step = LSTM_STEP_WGRAD(T, B, I, H);
-    long S = per_step ? (LSTM_WGRAD_ROWS + B - 1) / B : T;   /* steps per weight-gradient product */
-    /* one scratch block: dgates ((T, B, 4H), or (S, B, 4H) when the weight gradients are
-       taken step by step), a (B, H) home for dc_total when trace_c is not wanted, then
-       either the bias gradient's running sum (4H,) or, step by step, the rows
-       [x_t | h_{t-1} | 1] (S, B, I+H+1) and the sums [dW_ih | dW_hh | db]^T (I+H+1, 4H) */
-    long ng = S * B * G4;
-    real *dgates = (real *)tb_scratch(TB_SLOT_DGATES,
-                                      (size_t)(ng + BH + (per_step ? S * B * K1 + K1 * G4 : G4)) * sizeof(real));
-    if (!dgates || FN(panel_pack)(&whh, G4, H, w_hh, H, 0)) goto done;
-    real *dc_scratch = dgates + ng;
-    real *db = (db_ih || db_hh) && !per_step ? dc_scratch + BH : NULL;
-    real *xh = dc_scratch + BH, *dwT = xh + S * B * K1;
-    if (db) memset(db, 0, (size_t)G4 * sizeof(real));
-    if (per_step) memset(dwT, 0, (size_t)(K1 * G4) * sizeof(real));
+    FN(lstm_back_buffers) s;
+    if (FN(lstm_back_scratch)(T, B, I, H, db_ih || db_hh, &s) || FN(panel_pack)(&whh, G4, H, w_hh, H, 0))
+        goto done;
     /* the running gradients on h_t and c_t live in dh0's and dc0's buffers,
        as dh * 2^e and dc * 2^e (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0, *dc = dc0;
-    int e = carry_exp ? *carry_exp : 0;
-    FN(cell_copy_or_zero)(BH, d_hn, dh);
-    FN(cell_copy_or_zero)(BH, d_cn, dc);
-    FN(renorm_carry)(BH, dh, dc, &e);
+    int e = FN(carry_begin)(BH, d_hn, d_cn, carry_exp, dh, dc);
     for (long t = T - 1; t >= 0; t--) {
-        const real *c_prev = t ? c_out + (t - 1) * BH : c0;
         /* t's group of S steps, counted from T - 1 down, is lo..hi (all steps when not step by step) */
-        long hi = T - 1 - (T - 1 - t) / S * S, lo = hi - S + 1 < 0 ? 0 : hi - S + 1;
-        real *dg = dgates + (t - lo) * B * G4;
-        FN(renorm_add)(BH, dh, dc, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
-        FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
-        if (trace_exp) trace_exp[t] = e;
-        FN(lstm_pointwise_backward)(B, H, gates + t * B * G4, tanh_c + t * BH, c_prev, dh, dc,
-                                    trace_c ? trace_c + t * BH : dc_scratch, dg);
-        FN(panel_mm)(B, dg, G4, &whh, dh, H, 0, NULL);          /* dh_{t-1} = dgates_t @ W_hh */
-        FN(renorm_scale)(B * G4, dg, e);                        /* dgates_t in true scale */
-        FN(cell_colsum_acc)(B, G4, dg, G4, db);                /* db += column sums of dgates_t */
-        if (per_step && FN(lstm_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I,
-                                            t ? out + (t - 1) * BH : h0, w_ih, dgates, xh, dwT,
-                                            dx ? dx + lo * B * I : NULL))
+        long hi, lo = FN(wgrad_group)(t, T, s.S, &hi);
+        real *dg = s.dgates + (t - lo) * B * G4;
+        FN(carry_receive)(t, BH, d_out, dh, dc, trace_h, trace_exp, &e);  /* dh = total dL/dh_{t+1} */
+        FN(lstm_back_step)(B, H, e, &whh, gates + t * B * G4, tanh_c + t * BH, t ? c_out + (t - 1) * BH : c0,
+                           dh, dc, trace_c ? trace_c + t * BH : s.dc_total, dg, s.db);
+        if (s.per_step && FN(lstm_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I,
+                                              t ? out + (t - 1) * BH : h0, w_ih, s.dgates, s.xh, s.dwT,
+                                              dx ? dx + lo * B * I : NULL))
             goto done;
         FN(renorm_carry)(BH, dh, dc, &e);
     }
-    if (per_step) {
-        FN(wgrad_add_t)(I, G4, dwT, dw_ih);                    /* dW_ih += its rows of dwT, transposed */
-        FN(wgrad_add_t)(H, G4, dwT + I * G4, dw_hh);
-        FN(cell_add2)(G4, db_ih, db_hh, dwT + (I + H) * G4);
-    } else if (FN(cell_weight_grads)(T, B, I, H, G4, dgates, dgates, x, h0, out, w_ih, dx, dw_ih, dw_hh,
-                                     NULL, NULL)) {
+    if (FN(lstm_back_weight_grads)(T, B, I, H, &s, x, h0, out, w_ih, dx, dw_ih, dw_hh, db_ih, db_hh))
         goto done;
-    }
-    if (carry_exp) {
-        *carry_exp = e;                                         /* dh0, dc0 stay scaled */
-    } else {
-        FN(renorm_scale)(BH, dh0, e);                           /* dh0, dc0 in true scale */
-        FN(renorm_scale)(BH, dc0, e);
-    }
-    if (db) FN(cell_add2)(G4, db_ih, db_hh, db);
+    FN(carry_end)(BH, dh0, dc0, e, carry_exp);
     err = 0;
 done:
     panel_free(&whh);

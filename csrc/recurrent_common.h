@@ -10,7 +10,8 @@
  * Inside a template, FN(name) spells name_f32 or name_f64 and GEMM is the
  * library GEMM for the current type.  The helpers the cells share (bias rows,
  * column sums, the weight-gradient product, the per-step product over a
- * packed W_hh) are a template too, recurrent_impl.h, instantiated below.
+ * packed W_hh, the carried gradient of a sequence backward from its start to
+ * its end) are a template too, recurrent_impl.h, instantiated below.
  */
 #ifndef TINYBPTT_RECURRENT_COMMON_H
 #define TINYBPTT_RECURRENT_COMMON_H

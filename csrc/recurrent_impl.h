@@ -231,6 +231,48 @@ static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
     for (long j = 0; j < n; j++) dh[j] += FN(renorm_mul)(d[j], thr, f, nf);
 }
 
+/* ---- the carried gradient in a sequence backward, start to end
+
+   A sequence backward walks the steps from T - 1 down to 0 carrying dh, the
+   gradient on h_t (and dc, on c_t, for the LSTM), in dh0's (and dc0's) buffer
+   as scaled values times 2^e (above).  carry_begin starts it, carry_receive
+   adds what step t's output receives from the loss, carry_end hands it back. */
+
+/* dh = d_hn and dc = d_cn (zeros where NULL; dc is NULL for a cell without a
+   cell state), at the exponent *carry_exp (0 when carry_exp is NULL), brought
+   into the safe range: returns the exponent e they are carried at. */
+static int FN(carry_begin)(long n, const real *d_hn, const real *d_cn, const int *carry_exp,
+                           real *dh, real *dc)
+{
+    int e = carry_exp ? *carry_exp : 0;
+    FN(cell_copy_or_zero)(n, d_hn, dh);
+    if (dc) FN(cell_copy_or_zero)(n, d_cn, dc);
+    FN(renorm_carry)(n, dh, dc, &e);
+    return e;
+}
+
+/* Step t: dh += d_out[t] (d_out (T, n) or NULL), then the trace's row t
+   records dh and trace_exp[t] its exponent (each skipped if NULL). */
+static void FN(carry_receive)(long t, long n, const real *d_out, real *dh, real *dc,
+                              real *trace_h, int *trace_exp, int *e)
+{
+    FN(renorm_add)(n, dh, dc, d_out ? d_out + t * n : NULL, e);  /* dh = total dL/dh_{t+1} */
+    FN(cell_record)(n, trace_h ? trace_h + t * n : NULL, dh);
+    if (trace_exp) trace_exp[t] = *e;
+}
+
+/* After step 0: with carry_exp, dh0 (and dc0 unless NULL) stay scaled and
+   *carry_exp = e; without, they are brought to true scale. */
+static void FN(carry_end)(long n, real *dh0, real *dc0, int e, int *carry_exp)
+{
+    if (carry_exp) {
+        *carry_exp = e;                                         /* dh0, dc0 stay scaled */
+    } else {
+        FN(renorm_scale)(n, dh0, e);                            /* dh0, dc0 in true scale */
+        if (dc0) FN(renorm_scale)(n, dc0, e);
+    }
+}
+
 /* ---- the weight gradients
 
    After a backward pass over T steps (T = 1 for a single step): the weight
@@ -282,6 +324,15 @@ static int FN(wgrad_plain)(long T, long B, long I, long H, long GH, const real *
     return GEMM(1, 0, GH, I, TB, 1, dgx, GH, x, I, 1, dw_ih, I)
            || GEMM(1, 0, GH, H, B, 1, dgh, GH, h0, H, 1, dw_hh, H)
            || (T > 1 && GEMM(1, 0, GH, H, TB - B, 1, dgh + B * GH, GH, out, H, 1, dw_hh, H));
+}
+
+/* Step t's group when the weight gradients are taken S steps at a time (the
+   LSTM's and GRU's "step by step"), counted from T - 1 down: steps lo..hi;
+   returns lo and sets *hi.  With S = T, every step is in one group. */
+static long FN(wgrad_group)(long t, long T, long S, long *hi)
+{
+    *hi = T - 1 - (T - 1 - t) / S * S;
+    return *hi - S + 1 < 0 ? 0 : *hi - S + 1;
 }
 
 /* dst (B, na + nb + 1) = [a | b | 1] for a (B, na) and b (B, nb), b NULL when
