@@ -293,14 +293,10 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
     /* the running gradient on h_t lives in dh0's buffer, as dh * 2^e
        (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0;
-    int e = carry_exp ? *carry_exp : 0;
-    FN(cell_copy_or_zero)(BH, d_hn, dh);
-    FN(renorm_carry)(BH, dh, NULL, &e);
+    int e = FN(carry_begin)(BH, d_hn, NULL, carry_exp, dh, NULL);
     for (long t = T - 1; t >= 0; t--) {
         real *da_t = da + (chunk ? t % chunk : t) * BH;
-        FN(renorm_add)(BH, dh, NULL, d_out ? d_out + t * BH : NULL, &e);  /* dh = total dL/dh_{t+1} */
-        FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
-        if (trace_exp) trace_exp[t] = e;
+        FN(carry_receive)(t, BH, d_out, dh, NULL, trace_h, trace_exp, &e);  /* dh = total dL/dh_{t+1} */
         FN(rnn_pointwise_backward)(relu, BH, out + t * BH, dh, da_t);
         FN(panel_mm)(B, da_t, H, &whh, dh, H, 0, NULL);        /* dh_{t-1} = da_t @ W_hh */
         FN(renorm_scale)(BH, da_t, e);                         /* da_t in true scale */
@@ -315,8 +311,7 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
     if (!chunk && FN(cell_weight_grads)(T, B, I, H, H, da, da, x, h0, out, w_ih, dx, dw_ih, dw_hh,
                                         NULL, NULL))
         goto done;
-    if (carry_exp) *carry_exp = e;                                 /* dh0 stays scaled */
-    else FN(renorm_scale)(BH, dh0, e);                             /* dh0 in true scale */
+    FN(carry_end)(BH, dh0, NULL, e, carry_exp);
     if (db) FN(cell_add2)(H, db_ih, db_hh, db);
     err = 0;
 done:
