@@ -4,7 +4,8 @@
 (the "c" case is skipped when the extension is not built), makes it the active
 backend for the test, and restores the previous backend afterwards.
 ``c_backend``: the C backend only.  ``strict_fp``: warnings are errors and NumPy
-raises on every floating-point event.
+raises on every floating-point event.  ``isa``: runs a test under each of the C
+kernels' instruction sets (``ISAS``), skipping those this CPU lacks.
 
 Hypothesis runs under the "ci" profile by default: no deadline (the machines
 are shared and noisy), few examples (gradient checks are expensive),
@@ -39,6 +40,23 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BACKENDS = ["c", "numpy"]
+
+#: The C kernels' instruction sets, best first.
+ISAS = ["avx512", "avx2", "portable"]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Run the test under one instruction set (skipped if the CPU lacks it); restore the default after."""
+    if "c" not in kernels.available_backends():
+        pytest.skip("the C backend is not built (%s)" % (kernels.C_IMPORT_ERROR,))
+    from tinybptt.kernels._ffi import ffi, lib
+    default = ffi.string(lib.tb_isa_name()).decode()
+    if lib.tb_select_isa(request.param.encode()):
+        pytest.skip("this CPU cannot run the %s kernels" % request.param)
+    assert ffi.string(lib.tb_isa_name()).decode() == request.param
+    yield request.param
+    assert lib.tb_select_isa(default.encode()) == 0
 
 
 @pytest.fixture(params=BACKENDS)

@@ -28,7 +28,6 @@ from tinybptt.kernels import numpy_rnn
 
 try:
     from tinybptt.kernels import c_rnn
-    from test_recurrent_fast import isa  # noqa: F401 (the fixture: each test under every instruction set)
 except ImportError:  # extension not built
     c_rnn = None
 

@@ -18,6 +18,8 @@ of those paths, which the small hypothesis sizes of test_recurrent_kernels.py
 import numpy as np
 import pytest
 
+from conftest import ISAS
+
 from tinybptt.kernels import numpy as KN
 
 try:
@@ -30,24 +32,12 @@ pytestmark = pytest.mark.skipif(KC is None, reason="C extension not built")
 
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
-ISAS = ["avx512", "avx2", "portable"]
 
 
 def _ptr(a):
     if a is None:
         return ffi.NULL
     return ffi.from_buffer("float[]" if a.dtype == np.float32 else "double[]", a)
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Run the test under one instruction set (skipped if the CPU lacks it); restore the default after."""
-    default = ffi.string(lib.tb_isa_name()).decode()
-    if lib.tb_select_isa(request.param.encode()):
-        pytest.skip("this CPU cannot run the %s kernels" % request.param)
-    assert ffi.string(lib.tb_isa_name()).decode() == request.param
-    yield request.param
-    assert lib.tb_select_isa(default.encode()) == 0
 
 
 def test_default_kernel_is_the_best_the_cpu_has():

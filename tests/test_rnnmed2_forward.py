@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from test_rnnmed_wgrad import _close
-from test_tinyk import isa  # noqa: F401  (the fixture: each test under every instruction set)
 from tinybptt.kernels import numpy_rnn as KN
 
 try:

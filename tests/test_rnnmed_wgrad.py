@@ -13,7 +13,6 @@ is used.  Each runs under every instruction set this CPU has.
 import numpy as np
 import pytest
 
-from test_tinyk import isa  # noqa: F401  (the fixture: each test under every instruction set)
 from tinybptt.kernels import numpy as KN
 
 try:

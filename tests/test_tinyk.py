@@ -21,7 +21,6 @@ from test_rnnk import _close  # the same tolerances as the RNN's tests at the si
 from tinybptt.kernels import numpy as KN
 
 try:
-    from tinybptt.kernels._ffi import ffi, lib
     from tinybptt.kernels import c as KC
 except ImportError:  # extension not built
     KC = None
@@ -39,16 +38,6 @@ SHAPES = [
     (70, 2, 5, 48),    # float32: 42 steps to a block, so a full block and a shorter one
     (200, 3, 4, 16),   # float32: 85 steps to a block (two full, one of 30); float64: 42
 ]
-
-
-@pytest.fixture(params=["avx512", "avx2", "portable"])
-def isa(request):
-    """Run under one instruction set (skipped if the CPU lacks it); restore the default after."""
-    default = ffi.string(lib.tb_isa_name()).decode()
-    if lib.tb_select_isa(request.param.encode()):
-        pytest.skip("this CPU cannot run the %s kernels" % request.param)
-    yield request.param
-    assert lib.tb_select_isa(default.encode()) == 0
 
 
 def _inputs(rng, cell, T, B, I, H, dtype):

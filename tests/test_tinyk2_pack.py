@@ -18,7 +18,7 @@ plain loop throughout.  The shapes below reach each of those branches:
 import numpy as np
 import pytest
 
-from test_tinyk import _inputs, check_sequence, isa  # noqa: F401 (isa: the fixture running a test under each instruction set)
+from test_tinyk import _inputs, check_sequence
 
 try:
     from tinybptt.kernels._ffi import ffi, lib
