@@ -111,7 +111,7 @@ def _root_grad(root, grad):
         one.fill(1)
         return one
     from .ops.operands import operand_array  # (imported here: the ops are built on this engine)
-    grad = operand_array("backward", grad.data if isinstance(grad, Tensor) else grad, root.dtype)
+    grad = operand_array("backward", grad.data if isinstance(grad, Tensor) else grad, root.dtype, what="grad")
     if grad.shape != root.shape:
         raise ShapeError("backward: grad has shape %s but the tensor has shape %s" % (grad.shape, root.shape))
     return grad

@@ -13,14 +13,15 @@ from ..autograd import _as_array, array_of
 from ..errors import DTypeError
 
 
-def operand_array(op, value, dtype=None):
-    """``value`` as a float NumPy array for the op ``op`` (of ``dtype`` if given), or DTypeError/ShapeError."""
+def operand_array(op, value, dtype=None, what="operand"):
+    """``value`` as a float NumPy array for the op ``op`` (of ``dtype`` if given), or DTypeError/ShapeError;
+    the errors call the value ``what`` ("operand", or e.g. "grad")."""
     arr = array_of(op, value)  # (a ragged nested list: ShapeError)
     if arr.dtype.kind == "c":
-        raise DTypeError("%s: a complex operand (%s, dtype %s) cannot be used with real tensors; "
-                         "pass its .real part if that is what you mean" % (op, _shown(value, arr), arr.dtype))
+        raise DTypeError("%s: a complex %s (%s, dtype %s) cannot be used with real tensors; "
+                         "pass its .real part if that is what you mean" % (op, what, _shown(value, arr), arr.dtype))
     if arr.dtype.kind not in "biuf":
-        raise DTypeError("%s: an operand must be numbers, got %s of dtype %s" % (op, _shown(value, arr), arr.dtype))
+        raise DTypeError("%s: the %s must be numbers, got %s of dtype %s" % (op, what, _shown(value, arr), arr.dtype))
     return _as_array(arr, dtype)
 
 
