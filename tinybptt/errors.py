@@ -5,6 +5,7 @@ do about it.  They subclass the built-in exception a Python user would expect
 (``ValueError`` for bad shapes, ``TypeError`` for bad dtypes, ``RuntimeError``
 for misuse of the graph), so ``except ValueError`` keeps working.
 """
+import numbers
 
 
 class TinyBPTTError(Exception):
@@ -36,3 +37,11 @@ def describe(*arrays):
         else:
             parts.append("%s %s" % (tuple(getattr(a, "shape", ())), getattr(a, "dtype", type(a).__name__)))
     return ", ".join(parts)
+
+
+def integer_at_least(who, name, v, minimum, error=ValueError):
+    """``v`` as an int >= ``minimum`` (a bool or a float such as 2.0 is refused), or ``error``
+    naming ``who`` and ``name``: the one check for sizes and counts given as arguments."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+        raise error("%s: %s must be an integer >= %d, got %r" % (who, name, minimum, v))
+    return int(v)

@@ -26,12 +26,12 @@ import math
 import numpy as np
 
 from ..autograd import Tensor, float_dtype
-from ..errors import DTypeError, ShapeError, describe
+from ..errors import DTypeError, ShapeError, describe, integer_at_least
 from ..ops import linear
 from ..ops.masking import masked_fill
 from ..ops.softmax import softmax
 from . import init
-from .layers import Embedding, Linear, _size, as_input
+from .layers import Embedding, Linear, as_input
 from .module import Module, Parameter
 
 
@@ -41,8 +41,8 @@ def causal_mask(L, S=None):
     ``S`` defaults to ``L``.  PyTorch's ``nn.Transformer.generate_square_subsequent_mask``
     gives the same mask as floats (``-inf`` where this is True).
     """
-    L = _size("causal_mask", "L", L, 0)
-    S = L if S is None else _size("causal_mask", "S", S, 0)
+    L = integer_at_least("causal_mask", "L", L, 0)
+    S = L if S is None else integer_at_least("causal_mask", "S", S, 0)
     return np.triu(np.ones((L, S), dtype=bool), k=1)
 
 
@@ -71,8 +71,8 @@ class MultiheadAttention(Module):
         super().__init__()
         who = "MultiheadAttention"
         rng = init.resolve_generator(generator, who)
-        self.embed_dim = _size(who, "embed_dim", embed_dim, 1)
-        self.num_heads = _size(who, "num_heads", num_heads, 1)
+        self.embed_dim = integer_at_least(who, "embed_dim", embed_dim, 1)
+        self.num_heads = integer_at_least(who, "num_heads", num_heads, 1)
         if self.embed_dim % self.num_heads:
             raise ValueError("%s: embed_dim (%d) must be divisible by num_heads (%d)"
                              % (who, self.embed_dim, self.num_heads))
@@ -222,8 +222,8 @@ def sinusoidal_table(length, embed_dim, dtype=np.float64):
     same angle.  Each pair of columns turns at its own rate, so any fixed offset between
     two positions is the same rotation everywhere: attention can learn "k steps back".
     """
-    length = _size("sinusoidal_table", "length", length, 0)
-    embed_dim = _size("sinusoidal_table", "embed_dim", embed_dim, 1)
+    length = integer_at_least("sinusoidal_table", "length", length, 0)
+    embed_dim = integer_at_least("sinusoidal_table", "embed_dim", embed_dim, 1)
     dtype = float_dtype("sinusoidal_table", dtype)  # an integer dtype would round the table to -1, 0, 1
     pos = np.arange(length, dtype=np.float64)[:, None]
     rate = np.exp(-math.log(10000.0) * np.arange(0, embed_dim, 2, dtype=np.float64) / embed_dim)
@@ -252,7 +252,7 @@ class SinusoidalPositionalEncoding(Module):
 
     def __init__(self, embed_dim, batch_first=False, dtype=np.float64):
         super().__init__()
-        self.embed_dim = _size("SinusoidalPositionalEncoding", "embed_dim", embed_dim, 1)
+        self.embed_dim = integer_at_least("SinusoidalPositionalEncoding", "embed_dim", embed_dim, 1)
         self.batch_first = bool(batch_first)
         self.dtype = float_dtype("SinusoidalPositionalEncoding", dtype)
 
@@ -276,7 +276,7 @@ class LearnedPositionalEncoding(Module):
 
     def __init__(self, max_len, embed_dim, batch_first=False, dtype=np.float64, generator=None):
         super().__init__()
-        self.max_len = _size("LearnedPositionalEncoding", "max_len", max_len, 1)
+        self.max_len = integer_at_least("LearnedPositionalEncoding", "max_len", max_len, 1)
         self.batch_first = bool(batch_first)
         self.embedding = Embedding(self.max_len, embed_dim, dtype=dtype, generator=generator)
         self.embed_dim, self.dtype = self.embedding.embedding_dim, self.embedding.dtype
@@ -319,7 +319,7 @@ class AttentionClassifier(Module):
         super().__init__()
         who = "AttentionClassifier"
         rng = init.resolve_generator(generator, who)  # once: each part draws its own numbers from it
-        self.input_size = _size(who, "input_size", input_size, 1)
+        self.input_size = integer_at_least(who, "input_size", input_size, 1)
         self.embed = Linear(self.input_size, embed_dim, dtype=dtype, generator=rng)
         if positional == "sinusoidal":
             self.positions = SinusoidalPositionalEncoding(embed_dim, batch_first=batch_first, dtype=dtype)

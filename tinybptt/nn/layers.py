@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..autograd import Tensor, _as_array, float_dtype
-from ..errors import DTypeError, ShapeError, describe
+from ..errors import DTypeError, ShapeError, describe, integer_at_least
 from . import init
 from .functional import linear
 from .module import Module, Parameter
@@ -23,13 +23,6 @@ def as_input(x, dtype, who):
     return Tensor(_as_array(arr, dtype))
 
 
-def _size(who, name, v, minimum):
-    """A layer size: an int (not a bool, not 2.5) >= minimum."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError("%s: %s must be an integer >= %d, got %r" % (who, name, minimum, v))
-    return int(v)
-
-
 class Linear(Module):
     """``y = x @ weight.T + bias`` over the last axis of ``x`` (..., in_features).
 
@@ -42,8 +35,8 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, dtype=np.float64, generator=None):
         super().__init__()
         rng = init.resolve_generator(generator, "Linear")
-        self.in_features = _size("Linear", "in_features", in_features, 1)
-        self.out_features = _size("Linear", "out_features", out_features, 1)
+        self.in_features = integer_at_least("Linear", "in_features", in_features, 1)
+        self.out_features = integer_at_least("Linear", "out_features", out_features, 1)
         self.dtype = float_dtype("Linear", dtype)
         k = 1.0 / np.sqrt(self.in_features) if self.in_features else 0.0
         self.weight = Parameter(np.zeros((self.out_features, self.in_features), dtype=self.dtype), dtype=self.dtype)
@@ -77,8 +70,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, dtype=np.float64, generator=None):
         super().__init__()
-        self.num_embeddings = _size("Embedding", "num_embeddings", num_embeddings, 1)
-        self.embedding_dim = _size("Embedding", "embedding_dim", embedding_dim, 1)
+        self.num_embeddings = integer_at_least("Embedding", "num_embeddings", num_embeddings, 1)
+        self.embedding_dim = integer_at_least("Embedding", "embedding_dim", embedding_dim, 1)
         self.dtype = float_dtype("Embedding", dtype)
         self.weight = Parameter(np.zeros((self.num_embeddings, self.embedding_dim), dtype=self.dtype), dtype=self.dtype)
         init.normal_(self.weight, generator=init.resolve_generator(generator, "Embedding"))

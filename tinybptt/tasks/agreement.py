@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ShapeError
-from .synthetic import _count, _rng
+from ..errors import ShapeError, integer_at_least
+from .synthetic import _rng
 
 SINGULAR, PLURAL = 0, 1
 LABELS = ("singular", "plural")
@@ -265,7 +265,7 @@ class Grammar:
         (e.g. ``(0.8, 0.15, 0.05)`` makes attractors rare, as in natural text).  ``pairs``
         (a list of (distance, attractors)) gives the exact counts of each sentence instead.
         """
-        B = _count("agreement batch", "the batch size B", B, 1)
+        B = integer_at_least("agreement batch", "the batch size B", B, 1, ShapeError)
         g = _rng("agreement batch", rng)
         if pairs is None:
             lo, hi = distances

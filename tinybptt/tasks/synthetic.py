@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..autograd import float_dtype
-from ..errors import ShapeError, describe
+from ..errors import ShapeError, describe, integer_at_least
 
 
 def _rng(name, seed_or_rng):
@@ -37,17 +37,10 @@ def _rng(name, seed_or_rng):
                         % (name, seed_or_rng)) from None
 
 
-def _count(name, what, v, minimum, error=ShapeError):
-    """``v`` as an int >= ``minimum``; a float (even 5.0), a bool or anything else is refused."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise error("%s: %s must be an integer >= %d, got %r" % (name, what, minimum, v))
-    return int(v)
-
-
 def _check(name, T, B, dtype, min_T=2):
     """``(T, B, dtype)`` checked: sizes are integers, the dtype float32 or float64 (an integer dtype
     would truncate the inputs, a complex one no layer takes)."""
-    return (_count(name, "T", T, min_T), _count(name, "the batch size B", B, 1), float_dtype(name, dtype))
+    return (integer_at_least(name, "T", T, min_T, ShapeError), integer_at_least(name, "the batch size B", B, 1, ShapeError), float_dtype(name, dtype))
 
 
 def adding_problem(T, B, rng=None, dtype=np.float64):
@@ -101,12 +94,12 @@ def copy_memory(T, B, rng=None, n_symbols=8, length=10, dtype=np.float64):
 def copy_memory_baseline(T, n_symbols=8, length=10):
     """Cross-entropy per step of the memoryless strategy: blanks, then uniform over the symbols."""
     L, K = _copy_sizes("copy_memory_baseline", n_symbols, length)
-    return L * math.log(K) / (_count("copy_memory_baseline", "T", T, 1) + 2 * L)
+    return L * math.log(K) / (integer_at_least("copy_memory_baseline", "T", T, 1, ShapeError) + 2 * L)
 
 
 def _copy_sizes(name, n_symbols, length):
     """``(length, n_symbols)`` of the copy task, each an integer >= 1."""
-    return _count(name, "length", length, 1, ValueError), _count(name, "n_symbols", n_symbols, 1, ValueError)
+    return integer_at_least(name, "length", length, 1), integer_at_least(name, "n_symbols", n_symbols, 1)
 
 
 SUBJECTS = ("cat", "dog", "bird", "fish", "horse", "mouse", "goat", "owl")
@@ -122,7 +115,7 @@ def remember_first(T, B, rng=None, n_subjects=4, dtype=np.float64):
     int64, the index of the subject (0..n_subjects-1).
     """
     T, B, dtype = _check("remember_first", T, B, dtype, min_T=1)
-    if _count("remember_first", "n_subjects", n_subjects, 2, ValueError) > len(SUBJECTS):
+    if integer_at_least("remember_first", "n_subjects", n_subjects, 2) > len(SUBJECTS):
         raise ValueError("remember_first: n_subjects must be in 2..%d, got %r" % (len(SUBJECTS), n_subjects))
     g = _rng("remember_first", rng)
     V = n_subjects + len(DISTRACTORS)
