@@ -145,16 +145,30 @@ def build_parser(parser=None):
     return p
 
 
+#: The numeric options and their smallest meaningful value; "> 0": any positive number.
+#: A count of timed runs or steps of 0 would leave nothing to report, a negative one is a typo.
+_LOWEST = (("repeat", 1), ("min_repeat", 1), ("rounds", 1), ("warmup", 0), ("settle", 0),
+           ("budget", "> 0"), ("max_iter_s", "> 0"), ("timeout", "> 0"), ("scaling_repeat", 1),
+           ("gemm_repeat", 1), ("train_steps", 1), ("train_rounds", 1), ("train_warmup", 0),
+           ("profile_steps", 0), ("profile_warmup", 0))
+
+
 def _validate(parser, args):
     for c in args.configs:
         try:
             parse_config(c)
         except ValueError as exc:
             parser.error(str(exc))
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    for name, lowest in _LOWEST:
+        value, option = getattr(args, name), "--" + name.replace("_", "-")
+        if lowest == "> 0" and not value > 0:
+            parser.error("%s must be greater than 0 (got %s)" % (option, value))
+        if lowest != "> 0" and not value >= lowest:
+            parser.error("%s must be at least %s (got %s)" % (option, lowest, value))
     if any(t < 1 for t in args.threads):
         parser.error("--threads: thread counts must be at least 1")
+    if any(n < 1 for n in args.gemm_sizes):
+        parser.error("--gemm-sizes: sizes must be at least 1")
 
 
 def _run_sections(args, out):
