@@ -194,7 +194,7 @@ def test_forgetting_to_detach_raises_graph_error(backend):
 def test_truncated_bptt_errors():
     x, y = data(6)
     m = model()
-    with pytest.raises(ValueError, match="k1 must be a positive integer"):
+    with pytest.raises(ValueError, match=r"k1 \(a number of steps\) must be an integer >= 1"):
         bptt.truncated_bptt(m, x, y, sq_loss, None, k1=0)
     with pytest.raises(ValueError, match="strategy='chunks' needs k1 == k2"):
         bptt.truncated_bptt(m, x, y, sq_loss, None, k1=2, k2=3, strategy="chunks")

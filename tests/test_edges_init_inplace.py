@@ -41,9 +41,9 @@ def test_non_real_values_name_the_function(call, bad):
     (lambda t: init.uniform_(t, 1.0, 0.0), ValueError, "uniform_: needs a <= b, got a=1.0, b=0.0"),
     (lambda t: init.normal_(t, 0.0, -1.0), ValueError, "normal_: std must be >= 0, got -1.0"),
     (lambda t: init.orthogonal_(t, gates=0), ValueError,
-     "orthogonal_: gates must be None or a positive integer, got 0"),
+     "orthogonal_: gates, if not None, must be an integer >= 1, got 0"),
     (lambda t: init.identity_(t, gates=2.0), ValueError,
-     "identity_: gates must be None or a positive integer, got 2.0"),
+     "identity_: gates, if not None, must be an integer >= 1, got 2.0"),
     (lambda t: init.manual_seed("x"), TypeError, "manual_seed: generator must be None, an int seed"),
     (lambda t: init.manual_seed(-1), ValueError, "manual_seed: a generator seed must be >= 0, got -1"),
 ])

@@ -28,7 +28,7 @@ def test_forward_revolve_refuses_bad_budget_and_segment(kind, what, bad):
     with pytest.raises(ValueError) as err:
         layer.forward_revolve(x, **kwargs)
     msg = str(err.value)
-    assert msg.startswith("%s(input_size=3, hidden_size=4): %s must be a positive integer, got %r"
+    assert msg.startswith("%s(input_size=3, hidden_size=4): %s must be an integer >= 1, got %r"
                           % (kind, what, bad))
     out, state = layer.forward_revolve(x, budget=2, segment=3)  # the next valid call is full BPTT's result
     ref, ref_state = layer(x)

@@ -201,10 +201,13 @@ def test_bad_constructor_arguments():
         nn.RNNCell(2, 3, nonlinearity="gelu")
     with pytest.raises(ValueError, match="GRUCell: mode must be one of \\('cell', 'ops'\\), got 'sequence'"):
         nn.GRUCell(2, 3, mode="sequence")
-    with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
+    with pytest.raises(ValueError, match="hidden_size must be an integer >= 1"):
         nn.GRU(2, 0)
     with pytest.raises(ValueError, match="num_layers"):
         nn.GRU(2, 3, num_layers=0)
+    for bad in (True, 2.0):  # True once passed as one layer, 2.0 as two
+        with pytest.raises(ValueError, match=r"LSTM: num_layers must be an integer >= 1, got %r" % bad):
+            nn.LSTM(2, 3, num_layers=bad)
     with pytest.raises(ValueError, match="bidirectional"):
         nn.LSTM(2, 3, bidirectional=True)
     with pytest.raises(ValueError, match="checkpoint"):

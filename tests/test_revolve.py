@@ -153,9 +153,9 @@ def test_split_is_inside_the_optimal_range():
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, None, "3"])
 def test_bad_budgets_are_clear_errors(bad):
-    with pytest.raises(ValueError, match="budget must be a positive integer"):
+    with pytest.raises(ValueError, match="budget must be an integer >= 1"):
         revolve_cost(10, bad)
-    with pytest.raises(ValueError, match="budget must be a positive integer"):
+    with pytest.raises(ValueError, match="budget must be an integer >= 1"):
         list(revolve_schedule(10, bad))
     lstm = nn.LSTM(2, 3)
     with pytest.raises(ValueError, match="revolve_sequence: budget"):
@@ -166,7 +166,7 @@ def test_other_bad_arguments():
     lstm = nn.LSTM(2, 3)
     with pytest.raises(ValueError, match="segment must be a positive number of time steps, got 0"):
         revolve_sequence(lstm, np.zeros((5, 1, 2)), budget=2, segment=0)
-    with pytest.raises(ValueError, match="the number of segments must be a positive integer"):
+    with pytest.raises(ValueError, match="the number of segments must be an integer >= 1"):
         revolve_cost(0, 3)
     with pytest.raises(TypeError, match="expected an nn.RNN, nn.LSTM or nn.GRU layer, got Linear"):
         revolve_sequence(nn.Linear(2, 3), np.zeros((5, 1, 2)), budget=2)

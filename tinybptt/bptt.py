@@ -48,7 +48,7 @@ import collections
 import numpy as np
 
 from .autograd import Tensor, no_grad
-from .errors import ShapeError
+from .errors import ShapeError, integer_at_least, is_index
 from .nn.utils import clip_grad_norm_, detach_state, saved_bytes
 from .ops import concat
 
@@ -102,9 +102,7 @@ def _leaves(state, requires_grad):
 
 
 def _check_k(name, k, T):
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError("truncated_bptt: %s must be a positive integer number of steps, got %r" % (name, k))
-    return min(int(k), T)
+    return min(integer_at_least("truncated_bptt", "%s (a number of steps)" % name, k, 1), T)
 
 
 def truncated_bptt(model, inputs, targets, loss_fn, optimizer=None, k1=None, k2=None, state=None,
@@ -137,7 +135,7 @@ def truncated_bptt(model, inputs, targets, loss_fn, optimizer=None, k1=None, k2=
     x_all = inputs if isinstance(inputs, Tensor) else np.asarray(inputs)
     for name, a in (("inputs", x_all), ("targets", targets)):
         nd = len(np.shape(a))
-        if isinstance(time_axis, bool) or not isinstance(time_axis, (int, np.integer)) or not -nd <= time_axis < nd:
+        if not is_index(time_axis, nd):
             raise ShapeError("truncated_bptt: time_axis=%r does not exist in %s of shape %s; pass time_axis=0 "
                              "for (T, B, ...) data or 1 for batch_first (B, T, ...)"
                              % (time_axis, name, tuple(np.shape(a))))

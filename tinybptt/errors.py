@@ -39,9 +39,25 @@ def describe(*arrays):
     return ", ".join(parts)
 
 
+def is_integer(v):
+    """True for an int or a NumPy integer.  A bool is not one (``True`` would pass as 1), nor is
+    a float such as 2.0: a size, a count or an index given as either is a mistake worth naming."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_integer_at_least(v, minimum):
+    """True for an integer (``is_integer``) >= ``minimum``."""
+    return is_integer(v) and v >= minimum
+
+
+def is_index(v, n):
+    """True for an integer (``is_integer``) that indexes an axis of length ``n``: -n <= v < n."""
+    return is_integer(v) and -n <= v < n
+
+
 def integer_at_least(who, name, v, minimum, error=ValueError):
     """``v`` as an int >= ``minimum`` (a bool or a float such as 2.0 is refused), or ``error``
     naming ``who`` and ``name``: the one check for sizes and counts given as arguments."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+    if not is_integer_at_least(v, minimum):
         raise error("%s: %s must be an integer >= %d, got %r" % (who, name, minimum, v))
     return int(v)

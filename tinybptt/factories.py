@@ -22,7 +22,7 @@ the two libraries.
 import numpy as np
 
 from .autograd import DEFAULT_DTYPE, Tensor, float_dtype
-from .errors import ShapeError
+from .errors import ShapeError, is_integer_at_least
 
 
 
@@ -31,7 +31,7 @@ def _shape(op, shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     for n in shape:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        if not is_integer_at_least(n, 0):
             raise ShapeError("%s: the shape must be ints >= 0, got %r" % (op, shape))
     return tuple(int(n) for n in shape)
 

@@ -26,6 +26,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..errors import is_integer
 from . import numerics
 from .dot import RAMP, STATUS_STYLE, _ramp, dot_source
 from .records import NodeRecord
@@ -195,7 +196,7 @@ def _steps(who, unfold):
     if unfold is None:
         return 0, 0
     if (not isinstance(unfold, (tuple, list)) or len(unfold) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in unfold)):
+            or not all(is_integer(v) for v in unfold)):
         raise TypeError("%s: unfold must be None or a (first, end) pair of time steps, got %r" % (who, unfold))
     return int(unfold[0]), int(unfold[1])
 

@@ -11,6 +11,7 @@ Nothing but the test suite should use this: it switches a process-wide state.
 """
 from contextlib import contextmanager
 
+from ..errors import is_integer_at_least
 from ._ffi import lib
 
 
@@ -29,7 +30,7 @@ class Injection:
 @contextmanager
 def failing_allocation(n):
     """Let ``n`` scratch requests succeed and fail the next one; yields an Injection."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    if not is_integer_at_least(n, 0):
         raise ValueError("failing_allocation: n must be an int >= 0, got %r" % (n,))
     injection = Injection(n)
     lib.tb_fail_alloc_after(n)

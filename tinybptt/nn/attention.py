@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from ..autograd import Tensor, float_dtype
-from ..errors import DTypeError, ShapeError, describe, integer_at_least
+from ..errors import DTypeError, ShapeError, describe, integer_at_least, is_index
 from ..ops import linear
 from ..ops.masking import masked_fill
 from ..ops.softmax import softmax
@@ -345,7 +345,7 @@ class AttentionClassifier(Module):
         h = self.positions(e)
         T = h.shape[1] if self.batch_first else h.shape[0]
         t = self.readout if readout is None else readout
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not -T <= t < T:
+        if not is_index(t, T):
             raise ShapeError("AttentionClassifier: readout position %r is outside a sequence of %d steps" % (t, T))
         a, _ = self.attn(h, h, h, attn_mask=causal_mask(T) if self.causal else None, need_weights=False)
         z = h + a  # the residual keeps each step's own input beside what it gathered

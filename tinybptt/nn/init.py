@@ -23,7 +23,7 @@ order (LSTM i, f, g, o; GRU r, z, n).  ``orthogonal_`` and ``identity_`` take
 import numpy as np
 
 from ..autograd import Tensor
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, ShapeError, integer_at_least
 from ..kernels.cells import GATE_NAMES, GATES
 
 _rng = np.random.default_rng()
@@ -138,8 +138,7 @@ def _blocks(t, gates, op):
         raise ShapeError("%s: needs a 2-D weight, got shape %s" % (op, a.shape))
     if gates is None:
         return [a]
-    if isinstance(gates, bool) or not isinstance(gates, (int, np.integer)) or gates < 1:
-        raise ValueError("%s: gates must be None or a positive integer, got %r" % (op, gates))
+    gates = integer_at_least(op, "gates, if not None,", gates, 1)
     if a.shape[0] % gates:
         raise ShapeError("%s: weight of shape %s does not split into %d gate blocks" % (op, a.shape, gates))
     n = a.shape[0] // gates

@@ -3,7 +3,7 @@ argument checks and ``RecurrentBase``, which makes and names the weights the PyT
 import numpy as np
 
 from ..autograd import Tensor, float_dtype
-from ..errors import DTypeError, ShapeError, describe
+from ..errors import DTypeError, ShapeError, describe, integer_at_least
 from ..kernels.cells import GATES, cell_kind
 from . import init
 from .module import Module, Parameter
@@ -14,10 +14,9 @@ def check_dtype(dtype, who):
 
 
 def check_sizes(who, input_size, hidden_size):
-    """ValueError unless both sizes are positive integers."""
-    for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError("%s: %s must be a positive integer, got %r" % (who, name, v))
+    """ValueError unless both sizes are integers >= 1."""
+    integer_at_least(who, "input_size", input_size, 1)
+    integer_at_least(who, "hidden_size", hidden_size, 1)
 
 
 def cell_name(nonlinearity, who):

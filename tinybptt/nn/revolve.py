@@ -64,6 +64,7 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import Function, is_grad_enabled, node_scope
+from ..errors import integer_at_least, is_integer_at_least
 from ..kernels.cells import STATES
 from .checkpoint import backprop_segment, true_carry
 from .trace import TraceSlot
@@ -91,16 +92,9 @@ def _repetitions(n, s):
     return r
 
 
-def _positive(who, name, v, note=""):
-    """``v`` as an int >= 1 (not a bool, not 2.0), or ValueError naming ``who`` and ``name``."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError("%s: %s must be a positive integer, got %r%s" % (who, name, v, note))
-    return int(v)
-
-
 def _check_budget(who, n, slots):
-    _positive(who, "the number of segments", n)
-    _positive(who, "budget", slots, " (one slot holds the initial state; at least 1 is needed)")
+    integer_at_least(who, "the number of segments", n, 1)
+    integer_at_least(who, "budget", slots, 1)
 
 
 def revolve_cost(n, slots):
@@ -425,8 +419,7 @@ def revolve_sequence(layer, x, state=None, budget=None, segment=None, return_seq
     if budget is None:
         raise ValueError("revolve_sequence: budget (the number of states to store, at least 1) is required")
     _check_budget("revolve_sequence", 1, budget)
-    if segment is not None and (isinstance(segment, bool) or not isinstance(segment, (int, np.integer))
-                                or segment < 1):
+    if segment is not None and not is_integer_at_least(segment, 1):
         raise ValueError("revolve_sequence: segment must be a positive number of time steps, got %r" % (segment,))
     return layer.forward_revolve(x, state, budget, segment, return_sequence)
 
@@ -440,8 +433,8 @@ def revolve_layer(layer, x, h0s, c0s, budget, segment=None, return_sequence=True
     None, trace slots (one per layer) or None)``; sets ``layer.checkpoint_stats``.
     """
     cell, L = layer.cell_type, layer.num_layers
-    budget = _positive(layer._who, "budget", budget, " (the number of states to store)")
-    segment = default_segment(cell, budget) if segment is None else _positive(layer._who, "segment", segment)
+    budget = integer_at_least(layer._who, "budget", budget, 1)
+    segment = default_segment(cell, budget) if segment is None else integer_at_least(layer._who, "segment", segment, 1)
     args = []
     for l in range(L):
         args += [h0s[l], c0s[l], *layer.layer_weights(l)]

@@ -49,7 +49,7 @@ import gc
 import numpy as np
 
 from ..autograd import Tensor, is_grad_enabled, node_scope
-from ..errors import GraphError, ShapeError, describe
+from ..errors import GraphError, ShapeError, describe, integer_at_least, is_integer_at_least
 from ..ops import concat, stack
 from . import init
 from .cells_ops import role, unroll_step
@@ -95,8 +95,7 @@ class _LayerBase(RecurrentBase):
         who = type(self).__name__
         rng = init.resolve_generator(generator, who)
         check_sizes(who, input_size, hidden_size)
-        if not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
-            raise ValueError("%s: num_layers must be a positive integer, got %r" % (who, num_layers))
+        integer_at_least(who, "num_layers", num_layers, 1)
         if mode not in MODES:
             raise ValueError("%s: mode must be one of %s, got %r" % (who, MODES, mode))
         if dropout:
@@ -123,10 +122,8 @@ class _LayerBase(RecurrentBase):
 
     def _check_checkpoint(self, k, budget=None):
         """``(checkpoint, checkpoint_budget)`` checked: None, k >= 1, or "auto" with a budget >= 1."""
-        def positive(v):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
         if k == "auto":
-            if not positive(budget):
+            if not is_integer_at_least(budget, 1):
                 raise ValueError("%s: checkpoint='auto' needs checkpoint_budget=s, the number of states to "
                                  "store (a positive integer), got %r" % (self._who, budget))
             return "auto", int(budget)
@@ -135,7 +132,7 @@ class _LayerBase(RecurrentBase):
                              % (self._who, k))
         if k is None:
             return None, None
-        if not positive(k):
+        if not is_integer_at_least(k, 1):
             raise ValueError("%s: checkpoint must be None, 'auto' or a positive number of steps, got %r"
                              % (self._who, k))
         return int(k), None

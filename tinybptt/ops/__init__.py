@@ -16,7 +16,7 @@ The in-place edits (``add_``, ``mul_``, ``t[idx] = v``, ...) are in ``inplace``.
 import numpy as np
 
 from ..autograd import Tensor, float_dtype
-from ..errors import ShapeError
+from ..errors import ShapeError, is_index
 from . import inplace
 from .activations import Exp, Log, Relu, Sigmoid, Tanh
 from .elementwise import Add, Cast, Div, Mul, Neg, Pow, Sub, unbroadcast  # noqa: F401  (unbroadcast: public for custom ops)
@@ -149,7 +149,7 @@ def _transpose(self, *dims):
 def _swap(ndim, dim0, dim1):
     """The permutation of ``ndim`` dims that swaps ``dim0`` and ``dim1`` (checked)."""
     for d in (dim0, dim1):
-        if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or not -ndim <= d < ndim:
+        if not is_index(d, ndim):
             raise ShapeError("transpose: cannot swap dims %r and %r of a %d-D tensor" % (dim0, dim1, ndim))
     axes = list(range(ndim))
     axes[dim0], axes[dim1] = axes[dim1], axes[dim0]

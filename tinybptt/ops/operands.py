@@ -7,8 +7,6 @@ Anything a float array cannot hold without changing its meaning is an error that
 names the op: complex values (casting would drop the imaginary part), strings,
 objects, and ragged nested lists.
 """
-import numpy as np
-
 from ..autograd import _as_array, array_of
 from ..errors import DTypeError
 

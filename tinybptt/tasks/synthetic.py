@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..autograd import float_dtype
-from ..errors import ShapeError, describe, integer_at_least
+from ..errors import ShapeError, describe, integer_at_least, is_index
 
 
 def _rng(name, seed_or_rng):
@@ -139,7 +139,7 @@ def decode(x, vocab, b=0):
     if x.ndim != 3 or x.shape[2] > len(vocab):
         raise ShapeError("decode: x must be a one-hot batch (T, B, V) with V <= len(vocab) = %d, got %s"
                          % (len(vocab), describe(x)))
-    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not -x.shape[1] <= b < x.shape[1]:
+    if not is_index(b, x.shape[1]):
         raise ShapeError("decode: b must be a sequence index of the batch %s, got %r" % (describe(x), b))
     return [vocab[k] for k in x[:, b].argmax(axis=1)]
 
