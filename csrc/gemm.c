@@ -38,8 +38,8 @@
  * grown on demand, bounded by the block sizes, freed at thread exit), so calls
  * do not malloc after warm-up and the library stays thread-safe; if it cannot
  * be had, tb_gemm returns nonzero.  With tb_set_num_threads(n > 1) and OpenMP,
- * large products split packing and the tile loop over n threads; one thread
- * is the default.
+ * large products split packing and the tile loop over n threads (which ones:
+ * tb_threads_for in runtime.c); one thread is the default.
  *
  * The code is written once over `real` in gemm_impl.h; this file holds the
  * tuning constants, the choice of micro-kernel and the untyped helpers, and
@@ -122,9 +122,6 @@ const char *tb_gemm_kernel_name(void) { return kernel()->name; }
 /* ------------------------------------------------------------------ */
 /* Blocked GEMM                                                       */
 /* ------------------------------------------------------------------ */
-
-/* Products smaller than this (M*N*K) stay on one thread. */
-#define PARALLEL_MIN_WORK (1L << 21)
 
 static long min_l(long a, long b) { return a < b ? a : b; }
 static long round_up(long a, long b) { return (a + b - 1) / b * b; }

@@ -251,8 +251,9 @@ int FN(tb_gemm)(int trans_a, int trans_b, long M, long N, long K,
     real *ws = (real *)tb_scratch(TB_SLOT_GEMM, (a_elems + (size_t)nb * kc) * sizeof(real));
     if (!ws) return 1;
     real *Ap = ws, *Bp = ws + a_elems;
-    int nt = tb_get_num_threads();
-    if (nt > 1 && (double)M * N * K >= (double)PARALLEL_MIN_WORK) {
+    double bytes = ((double)M * K + (double)K * N + (double)M * N) * sizeof(real);
+    int nt = tb_threads_for((double)M * N * K, bytes);   /* the rule: runtime.c */
+    if (nt > 1) {
         TB_PARALLEL(nt, FN(blocked)(kd, nt_, id_, trans_a, trans_b, M, N, K, alpha,
                                       A, lda, B, ldb, beta, C, ldc, direct_b, Ap, Bp));
     } else {
