@@ -3,14 +3,14 @@
 With ``tinybptt.set_num_threads(2)`` a product big enough (csrc/runtime.c,
 tb_threads_for: at least MIN_WORK_PER_THREAD multiply-adds per thread, and at
 least MIN_WORK_PER_BYTE per byte of its operands) is split between two
-threads: the GEMM (csrc/gemm_impl.h) shares out the packing of its operands
-and its register tiles, the per-step product (csrc/recurrent_mm.c) its
-column-panel groups.  Every element of the result is still computed by one
-thread, in the same order, so the result must equal one thread's bit for
-bit.  A split that drops, repeats or overlaps tiles, packs a panel twice or
-not at all, or reads a panel before the other thread has packed it gives
-different bits, and often a wrong answer: the products are also checked
-against NumPy in float64.
+threads: the GEMM (csrc/gemm_impl.h) cuts C into slices of whole column (or
+row) panels, one per thread, the per-step product (csrc/recurrent_mm.c)
+shares out its column-panel groups.  Every element of the result is still
+computed by one thread, in the same order, so the result must equal one
+thread's bit for bit.  A split that drops, repeats or overlaps columns, rows
+or panels, or offsets a slice's operands wrongly, gives different bits, and
+often a wrong answer: the products are also checked against NumPy in
+float64.
 
 The shapes are odd (the last row panel, column panel and depth block are
 ragged) and chosen against the rule, whose two constants are read from
