@@ -186,18 +186,19 @@ int tb_get_num_threads(void) { return tb_num_threads; }
    operands afterwards (benchmarks/threads_sweep.py), 1 -> 2 threads:
      4 to 9 multiply-adds per byte lost: the LSTM's weight gradients of a
        128-row group in the training loop (T = 100, B = 32, I = 2, H = 64;
-       2.2 M multiply-adds) 45 -> 48 us, the RNN's over all steps (13 M)
-       271 -> 359 us; the LSTM training step 4.4 -> 6.8 ms when its 25
-       groups were split, against 4.5 with none;
-     13: a 1.2x gain alone (LSTM, B = 16, I = H = 64: 82 -> 68 us per group),
-       within the noise of a whole forward + backward;
+       2.2 M multiply-adds, 9.4 per byte) 45 -> 48 us, the RNN's over all
+       steps (13 M, 7.9 per byte) 271 -> 359 us; the LSTM training step
+       4.4 -> 6.8 ms when its 25 groups were split, against 4.5 with none;
+     12.9, the LSTM's 128-row groups at I = H = 64: 82 -> 68 us per group,
+       the sequence backward at B = 16, T = 100 1.67 -> 1.50 ms and at B = 8,
+       T = 1000 9.68 -> 8.21 ms;
      32 and up: 1.6x to 2x (I = H = 256: the per-step products 37 -> 19 us
        (RNN) and 303 -> 159 us (LSTM), the weight gradients over all steps
-       17.3 -> 10.3 ms).
+       17.3 -> 9.2 ms).
    The minimum per thread, 2^20 multiply-adds (about 20 us of one core), keeps
    a region's fixed cost, 2 to 6 us, under a quarter of the time saved. */
 #define MIN_WORK_PER_THREAD (1L << 20)
-#define MIN_WORK_PER_BYTE 16
+#define MIN_WORK_PER_BYTE 12
 
 int tb_threads_for(double work, double bytes)
 {

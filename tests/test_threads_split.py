@@ -89,10 +89,11 @@ def _on_threads(set_threads, run):
 
 # ---------------------------------------------------------------- the GEMM
 
-# M, N, K: split on two threads; then just below and just above the split in float32 (cubes of
-# 191 and 193, about 64 multiply-adds per element of the operands: 16 per byte)
-GEMMS = {np.float32: [(403, 397, 411), (139, 1501, 1201), (1001, 129, 577), (193, 193, 193), (191, 191, 191)],
-         np.float64: [(403, 397, 411), (801, 301, 1203), (383, 383, 383)]}
+# M, N, K: split on two threads, the last one just below the least density that splits
+# (a cube of side c has c/3 multiply-adds per element of its operands; with 12 per byte
+# the split starts at c = 144 in float32 and 288 in float64)
+GEMMS = {np.float32: [(403, 397, 411), (139, 1501, 1201), (1001, 129, 577), (145, 145, 145), (143, 143, 143)],
+         np.float64: [(403, 397, 411), (801, 301, 1203), (289, 289, 289), (287, 287, 287)]}
 GEMM_CASES = [(dt, shape) for dt, shapes in GEMMS.items() for shape in shapes]
 
 
