@@ -34,11 +34,15 @@ keeps on one thread (too little work per thread, see tb_threads_for in
 csrc/runtime.c) shows t1/t2 = 1.
 """
 import argparse
+import os
 import statistics
 import sys
 import time
 
 import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # this checkout's tinybptt
 
 #: Shapes of the problems (T, B, I, H): the training loop's and the benchmark grid's.
 PROBLEMS = {
