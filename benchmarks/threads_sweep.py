@@ -44,16 +44,14 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # this checkout's tinybptt
 
-#: Shapes of the problems (T, B, I, H): the training loop's and the benchmark grid's.
-PROBLEMS = {
-    "train": (100, 32, 2, 64),
-    "tiny": (50, 1, 32, 32),
-    "small": (100, 16, 64, 64),
-    "medium": (100, 32, 256, 256),
-    "large": (100, 64, 512, 512),
-    "long": (1000, 8, 64, 64),
-    "published": (100, 64, 125, 320),
-}
+
+def problems():
+    """Shapes (T, B, I, H) by name: the adding-problem training loop's and the benchmark grid's."""
+    from tinybptt.bench.problems import CONFIGS
+    from tinybptt.bench.train import TRAIN_CONFIG as c
+    return dict(train=(c["T"], c["B"], 2, c["H"]), **CONFIGS)  # the adding problem has 2 inputs
+
+
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 #: Rows of one weight-gradient group, and the largest sums kept in cache between
 #: groups (LSTM_WGRAD_ROWS, LSTM_STEP_WGRAD_MAX_BYTES and the GRU's in csrc/).
@@ -153,8 +151,9 @@ class Runner:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--problems", default=",".join("%s:%s" % (c, p) for c in GATES for p in PROBLEMS),
-                    help="cell:problem pairs, comma separated (problems: %s)" % ", ".join(PROBLEMS))
+    shapes = problems()
+    ap.add_argument("--problems", default=",".join("%s:%s" % (c, p) for c in GATES for p in shapes),
+                    help="cell:problem pairs, comma separated (problems: %s)" % ", ".join(shapes))
     ap.add_argument("--repeat", type=int, default=21, help="timed calls per product and thread count")
     args = ap.parse_args(argv)
 
@@ -171,7 +170,7 @@ def main(argv=None):
     try:
         for pair in args.problems.split(","):
             cell, prob = pair.split(":")
-            T, B, I, H = PROBLEMS[prob]
+            T, B, I, H = shapes[prob]
             for name, kind, M, N, K, trans, calls in products(cell, T, B, I, H):
                 r = Runner(lib, ffi, kind, M, N, K, trans, rng)
                 t = {}
