@@ -38,8 +38,9 @@
  * grown on demand, bounded by the block sizes, freed at thread exit), so calls
  * do not malloc after warm-up and the library stays thread-safe; if it cannot
  * be had, tb_gemm returns nonzero.  With tb_set_num_threads(n > 1) and OpenMP,
- * large products split packing and the tile loop over n threads; one thread
- * is the default.
+ * a large product (which ones: tb_threads_for in runtime.c) is cut into
+ * slices of C, one per thread, each computed as above (sliced in
+ * gemm_impl.h); one thread is the default.
  *
  * The code is written once over `real` in gemm_impl.h; this file holds the
  * tuning constants, the choice of micro-kernel and the untyped helpers, and
@@ -123,9 +124,6 @@ const char *tb_gemm_kernel_name(void) { return kernel()->name; }
 /* Blocked GEMM                                                       */
 /* ------------------------------------------------------------------ */
 
-/* Products smaller than this (M*N*K) stay on one thread. */
-#define PARALLEL_MIN_WORK (1L << 21)
-
 static long min_l(long a, long b) { return a < b ? a : b; }
 static long round_up(long a, long b) { return (a + b - 1) / b * b; }
 /* Block size <= blk that splits n into equal pieces: ceil(n / ceil(n / blk)). */
@@ -142,20 +140,20 @@ static void share(long n, int nt, int id, long *lo, long *hi)
     *hi = n * (id + 1) / nt;
 }
 
+/* TB_PARALLEL(nt, body): body run by nt threads, each with its count nt_ and
+   number id_ (once, with nt_ = 1, without OpenMP). */
 #ifdef _OPENMP
-#define TB_BARRIER(nt) do { if ((nt) > 1) { _Pragma("omp barrier") } } while (0)
-#define TB_PARALLEL(nt, call)                                                          \
+#define TB_PARALLEL(nt, ...)                                                           \
     do {                                                                               \
         _Pragma("omp parallel num_threads(nt)")                                        \
         {                                                                              \
             int nt_ = omp_get_num_threads(), id_ = omp_get_thread_num();               \
-            call;                                                                      \
+            __VA_ARGS__                                                                \
         }                                                                              \
     } while (0)
 #else
-#define TB_BARRIER(nt) ((void)0)
-#define TB_PARALLEL(nt, call)                                                          \
-    do { int nt_ = 1, id_ = 0; call; } while (0)
+#define TB_PARALLEL(nt, ...)                                                           \
+    do { int nt_ = 1, id_ = 0; __VA_ARGS__ } while (0)
 #endif
 
 #define TB_TEMPLATE "gemm_impl.h"

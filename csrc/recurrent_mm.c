@@ -45,15 +45,15 @@
 /* Threads                                                            */
 /* ------------------------------------------------------------------ */
 /* How many threads a product of `work` multiply-adds over `groups` panel groups
-   gets: 1 unless built with OpenMP, tb_set_num_threads(n > 1), and the product
-   is big enough to pay for waking them (a few microseconds). */
-#define MM_PARALLEL_MIN_WORK (1 << 21)
+   gets: tb_threads_for's answer (runtime.c), at most one per panel group.
+   `bytes` counts A and C, the operands a step rewrites: the packed weights
+   stay in each core's cache from step to step (each thread takes the same
+   panel groups at every step). */
 #ifdef _OPENMP
 #include <omp.h>
-static int mm_threads(double work, long groups)
+static int mm_threads(double work, double bytes, long groups)
 {
-    int nt = tb_get_num_threads();
-    if (nt <= 1 || work < MM_PARALLEL_MIN_WORK || groups < 2) return 1;
+    int nt = tb_threads_for(work, bytes);
     return nt < groups ? nt : (int)groups;
 }
 #define MM_OMP_PARALLEL(nt, ...)                                                    \
@@ -65,7 +65,7 @@ static int mm_threads(double work, long groups)
         }                                                                           \
     } while (0)
 #else
-static int mm_threads(double work, long groups) { (void)work; (void)groups; return 1; }
+static int mm_threads(double work, double bytes, long groups) { (void)work; (void)bytes; (void)groups; return 1; }
 #define MM_OMP_PARALLEL(nt, ...) do { long nt_ = 1, id_ = 0; __VA_ARGS__ } while (0)
 #endif
 
@@ -225,7 +225,7 @@ static ATTR void mm_##SUF##_##tag(long M, long N, long K,                       
 {                                                                                   \
     const long npmax = M <= MRA ? NPA : NPB;                                        \
     const long ng = ((N + VL - 1) / VL + npmax - 1) / npmax;  /* panel groups */    \
-    int nt = mm_threads((double)M * N * K, ng);                                     \
+    int nt = mm_threads((double)M * N * K, ((double)M * K + (double)M * N) * sizeof(real), ng); \
     /* Few rows and whole panels (a small batch, N a multiple of VL) on one thread \
        go straight to the tiles, NPA panels at a time: mm_part's planning cost    \
        about 20 ns a call.  At T = 50, B = 1, I = H = 32 the sequence kernels     \

@@ -172,6 +172,46 @@ void tb_set_num_threads(int n)
 
 int tb_get_num_threads(void) { return tb_num_threads; }
 
+/* When two threads pay.  Splitting a product costs a few microseconds to
+   hand the other thread its share and wait for it, and more that is paid
+   outside the product: the other thread pulls its share of the operands into
+   its own core's cache, and the calling thread has to take those lines back
+   when it next writes them (the next step's gates, the next sequence's
+   activations).  So a thread's share must be both large and dense: at least
+   MIN_WORK_PER_THREAD multiply-adds, and at least MIN_WORK_PER_BYTE
+   multiply-adds per byte of the operands that move between cores (`bytes`:
+   A, B and C for a GEMM; A and C for the per-step product, whose weights stay
+   in each core's cache from step to step).  Measured on an AMD EPYC (Zen 4),
+   2 cores, float32, each product timed with the caller rewriting its
+   operands afterwards (benchmarks/threads_sweep.py), 1 -> 2 threads:
+     4 to 9 multiply-adds per byte lost: the LSTM's weight gradients of a
+       128-row group in the training loop (T = 100, B = 32, I = 2, H = 64;
+       2.2 M multiply-adds, 9.4 per byte) 45 -> 48 us, the RNN's over all
+       steps (13 M, 7.9 per byte) 271 -> 359 us; the LSTM training step
+       4.4 -> 6.8 ms when its 25 groups were split, against 4.5 with none;
+     12.9, the LSTM's 128-row groups at I = H = 64: 82 -> 68 us per group,
+       the sequence backward at B = 16, T = 100 1.67 -> 1.50 ms and at B = 8,
+       T = 1000 9.68 -> 8.21 ms;
+     32 and up: 1.6x to 2x (I = H = 256: the per-step products 37 -> 19 us
+       (RNN) and 303 -> 159 us (LSTM), the weight gradients over all steps
+       17.3 -> 9.2 ms).
+   The minimum per thread, 2^20 multiply-adds (about 20 us of one core), keeps
+   a region's fixed cost, 2 to 6 us, under a quarter of the time saved. */
+#define MIN_WORK_PER_THREAD (1L << 20)
+#define MIN_WORK_PER_BYTE 12
+
+int tb_threads_for(double work, double bytes)
+{
+#ifdef _OPENMP
+    if (work < MIN_WORK_PER_BYTE * bytes) return 1;
+    double n = work / MIN_WORK_PER_THREAD;
+    return n < 2 ? 1 : n < tb_num_threads ? (int)n : tb_num_threads;
+#else
+    (void)work; (void)bytes;
+    return 1;
+#endif
+}
+
 void tb_set_flush_to_zero(int on)
 {
 #ifdef TB_X86

@@ -41,6 +41,15 @@
 enum { TB_ISA_AVX512, TB_ISA_AVX2, TB_ISA_PORTABLE, TB_NUM_ISAS };
 int tb_isa(void);
 
+/* ---- threads ---------------------------------------------------------------
+   tb_threads_for(work, bytes): how many threads a product of `work`
+   multiply-adds over `bytes` of operands runs on: at most
+   tb_get_num_threads(), and only as many as each get a share worth waking a
+   thread for (the rule, and the measurements behind it, are in runtime.c).
+   1 when built without OpenMP.  Every parallel product (gemm_impl.h,
+   recurrent_mm.c) asks here, so the rule lives in one place. */
+int tb_threads_for(double work, double bytes);
+
 /* ---- per-thread scratch ---------------------------------------------------
    tb_scratch(slot, bytes): at least `bytes` of 64-byte-aligned memory owned by
    the calling thread, contents undefined, or NULL when out of memory.  Each
