@@ -30,6 +30,10 @@ import os
 import sys
 import time
 
+# tinybptt from this checkout (not whichever one an editable install points at)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
 DEFAULT_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 

@@ -31,6 +31,10 @@ import statistics
 import sys
 import time
 
+# tinybptt from this checkout (not whichever one an editable install points at)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
