@@ -11,7 +11,7 @@ Nothing but the test suite should use this: it switches a process-wide state.
 """
 from contextlib import contextmanager
 
-from ..errors import is_integer_at_least
+from ..errors import integer_at_least
 from ._ffi import lib
 
 
@@ -30,8 +30,7 @@ class Injection:
 @contextmanager
 def failing_allocation(n):
     """Let ``n`` scratch requests succeed and fail the next one; yields an Injection."""
-    if not is_integer_at_least(n, 0):
-        raise ValueError("failing_allocation: n must be an int >= 0, got %r" % (n,))
+    n = integer_at_least("failing_allocation", "n", n, 0)
     injection = Injection(n)
     lib.tb_fail_alloc_after(n)
     try:
