@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import tinybptt as tb
 from tinybptt.apps import cli
 
 
@@ -71,6 +72,29 @@ def test_train_small_run_with_json(tmp_path, capsys):
 def test_train_bad_cell(capsys):
     assert cli.main(["train", "--cell", "lstm,xyz", "--steps", "1", "--quiet"]) == 2
     assert "unknown cell" in capsys.readouterr().err
+
+
+def test_train_threads_apply_during_training_and_are_restored(monkeypatch, capsys):
+    from tinybptt.apps import train as train_app
+    seen = []
+
+    def spy(**kwargs):
+        seen.append(tb.get_num_threads())
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(train_app, "train", spy)
+    before = tb.get_num_threads()
+    with pytest.raises(RuntimeError, match="stop here"):
+        cli.main(["train", "--threads", "2", "--cell", "rnn", "--steps", "1", "--quiet"])
+    assert seen == [2] and tb.get_num_threads() == before  # restored after an error too
+
+
+def test_train_bad_thread_count_is_a_usage_error(capsys):
+    before = tb.get_num_threads()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--threads", "0", "--steps", "1", "--quiet"])
+    assert exc.value.code == 2 and "--threads: set_num_threads: n must be between 1 and" in capsys.readouterr().err
+    assert tb.get_num_threads() == before
 
 
 def test_bench_missing_module(monkeypatch, capsys):

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from . import add_cell_options, add_output_options, cell_list, write_plot
-from .. import display, nn, optim, tasks
+from .. import display, get_num_threads, nn, optim, set_num_threads, tasks
 from ..autograd import Tensor, no_grad
 from ..inspect import numerics
 from ..nn import functional as F
@@ -390,6 +390,10 @@ def build_parser(parser=None):
                         "probes; 0: only before and after training)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the (training step x time step) heatmap of log10 ||dL/dh_t|| (matplotlib)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads the C kernels may split a large matrix product over (tinybptt.set_num_threads; "
+                        "default 1). At the default H=64 nothing is large enough to split; from H of a few "
+                        "hundred two threads pay, when both cores are idle")
     add_cell_options(p, dtype="float32")
     add_output_options(p, json_help="write configuration, history, final metrics and the probe record "
                                     "of ||dL/dh_t|| (time steps t = -1..T-1)")
@@ -398,13 +402,27 @@ def build_parser(parser=None):
 
 def main(argv=None):
     """``tinybptt train [options]``; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     cells = cell_list(args.cell)
     bad = [c for c in cells if c not in CELLS]
     if bad or not cells:
         print("tinybptt train: unknown cell %s; choose from %s" % (", ".join(bad) or "''", ", ".join(CELLS)),
               file=sys.stderr)
         return 2
+    threads_before = get_num_threads()
+    try:
+        set_num_threads(args.threads)  # (its own check says what a thread count may be)
+    except ValueError as exc:
+        parser.error("--threads: %s" % exc)
+    try:
+        return _run(args, cells)
+    finally:
+        set_num_threads(threads_before)
+
+
+def _run(args, cells):
+    """Train each cell of ``cells`` as ``args`` say, then print and write what the options ask for."""
     results = []
     for cell in cells:
         results.append(train(task=args.task, cell=cell, T=args.T, H=args.H, batch=args.batch, lr=args.lr,
@@ -415,8 +433,9 @@ def main(argv=None):
         print(gradient_sparklines(results[-1]))
         print(probe_heatmap(results[-1]))
     print()
-    print("%s, T=%d, H=%d, batch %d, Adam lr %g, clip %g, %d steps, %s, seed %d" % (
-        args.task, args.T, args.H, args.batch, args.lr, args.clip, args.steps, args.dtype, args.seed))
+    print("%s, T=%d, H=%d, batch %d, Adam lr %g, clip %g, %d steps, %s, seed %d%s" % (
+        args.task, args.T, args.H, args.batch, args.lr, args.clip, args.steps, args.dtype, args.seed,
+        ", %d threads" % args.threads if args.threads > 1 else ""))
     print(summary_table(results))
     if args.json:
         out = [{k: v for k, v in r.items() if k != "model"} for r in results]
