@@ -272,11 +272,11 @@ static int FN(gru_back_scratch)(long T, long B, long I, long H, int want_dbx, in
 }
 
 /* One step of the reverse walk after dh, the total gradient on h_t, has
-   arrived, carried at exponent e.  Writes the step's gate gradients dgx_t and
+   arrived, row b carried at exponent e[b].  Writes the step's gate gradients dgx_t and
    dgh_t (B, 3H); leaves in dh the gradient on h_{t-1}; brings dgx_t and dgh_t
    to true scale and adds their column sums to dbx and dbh (each unless NULL).
    Compiled per instruction set for those column sums. */
-TB_CLONES static void FN(gru_back_step)(long B, long H, int e, const panel *whh,
+TB_CLONES static void FN(gru_back_step)(long B, long H, const int *e, const panel *whh,
                                         const real *gates_t, /* (B, 3H) */
                                         const real *hn_t,    /* (B, H) */
                                         const real *h_prev,  /* (B, H) */
@@ -289,8 +289,8 @@ TB_CLONES static void FN(gru_back_step)(long B, long H, int e, const panel *whh,
     long G3 = 3 * H;
     FN(gru_pointwise_backward)(B, H, gates_t, hn_t, h_prev, dh, dgx_t, dgh_t);
     FN(panel_mm)(B, dgh_t, G3, whh, dh, H, 1, NULL);          /* dh_{t-1} += dgh_t @ W_hh */
-    FN(renorm_scale)(B * G3, dgx_t, e);                        /* dgx_t, dgh_t in true scale */
-    FN(renorm_scale)(B * G3, dgh_t, e);
+    FN(renorm_scale_rows)(B, G3, dgx_t, e, 1);                 /* dgx_t, dgh_t in true scale */
+    FN(renorm_scale_rows)(B, G3, dgh_t, e, 1);
     FN(cell_colsum_acc)(B, G3, dgx_t, G3, dbx);
     FN(cell_colsum_acc)(B, G3, dgh_t, G3, dbh);
 }
@@ -344,8 +344,8 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             real *db_ih,       /* (3H,) or NULL */
                             real *db_hh,       /* (3H,) or NULL */
                             real *trace_h,     /* (T, B, H) or NULL */
-                            int *trace_exp,    /* (T,) or NULL */
-                            int *carry_exp)    /* in/out, or NULL */
+                            int *trace_exp,    /* (T, B) or NULL */
+                            int *carry_exp)    /* (B,) in/out, or NULL */
 {
     long G3 = 3 * H, BH = B * H;
     int err = 1;
@@ -354,28 +354,30 @@ TB_CLONES int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
     if (FN(gru_back_scratch)(T, B, I, H, db_ih != NULL, db_hh != NULL, &s)
         || FN(panel_pack)(&whh, G3, H, w_hh, H, 0))
         goto done;
-    /* the running gradient on h_t lives in dh0's buffer, as dh * 2^e
+    /* the running gradient on h_t lives in dh0's buffer, row b as dh * 2^e[b]
        (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0;
-    int e = FN(carry_begin)(BH, d_hn, NULL, carry_exp, dh, NULL);
+    int *e = FN(carry_begin)(B, H, d_hn, NULL, carry_exp, dh, NULL);
+    if (!e) goto done;
     for (long t = T - 1; t >= 0; t--) {
         const real *h_prev = t ? out + (t - 1) * BH : h0;
         /* t's group of S steps, counted from T - 1 down, is lo..hi (all steps at once when not step by step) */
         long hi, lo = FN(wgrad_group)(t, T, s.S, &hi);
         real *dgx_t = s.dgx + (t - lo) * B * G3, *dgh_t = s.dgh + (t - lo) * B * G3;
-        FN(carry_receive)(t, BH, d_out, dh, NULL, trace_h, trace_exp, &e);  /* dh = total dL/dh_{t+1} */
+        FN(carry_receive)(t, B, H, d_out, dh, NULL, trace_h, trace_exp, e);  /* dh = total dL/dh_{t+1} */
         FN(gru_back_step)(B, H, e, &whh, gates + t * B * G3, hn + t * BH, h_prev, dh, dgx_t, dgh_t, s.dbx, s.dbh);
         if (s.per_step && FN(gru_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I, h_prev, w_ih,
                                              s.dgx, s.dgh, s.xr, s.hr, s.dwxT, s.dwhT, dx ? dx + lo * B * I : NULL))
             goto done;
-        FN(renorm_carry)(BH, dh, NULL, &e);
+        FN(renorm_carry)(B, H, dh, NULL, e);
     }
     if (FN(gru_back_weight_grads)(T, B, I, H, &s, x, h0, out, w_ih, dx, dw_ih, dw_hh, db_ih, db_hh))
         goto done;
-    FN(carry_end)(BH, dh0, NULL, e, carry_exp);
+    FN(carry_end)(B, H, dh0, NULL, e, carry_exp);
     err = 0;
 done:
     panel_free(&whh);
+    tb_scratch_done(TB_SLOT_EXPS);
     tb_scratch_done(TB_SLOT_DGATES);
     return err;
 }

@@ -347,11 +347,11 @@ static int FN(lstm_back_scratch)(long T, long B, long I, long H, int want_db, FN
 
 /* One step of the reverse walk after dh, the total gradient on h_t, has
    arrived; dh and dc (the gradient reaching c_t from later steps) are carried
-   at exponent e.  Writes the step's gate gradients dg (B, 4H) and the total
+   row b at exponent e[b].  Writes the step's gate gradients dg (B, 4H) and the total
    gradient on c_t to dc_total; leaves in dc the gradient on c_{t-1} and in dh
    the one on h_{t-1}; brings dg to true scale and adds its column sums to db
    (unless NULL).  Compiled per instruction set for those column sums. */
-TB_CLONES static void FN(lstm_back_step)(long B, long H, int e, const panel *whh,
+TB_CLONES static void FN(lstm_back_step)(long B, long H, const int *e, const panel *whh,
                                          const real *gates_t,  /* (B, 4H) */
                                          const real *tanh_c_t, /* (B, H) */
                                          const real *c_prev,   /* (B, H) */
@@ -364,7 +364,7 @@ TB_CLONES static void FN(lstm_back_step)(long B, long H, int e, const panel *whh
     long G4 = 4 * H;
     FN(lstm_pointwise_backward)(B, H, gates_t, tanh_c_t, c_prev, dh, dc, dc_total, dg);
     FN(panel_mm)(B, dg, G4, whh, dh, H, 0, NULL);              /* dh_{t-1} = dgates_t @ W_hh */
-    FN(renorm_scale)(B * G4, dg, e);                           /* dgates_t in true scale */
+    FN(renorm_scale_rows)(B, G4, dg, e, 1);                    /* dgates_t in true scale */
     FN(cell_colsum_acc)(B, G4, dg, G4, db);                    /* db += column sums of dgates_t */
 }
 
@@ -420,8 +420,8 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              real *db_hh,        /* (4H,) or NULL */
                              real *trace_h,      /* (T, B, H) or NULL */
                              real *trace_c,      /* (T, B, H) or NULL */
-                             int *trace_exp,     /* (T,) or NULL */
-                             int *carry_exp)     /* in/out, or NULL */
+                             int *trace_exp,     /* (T, B) or NULL */
+                             int *carry_exp)     /* (B,) in/out, or NULL */
 {
     long G4 = 4 * H, BH = B * H;
     int err = 1;
@@ -430,28 +430,30 @@ TB_CLONES int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
     if (FN(lstm_back_scratch)(T, B, I, H, db_ih || db_hh, &s) || FN(panel_pack)(&whh, G4, H, w_hh, H, 0))
         goto done;
     /* the running gradients on h_t and c_t live in dh0's and dc0's buffers,
-       as dh * 2^e and dc * 2^e (see "tiny gradients" in recurrent_impl.h) */
+       row b as dh * 2^e[b] and dc * 2^e[b] (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0, *dc = dc0;
-    int e = FN(carry_begin)(BH, d_hn, d_cn, carry_exp, dh, dc);
+    int *e = FN(carry_begin)(B, H, d_hn, d_cn, carry_exp, dh, dc);
+    if (!e) goto done;
     for (long t = T - 1; t >= 0; t--) {
         /* t's group of S steps, counted from T - 1 down, is lo..hi (all steps when not step by step) */
         long hi, lo = FN(wgrad_group)(t, T, s.S, &hi);
         real *dg = s.dgates + (t - lo) * B * G4;
-        FN(carry_receive)(t, BH, d_out, dh, dc, trace_h, trace_exp, &e);  /* dh = total dL/dh_{t+1} */
+        FN(carry_receive)(t, B, H, d_out, dh, dc, trace_h, trace_exp, e);  /* dh = total dL/dh_{t+1} */
         FN(lstm_back_step)(B, H, e, &whh, gates + t * B * G4, tanh_c + t * BH, t ? c_out + (t - 1) * BH : c0,
                            dh, dc, trace_c ? trace_c + t * BH : s.dc_total, dg, s.db);
         if (s.per_step && FN(lstm_step_wgrad)(B, I, H, t - lo, (hi - lo + 1) * B, x + t * B * I,
                                               t ? out + (t - 1) * BH : h0, w_ih, s.dgates, s.xh, s.dwT,
                                               dx ? dx + lo * B * I : NULL))
             goto done;
-        FN(renorm_carry)(BH, dh, dc, &e);
+        FN(renorm_carry)(B, H, dh, dc, e);
     }
     if (FN(lstm_back_weight_grads)(T, B, I, H, &s, x, h0, out, w_ih, dx, dw_ih, dw_hh, db_ih, db_hh))
         goto done;
-    FN(carry_end)(BH, dh0, dc0, e, carry_exp);
+    FN(carry_end)(B, H, dh0, dc0, e, carry_exp);
     err = 0;
 done:
     panel_free(&whh);
+    tb_scratch_done(TB_SLOT_EXPS);
     tb_scratch_done(TB_SLOT_DGATES);
     return err;
 }

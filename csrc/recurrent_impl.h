@@ -85,33 +85,42 @@ static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
 
    A sequence backward is linear in the gradient it carries from step to step
    (dh, and dc for the LSTM), so it may carry that gradient as scaled values
-   times 2^e, with one integer e for the whole (B, H) block (dh and dc share
-   it).  When the block's largest |entry| f * 2^k (f in [0.5, 1)) drifts to
-   |k| > TB_RENORM_EXP, renorm_carry multiplies the block by 2^-k and adds k
-   to e.  A product with a power of two is exact unless it under- or
-   overflows, so
+   times 2^e.  Each row of the (B, H) block -- one sequence of the batch --
+   has its own integer e[b] (its dh and dc share it).  When a row's largest
+   |entry| f * 2^k (f in [0.5, 1)) drifts to |k| > TB_RENORM_EXP,
+   renorm_carry multiplies that row by 2^-k and adds k to e[b].  A product
+   with a power of two is exact unless it under- or overflows, so
    - while nothing under- or overflows, the arithmetic is the plain
-     kernel's, bit for bit, whether or not e moved;
+     kernel's, bit for bit, whether or not any e moved;
    - when the gradient vanishes (or explodes) through time, the recurrence
      keeps working on numbers near 1: float keeps its 24 bits at a true size
-     of 1e-40 or 1e-200, and the block never sinks into the subnormal range,
-     where some CPUs charge around 100 cycles per operation.
+     of 1e-40 or 1e-200, and no row sinks into the subnormal range, where
+     some CPUs charge around 100 cycles per operation.
+   Why one exponent per row and not one for the block: the rows are
+   separate sequences, and their gradients shrink at their own rates.  With
+   one e for the block, set by its largest row, a row that had fallen 2^126
+   below it went subnormal and then to zero while the other still counted:
+   an RNN over T = 1000 steps, B = 4, H = 32, float32, whose rows' inputs
+   differ in scale, kept one row's gradient down to 1e-107 at the middle
+   step and returned zeros and subnormals for the other three there.
    What leaves the recurrence -- each step's dgates (for the weight gradients
-   and dx), dh0 and dc0 -- is brought back to true scale (renorm_scale by e),
-   and there a result below the smallest normal number becomes zero, whatever
-   the CPU's flush-to-zero setting (decided before multiplying, so no
-   subnormal is formed there either).  That is where the result differs from
-   plain IEEE arithmetic: by less than 2^-126 (float) per entry, below the
-   resolution of any sum of normal size it joins.  The per-step
-   trace leaves as scaled values plus each step's e (trace_exp), so the
-   caller can report true sizes that the type itself cannot hold.
+   and dx), dh0 and dc0 -- is brought back to true scale (renorm_scale_rows
+   by e), and there a result below the smallest normal number becomes zero,
+   whatever the CPU's flush-to-zero setting (decided before multiplying, so
+   no subnormal is formed there either).  That is where the result differs
+   from plain IEEE arithmetic: by less than 2^-126 (float) per entry, below
+   the resolution of any sum of normal size it joins.  The per-step trace
+   leaves as scaled values plus each step's exponents, one per row
+   (trace_exp (T, B)), so the caller can report true sizes that the type
+   itself cannot hold.
 */
 
 /* the largest |entry| of x and (unless NULL) y, n entries each; NaN if any
    entry is NaN.  Taken over the bits (|x| orders like its bit pattern, NaN's
-   above inf's), so that it vectorises; compiled per instruction set, as it
-   runs once per step whatever the gradient's size. */
-TB_CLONES static real FN(renorm_absmax)(long n, const real *x, const real *y)
+   above inf's), so that it vectorises.  Inline, so that each caller compiled
+   per instruction set (renorm_carry runs it on every row at every step)
+   gets its own vector loop. */
+static inline real FN(renorm_absmax)(long n, const real *x, const real *y)
 {
     const ubits mask = ~(ubits)0 >> 1;
     const ubits *u = (const ubits *)x, *w = (const ubits *)y;
@@ -187,29 +196,41 @@ TB_CLONES static void FN(renorm_scale)(long n, real *x, long s)
         for (long j = 0; j < n; j++) x[j] = FN(renorm_mul)(x[j], thr, f, 3);
 }
 
-/* Keep dh (and dc unless NULL), n entries each, carried at exponent *e, in
-   the safe range: when their largest |entry| f * 2^k (f in [0.5, 1)) has left
-   it, multiply both by 2^-k and add k to *e. */
-static void FN(renorm_carry)(long n, real *dh, real *dc, int *e)
+/* Each of B rows of x (n entries, row b at x + b * n) times 2^(sign * e[b]),
+   sign = +1 or -1; rows whose e[b] is 0 are left alone. */
+static void FN(renorm_scale_rows)(long B, long n, real *x, const int *e, int sign)
 {
-    real m = FN(renorm_absmax)(n, dh, dc);
-    int k = FN(renorm_safe)(m) ? 0 : FN(renorm_exponent)(m);
-    if (k == 0) return;
-    FN(renorm_scale)(n, dh, -k);
-    if (dc) FN(renorm_scale)(n, dc, -k);
-    *e += k;
+    for (long b = 0; b < B; b++)
+        if (e[b] != 0) FN(renorm_scale)(n, x + b * n, sign * (long)e[b]);
 }
 
-/* dh += d for dh (and dc unless NULL) carried at exponent *e and d (n
-   entries, true scale; NULL adds nothing).  At e = 0 the plain sum.  Else
-   both parts move to a common exponent first: 0 if the larger part's
-   largest entry is in the safe range there (the plain path resumes), else
-   that entry's own.  Entries of the smaller part that fall below the
-   smallest normal number on the way become 0: they lie below the resolution
-   of the sum, whose largest entry is near 1. */
+/* Keep each row b of dh (and dc unless NULL), B rows of H, carried at
+   exponent e[b], in the safe range: when the row's largest |entry|
+   f * 2^k (f in [0.5, 1)) has left it, multiply the row by 2^-k and add k
+   to e[b].  Compiled per instruction set: it looks at every row at every
+   step. */
+TB_CLONES static void FN(renorm_carry)(long B, long H, real *dh, real *dc, int *e)
+{
+    for (long b = 0; b < B; b++) {
+        real *h = dh + b * H, *c = dc ? dc + b * H : NULL;
+        real m = FN(renorm_absmax)(H, h, c);
+        int k = FN(renorm_safe)(m) ? 0 : FN(renorm_exponent)(m);
+        if (k == 0) continue;
+        FN(renorm_scale)(H, h, -k);
+        if (c) FN(renorm_scale)(H, c, -k);
+        e[b] += k;
+    }
+}
+
+/* dh += d for one row: dh (and dc unless NULL) carried at exponent *e and d
+   (n entries, true scale).  At e = 0 the plain sum.  Else both parts move to
+   a common exponent first: 0 if the larger part's largest entry is in the
+   safe range there (the plain path resumes), else that entry's own.
+   Entries of the smaller part that fall below the smallest normal number on
+   the way become 0: they lie below the resolution of the sum, whose largest
+   entry is near 1. */
 static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
 {
-    if (!d) return;
     real md = *e != 0 ? FN(renorm_absmax)(n, d, NULL) : 0;
     if (*e != 0 && md == 0) return;  /* d is all zeros: nothing arrives */
     if (md != 0 && isfinite(md)) {
@@ -235,41 +256,50 @@ static void FN(renorm_add)(long n, real *dh, real *dc, const real *d, int *e)
 
    A sequence backward walks the steps from T - 1 down to 0 carrying dh, the
    gradient on h_t (and dc, on c_t, for the LSTM), in dh0's (and dc0's) buffer
-   as scaled values times 2^e (above).  carry_begin starts it, carry_receive
-   adds what step t's output receives from the loss, carry_end hands it back. */
+   as scaled values, row b times 2^e[b] (above).  carry_begin starts it,
+   carry_receive adds what step t's output receives from the loss, carry_end
+   hands it back.  The exponents live in scratch slot TB_SLOT_EXPS: the
+   caller gives it back with tb_scratch_done when the walk is over. */
 
-/* dh = d_hn and dc = d_cn (zeros where NULL; dc is NULL for a cell without a
-   cell state), at the exponent *carry_exp (0 when carry_exp is NULL), brought
-   into the safe range: returns the exponent e they are carried at. */
-static int FN(carry_begin)(long n, const real *d_hn, const real *d_cn, const int *carry_exp,
-                           real *dh, real *dc)
+/* dh = d_hn and dc = d_cn (B rows of H; zeros where NULL; dc is NULL for a
+   cell without a cell state), row b at the exponent carry_exp[b] (0 when
+   carry_exp is NULL), brought into the safe range: returns the exponents e
+   (B,) they are carried at, or NULL if memory for them could not be had. */
+static int *FN(carry_begin)(long B, long H, const real *d_hn, const real *d_cn, const int *carry_exp,
+                            real *dh, real *dc)
 {
-    int e = carry_exp ? *carry_exp : 0;
-    FN(cell_copy_or_zero)(n, d_hn, dh);
-    if (dc) FN(cell_copy_or_zero)(n, d_cn, dc);
-    FN(renorm_carry)(n, dh, dc, &e);
+    int *e = (int *)tb_scratch(TB_SLOT_EXPS, (size_t)B * sizeof(int));
+    if (!e) return NULL;
+    for (long b = 0; b < B; b++) e[b] = carry_exp ? carry_exp[b] : 0;
+    FN(cell_copy_or_zero)(B * H, d_hn, dh);
+    if (dc) FN(cell_copy_or_zero)(B * H, d_cn, dc);
+    FN(renorm_carry)(B, H, dh, dc, e);
     return e;
 }
 
-/* Step t: dh += d_out[t] (d_out (T, n) or NULL), then the trace's row t
-   records dh and trace_exp[t] its exponent (each skipped if NULL). */
-static void FN(carry_receive)(long t, long n, const real *d_out, real *dh, real *dc,
+/* Step t: dh += d_out[t] (d_out (T, B, H) or NULL), then the trace's row t
+   records dh and trace_exp[t] (T, B) the rows' exponents (each skipped if
+   NULL). */
+static void FN(carry_receive)(long t, long B, long H, const real *d_out, real *dh, real *dc,
                               real *trace_h, int *trace_exp, int *e)
 {
-    FN(renorm_add)(n, dh, dc, d_out ? d_out + t * n : NULL, e);  /* dh = total dL/dh_{t+1} */
-    FN(cell_record)(n, trace_h ? trace_h + t * n : NULL, dh);
-    if (trace_exp) trace_exp[t] = *e;
+    long BH = B * H;
+    if (d_out)                                                  /* dh = total dL/dh_{t+1} */
+        for (long b = 0; b < B; b++)
+            FN(renorm_add)(H, dh + b * H, dc ? dc + b * H : NULL, d_out + t * BH + b * H, &e[b]);
+    FN(cell_record)(BH, trace_h ? trace_h + t * BH : NULL, dh);
+    if (trace_exp) memcpy(trace_exp + t * B, e, (size_t)B * sizeof(int));
 }
 
-/* After step 0: with carry_exp, dh0 (and dc0 unless NULL) stay scaled and
-   *carry_exp = e; without, they are brought to true scale. */
-static void FN(carry_end)(long n, real *dh0, real *dc0, int e, int *carry_exp)
+/* After step 0: with carry_exp (B,), dh0 (and dc0 unless NULL) stay scaled
+   and carry_exp = e; without, they are brought to true scale. */
+static void FN(carry_end)(long B, long H, real *dh0, real *dc0, const int *e, int *carry_exp)
 {
     if (carry_exp) {
-        *carry_exp = e;                                         /* dh0, dc0 stay scaled */
+        memcpy(carry_exp, e, (size_t)B * sizeof(int));         /* dh0, dc0 stay scaled */
     } else {
-        FN(renorm_scale)(n, dh0, e);                            /* dh0, dc0 in true scale */
-        if (dc0) FN(renorm_scale)(n, dc0, e);
+        FN(renorm_scale_rows)(B, H, dh0, e, 1);                 /* dh0, dc0 in true scale */
+        if (dc0) FN(renorm_scale_rows)(B, H, dc0, e, 1);
     }
 }
 

@@ -277,8 +277,8 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
                             real *db_ih,       /* (H,) or NULL */
                             real *db_hh,       /* (H,) or NULL */
                             real *trace_h,     /* (T, B, H) or NULL */
-                            int *trace_exp,    /* (T,) or NULL */
-                            int *carry_exp)    /* in/out, or NULL */
+                            int *trace_exp,    /* (T, B) or NULL */
+                            int *carry_exp)    /* (B,) in/out, or NULL */
 {
     long BH = B * H;
     int err = 1;
@@ -290,18 +290,19 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
     if (!da || FN(panel_pack)(&whh, H, H, w_hh, H, 0)) goto done;
     real *db = (db_ih || db_hh) ? da + kept * BH : NULL;
     if (db) memset(db, 0, (size_t)H * sizeof(real));
-    /* the running gradient on h_t lives in dh0's buffer, as dh * 2^e
+    /* the running gradient on h_t lives in dh0's buffer, row b as dh * 2^e[b]
        (see "tiny gradients" in recurrent_impl.h) */
     real *dh = dh0;
-    int e = FN(carry_begin)(BH, d_hn, NULL, carry_exp, dh, NULL);
+    int *e = FN(carry_begin)(B, H, d_hn, NULL, carry_exp, dh, NULL);
+    if (!e) goto done;
     for (long t = T - 1; t >= 0; t--) {
         real *da_t = da + (chunk ? t % chunk : t) * BH;
-        FN(carry_receive)(t, BH, d_out, dh, NULL, trace_h, trace_exp, &e);  /* dh = total dL/dh_{t+1} */
+        FN(carry_receive)(t, B, H, d_out, dh, NULL, trace_h, trace_exp, e);  /* dh = total dL/dh_{t+1} */
         FN(rnn_pointwise_backward)(relu, BH, out + t * BH, dh, da_t);
         FN(panel_mm)(B, da_t, H, &whh, dh, H, 0, NULL);        /* dh_{t-1} = da_t @ W_hh */
-        FN(renorm_scale)(BH, da_t, e);                         /* da_t in true scale */
+        FN(renorm_scale_rows)(B, H, da_t, e, 1);               /* da_t in true scale */
         FN(cell_colsum_acc)(B, H, da_t, H, db);
-        FN(renorm_carry)(BH, dh, NULL, &e);
+        FN(renorm_carry)(B, H, dh, NULL, e);
         /* a block of steps [t, t + n) complete: its weight gradients */
         if (chunk && t % chunk == 0
             && FN(rnn_wgrad_block)(t, T - t < chunk ? T - t : chunk, B, I, H, da, x, h0, out, w_ih,
@@ -311,11 +312,12 @@ TB_CLONES int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
     if (!chunk && FN(cell_weight_grads)(T, B, I, H, H, da, da, x, h0, out, w_ih, dx, dw_ih, dw_hh,
                                         NULL, NULL))
         goto done;
-    FN(carry_end)(BH, dh0, NULL, e, carry_exp);
+    FN(carry_end)(B, H, dh0, NULL, e, carry_exp);
     if (db) FN(cell_add2)(H, db_ih, db_hh, db);
     err = 0;
 done:
     panel_free(&whh);
+    tb_scratch_done(TB_SLOT_EXPS);
     tb_scratch_done(TB_SLOT_DGATES);
     return err;
 }

@@ -65,6 +65,7 @@ enum {
     TB_SLOT_DGATES,   /* a backward pass's gate gradients */
     TB_SLOT_MISC,     /* per-call temporaries (the largest: the RNN forward's packed W_ih^T, I*H values) */
     TB_SLOT_DW,       /* the weight-gradient product's result */
+    TB_SLOT_EXPS,     /* a sequence backward's per-row exponents (recurrent_impl.h, "tiny gradients") */
     TB_NUM_SLOTS
 };
 void *tb_scratch(int slot, size_t bytes);

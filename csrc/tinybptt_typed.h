@@ -78,18 +78,21 @@ void FN(tb_relu_backward)(long n, const real *y, const real *dy, real *dx);
  *   trace_h[t] (T, B, H), if not NULL, receives the TOTAL gradient dL/dh_{t+1}
  *   (w.r.t. out[t], through every later step); trace_c[t] likewise dL/dc_{t+1}
  *   including the path through h_{t+1} = o * tanh(c_{t+1}).  Both as scaled
- *   values: the true gradient at step t is trace[t] * 2^trace_exp[t], with
- *   trace_exp (T,) (if not NULL) receiving the exponents.
+ *   values: the true gradient of sequence b at step t is
+ *   trace[t, b] * 2^trace_exp[t, b], with trace_exp (T, B) (if not NULL)
+ *   receiving the exponents.
  *   The kernels carry the gradient through time as scaled values times a
- *   power of two, so that it never sinks into the subnormal range (see "tiny
- *   gradients" in csrc/recurrent_impl.h); while nothing under- or overflows,
+ *   power of two, one per sequence of the batch, so that it never sinks into
+ *   the subnormal range (see "tiny gradients" in csrc/recurrent_impl.h);
+ *   while nothing under- or overflows,
  *   the results are those of plain IEEE arithmetic, bit for bit.  Where the
  *   scale moved, entries of the per-step dgates, dx, dh0, dc0 below the
  *   type's smallest normal number are 0.
- *   carry_exp, if not NULL, passes the scale across calls (a sequence
- *   backpropagated in segments): on entry the true d_hn, d_cn are
- *   d_hn * 2^*carry_exp, d_cn * 2^*carry_exp, and on exit dh0, dc0 are left
- *   scaled, their true values being dh0 * 2^*carry_exp, dc0 * 2^*carry_exp.
+ *   carry_exp (B,), if not NULL, passes the scales across calls (a sequence
+ *   backpropagated in segments): on entry the true rows of d_hn, d_cn are
+ *   d_hn[b] * 2^carry_exp[b], d_cn[b] * 2^carry_exp[b], and on exit dh0, dc0
+ *   are left scaled, their true rows being dh0[b] * 2^carry_exp[b],
+ *   dc0[b] * 2^carry_exp[b].
  * Step backward: d_h (B, H) is the total gradient on h_new (d_c on c_new,
  *   NULL = zeros); dx (may be NULL), dh, dc are WRITTEN, weight grads ACCUMULATE.
  */
@@ -139,8 +142,8 @@ int FN(tb_rnn_seq_backward)(int relu, long T, long B, long I, long H,
                             real *db_ih,        /* (H,) or NULL */
                             real *db_hh,        /* (H,) or NULL */
                             real *trace_h,      /* (T, B, H) or NULL */
-                            int *trace_exp,     /* (T,) or NULL */
-                            int *carry_exp);    /* in/out, or NULL */
+                            int *trace_exp,     /* (T, B) or NULL */
+                            int *carry_exp);    /* (B,) in/out, or NULL */
 
 /* ---- LSTM, gates (i, f, g, o): c' = f*c + i*g, h' = o*tanh(c') */
 int FN(tb_lstm_step_forward)(long B, long I, long H,
@@ -206,8 +209,8 @@ int FN(tb_lstm_seq_backward)(long T, long B, long I, long H,
                              real *db_hh,         /* (4H,) or NULL */
                              real *trace_h,       /* (T, B, H) or NULL */
                              real *trace_c,       /* (T, B, H) or NULL */
-                             int *trace_exp,      /* (T,) or NULL */
-                             int *carry_exp);     /* in/out, or NULL */
+                             int *trace_exp,      /* (T, B) or NULL */
+                             int *carry_exp);     /* (B,) in/out, or NULL */
 
 /* ---- GRU, gates (r, z, n): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)), h' = (1-z)*n + z*h */
 int FN(tb_gru_step_forward)(long B, long I, long H,
@@ -261,8 +264,8 @@ int FN(tb_gru_seq_backward)(long T, long B, long I, long H,
                             real *db_ih,          /* (3H,) or NULL */
                             real *db_hh,          /* (3H,) or NULL */
                             real *trace_h,        /* (T, B, H) or NULL */
-                            int *trace_exp,       /* (T,) or NULL */
-                            int *carry_exp);      /* in/out, or NULL */
+                            int *trace_exp,       /* (T, B) or NULL */
+                            int *carry_exp);      /* (B,) in/out, or NULL */
 
 /* ---- The per-step product of the sequence kernels (csrc/recurrent_mm.c).
    W_hh is packed once per sequence into column panels and every step runs one

@@ -112,8 +112,9 @@ def test_a_tiny_gradient_moves_the_exponent_and_the_results_agree(isa, cell, sha
     tiny = lambda a: None if a is None else np.ldexp(a, SCALE)  # noqa: E731
     if carry:
         g = c_rnn.seq_backward(cell, s_c, tiny(d_out), d_hn=d_hn, d_cn=d_cn, carry_exp=SCALE)
-        assert g["carry_exp"] != 0
-        back = {k: (np.ldexp(v, -SCALE + (g["carry_exp"] if k in ("dh0", "dc0") else 0))
+        e = g["carry_exp"]  # one exponent per sequence (row) of the batch
+        assert e.shape == (B,) and np.all(e != 0)
+        back = {k: (np.ldexp(v, -SCALE + (e[:, None] if k in ("dh0", "dc0") else 0))
                     if v is not None else None) for k, v in g.items() if k in KEYS}
     else:
         g = c_rnn.seq_backward(cell, s_c, tiny(d_out), d_hn=tiny(d_hn), d_cn=tiny(d_cn))

@@ -1,6 +1,7 @@
 """A TraceSlot keeps a scaled deposit (values and per-step exponents) as it is and reports true sizes.
 
-The C sequence kernels leave the gradient trace as scaled values times 2**exps[t].
+The C sequence kernels leave the gradient trace as scaled values times 2**exps[t, b], one
+exponent per step and sequence of the batch.
 ``TraceSlot.add(h, c, exps)`` keeps them so until ``h`` or ``c`` is read; every
 reader must then see the true sizes, in float64 where float32 cannot hold them
 (1e-40 is a number, not 0).  The expected values here are computed in float64 as
@@ -20,13 +21,18 @@ def _scaled(rng, T=6, B=3, H=4, dt=np.float32):
 
 
 def _truth(values, exps):
-    return values.astype(np.float64) * np.exp2(np.asarray(exps, np.float64))[:, None, None]
+    return values.astype(np.float64) * np.exp2(np.asarray(exps, np.float64))[:, :, None]
+
+
+def _rows(per_step, *offsets):
+    """Exponents (T, B): the per-step ones, shifted by a different offset for each sequence."""
+    return np.array([[e + k for k in offsets] for e in per_step], np.int32)
 
 
 def test_a_scaled_deposit_is_untouched_until_read_then_true():
     rng = np.random.default_rng(0)
     h, c = _scaled(rng), _scaled(rng)
-    exps = np.array([0, 0, -3, -20, -40, 5], np.int32)
+    exps = _rows([0, 0, -3, -20, -40, 5], 0, -2, 3)
     h0, c0 = h.copy(), c.copy()
     slot = TraceSlot()
     slot.add(h, c, exps)
@@ -39,7 +45,7 @@ def test_a_scaled_deposit_is_untouched_until_read_then_true():
 def test_sizes_float32_cannot_hold_come_back_as_float64_numbers():
     rng = np.random.default_rng(1)
     h = _scaled(rng)
-    exps = np.array([0, -10, -130, -140, -600, 80], np.int32)  # 2**-140 ~ 7e-43: below float32's range
+    exps = _rows([0, -10, -130, -140, -600, 80], 0, 0, -1)  # 2**-140 ~ 7e-43: below float32's range
     slot = TraceSlot()
     slot.add(h.copy(), None, exps)
     assert slot.dtypes() == [np.dtype(np.float64)]
@@ -51,8 +57,8 @@ def test_sizes_float32_cannot_hold_come_back_as_float64_numbers():
 def test_deposits_add_up_in_true_size():
     rng = np.random.default_rng(2)
     a, b, plain = _scaled(rng), _scaled(rng), _scaled(rng)
-    ea = np.array([0, -2, -4, -6, -8, -70], np.int32)
-    eb = np.array([3, 0, 0, -1, -150, 0], np.int32)
+    ea = _rows([0, -2, -4, -6, -8, -70], 0, 1, -60)
+    eb = _rows([3, 0, 0, -1, -150, 0], 0, 0, 0)
     slot = TraceSlot()
     slot.add(a.copy(), None, ea)
     slot.add(b.copy(), None, eb)
@@ -65,18 +71,20 @@ def test_exponents_all_zero_leave_the_values_as_they_are():
     rng = np.random.default_rng(3)
     h = _scaled(rng)
     slot = TraceSlot()
-    slot.add(h, None, np.zeros(6, np.int32))
+    slot.add(h, None, np.zeros((6, 3), np.int32))
     assert slot.h is h
 
 
 def test_grad_trace_norms_of_a_scaled_deposit_are_the_true_norms():
     rng = np.random.default_rng(4)
     h = _scaled(rng)
-    exps = np.array([0, -50, -100, -140, -300, -1000], np.int32)
+    exps = _rows([0, -50, -100, -140, -300, -1000], 0, -5, -9)
     slot = TraceSlot()
     slot.add(h.copy(), h.copy(), exps)
     tr = gather_trace("LSTM", LayerTraces([slot], 6, 3), 4, np.float32, lstm=True)
-    want = np.sqrt(np.sum(h.astype(np.float64) ** 2, axis=(1, 2))) * np.exp2(exps.astype(np.float64))
+    true = np.abs(_truth(h, exps))
+    top = true.max(axis=(1, 2), keepdims=True)  # divided out before squaring: 2**-1000 squared is 0
+    want = np.sqrt(np.sum((true / top) ** 2, axis=(1, 2))) * top[:, 0, 0]
     np.testing.assert_allclose(tr.norms()[0], want, rtol=1e-12)
     np.testing.assert_allclose(tr.c_norms()[0], want, rtol=1e-12)
     assert tr.norms()[0][4] > 0  # 2**-300 times a number of order 1: float64 holds it

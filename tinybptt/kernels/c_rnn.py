@@ -135,9 +135,10 @@ def _grad_ok(g, shape, dt):
 
 
 def _true_trace(trace_h, trace_c, exps):
-    """The trace at true size from the kernel's scaled trace and its per-step exponents (T,).
+    """The trace at true size from the kernel's scaled trace (T, B, H) and its exponents (T, B),
+    one per step and sequence.
 
-    The kernel keeps each step's largest entry within [2^-60, 2^60], so while every
+    The kernel keeps each row's largest entry within [2^-60, 2^60], so while every
     exponent lies in [-66, 67] the true values fit the dtype's normal range (float32's
     included): they come back in the layer's dtype.  Otherwise as float64, which holds
     a float32 layer's 1e-40 or 1e-200 as the number it is (beyond float64's own range,
@@ -147,9 +148,9 @@ def _true_trace(trace_h, trace_c, exps):
     """
     if not np.count_nonzero(exps):
         return trace_h, trace_c
-    e = exps[:, None, None]
+    e = exps[:, :, None]
     if exps.min() >= -66 and exps.max() <= 67:
-        nz = np.flatnonzero(exps)
+        nz = np.flatnonzero(exps.any(axis=1))
         lo, hi = nz[0], nz[-1] + 1  # only the steps from the first to the last exponent that moved
         for a in (trace_h, trace_c):
             if a is not None:
@@ -165,6 +166,18 @@ def _true_trace(trace_h, trace_c, exps):
     return tuple(wide)
 
 
+def _carry_exps(carry_exp, B):
+    """``carry_exp`` (None, one int for every sequence, or one per sequence) as the kernel's
+    int32 array (B,), or None."""
+    if carry_exp is None:
+        return None
+    e = np.asarray(carry_exp)
+    if e.dtype.kind not in "iu" or e.shape not in ((), (B,)):
+        raise ValueError("seq_backward: carry_exp must be an int or %d ints (one per sequence), got %r"
+                         % (B, carry_exp))
+    return np.array(np.broadcast_to(e, (B,)), np.int32)
+
+
 def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_trace=True, carry_exp=None,
                  scaled_trace=False):
     """Backpropagation through time; see kernels.numpy_rnn.seq_backward.
@@ -177,12 +190,13 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     gradients below the dtype's smallest normal number are 0.  The trace keeps
     the true sizes (float64 where the dtype cannot hold them, see ``_true_trace``);
     with ``scaled_trace`` it comes back as the kernel left it, scaled values, and
-    "trace_exp" holds each step's exponent (true = value * 2**trace_exp[t]), for a
-    caller that converts only when the trace is read (``nn.trace.TraceSlot``).
-    ``carry_exp`` (an int) carries that scale from one call to the next when a
+    "trace_exp" (T, B) holds each step's exponent for each sequence of the batch
+    (true = value * 2**trace_exp[t, b]), for a caller that converts only when the
+    trace is read (``nn.trace.TraceSlot``).  ``carry_exp`` (an int for every sequence,
+    or one per sequence) carries those scales from one call to the next when a
     sequence is backpropagated in segments: d_hn and d_cn are then scaled values
-    (true = value * 2**carry_exp), dh0 and dc0 come back scaled, and the result's
-    "carry_exp" is their exponent.
+    (true row b = value * 2**carry_exp[b]), dh0 and dc0 come back scaled, and the
+    result's "carry_exp" (B,) holds their exponents.
     """
     s, d_out, d_hn, d_cn, ptrs = _seq_backward_args(cell, saved, d_out, d_hn, d_cn)
     T, B, I = s.x.shape
@@ -195,7 +209,7 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     grads = (fb(ct, g["dw_ih"]), fb(ct, g["dw_hh"]), NULL if g["db_ih"] is None else fb(ct, g["db_ih"]),
              NULL if g["db_hh"] is None else fb(ct, g["db_hh"]))
     pte = NULL if trace_exp is None else fb("int[]", trace_exp)
-    carry = None if carry_exp is None else np.array([carry_exp], np.int32)
+    carry = _carry_exps(carry_exp, B)
     pce = NULL if carry is None else fb("int[]", carry)
     pd_out = NULL if d_out is None else fb(ct, d_out)
     pd_hn = NULL if d_hn is None else fb(ct, d_hn)
@@ -216,7 +230,7 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
         g["trace_h"], g["trace_c"] = _true_trace(trace_h, trace_c, trace_exp)
         g["trace_exp"] = None  # the trace is at true size now
     if carry is not None:
-        g["carry_exp"] = int(carry[0])
+        g["carry_exp"] = carry
     return g
 
 
@@ -263,7 +277,7 @@ def _seq_backward_results(cell, s, need_dx, need_trace):
                 db_hh=None if s.b_hh is None else np.zeros(GH, dt),
                 trace_h=workspace.empty((T, B, H), dt) if need_trace else None,
                 trace_c=workspace.empty((T, B, H), dt) if need_trace and cell == "lstm" else None,
-                trace_exp=np.empty(T, np.int32) if need_trace else None)  # the kernel writes every step's
+                trace_exp=np.empty((T, B), np.int32) if need_trace else None)  # the kernel writes every step's
 
 
 # ---------------------------------------------------------------- one step

@@ -266,8 +266,9 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     dw_hh, db_ih, db_hh (None without bias), and, when need_trace, trace_h (T, B, H):
     trace_h[t] is the TOTAL gradient dL/d out[t] through every later step, and for
     the LSTM trace_c[t], the total dL/d c_out[t] (including the path through out[t]).
-    ``carry_exp`` (an int, for a sequence backpropagated in segments) says that d_hn
-    and d_cn are scaled: their true values are d_hn * 2**carry_exp, d_cn * 2**carry_exp.
+    ``carry_exp`` (an int, or one per sequence, for a sequence backpropagated in segments)
+    says that d_hn and d_cn are scaled: their true rows are d_hn[b] * 2**carry_exp[b],
+    d_cn[b] * 2**carry_exp[b].
     This plain-IEEE reference scales them back first and returns "carry_exp": 0 (the C
     backend keeps the scale; see kernels.c_rnn.seq_backward).  Its trace is at true size
     whatever ``scaled_trace`` says, and "trace_exp" is None (the C backend may return
@@ -275,8 +276,9 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     """
     s = saved
     d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
-    if carry_exp:
-        d_hn, d_cn = [None if d is None else np.ldexp(d, carry_exp).astype(d.dtype) for d in (d_hn, d_cn)]
+    if carry_exp is not None and np.any(carry_exp):
+        e = np.reshape(carry_exp, (-1, 1))  # one exponent per row (sequence), or one for all
+        d_hn, d_cn = [None if d is None else np.ldexp(d, e).astype(d.dtype) for d in (d_hn, d_cn)]
     T = s.x.shape[0]
     grads = _zero_grads(s)
     dh = np.zeros_like(s.h0) if d_hn is None else d_hn.copy()

@@ -133,8 +133,9 @@ def backprop_segment(back, backend, cell, tapes, d_seg, s, e, need_dx):
     carries the state between segments: ``grads[l]``, layer l's four weight-gradient
     accumulators (dw_ih, dw_hh, db_ih, db_hh; None where there is no bias); ``carry_h[l]``,
     ``carry_c[l]``, the gradients arriving from step e (left holding those at step s),
-    as scaled values whose true sizes are times ``2**carry_exp[l]`` (the C kernels keep a
-    vanishing gradient's scale from segment to segment; ``true_carry`` scales them back);
+    as scaled values whose rows' true sizes are times ``2**carry_exp[l]`` (one exponent per
+    sequence of the batch, or 0: the C kernels keep a vanishing gradient's scale from
+    segment to segment; ``true_carry`` scales them back);
     ``trace_h``/``trace_c``, the per-step trace arrays (or None).  ``tapes[l]`` is layer
     l's forward record of the segment, freed as it is used; ``d_seg`` is dL/d(top output)
     on the segment (or None).  Returns dL/d(layer 0 input) on the segment.
@@ -159,8 +160,9 @@ def backprop_segment(back, backend, cell, tapes, d_seg, s, e, need_dx):
 def true_carry(back, l):
     """Layer l's carried gradients (dL/dh, dL/dc) at true size, in the layer's dtype."""
     e = back.carry_exp[l]
-    if e == 0:
+    if not np.any(e):
         return back.carry_h[l], back.carry_c[l]
+    e = np.reshape(e, (-1, 1))  # row b (sequence b) times 2**e[b]
     return tuple(None if a is None else np.ldexp(a, e).astype(a.dtype) for a in (back.carry_h[l], back.carry_c[l]))
 
 

@@ -40,9 +40,9 @@ class TraceSlot:
     A sequence node fills ``h`` (T, B, H); a step node ``h`` (B, H).  ``c`` is
     the total gradient on the cell state (None for RNN and GRU).
 
-    A deposit may also come as the C kernel leaves it, scaled values and each step's
-    exponent (true value = value * 2**exps[t], see "True sizes" above): ``add(h, c,
-    exps)``.  It is then kept as it is and brought to true size only when ``h`` or ``c``
+    A deposit may also come as the C kernel leaves it, scaled values and their
+    exponents, one per step and sequence (true value = value * 2**exps[t, b], see
+    "True sizes" above): ``add(h, c, exps)``.  It is then kept as it is and brought to true size only when ``h`` or ``c``
     is first read, so that a training loop that records the trace every step but reads
     it now and then does not pay the conversion at every step.  Whoever reads ``h`` or
     ``c`` sees the true sizes either way.
@@ -55,7 +55,7 @@ class TraceSlot:
 
     def add(self, h, c, exps=None):
         """Add one backward pass's gradients (two backward passes add up, like ``.grad``); ``exps``
-        (one int per step) when ``h`` and ``c`` are scaled values (see the class docstring)."""
+        (T, B) when ``h`` and ``c`` are scaled values (see the class docstring)."""
         if exps is not None and self._h is None and self._c is None:
             self._h, self._c, self._exps = h, c, exps  # kept scaled until read
             return
@@ -98,7 +98,7 @@ class TraceSlot:
 
 
 def _true_sizes(h, c, exps):
-    """``(h, c)`` at true size from scaled values and their per-step exponents: the C backend's
+    """``(h, c)`` at true size from scaled values and their exponents (T, B): the C backend's
     conversion (only its kernels leave a trace scaled)."""
     from ..kernels.c_rnn import _true_trace
 

@@ -1,0 +1,85 @@
+"""Each sequence of a batch keeps its own scale on the way back through time.
+
+The C sequence kernels carry the float32 gradient as scaled values times a power
+of two, one exponent per sequence (row) of the batch.  The rows are separate
+sequences whose gradients shrink at their own rates: here the inputs of the
+three rows differ in size, so after a few hundred steps one row's gradient is
+far more than 2^126 (float32's whole normal range) below another's.  With one
+exponent for the whole batch, the smaller rows sank into the subnormal range and
+then to zero while the largest still counted.  Every row's true size must match
+a float64 run of the plain NumPy reference, and no scaled value may be subnormal.
+"""
+import numpy as np
+import pytest
+
+import tinybptt as tb
+from tinybptt.kernels import numpy_rnn
+
+pytestmark = pytest.mark.skipif(tb.kernels.c_backend is None, reason="the C extension is not built")
+
+T, B, I, H = 600, 3, 4, 8
+GATES = {"rnn_tanh": 1, "gru": 3, "lstm": 4}
+
+
+def _problem(cell):
+    rng = np.random.default_rng(11)
+    G = GATES[cell]
+    x = rng.standard_normal((T, B, I))
+    x *= np.array([0.1, 1.0, 3.0])[None, :, None]  # each row its own input size
+    h0 = np.zeros((B, H))
+    c0 = np.zeros((B, H)) if cell == "lstm" else None
+    w_ih = rng.uniform(-0.6, 0.6, (G * H, I))
+    w_hh = rng.uniform(-0.35, 0.35, (G * H, H))
+    b = np.zeros(G * H)
+    d_out = np.zeros((T, B, H))
+    d_out[-1] = 1.0
+    return (x, h0, c0, w_ih, w_hh, b, b), d_out
+
+
+def _row_norms(a):
+    """(T, B) norms of the rows of a (T, B, H) float64 array, with no square underflowing."""
+    a = np.abs(a)
+    top = a.max(axis=2, keepdims=True)
+    safe = np.where(top > 0, top, 1.0)
+    return np.sqrt(np.sum((a / safe) ** 2, axis=2)) * top[:, :, 0]
+
+
+@pytest.mark.parametrize("cell", sorted(GATES))
+def test_every_sequence_keeps_its_true_size(cell):
+    from tinybptt.kernels import c as ck
+
+    args, d_out = _problem(cell)
+    f32 = tuple(None if a is None else a.astype(np.float32) for a in args)
+    _, _, saved = ck.seq_forward(cell, *f32)
+    got = ck.seq_backward(cell, saved, d_out.astype(np.float32), need_dx=False)
+    _, _, saved64 = numpy_rnn.seq_forward(cell, *args)
+    want = numpy_rnn.seq_backward(cell, saved64, d_out, need_dx=False)
+    n_got = _row_norms(got["trace_h"].astype(np.float64))
+    n_want = _row_norms(want["trace_h"])
+    # the rows do drift apart by more than float32's range: the case a shared scale lost
+    with np.errstate(divide="ignore"):
+        spread = np.log2(n_want.max(axis=1)) - np.log2(n_want.min(axis=1))
+    assert np.nanmax(spread[np.isfinite(spread)]) > 140, "the rows did not drift apart; the test tests nothing"
+    held = n_want > 1e-280  # float64's own range, with room for the last steps' rounding
+    assert held.sum() > T * B // 2
+    # float32 arithmetic over hundreds of steps: a few digits, and never a 0 for a number
+    np.testing.assert_allclose(n_got[held], n_want[held], rtol=2e-2)
+
+
+@pytest.mark.parametrize("cell", sorted(GATES))
+def test_no_scaled_value_is_subnormal(cell):
+    from tinybptt.kernels import c as ck
+
+    args, d_out = _problem(cell)
+    f32 = tuple(None if a is None else a.astype(np.float32) for a in args)
+    _, _, saved = ck.seq_forward(cell, *f32)
+    g = ck.seq_backward(cell, saved, d_out.astype(np.float32), need_dx=False, scaled_trace=True)
+    for name in ("trace_h", "trace_c"):
+        a = g[name]
+        if a is None:
+            continue
+        a = np.abs(a)
+        assert not np.any((a > 0) & (a < np.finfo(np.float32).tiny)), name
+    assert g["trace_exp"].shape == (T, B)
+    # the rows' exponents differ: each sequence was scaled on its own
+    assert np.any(g["trace_exp"][:, 0] != g["trace_exp"][:, 2])
