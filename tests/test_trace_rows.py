@@ -83,3 +83,34 @@ def test_no_scaled_value_is_subnormal(cell):
     assert g["trace_exp"].shape == (T, B)
     # the rows' exponents differ: each sequence was scaled on its own
     assert np.any(g["trace_exp"][:, 0] != g["trace_exp"][:, 2])
+
+
+@pytest.mark.parametrize("cell", sorted(GATES))
+def test_segments_pass_each_sequence_its_own_exponent(cell):
+    """Backpropagated in two segments, the second handing the first its scaled dL/dh (and dL/dc)
+    with one exponent per sequence (carry_exp), the trace and its exponents are the one call's,
+    bit for bit, and so are dh0 (and dc0) and their exponents."""
+    from tinybptt.kernels import c as ck
+
+    args, d_out = _problem(cell)
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = tuple(None if a is None else a.astype(np.float32) for a in args)
+    d_out = d_out.astype(np.float32)
+    out, _, whole = ck.seq_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    want = ck.seq_backward(cell, whole, d_out, need_dx=False, scaled_trace=True, carry_exp=0)
+    # The RNN's forward takes its input half a block of steps at a time (170 steps here), and
+    # a block cut short rounds its last rows differently; so the cut is at a block's end.
+    cut = 170
+    out1, c1, first = ck.seq_forward(cell, x[:cut], h0, c0, w_ih, w_hh, b_ih, b_hh)
+    _, _, second = ck.seq_forward(cell, x[cut:], out1[-1], None if c0 is None else c1[-1], w_ih, w_hh, b_ih, b_hh)
+    assert np.array_equal(out1, out[:cut]), "the segments' forward is not the whole's: move the cut"
+    g2 = ck.seq_backward(cell, second, d_out[cut:], need_dx=False, carry_exp=0, scaled_trace=True)
+    e = g2["carry_exp"]
+    assert e.shape == (B,) and len(set(e.tolist())) > 1  # the sequences arrive at different scales
+    g1 = ck.seq_backward(cell, first, d_out[:cut], d_hn=g2["dh0"], d_cn=g2["dc0"], need_dx=False,
+                         carry_exp=e, scaled_trace=True)
+    for name in ("trace_h", "trace_c", "trace_exp"):
+        if want[name] is not None:
+            np.testing.assert_array_equal(np.concatenate([g1[name], g2[name]]), want[name], err_msg=name)
+    for name in ("dh0", "dc0", "carry_exp"):  # scaled, each sequence at its own exponent
+        if want[name] is not None:
+            np.testing.assert_array_equal(g1[name], want[name], err_msg=name)
