@@ -197,11 +197,20 @@ TB_CLONES static void FN(renorm_scale)(long n, real *x, long s)
 }
 
 /* Each of B rows of x (n entries, row b at x + b * n) times 2^(sign * e[b]),
-   sign = +1 or -1; rows whose e[b] is 0 are left alone. */
+   sign = +1 or -1; rows whose e[b] is 0 are left alone.  Neighbouring rows
+   with the same exponent (the usual case: the sequences of a batch drift
+   alike) are one block of memory and are scaled as one, so that the factors
+   are worked out once per run of rows rather than once per row.  The RNN's
+   float32 sequence backward at T = 100, B = 32, I = 2, H = 64 (one Zen 4
+   core, alternating runs against one exponent for the whole batch): 4-9%
+   slower with a call per row, about 1% slower (0.592 against 0.586 ms,
+   medians of four pairs) by runs of rows. */
 static void FN(renorm_scale_rows)(long B, long n, real *x, const int *e, int sign)
 {
-    for (long b = 0; b < B; b++)
-        if (e[b] != 0) FN(renorm_scale)(n, x + b * n, sign * (long)e[b]);
+    for (long b = 0, end; b < B; b = end) {
+        for (end = b + 1; end < B && e[end] == e[b]; end++) {}
+        if (e[b] != 0) FN(renorm_scale)((end - b) * n, x + b * n, sign * (long)e[b]);
+    }
 }
 
 /* Keep each row b of dh (and dc unless NULL), B rows of H, carried at
