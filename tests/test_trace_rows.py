@@ -114,3 +114,31 @@ def test_segments_pass_each_sequence_its_own_exponent(cell):
     for name in ("dh0", "dc0", "carry_exp"):  # scaled, each sequence at its own exponent
         if want[name] is not None:
             np.testing.assert_array_equal(g1[name], want[name], err_msg=name)
+
+
+def test_the_reference_takes_one_exponent_per_sequence():
+    """The NumPy reference scales d_hn's rows by their own exponents first: the same as handing it
+    the true rows."""
+    args, d_out = _problem("lstm")
+    small = tuple(None if a is None else a[:20] if a.ndim == 3 else a for a in args)
+    _, _, saved = numpy_rnn.seq_forward("lstm", *small)
+    rng = np.random.default_rng(3)
+    d_hn, d_cn = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    e = np.array([0, -40, 25])
+    got = numpy_rnn.seq_backward("lstm", saved, None, d_hn=d_hn, d_cn=d_cn, carry_exp=e)
+    want = numpy_rnn.seq_backward("lstm", saved, None, d_hn=np.ldexp(d_hn, e[:, None]),
+                                  d_cn=np.ldexp(d_cn, e[:, None]))
+    for name in ("dh0", "dc0", "dw_hh", "trace_h"):
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize("bad", [np.zeros(B + 1, int), np.zeros((B, 1), int), np.zeros(B), 1.5])
+def test_a_carry_exp_of_the_wrong_shape_or_kind_is_refused(bad):
+    from tinybptt.kernels import c as ck
+
+    args, d_out = _problem("rnn_tanh")
+    small = tuple(None if a is None else (a[:5] if a.ndim == 3 else a).astype(np.float32) for a in args
+                  if a is not None)
+    _, _, saved = ck.seq_forward("rnn_tanh", small[0], small[1], None, *small[2:])
+    with pytest.raises(ValueError, match="carry_exp"):
+        ck.seq_backward("rnn_tanh", saved, None, d_hn=np.ones((B, H), np.float32), carry_exp=bad)
