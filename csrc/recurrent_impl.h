@@ -102,7 +102,8 @@ static void FN(cell_add2)(long n, real *db, real *db2, const real *v)
    below it went subnormal and then to zero while the other still counted:
    an RNN over T = 1000 steps, B = 4, H = 32, float32, whose rows' inputs
    differ in scale, kept one row's gradient down to 1e-107 at the middle
-   step and returned zeros and subnormals for the other three there.
+   step, and there returned zeros for another row and values computed from
+   subnormals for the other two (tests/test_trace_rows.py).
    What leaves the recurrence -- each step's dgates (for the weight gradients
    and dx), dh0 and dc0 -- is brought back to true scale (renorm_scale_rows
    by e), and there a result below the smallest normal number becomes zero,

@@ -42,10 +42,11 @@ class TraceSlot:
 
     A deposit may also come as the C kernel leaves it, scaled values and their
     exponents, one per step and sequence (true value = value * 2**exps[t, b], see
-    "True sizes" above): ``add(h, c, exps)``.  It is then kept as it is and brought to true size only when ``h`` or ``c``
-    is first read, so that a training loop that records the trace every step but reads
-    it now and then does not pay the conversion at every step.  Whoever reads ``h`` or
-    ``c`` sees the true sizes either way.
+    "True sizes" above): ``add(h, c, exps)``.  It is then kept as it is and brought to
+    true size only when ``h`` or ``c`` is first read, so that a training loop that
+    records the trace every step but reads it now and then does not pay the
+    conversion at every step.  Whoever reads ``h`` or ``c`` sees the true sizes either
+    way.
     """
 
     __slots__ = ("_h", "_c", "_exps")
