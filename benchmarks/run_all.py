@@ -34,9 +34,12 @@ sys.path[:0] = [ROOT, HERE]  # tinybptt from this checkout, and the scripts besi
 
 #: The sequence-mode grid against the peers, one pinned core: run four times, because on this
 #: shared machine a ratio moves by 0.1-0.2 from one run to the next and the targets hold only if
-#: they hold in every run.  The first run also splits the time into kernels and the rest.
+#: they hold in every run.  The first run also splits the time into kernels and the rest.  At most 120
+#: timed runs (20 per round) where the budget allows.  With 24 (4 per round, and the collection
+#: before each batch that gc_protocol no longer makes) the tiny config's ratios ranged over 0.95-1.41
+#: (RNN) and 0.51-0.83 (LSTM) in four runs; with 120, over 1.04-1.07 and 0.50-0.53 in three.
 SEQ_1T = ["--modes", "sequence", "--backends", "c", "--peers", "torch,jax", "--dtype", "float32",
-          "--threads", "1", "--cpus", "1", "--budget", "1", "--repeat", "24"]
+          "--threads", "1", "--cpus", "1", "--budget", "1", "--repeat", "120"]
 SEQ_RUNS = 4
 
 #: The training loop on one core: run three times (the first with the flush-to-zero run and the
@@ -316,12 +319,13 @@ def assemble(targets, extras):
         "- Every contender gets the same weights and input (one seed, PyTorch's names and gate order) and "
         "reports its loss and gradient norms; a contender that disagrees with torch is marked `!` and never "
         "counts as best peer.  The correctness section compares full gradients element by element.",
-        "- Garbage collector (timeit's convention, `tinybptt.bench.gc_protocol`): one `gc.collect()` before each "
-        "batch of timed runs, the cyclic collector off while the batch runs, restored after.  Until this run the "
-        "suite called `gc.collect()` before every single run; that measures a cold start (the first Python and "
-        "NumPy operations after a full collection run several times slower, for every contender) and dominated "
-        "the tiny config.  The section \"tiny-gc-each-run\" below keeps that protocol for comparison "
-        "(`--gc-each-run`); it is left out of the headline.",
+        "- Garbage collector (timeit's convention, `tinybptt.bench.gc_protocol`): the cyclic collector off while a "
+        "batch of timed runs runs, restored after, and no collection forced on the way in.  A full `gc.collect()` "
+        "leaves the next runs cold (the Python and NumPy operations after it run several times slower, for every "
+        "contender): the oldest protocol called it before every run, and the section \"tiny-gc-each-run\" keeps "
+        "that protocol for comparison (`--gc-each-run`, left out of the headline); the next one called it before "
+        "each batch, which still slowed the first runs of every batch.  Where a run is cheap, each batch starts "
+        "with one untimed run, since another contender has just had the core.",
         "- Times are medians of the timed runs after warm-up.  Budget: per measurement, `--budget` seconds of "
         "timed runs (at least one per round, at most `--repeat` in all), so slow contenders on the large config get "
         "6 runs; "

@@ -323,7 +323,7 @@ def test_cli_check_passes_on_agreeing_contenders(tmp_path, capsys):
 
 
 def test_gc_protocol_pauses_the_collector_and_restores_it():
-    """timeit's convention: one collection before the batch, none inside it, state restored."""
+    """timeit's convention: no collection on entry or inside the batch, state restored."""
     import gc
 
     starts = []
@@ -342,13 +342,13 @@ def test_gc_protocol_pauses_the_collector_and_restores_it():
                 gcp.before_run()
             assert len(starts) == n_after_enter  # no collection per run
         assert gc.isenabled()
-        assert n_after_enter == 1
+        assert n_after_enter == 0  # a full collection would leave the batch's first runs cold
 
         starts.clear()
         with bench.gc_protocol(each_run=True) as gcp:
             for _ in range(3):
                 gcp.before_run()
-        assert len(starts) == 4  # the older protocol: one per run, plus the one on entry
+        assert len(starts) == 3  # the oldest protocol: one per run
 
         gc.disable()  # a caller who had it off keeps it off
         try:
@@ -359,6 +359,29 @@ def test_gc_protocol_pauses_the_collector_and_restores_it():
             gc.enable()
     finally:
         gc.callbacks.remove(count)
+
+
+def test_timed_runs_warm_up_inside_the_batch_untimed():
+    """``warm`` runs come first, with the collector already off, and are not among the samples."""
+    import gc
+
+    from tinybptt.bench import timing
+
+    class Counting:
+        def __init__(self):
+            self.gc_on = []
+
+        def step(self):
+            self.gc_on.append(gc.isenabled())
+            k = len(self.gc_on)
+            return 0.001 * k, 0.002 * k, 0.003 * k, None
+
+    r = Counting()
+    res = timing.timed_runs(r, 3, warm=2)
+    assert r.gc_on == [False] * 5
+    assert res["total_samples"] == pytest.approx([9.0, 12.0, 15.0])  # runs 3-5, in ms
+    assert res["fwd_samples"] == pytest.approx([3.0, 4.0, 5.0])
+    assert gc.isenabled()
 
 
 def test_measure_row_interleaves_rounds_and_settles_only_when_asked(monkeypatch):

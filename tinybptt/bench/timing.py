@@ -77,15 +77,25 @@ class KernelTimer:
 class gc_protocol:
     """The garbage collector during a batch of timed runs: timeit's convention.
 
-    Collect once before the batch, keep the cyclic collector off while it runs
-    (so no collection pause lands inside one contender's timing), restore it
-    after.  ``each_run=True`` is the older protocol: a full ``gc.collect()``
-    before every run.  That measures a cold start: a full collection walks the
-    whole heap (about 10 ms with NumPy alone, more with PyTorch or JAX loaded),
-    and the first Python and NumPy operations after it run several times slower
-    (a 1600-element NumPy multiply: about 1 us warm, 40 us right after a
+    The cyclic collector is off while the batch runs (so no collection pause
+    lands inside one contender's timing) and restored after; nothing is
+    collected on the way in.  Collections happen where a program's own would,
+    between batches, when the collector's thresholds say so.
+
+    ``each_run=True`` is the oldest protocol: a full ``gc.collect()`` before
+    every run.  That measures a cold start: a full collection walks the whole
+    heap (about 10 ms with NumPy alone, more with PyTorch or JAX loaded), and
+    the Python and NumPy operations after it run several times slower (a
+    1600-element NumPy multiply: about 1 us warm, 40 us right after a
     collection), which swamps the tiny configs for every contender and most for
     the ones that do more in Python.  A training loop never collects between steps.
+
+    One full collection before each batch (the protocol before this one) has
+    the same effect on the first runs of a batch: tinybptt's RNN ``tiny`` step
+    (T=50, B=1, H=32, one Zen 4 core) took 0.32-0.47 ms right after one, 0.10-0.18
+    ms in the next run and 0.08-0.12 ms ten runs later, against 0.070-0.073 ms in
+    a row; after a young-generation collection, or none, the next run took
+    0.070-0.073 ms.  A grid row times as few as 4 runs per round.
     """
 
     def __init__(self, each_run=False):
@@ -93,7 +103,6 @@ class gc_protocol:
         self.was_enabled = None
 
     def __enter__(self):
-        gc.collect()
         self.was_enabled = gc.isenabled()
         gc.disable()
         return self
@@ -124,10 +133,16 @@ def warm_up(runner, warmup=1, gc_each_run=False):
     return {"loss": runner.loss_value(handle), "warmup_s": first, "grad_norms": grad_norms(runner)}
 
 
-def timed_runs(runner, reps, gc_each_run=False):
-    """``reps`` timed iterations -> lists of forward, backward and total times in ms (see gc_protocol)."""
+def timed_runs(runner, reps, gc_each_run=False, warm=0):
+    """``reps`` timed iterations -> lists of forward, backward and total times in ms (see gc_protocol).
+
+    ``warm`` untimed iterations come first, in the same batch: after another
+    contender has had the core, the first run finds the caches cold."""
     f, b, t = [], [], []
     with gc_protocol(gc_each_run) as gcp:
+        for _ in range(warm):
+            gcp.before_run()
+            runner.step()
         for _ in range(reps):
             gcp.before_run()
             fwd, bwd, total, _ = runner.step()

@@ -94,10 +94,7 @@ def measure(req):
     if req.get("reps") is None:
         res = _first_round(runner, req, gc_each)
     else:
-        if req.get("rewarm"):
-            with timing.gc_protocol(gc_each):
-                runner.step()
-        res = timing.timed_runs(runner, req["reps"], gc_each)
+        res = timing.timed_runs(runner, req["reps"], gc_each, warm=1 if req.get("rewarm") else 0)
     if req.get("final", True):
         res.update(_final_extras(runner, req, gc_each))
         _RUNNERS.pop(key, None)
