@@ -34,7 +34,7 @@ import functools
 import numpy as np
 
 from .numpy_ops import sigmoid
-from .recurrent import RecurrentSaved, check_backward, check_forward, check_step_backward
+from .recurrent import RecurrentSaved, carry_at_true_size, check_backward, check_forward, check_step_backward
 
 
 # ====================================================================== helpers
@@ -276,9 +276,8 @@ def seq_backward(cell, saved, d_out, d_hn=None, d_cn=None, need_dx=True, need_tr
     """
     s = saved
     d_out, d_hn, d_cn = check_backward("seq_backward", cell, s, "seq", d_out, d_hn, d_cn)
-    if carry_exp is not None and np.any(carry_exp):
-        e = np.reshape(carry_exp, (-1, 1))  # one exponent per row (sequence), or one for all
-        d_hn, d_cn = [None if d is None else np.ldexp(d, e).astype(d.dtype) for d in (d_hn, d_cn)]
+    if carry_exp is not None:
+        d_hn, d_cn = carry_at_true_size(carry_exp, d_hn, d_cn)
     T = s.x.shape[0]
     grads = _zero_grads(s)
     dh = np.zeros_like(s.h0) if d_hn is None else d_hn.copy()

@@ -6,7 +6,10 @@ implement the same four functions.  What they have in common lives here, once:
 ``RecurrentSaved``   what a forward call keeps for its backward call;
 ``check_forward``, ``check_backward``, ``check_step_backward``
                      the argument checks, so both backends accept the same inputs
-                     and raise the same errors for bad ones.
+                     and raise the same errors for bad ones;
+``carry_at_true_size``
+                     gradients carried between the segments of a sequence, from
+                     the C backend's scaled form back to their true values.
 """
 import numpy as np
 
@@ -192,3 +195,16 @@ def check_step_backward(cell, saved, d_h, d_c):
         raise ShapeError("%s: d_c must be None: only an LSTM has a cell state" % op)
     d_c = _check_grad(op, "d_c", d_c, (B, H), dtype, "B, H of c_new")
     return d_h, d_c
+
+
+def carry_at_true_size(exps, *carried):
+    """The carried gradients (each (B, H), or None) at true size: row b times ``2**exps[b]``.
+
+    ``exps`` is one exponent for every sequence of the batch, or B of them (the C
+    sequence backward's ``carry_exp``).  Each result keeps its array's dtype; with
+    every exponent 0 the arrays come back as they are.
+    """
+    if not np.any(exps):
+        return carried
+    e = np.reshape(exps, (-1, 1))  # one exponent per row (sequence), or one for all
+    return tuple(None if a is None else np.ldexp(a, e).astype(a.dtype) for a in carried)

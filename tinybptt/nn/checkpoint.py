@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import Function
+from ..kernels.recurrent import carry_at_true_size
 from .recurrent_fn import named_function
 from .trace import store_segment
 from .utils import nbytes_of
@@ -159,11 +160,7 @@ def backprop_segment(back, backend, cell, tapes, d_seg, s, e, need_dx):
 
 def true_carry(back, l):
     """Layer l's carried gradients (dL/dh, dL/dc) at true size, in the layer's dtype."""
-    e = back.carry_exp[l]
-    if not np.any(e):
-        return back.carry_h[l], back.carry_c[l]
-    e = np.reshape(e, (-1, 1))  # row b (sequence b) times 2**e[b]
-    return tuple(None if a is None else np.ldexp(a, e).astype(a.dtype) for a in (back.carry_h[l], back.carry_c[l]))
+    return carry_at_true_size(back.carry_exp[l], back.carry_h[l], back.carry_c[l])
 
 
 class _Backward:
