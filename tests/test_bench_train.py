@@ -10,7 +10,7 @@ import pytest
 
 from tinybptt.bench import main
 from tinybptt.bench.train import TRAIN_TARGET, _round_plan, train_ratios, train_tables
-from tinybptt.bench.train_loops import initial_weights, make_loop
+from tinybptt.bench.train_loops import AgreementTask, initial_weights, make_loop
 from tinybptt.bench.train_profile import subnormal_count
 from tinybptt.tasks import adding_problem
 
@@ -20,9 +20,22 @@ H = 16
 
 
 def _losses(contender, cell, steps=4, T=12):
-    loop = make_loop(contender, cell, H, 1e-2, 1.0, "float64")
+    loop = make_loop(contender, cell, "adding", 0, {"H": H, "dtype": "float64"})
     rng = np.random.default_rng(0)
     return [loop.step(*adding_problem(T, 5, rng, "float64")) for _ in range(steps)]
+
+
+#: A small agreement task in float64: batches of 6 from a pool of 60 sentences.
+SMALL_AGREEMENT = {"B": 6, "E": 5, "H": H, "dtype": "float64", "pool_size": 60, "test_size": 20}
+
+
+def _agreement(contender, cell, steps=4):
+    """Losses of ``steps`` agreement steps and the test accuracy after them."""
+    task = AgreementTask(0, SMALL_AGREEMENT)
+    loop = make_loop(contender, cell, task)
+    rng = np.random.default_rng(0)
+    losses = [loop.step(*task.batch(rng)) for _ in range(steps)]
+    return losses, loop.evaluate(*task.test_set())
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")
@@ -42,10 +55,43 @@ def test_jax_loop_trains_like_torch(cell):
 def test_clip_is_active_and_matches_torch():
     """A large learning rate and a small clip: the clipped update is what makes the losses agree."""
     def run(contender):
-        loop = make_loop(contender, "rnn", H, 0.5, 0.01, "float64")
+        loop = make_loop(contender, "rnn", "adding", 0, {"H": H, "lr": 0.5, "clip": 0.01, "dtype": "float64"})
         rng = np.random.default_rng(1)
         return [loop.step(*adding_problem(8, 3, rng, "float64")) for _ in range(3)]
     np.testing.assert_allclose(run("tinybptt"), run("torch"), rtol=1e-9)
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_agreement_loops_of_tinybptt_and_torch_train_identically(cell):
+    """Embedding, layer, read-out at each sentence's decision step, cross-entropy, clip, Adam:
+    four steps' losses and the test accuracy after them agree to float64 rounding."""
+    (tiny, acc_tiny), (ref, acc_ref) = _agreement("tinybptt", cell), _agreement("torch", cell)
+    np.testing.assert_allclose(tiny, ref, rtol=1e-9)
+    assert acc_tiny == acc_ref
+    assert tiny[-1] != tiny[0]  # it trained
+
+
+@pytest.mark.skipif(not (HAVE_TORCH and HAVE_JAX), reason="torch and jax needed")
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_agreement_loop_of_jax_trains_like_torch(cell):
+    (got, acc), (ref, acc_ref) = _agreement("jax", cell), _agreement("torch", cell)
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    assert acc == acc_ref
+
+
+def test_agreement_batches_are_padded_to_one_length_and_drawn_from_the_pool():
+    task = AgreementTask(0, SMALL_AGREEMENT)
+    rng = np.random.default_rng(3)
+    ids, positions, labels = task.batch(rng)
+    pool_ids, pool_pos, pool_labels = task.pool
+    assert ids.shape == (pool_ids.shape[0], 6) and ids.dtype == np.int64
+    assert task.test_set()[0].shape[0] == pool_ids.shape[0]
+    assert pool_ids.shape[0] == max(pool_pos.max(), task.test_set()[1].max()) + 1  # the longest prefix of either
+    for b in range(6):  # each column is a pool sentence: its prefix, then padding after the decision step
+        k = next(j for j in range(pool_ids.shape[1]) if np.array_equal(pool_ids[:, j], ids[:, b]))
+        assert positions[b] == pool_pos[k] and labels[b] == pool_labels[k]
+        assert np.all(ids[positions[b] + 1:, b] == 0) and np.all(ids[:positions[b] + 1, b] > 0)
 
 
 def test_initial_weights_are_torch_shaped_and_bounded():
@@ -67,9 +113,9 @@ def test_subnormal_count():
     assert subnormal_count(a.astype(np.float64), "float64") == 0
 
 
-def _row(cell, contender, cpu, wall=None):
-    return {"cell": cell, "contender": contender, "ok": True, "cpu_s": cpu, "wall_s": wall or cpu, "steps": 10,
-            "test_mse": 0.1}
+def _row(cell, contender, cpu, wall=None, task="adding"):
+    return {"task": task, "cell": cell, "contender": contender, "ok": True, "cpu_s": cpu, "wall_s": wall or cpu,
+            "steps": 10, "test_metric": 0.1}
 
 
 def test_ratios_take_the_faster_peer_and_cpu_time():
@@ -91,6 +137,21 @@ def test_products_floor_is_a_share_of_the_faster_peers_step():
     assert "GFLOP/s" not in train_tables({"rows": rows, "notes": []})  # no profile, no floor
 
 
+def test_each_task_has_its_own_table_and_ratios():
+    rows = [_row("gru", "tinybptt", 2.0), _row("gru", "torch", 8.0),
+            _row("gru", "tinybptt", 3.0, task="agreement"), _row("gru", "torch", 4.0, task="agreement")]
+    assert train_ratios(rows)["gru"][0] == 0.25
+    assert train_ratios(rows, task="agreement")["gru"][0] == 0.75
+    profile = [{"cell": "gru", "ftz": False, "floor_ms": 120.0, "floor_gflops": 98.0}]
+    text = train_tables({"rows": rows, "notes": [], "profile": profile})
+    adding, agreement = text.split("Training loop, subject-verb agreement")
+    assert "Training loop, adding problem" in adding and "0.25x (torch)" in adding and "PASS" in adding
+    assert "0.75x (torch)" in agreement.split("\n\n")[0] and "FAIL" in agreement
+    assert "test MSE" in adding and "test accuracy" in agreement
+    # the products' floor comes from the adding problem's profile: 120 ms of torch's 800 ms step there
+    assert "0.15x" in adding.split("\n\n")[0] and "0.15x" not in agreement.split("\n\n")[0]
+
+
 def test_without_peers_no_ratio_and_an_install_hint():
     text = train_tables({"rows": [_row("lstm", "tinybptt", 2.0)], "notes": []})
     assert "PASS" not in text and "FAIL" not in text
@@ -106,11 +167,13 @@ def test_train_section_runs_end_to_end(tmp_path, capsys):
                  "--quiet", "--json", str(js)])
     assert code == 0
     data = json.loads(js.read_text())["train"]
-    by = {r["contender"]: r for r in data["rows"]}
-    assert set(by) == {"tinybptt", "torch", "tinybptt-ftz"}
+    by = {(r["task"], r["contender"]): r for r in data["rows"]}
+    assert set(by) == {(t, c) for t in ("adding", "agreement") for c in ("tinybptt", "torch", "tinybptt-ftz")}
     assert all(r["ok"] and r["steps"] == 4 and r["rounds"] == 2 for r in by.values())
-    assert by["tinybptt"]["first_loss"] == pytest.approx(by["torch"]["first_loss"], rel=1e-5)
-    assert len(set(tuple(r["cpus"]) for r in by.values())) == 1 and len(by["torch"]["cpus"]) == 1
+    for task in ("adding", "agreement"):
+        assert by[task, "tinybptt"]["first_loss"] == pytest.approx(by[task, "torch"]["first_loss"], rel=1e-5)
+    assert 0 <= by["agreement", "torch"]["test_metric"] <= 1  # an accuracy
+    assert len(set(tuple(r["cpus"]) for r in by.values())) == 1 and len(by["agreement", "torch"]["cpus"]) == 1
     assert [p["ftz"] for p in data["profile"]] == [False, True]
     # after a warm-up step the RNN's output and its gradient trace, both (T, B, H), come back from the
     # workspace at every step
@@ -118,3 +181,4 @@ def test_train_section_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "workspace arrays: reused / made" in out
     assert "Training loop, adding problem" in out and "Where a tinybptt training step's time goes" in out
+    assert "Training loop, subject-verb agreement (T=" in out and "test accuracy (tinybptt/torch/jax)" in out

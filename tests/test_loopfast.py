@@ -177,7 +177,7 @@ def test_the_training_loop_trains_as_the_plain_step(cell):
     the same losses and weights to float32 rounding."""
     from tinybptt.bench.train_loops import make_loop
     from tinybptt.tasks import adding_problem
-    loop, ref = (make_loop("tinybptt", cell, 16, 1e-2, 1.0, "float32", 0) for _ in range(2))
+    loop, ref = (make_loop("tinybptt", cell, "adding", 0, {"H": 16}) for _ in range(2))
     rng_a, rng_b = np.random.default_rng(6), np.random.default_rng(6)
     for _ in range(6):
         a = loop.step(*adding_problem(20, 8, rng_a, np.float32))

@@ -12,7 +12,7 @@ from .machine import machine_info
 from .problems import CELLS, CONFIGS, MODES, PEERS, parse_config
 from .report import FLOOR_GFLOPS, floor_rates, render, summarize
 from .scaling import run_scaling
-from .train import run_train_section
+from .train import TRAIN_TASKS, run_train_section
 from .workers import json_default, parse_cpus, worker_main
 
 PROG = "tinybptt bench"
@@ -103,9 +103,11 @@ def _add_section_arguments(p):
     p.add_argument("--gemm-sizes", type=_csv("size", conv=int), default=list(GEMM_SIZES))
     p.add_argument("--gemm-repeat", type=int, default=5)
     p.add_argument("--section", choices=("grid", "train"), default="grid",
-                   help="grid (default): the layer grid above; train: the adding-problem training loop of each "
-                        "cell in tinybptt, torch and jax, pinned to one core (see --train-*), and a profile of "
-                        "tinybptt's training step")
+                   help="grid (default): the layer grid above; train: the training loops of each task and cell "
+                        "in tinybptt, torch and jax, pinned to one core (see --train-*), and a profile of "
+                        "tinybptt's training step on the adding problem")
+    p.add_argument("--train-tasks", type=_csv("task", TRAIN_TASKS), default=list(TRAIN_TASKS),
+                   help="the tasks of --section train: %s (default all)" % ",".join(TRAIN_TASKS))
     p.add_argument("--train-steps", type=int, default=400, help="timed training steps per contender (default 400)")
     p.add_argument("--train-rounds", type=int, default=4,
                    help="split the timed steps over this many interleaved rounds (default 4)")

@@ -1,26 +1,33 @@
-"""The training-loop section: the adding problem trained by tinybptt, PyTorch and JAX, one core each.
+"""The training-loop section: two tasks trained by tinybptt, PyTorch and JAX, one core each.
 
-``tinybptt bench --section train`` trains the adding problem (T=100, B=32,
-H=64, Adam lr 1e-2, gradient-norm clip 1.0, float32) for each cell, in each
-library, from the same starting weights and on the same batches
-(``tinybptt.tasks.adding_problem`` from one seed), and times the steps: batch
-generation, forward, loss, zero-grad, backward, clip and Adam, with the loss read
-back every step.  Evaluation on a test set runs between rounds, outside the timed
-steps.  Every worker is pinned to the same single core before any library starts
-a thread, and the contenders of a cell take turns in interleaved rounds, each in
-its own worker process started afresh for each cell.  Like ``tinybptt train``,
-every loop evaluates the test set once before its first step: besides the
-baseline it gives, this matters for speed, because how much memory a process has
-freed before decides whether NumPy's large arrays come fresh from the OS, page
-fault by page fault, at every step (glibc keeps freed memory for reuse once it
-has handed back a large block, such as the test set's activations).  The layer
-forward's arrays do not depend on it: they come from tinybptt's workspace
-(``kernels.workspace``), reused from step to step.
+``tinybptt bench --section train`` trains each task for each cell, in each library,
+from the same starting weights and on the same batches (one seed), and times the
+steps: making or drawing the batch, forward, loss, zero-grad, backward, clip and
+Adam, with the loss read back every step.  The tasks (``train_loops``):
+
+``adding``     the adding problem (T=100, B=32, H=64, Adam lr 1e-2, gradient-norm
+               clip 1.0, float32), batches from ``tinybptt.tasks.adding_problem``;
+``agreement``  subject-verb agreement (B=64, embeddings E=32, H=64, Adam lr 3e-3,
+               clip 1.0, float32), batches drawn from a pool of sentences made once,
+               each padded to the pool's longest prefix.
+
+Evaluation on a test set runs between rounds, outside the timed steps.  Every
+worker is pinned to the same single core before any library starts a thread, and
+the contenders of a cell take turns in interleaved rounds, each in its own worker
+process started afresh for each cell and task.  Like ``tinybptt train``, every loop
+evaluates the test set once before its first step: besides the baseline it gives,
+this matters for speed, because how much memory a process has freed before
+decides whether NumPy's large arrays come fresh from the OS, page fault by page
+fault, at every step (glibc keeps freed memory for reuse once it has handed back a
+large block, such as the test set's activations).  The layer forward's arrays do
+not depend on it: they come from tinybptt's workspace (``kernels.workspace``),
+reused from step to step.
 
 tinybptt runs with its default settings (``mode="sequence"``, the layer's
 gradient trace recorded, subnormal numbers kept).  A second tinybptt row,
 ``tinybptt-ftz``, runs with ``tinybptt.set_flush_to_zero(True)``: shown for
-information, never the default.
+information, never the default.  The per-phase profile that follows the table
+(``train_profile``) takes the adding problem's step apart.
 """
 import os
 import statistics
@@ -32,12 +39,14 @@ from ..display import Progress
 from .machine import cpu_model
 from .problems import INSTALL_HINT, peer_available
 from .report import fmt_ratio, render_table
-from .train_loops import make_loop
+from .train_loops import TASKS, make_loop
 from .train_profile import profile_tables
 from .workers import pool_for
 
-#: The loop's configuration: the README's adding-problem run.
-TRAIN_CONFIG = {"T": 100, "B": 32, "H": 64, "lr": 1e-2, "clip": 1.0, "dtype": "float32", "test_size": 1000}
+#: The adding problem's configuration: the README's adding-problem run (the profile's too).
+TRAIN_CONFIG = TASKS["adding"].config
+#: The tasks of the section, in order.
+TRAIN_TASKS = tuple(TASKS)
 TRAIN_CONTENDERS = ("tinybptt", "torch", "jax", "tinybptt-ftz")
 #: Target: tinybptt's training loop at most this fraction of the faster peer's time, every cell.
 TRAIN_TARGET = 0.5
@@ -46,7 +55,8 @@ FAMILY = {"tinybptt": "tinybptt", "tinybptt-ftz": "tinybptt-ftz", "torch": "torc
 
 # --------------------------------------------------------------------------- worker side
 
-_LOOPS = {}  # the loop of each (contender, cell) between rounds: training continues where it stopped
+_LOOPS = {}  # the loop of each (contender, task, cell) between rounds: training continues where it stopped
+_TASKS = {}  # each task's data (the agreement pool takes a moment to make), per (task, seed)
 
 
 def _set_ftz(contender, on):
@@ -55,29 +65,32 @@ def _set_ftz(contender, on):
         tinybptt.set_flush_to_zero(on)
 
 
+def _task(name, seed):
+    if (name, seed) not in _TASKS:
+        _TASKS[name, seed] = TASKS[name](seed)
+    return _TASKS[name, seed]
+
+
 def _loop_state(req):
-    key = (req["contender"], req["cell"])
+    task = _task(req.get("task", "adding"), req["seed"])
+    key = (req["contender"], task.name, req["cell"])
     if req.get("first") or key not in _LOOPS:
-        from ..tasks import adding_problem
-        c = TRAIN_CONFIG
-        loop = make_loop(req["contender"], req["cell"], c["H"], c["lr"], c["clip"], c["dtype"], req["seed"])
-        test = adding_problem(c["T"], c["test_size"], np.random.default_rng(req["seed"] + 10_000), c["dtype"])
-        loop.evaluate(*test)  # untimed, as `tinybptt train` measures the test loss before step 1 (see below)
-        _LOOPS[key] = {"loop": loop, "rng": np.random.default_rng(req["seed"]), "test": test, "step": 0}
+        loop = make_loop(req["contender"], req["cell"], task)
+        test = task.test_set()
+        loop.evaluate(*test)  # untimed, as `tinybptt train` measures the test loss before step 1 (see above)
+        _LOOPS[key] = {"loop": loop, "task": task, "rng": np.random.default_rng(req["seed"]), "test": test,
+                       "step": 0}
     return key, _LOOPS[key]
 
 
 def _timed_steps(state, n, timed):
     """``n`` training steps; returns (per-step wall seconds, per-step CPU seconds, losses), the
     times empty unless ``timed``."""
-    from ..tasks import adding_problem
-    c = TRAIN_CONFIG
-    loop, rng = state["loop"], state["rng"]
+    loop, task, rng = state["loop"], state["task"], state["rng"]
     wall, cpu, losses = [], [], []
     for _ in range(n):
         t0, c0 = time.perf_counter(), time.process_time()
-        x, y = adding_problem(c["T"], c["B"], rng, c["dtype"])
-        losses.append(loop.step(x, y))
+        losses.append(loop.step(*task.batch(rng)))
         if timed:
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
@@ -87,19 +100,19 @@ def _timed_steps(state, n, timed):
 
 def train_run(req):
     """Worker side: ``warmup`` untimed steps when ``first``, then ``steps`` timed steps, then
-    the test loss (untimed).  The loop is kept for the next round unless ``final``."""
+    the test metric (untimed).  The loop is kept for the next round unless ``final``."""
     key, state = _loop_state(req)
     _set_ftz(req["contender"], True)
     try:
         if req.get("first"):
             _timed_steps(state, req.get("warmup", 0), timed=False)
         wall, cpu, losses = _timed_steps(state, req["steps"], timed=True)
-        test_mse = state["loop"].evaluate(*state["test"])
+        test_metric = state["loop"].evaluate(*state["test"])
     finally:
         _set_ftz(req["contender"], False)
     if req.get("final"):
         _LOOPS.pop(key, None)
-    return {"step_s": wall, "cpu_s": cpu, "first_loss": losses[0], "last_loss": losses[-1], "test_mse": test_mse,
+    return {"step_s": wall, "cpu_s": cpu, "first_loss": losses[0], "last_loss": losses[-1], "test_metric": test_metric,
             "step": state["step"], "cpus": sorted(os.sched_getaffinity(0))}
 
 
@@ -137,54 +150,57 @@ def _round_plan(steps, rounds):
 
 def _merge(acc, res):
     if acc is None:
-        return dict(res, rounds=1, evals=[(res["step"], res["test_mse"])])
+        return dict(res, rounds=1, evals=[(res["step"], res["test_metric"])])
     acc["step_s"] += res["step_s"]
     acc["cpu_s"] += res["cpu_s"]
-    acc["evals"].append((res["step"], res["test_mse"]))
-    acc.update(last_loss=res["last_loss"], test_mse=res["test_mse"], step=res["step"], rounds=acc["rounds"] + 1)
+    acc["evals"].append((res["step"], res["test_metric"]))
+    acc.update(last_loss=res["last_loss"], test_metric=res["test_metric"], step=res["step"],
+               rounds=acc["rounds"] + 1)
     return acc
 
 
-def _train_cell(pool, args, cell, contenders, prog):
+def _train_cell(pool, args, task, cell, contenders, prog):
     plan = _round_plan(args.train_steps, args.train_rounds)
     got = {c: None for c in contenders}
     for k, n in enumerate(plan):
         for c in contenders:
             if got[c] is not None and not got[c].get("ok", True):
                 continue
-            req = {"op": "train", "contender": c, "cell": cell, "seed": args.seed, "steps": n,
+            req = {"op": "train", "contender": c, "task": task, "cell": cell, "seed": args.seed, "steps": n,
                    "warmup": args.train_warmup, "first": k == 0, "final": k == len(plan) - 1}
             res = pool.request(FAMILY[c], req, timeout=args.timeout)
             got[c] = _merge(got[c], res) if res.get("ok") else res
-            prog.update(desc="train %s %s round %d/%d" % (cell, c, k + 1, len(plan)))
+            prog.update(desc="train %s %s %s round %d/%d" % (task, cell, c, k + 1, len(plan)))
     return got
 
 
-def _summarise(cell, got):
+def _summarise(task, cell, got):
     rows = []
     for c, r in got.items():
-        row = {"cell": cell, "contender": c, "ok": bool(r and r.get("ok", True) and "step_s" in r)}
+        row = {"task": task, "cell": cell, "contender": c, "ok": bool(r and r.get("ok", True) and "step_s" in r)}
         if not row["ok"]:
             row["error"] = (r or {}).get("error", "not measured")
         else:
             ms = [1e3 * s for s in r["step_s"]]
             row.update(steps=len(ms), wall_s=sum(r["step_s"]), cpu_s=sum(r["cpu_s"]),
                        median_ms=statistics.median(ms), first_loss=r["first_loss"], last_loss=r["last_loss"],
-                       test_mse=r["test_mse"], evals=r["evals"], cpus=r["cpus"], rounds=r["rounds"])
+                       test_metric=r["test_metric"], evals=r["evals"], cpus=r["cpus"], rounds=r["rounds"])
         rows.append(row)
     return rows
 
 
 def run_train(args, progress_enabled=True):
-    """The training-loop section: returns (rows, notes), one row per (cell, contender)."""
+    """The training-loop section: returns (rows, notes), one row per (task, cell, contender)."""
     contenders, notes = train_contenders(args)
     cpus = args.cpus = train_cpus(args)  # the profile that follows runs on the same core
     rows = []
-    total = len(args.cells) * len(contenders) * len(_round_plan(args.train_steps, args.train_rounds))
+    total = (len(args.train_tasks) * len(args.cells) * len(contenders)
+             * len(_round_plan(args.train_steps, args.train_rounds)))
     with Progress(total, enabled=progress_enabled and not args.quiet, lines=True) as prog:
-        for cell in args.cells:  # fresh workers for each cell: a process that trained one model before
-            with pool_for(args, args.threads[0]) as pool:  # has a grown heap and a different speed
-                rows += _summarise(cell, _train_cell(pool, args, cell, contenders, prog))
+        for task in args.train_tasks:
+            for cell in args.cells:  # fresh workers for each cell: a process that trained one model before
+                with pool_for(args, args.threads[0]) as pool:  # has a grown heap and a different speed
+                    rows += _summarise(task, cell, _train_cell(pool, args, task, cell, contenders, prog))
     notes.append("every worker pinned to CPU %s (%s), %d thread%s" % (
         ",".join(map(str, cpus)), cpu_model(), args.threads[0], "" if args.threads[0] == 1 else "s"))
     return rows, notes
@@ -193,9 +209,15 @@ def run_train(args, progress_enabled=True):
 # --------------------------------------------------------------------------- tables
 
 
-def train_ratios(rows, key="cpu_s"):
+def train_tasks(rows):
+    """The tasks the rows measured, in order."""
+    return list(dict.fromkeys(r["task"] for r in rows))
+
+
+def train_ratios(rows, key="cpu_s", task="adding"):
     """{cell: (tinybptt / faster peer, the faster peer, tinybptt-ftz / faster peer)} of the total
-    ``key`` ("cpu_s": process CPU time, "wall_s": wall time) of the timed steps."""
+    ``key`` ("cpu_s": process CPU time, "wall_s": wall time) of ``task``'s timed steps."""
+    rows = [r for r in rows if r["task"] == task]
     out = {}
     for cell in dict.fromkeys(r["cell"] for r in rows):
         by = {r["contender"]: r for r in rows if r["cell"] == cell and r["ok"]}
@@ -223,8 +245,9 @@ def _floors(train):
 
 
 def floor_ratios(train):
-    """{cell: the matrix-product floor / the faster peer's CPU time per step} (see ``_floors``)."""
-    rows, floors = train["rows"], _floors(train)
+    """{cell: the matrix-product floor / the faster peer's CPU time per step} of the adding problem,
+    the task the profile measures (see ``_floors``)."""
+    rows, floors = [r for r in train["rows"] if r["task"] == "adding"], _floors(train)
     out = {}
     for cell, (_, best, _) in train_ratios(rows).items():
         by = {r["contender"]: r for r in rows if r["cell"] == cell and r["ok"]}
@@ -236,40 +259,53 @@ def floor_ratios(train):
 def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio, floor):
     times = ["%.2f (%.2f)" % (1e3 * by[c]["cpu_s"] / by[c]["steps"], 1e3 * by[c]["wall_s"] / by[c]["steps"])
              if by.get(c, {}).get("ok") else "err" for c in contenders]
-    mse = "/".join("%.3f" % by[c]["test_mse"] if by.get(c, {}).get("ok") else "-" for c in ("tinybptt", "torch", "jax"))
+    metric = "/".join("%.3f" % by[c]["test_metric"] if by.get(c, {}).get("ok") else "-"
+                      for c in ("tinybptt", "torch", "jax"))
     return ([cell.upper()] + times + [fmt_ratio(ratio) + ("" if best is None else " (%s)" % best),
                                       "<=%.1fx" % TRAIN_TARGET,
                                       "-" if ratio is None else ("PASS" if ratio <= TRAIN_TARGET else "FAIL"),
-                                      fmt_ratio(floor), fmt_ratio(wall_ratio), fmt_ratio(ftz), mse])
+                                      fmt_ratio(floor), fmt_ratio(wall_ratio), fmt_ratio(ftz), metric])
 
 
-def train_tables(train, md=False):
-    """The section's table (times, ratios, target), its notes, and the profile's tables."""
-    rows, notes = train["rows"], list(train.get("notes") or [])
+def _task_table(train, task, md):
+    """One task's table: a row per cell."""
+    rows = [r for r in train["rows"] if r["task"] == task]
     contenders = list(dict.fromkeys(r["contender"] for r in rows))
-    ratios, wall = train_ratios(rows), train_ratios(rows, "wall_s")
+    ratios, wall = train_ratios(rows, task=task), train_ratios(rows, "wall_s", task=task)
+    spec = TASKS[task]
     head = (["cell"] + ["%s ms/step" % c for c in contenders]
             + ["tinybptt / faster peer", "target", "met", "matrix products alone / faster peer", "same, wall time",
-               "tinybptt-ftz / faster peer",
-               "test MSE (tinybptt/torch/jax)"])
-    floors, floor = _floors(train), floor_ratios(train)
+               "tinybptt-ftz / faster peer", "%s (tinybptt/torch/jax)" % spec.metric])
+    floor = floor_ratios(train) if task == "adding" else {}
     body = [_train_row(cell, {r["contender"]: r for r in rows if r["cell"] == cell}, contenders, ratio, best, ftz,
                        wall[cell][0], floor.get(cell)) for cell, (ratio, best, ftz) in ratios.items()]
     steps = next((r["steps"] for r in rows if r["ok"]), 0)
-    c = TRAIN_CONFIG
-    title = ("Training loop, adding problem (T=%d, B=%d, H=%d, Adam lr %g, clip %g, %s, test set of %d outside "
-             "the timed steps): ms per training step over %d timed steps after %d untimed ones, lower is better"
-             % (c["T"], c["B"], c["H"], c["lr"], c["clip"], c["dtype"], c["test_size"], steps, train.get("warmup", 0)))
-    text = render_table(head, body, md, title=title)
-    if not any(b is not None for _, b, _ in ratios.values()):
+    config = (train.get("configs") or {}).get(task)
+    title = ("Training loop, %s%s: ms per training step over %d timed steps after %d untimed ones, lower is better"
+             % (spec.title, " (%s, outside the timed steps)" % config if config else "", steps,
+                train.get("warmup", 0)))
+    return render_table(head, body, md, title=title), ratios
+
+
+def train_tables(train, md=False):
+    """The section's tables (times, ratios, target; one per task), their notes, and the profile's tables."""
+    rows, notes = train["rows"], list(train.get("notes") or [])
+    blocks, judged = [], False
+    for task in train_tasks(rows):
+        text, ratios = _task_table(train, task, md)
+        blocks.append(text)
+        judged = judged or any(b is not None for _, b, _ in ratios.values())
+    text = "\n\n".join(blocks)
+    if not judged:
         notes.insert(0, "No peer to compare with, so no ratio and no target is judged; " + INSTALL_HINT)
-    notes += ["%s %s: error: %s" % (r["cell"], r["contender"], r["error"]) for r in rows if not r["ok"]]
+    notes += ["%s %s %s: error: %s" % (r["task"], r["cell"], r["contender"], r["error"]) for r in rows if not r["ok"]]
+    floors = _floors(train)
     if floors:
-        notes.append("matrix products alone: the layer's matrix products (%s) at the rate tinybptt's per-step "
-                     "product reached in this run on the same core, %s GFLOP/s, as a share of the faster peer's "
-                     "whole step; a lower bound: the gate nonlinearities, read-out, loss, clipping, Adam and "
-                     "Python come on top" % (PRODUCTS, ", ".join("%s %.0f" % (c.upper(), g)
-                                                                  for c, (_, g) in floors.items())))
+        notes.append("matrix products alone (adding problem): the layer's matrix products (%s) at the rate "
+                     "tinybptt's per-step product reached in this run on the same core, %s GFLOP/s, as a share of "
+                     "the faster peer's whole step; a lower bound: the gate nonlinearities, read-out, loss, "
+                     "clipping, Adam and Python come on top" % (PRODUCTS, ", ".join("%s %.0f" % (c.upper(), g)
+                                                                                   for c, (_, g) in floors.items())))
     notes += [TIME_NOTE, "target: tinybptt's loop at most %.1fx the faster peer's, with default settings; "
               "tinybptt-ftz is the same loop after tinybptt.set_flush_to_zero(True), shown for information "
               "(not the default)" % TRAIN_TARGET]
@@ -277,6 +313,7 @@ def train_tables(train, md=False):
     if train.get("profile"):
         text += "\n\n" + profile_tables(train["profile"], md)
     return text
+
 
 def run_profile(args):
     """The profile of tinybptt's training step for each cell, default settings and flush-to-zero,
@@ -296,5 +333,6 @@ def run_train_section(args):
     """``--section train``: the training-loop table, then the profile (same pinned core)."""
     rows, notes = run_train(args)
     profile = run_profile(args)
-    return {"rows": rows, "notes": notes, "profile": profile, "config": dict(TRAIN_CONFIG),
+    configs = {t: _task(t, args.seed).describe() for t in args.train_tasks}
+    return {"rows": rows, "notes": notes, "profile": profile, "config": dict(TRAIN_CONFIG), "configs": configs,
             "steps": args.train_steps, "rounds": args.train_rounds, "warmup": args.train_warmup}

@@ -235,7 +235,7 @@ def profile_run(req):
     cell, seed = req["cell"], req.get("seed", 0)
     tinybptt.set_flush_to_zero(bool(req.get("ftz")))
     try:
-        loop = make_loop("tinybptt", cell, cfg["H"], cfg["lr"], cfg["clip"], cfg["dtype"], seed)
+        loop = make_loop("tinybptt", cell, "adding", seed)
         rng = np.random.default_rng(seed)
         if not req.get("fresh_heap"):  # as `tinybptt train` and the section's loop: the test loss first
             loop.evaluate(*adding_problem(cfg["T"], cfg["test_size"], np.random.default_rng(seed + 10_000),
@@ -245,7 +245,7 @@ def profile_run(req):
         res = loop_phases(loop, rng, cfg, req["steps"])  # first, while the process is like a user's
         res.update(replay_backward(loop, rng, cfg))
         x = adding_problem(cfg["T"], cfg["B"], np.random.default_rng(seed + 1), cfg["dtype"])[0]
-        start = _trained_weights(make_loop("tinybptt", cell, cfg["H"], cfg["lr"], cfg["clip"], cfg["dtype"], seed))
+        start = _trained_weights(make_loop("tinybptt", cell, "adding", seed))
         alone = {"initial weights, no trace": alone_runner(cell, x, start, False),
                  "trained weights, trace": alone_runner(cell, x, _trained_weights(loop), True)}
         res.update(loop_and_alone(loop, rng, cfg, req["steps"], alone))
