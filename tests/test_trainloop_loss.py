@@ -1,4 +1,4 @@
-"""mse_loss as one node: finite-difference gradients, torch's values and gradients, the graph it makes."""
+"""mse_loss and nll_loss as one node each: finite-difference gradients, torch's values and gradients, the graph they make."""
 import numpy as np
 import pytest
 
@@ -42,3 +42,29 @@ def test_mse_loss_is_one_node_and_a_constant_target_gets_no_gradient():
     assert [n.op for n in topological_order(loss)] == ["mse_loss"]
     loss.backward()
     np.testing.assert_array_equal(x.grad, 2 * (np.arange(6.0).reshape(2, 3) - 1) / 6)
+
+
+# --------------------------------------------------------------------------- nll_loss, cross_entropy
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3)], ids=["one-row", "rows", "2d-rows"])
+def test_nll_loss_and_cross_entropy_gradcheck(reduction, lead):
+    rng = np.random.default_rng(len(lead))
+    x = tb.tensor(rng.standard_normal(lead + (4,)), requires_grad=True)
+    target = rng.integers(0, 4, size=lead)
+    weight = rng.standard_normal(lead)  # "none": a different weight on each row's loss
+    for loss in (F.nll_loss, F.cross_entropy):
+        f = (lambda a: (loss(a, target, reduction="none") * weight).sum()) if reduction == "none" else (
+            lambda a: loss(a, target, reduction=reduction))
+        assert tb.gradcheck(f, [x]), (loss.__name__, reduction, lead)
+
+
+def test_nll_loss_is_one_node_and_cross_entropy_two():
+    x = tb.tensor(np.log(np.full((3, 2), 0.5)), requires_grad=True)
+    target = np.array([0, 1, 1])
+    loss = F.nll_loss(x, target)
+    assert [n.op for n in topological_order(loss)] == ["nll_loss"]
+    loss.backward()
+    np.testing.assert_array_equal(x.grad, [[-1 / 3, 0], [0, -1 / 3], [0, -1 / 3]])
+    assert [n.op for n in topological_order(F.cross_entropy(x, target))] == ["nll_loss", "log_softmax"]

@@ -62,19 +62,51 @@ def _targets(target, lead_shape, C, who):
     return t
 
 
+class NLLLoss(Function):
+    """``-log_probs[k, target[k]]`` for each row k, summed, averaged or one per row, as one node.
+
+    ``log_probs`` (..., C) is read as n rows of C classes, ``target`` (n integer
+    classes, already checked) picks one entry of each row.  Backward: only the
+    picked entries get a gradient, ``-g`` (``-g / n`` for the mean over n rows; the
+    row's own ``-g[k]`` for reduction "none"), every other entry 0.  Each row has
+    one target, so the picked entries are distinct and the backward writes them
+    with one assignment.  The plain composition -- reshape, fancy index, negate,
+    reduce -- makes four nodes, and the fancy index's backward is a scatter-add
+    (``np.add.at``), which must allow for repeated indices; this is the loss of
+    every classification step, as PyTorch's ``nll_loss`` is one node too.
+    """
+
+    name = "nll_loss"
+
+    @staticmethod
+    def forward(ctx, log_probs, target, reduction="mean"):
+        rows, classes = np.arange(target.size), target.reshape(-1)
+        picked = -log_probs.reshape(target.size, log_probs.shape[-1])[rows, classes]
+        ctx.shape, ctx.rows, ctx.classes, ctx.reduction = log_probs.shape, rows, classes, reduction
+        if reduction == "none":
+            return picked.reshape(target.shape)
+        return np.asarray(picked.mean() if reduction == "mean" else picked.sum())
+
+    @staticmethod
+    def backward(ctx, g):
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        n = ctx.rows.size
+        grad = np.zeros((n, ctx.shape[-1]), g.dtype)
+        grad[ctx.rows, ctx.classes] = -g / n if ctx.reduction == "mean" else -g.reshape(-1)
+        return grad.reshape(ctx.shape), None
+
+
 def nll_loss(log_probs, target, reduction="mean"):
     """Negative log-likelihood of integer ``target`` (shape ``log_probs.shape[:-1]``) under ``log_probs`` (..., C)."""
     who = "nll_loss"
     log_probs = _tensor(log_probs, who)
     if log_probs.ndim < 1:
         raise ShapeError("%s: log_probs must have a class axis, got %s" % (who, describe(log_probs.data)))
-    C = log_probs.shape[-1]
-    t = _targets(target, log_probs.shape[:-1], C, who).reshape(-1)
-    flat = log_probs.reshape(t.size, C)
-    picked = -flat[np.arange(t.size), t]
-    if reduction == "none":
-        return picked.reshape(log_probs.shape[:-1])
-    return _reduce(picked, reduction, who, log_probs.shape)
+    t = _targets(target, log_probs.shape[:-1], log_probs.shape[-1], who)
+    if reduction not in _REDUCTIONS or (reduction == "mean" and t.size == 0):
+        _reduce(log_probs, reduction, who)  # raises the clear error
+    return NLLLoss.apply(log_probs, t, reduction=reduction)
 
 
 def cross_entropy(logits, target, reduction="mean"):
