@@ -60,7 +60,8 @@ SECTIONS = [
     ("seq-2t", "mode=\"sequence\" against torch and JAX, 2 threads, every contender pinned to CPUs 0-1", "bench",
      ["--modes", "sequence", "--backends", "c", "--peers", "torch,jax", "--dtype", "float32", "--threads", "2",
       "--cpus", "0-1", "--budget", "0.6", "--repeat", "20", "--no-split", "--max-iter-s", "2"]),
-    ("train", "Training loop: the adding problem in tinybptt, torch and JAX, one pinned core", "bench",
+    ("train", "Training loop: the adding problem and subject-verb agreement in tinybptt, torch and JAX, one "
+     "pinned core", "bench",
      ["--section", "train", "--cpus", "1"]),
 ] + [
     ("train-run%d" % k, "Training loop, one pinned core, run %d of %d" % (k, TRAIN_RUNS), "bench",
@@ -221,38 +222,48 @@ def overhead_table(data):
     return "\n".join(lines)
 
 
+def _train_tasks(rows):
+    from tinybptt.bench.train import train_tasks
+    return train_tasks(rows)
+
+
 def train_headline(data, report):
-    """Training loop: tinybptt / the faster peer, and the default run against the flush-to-zero run."""
+    """Training loop: tinybptt / the faster peer for each task and cell, and the default run against
+    the flush-to-zero run."""
     from tinybptt.bench.train import floor_ratios, train_ratios
     rows = data["train"]["rows"]
-    floors = floor_ratios(data["train"])
-    lines = ["| threads | cell | tinybptt / faster peer | target <=0.5x | matrix products alone / faster peer "
-             "| default / flush-to-zero |", "|---:|---|---:|---|---:|---:|"]
+    floors = floor_ratios(data["train"])  # the adding problem's (its profile's)
+    lines = ["| threads | task | cell | tinybptt / faster peer | target <=0.5x | matrix products alone / faster peer "
+             "| default / flush-to-zero |", "|---:|---|---|---:|---|---:|---:|"]
     threads = len(rows[0].get("cpus", ())) if rows else "?"  # each section uses as many threads as CPUs
     # one thread: CPU time (not inflated when other processes take turns on the core); more threads:
     # wall time, since CPU time adds up the threads and would penalise the one that uses both cores
     key = "cpu_s" if threads == 1 else "wall_s"
-    for cell, (ratio, best, ftz) in train_ratios(rows, key).items():
-        lines.append("| %s | %s | %s (%s) | %s | %s | %s |" % (
-            threads, cell.upper(), report.fmt_ratio(ratio), best, report.passfail(ratio is not None and ratio <= 0.5),
-            report.fmt_ratio(floors.get(cell)) if threads == 1 else "-",
-            report.fmt_ratio(ratio / ftz) if ratio and ftz else "-"))
+    for task in _train_tasks(rows):
+        for cell, (ratio, best, ftz) in train_ratios(rows, key, task).items():
+            lines.append("| %s | %s | %s | %s (%s) | %s | %s | %s |" % (
+                threads, task, cell.upper(), report.fmt_ratio(ratio), best,
+                report.passfail(ratio is not None and ratio <= 0.5),
+                report.fmt_ratio(floors.get(cell)) if threads == 1 and task == "adding" else "-",
+                report.fmt_ratio(ratio / ftz) if ratio and ftz else "-"))
     return "\n".join(lines)
 
 
 def train_spread(runs):
     """The training loop's ratio in each of the runs: median, lowest-highest, runs that met 0.5x."""
     from tinybptt.bench.train import train_ratios
-    per = {}  # cell -> [(ratio, faster peer) of each run]
+    per = {}  # (task, cell) -> [(ratio, faster peer) of each run]
     for d in runs:
-        for cell, (ratio, best, _) in train_ratios(d["train"]["rows"], "cpu_s").items():
-            if ratio is not None:
-                per.setdefault(cell, []).append((ratio, best))
-    lines = ["| cell | tinybptt / faster peer | runs met | faster peer |", "|---|---:|---:|---|"]
-    for cell, got in per.items():
+        rows = d["train"]["rows"]
+        for task in _train_tasks(rows):
+            for cell, (ratio, best, _) in train_ratios(rows, "cpu_s", task).items():
+                if ratio is not None:
+                    per.setdefault((task, cell), []).append((ratio, best))
+    lines = ["| task | cell | tinybptt / faster peer | runs met | faster peer |", "|---|---|---:|---:|---|"]
+    for (task, cell), got in per.items():
         v = sorted(r for r, _ in got)
-        lines.append("| %s | %.2fx (%.2f-%.2f) | %d/%d | %s |" % (
-            cell.upper(), statistics.median(v), v[0], v[-1], sum(r <= 0.5 for r in v), len(v),
+        lines.append("| %s | %s | %.2fx (%.2f-%.2f) | %d/%d | %s |" % (
+            task, cell.upper(), statistics.median(v), v[0], v[-1], sum(r <= 0.5 for r in v), len(v),
             "/".join(sorted(set(b for _, b in got)))))
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""mse_loss and nll_loss as one node each: finite-difference gradients, torch's values and gradients, the graph they make."""
+"""mse_loss and nll_loss as one node each: finite differences, torch's values and gradients, the graph they make."""
 import numpy as np
 import pytest
 

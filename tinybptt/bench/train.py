@@ -112,8 +112,8 @@ def train_run(req):
         _set_ftz(req["contender"], False)
     if req.get("final"):
         _LOOPS.pop(key, None)
-    return {"step_s": wall, "cpu_s": cpu, "first_loss": losses[0], "last_loss": losses[-1], "test_metric": test_metric,
-            "step": state["step"], "cpus": sorted(os.sched_getaffinity(0))}
+    return {"step_s": wall, "cpu_s": cpu, "first_loss": losses[0], "last_loss": losses[-1],
+            "test_metric": test_metric, "step": state["step"], "cpus": sorted(os.sched_getaffinity(0))}
 
 
 # --------------------------------------------------------------------------- parent side
@@ -209,15 +209,20 @@ def run_train(args, progress_enabled=True):
 # --------------------------------------------------------------------------- tables
 
 
+def task_of(row):
+    """The task a row measured (rows stored before the agreement loop existed have no "task": the adding problem)."""
+    return row.get("task", "adding")
+
+
 def train_tasks(rows):
     """The tasks the rows measured, in order."""
-    return list(dict.fromkeys(r["task"] for r in rows))
+    return list(dict.fromkeys(map(task_of, rows)))
 
 
 def train_ratios(rows, key="cpu_s", task="adding"):
     """{cell: (tinybptt / faster peer, the faster peer, tinybptt-ftz / faster peer)} of the total
     ``key`` ("cpu_s": process CPU time, "wall_s": wall time) of ``task``'s timed steps."""
-    rows = [r for r in rows if r["task"] == task]
+    rows = [r for r in rows if task_of(r) == task]
     out = {}
     for cell in dict.fromkeys(r["cell"] for r in rows):
         by = {r["contender"]: r for r in rows if r["cell"] == cell and r["ok"]}
@@ -247,7 +252,7 @@ def _floors(train):
 def floor_ratios(train):
     """{cell: the matrix-product floor / the faster peer's CPU time per step} of the adding problem,
     the task the profile measures (see ``_floors``)."""
-    rows, floors = [r for r in train["rows"] if r["task"] == "adding"], _floors(train)
+    rows, floors = [r for r in train["rows"] if task_of(r) == "adding"], _floors(train)
     out = {}
     for cell, (_, best, _) in train_ratios(rows).items():
         by = {r["contender"]: r for r in rows if r["cell"] == cell and r["ok"]}
@@ -259,8 +264,8 @@ def floor_ratios(train):
 def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio, floor):
     times = ["%.2f (%.2f)" % (1e3 * by[c]["cpu_s"] / by[c]["steps"], 1e3 * by[c]["wall_s"] / by[c]["steps"])
              if by.get(c, {}).get("ok") else "err" for c in contenders]
-    metric = "/".join("%.3f" % by[c]["test_metric"] if by.get(c, {}).get("ok") else "-"
-                      for c in ("tinybptt", "torch", "jax"))
+    metric = "/".join("%.3f" % by[c].get("test_metric", by[c].get("test_mse")) if by.get(c, {}).get("ok") else "-"
+                      for c in ("tinybptt", "torch", "jax"))  # (stored rows of the adding problem say "test_mse")
     return ([cell.upper()] + times + [fmt_ratio(ratio) + ("" if best is None else " (%s)" % best),
                                       "<=%.1fx" % TRAIN_TARGET,
                                       "-" if ratio is None else ("PASS" if ratio <= TRAIN_TARGET else "FAIL"),
@@ -269,7 +274,7 @@ def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio, floor):
 
 def _task_table(train, task, md):
     """One task's table: a row per cell."""
-    rows = [r for r in train["rows"] if r["task"] == task]
+    rows = [r for r in train["rows"] if task_of(r) == task]
     contenders = list(dict.fromkeys(r["contender"] for r in rows))
     ratios, wall = train_ratios(rows, task=task), train_ratios(rows, "wall_s", task=task)
     spec = TASKS[task]
@@ -298,7 +303,7 @@ def train_tables(train, md=False):
     text = "\n\n".join(blocks)
     if not judged:
         notes.insert(0, "No peer to compare with, so no ratio and no target is judged; " + INSTALL_HINT)
-    notes += ["%s %s %s: error: %s" % (r["task"], r["cell"], r["contender"], r["error"]) for r in rows if not r["ok"]]
+    notes += ["%s %s %s: error: %s" % (task_of(r), r["cell"], r["contender"], r["error"]) for r in rows if not r["ok"]]
     floors = _floors(train)
     if floors:
         notes.append("matrix products alone (adding problem): the layer's matrix products (%s) at the rate "
