@@ -183,7 +183,7 @@ def test_intermediates_go_at_backward_while_the_loss_is_still_held(no_gc, backen
     held = {id(t) for t in (loss, out, logits)}
     refs = [weakref.ref(t) for node in topological_order(loss) for t in node.inputs or ()
             if isinstance(t, tb.Tensor) and t._ctx is not None and id(t) not in held]
-    assert len(refs) >= 3
+    assert len(refs) >= 2  # at least the first layer's output and the log-probabilities
     loss.backward()
     alive = [r() for r in refs if r() is not None]
     assert not alive, "%d intermediate tensors are still reachable from the loss, e.g. %r" % (len(alive), alive[0])
