@@ -1,4 +1,5 @@
-"""The NumPy reference kernels for the primitive ops: matmul, bmm and the activations.
+"""The NumPy reference kernels for the primitive ops: matmul, bmm, the activations
+and the embedding's backward pass.
 
 This module is the oracle.  The C backend (``kernels/c.py``) exposes the same
 functions with the same signatures and must agree with these to rounding.
@@ -88,3 +89,23 @@ def relu_backward(y, dy):
     """``dy`` where ``y > 0`` or ``y`` is NaN, else 0 (PyTorch's rule: zero exactly where ``y <= 0``)."""
     V.check_activation_backward("relu_backward", y, dy)
     return np.where(y <= 0, 0, dy).astype(dy.dtype, copy=False)
+
+
+# ---------------------------------------------------------------- embedding
+
+def embedding_backward(ids, grad, num_embeddings):
+    """The gradient of an embedding lookup ``weight[ids]`` with respect to ``weight``.
+
+    ``ids`` integer ids of any shape (n of them), each in [0, num_embeddings);
+    ``grad`` the gradient on the lookup's output, of shape ``ids.shape + (E,)``,
+    float32 or float64.  Returns a new (num_embeddings, E) array of grad's dtype
+    whose row v is the sum of the rows ``grad[k]`` with ``ids[k] == v`` (zeros for
+    an id that does not occur), summed in C order of ``ids``: the order the C
+    kernel sums in, so both give the same bits.
+    """
+    E = V.embedding_backward_args("embedding_backward", ids, grad, num_embeddings)
+    n = ids.size
+    out = np.zeros((num_embeddings, E), dtype=grad.dtype)
+    # ids flattened in C order, grad as (n, E) rows: np.add.at adds row k after row k-1
+    np.add.at(out, np.asarray(ids).reshape(n), np.asarray(grad).reshape(n, E))
+    return out

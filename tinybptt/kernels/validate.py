@@ -1,15 +1,15 @@
 """Input validation shared by both backends, so both raise the same errors.
 
 A kernel receives NumPy arrays.  Before anything reaches C, these helpers make
-sure dtypes are float32/float64 and agree, ranks and shapes fit, and arrays are
-C-contiguous (copying when they are not).  Messages name the op, the shapes
-and the dtypes.
+sure dtypes are float32/float64 and agree, ranks and shapes fit, indices are in
+range, and arrays are C-contiguous (copying when they are not).  Messages name
+the op, the shapes and the dtypes.
 """
 import numbers
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError, describe
+from ..errors import DTypeError, ShapeError, describe, integer_at_least
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: The most threads the kernels accept (the C library's TB_MAX_THREADS).
@@ -103,6 +103,36 @@ def bmm_shapes(op, a, b):
         raise ShapeError("%s: inner dimensions differ: a[s] is (%d, %d), b[s] is (%d, %d) (inputs %s)"
                          % (op, M, K, Kb, N, describe(a, b)))
     return S, M, N, K, dtype
+
+
+def check_ids(op, ids, num_embeddings):
+    """``ids`` (an ndarray of any shape) holds integers, each in [0, num_embeddings): the rows of a
+    table of ``num_embeddings`` rows that they index.  Else DTypeError / ShapeError naming ``op``."""
+    if ids.dtype.kind not in "iu":  # (bool is not: True would pass as row 1)
+        raise DTypeError("%s: ids must be integers, got dtype %s" % (op, ids.dtype))
+    if ids.size:
+        lo, hi = ids.min(), ids.max()
+        if lo < 0 or hi >= num_embeddings:
+            raise ShapeError("%s: ids must lie in [0, %d), got values from %d to %d (ids %s)"
+                             % (op, num_embeddings, lo, hi, describe(ids)))
+
+
+def embedding_backward_args(op, ids, grad, num_embeddings):
+    """Validate an embedding's backward pass and return ``E``, the embedding size.
+
+    ``ids``: an integer ndarray of any shape, every id in [0, num_embeddings);
+    ``grad``: a float32/float64 array of shape ``ids.shape + (E,)``;
+    ``num_embeddings``: an integer >= 1 (the rows of the gradient to make).
+    """
+    if not isinstance(ids, np.ndarray):
+        raise DTypeError("%s: ids must be an integer NumPy array, got a %s" % (op, type(ids).__name__))
+    integer_at_least(op, "num_embeddings", num_embeddings, 1, error=ShapeError)
+    check_ids(op, ids, num_embeddings)
+    check_float(op, grad)
+    if grad.ndim != ids.ndim + 1 or grad.shape[:-1] != ids.shape:
+        raise ShapeError("%s: grad must have the shape of ids plus one axis, %s + (E,), got %s (ids %s)"
+                         % (op, ids.shape, describe(grad), describe(ids)))
+    return grad.shape[-1]
 
 
 def check_out(op, out, shape, dtype):
