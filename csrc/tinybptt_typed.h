@@ -52,6 +52,18 @@ void FN(tb_relu)(long n, const real *x, real *y);
 void FN(tb_relu_backward)(long n, const real *y, const real *dy, real *dx);
 
 /* ------------------------------------------------------------------ */
+/* Embedding backward (csrc/embedding.c): the gradient of the lookup   */
+/* out[k, :] = weight[ids[k], :] over the n ids (in C order):          */
+/*   for k < n:  dweight[ids[k], :] += grad[k, :]   (ACCUMULATES)      */
+/* Every id must lie in [0, V); repeated ids add up in the order k.    */
+/* ------------------------------------------------------------------ */
+
+void FN(tb_embedding_backward)(long n, long E,
+                               const int64_t *ids,  /* (n,), each in [0, V) */
+                               const real *grad,    /* (n, E) */
+                               real *dweight);      /* (V, E) */
+
+/* ------------------------------------------------------------------ */
 /* Recurrent kernels (csrc/rnn.c, csrc/lstm.c, csrc/gru.c)             */
 /* ------------------------------------------------------------------ */
 /*

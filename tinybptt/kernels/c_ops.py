@@ -1,4 +1,5 @@
-"""The C backend's primitive ops: matmul, bmm, and the activations with their backward passes.
+"""The C backend's primitive ops: matmul, bmm, the activations with their backward passes,
+and the embedding's backward pass.
 
 Each function has the same signature and semantics as its twin in
 ``kernels/numpy_ops.py`` (the reference).  Nothing reaches C before its dtype,
@@ -10,7 +11,7 @@ memory raises MemoryError naming the op.
 import numpy as np
 
 from . import validate as V
-from ._ffi import F32, F64, check, fn, from_buffer, plain, ptr, table
+from ._ffi import F32, F64, check, ffi, fn, from_buffer, plain, ptr, table
 
 # ---------------------------------------------------------------- matmul
 
@@ -143,3 +144,23 @@ def relu(x):
 
 def relu_backward(y, dy):
     return _unary_backward("relu_backward", _RELU_B, y, dy)
+
+
+# ---------------------------------------------------------------- embedding
+
+_EMBEDDING_B = table("embedding_backward")
+_I64 = np.dtype(np.int64)
+_IDS = ffi.typeof("int64_t[]")
+
+
+def embedding_backward(ids, grad, num_embeddings):
+    """dweight (num_embeddings, E): row v the sum of the rows of grad whose id is v, in the
+    C order of ``ids``, bit for bit the reference's sum; see kernels.numpy.embedding_backward."""
+    E = V.embedding_backward_args("embedding_backward", ids, grad, num_embeddings)
+    ids = V.contiguous(ids.astype(_I64, copy=False))  # (every id is in range: int64 holds it)
+    grad = V.contiguous(grad)
+    dweight = np.zeros((num_embeddings, E), dtype=grad.dtype)  # the kernel accumulates into it
+    if ids.size and E:
+        ct, f = _EMBEDDING_B[grad.dtype]
+        f(ids.size, E, from_buffer(_IDS, ids), from_buffer(ct, grad), from_buffer(ct, dweight))
+    return dweight
