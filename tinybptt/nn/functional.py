@@ -1,4 +1,4 @@
-"""Losses and normalisers: ``mse_loss``, ``cross_entropy``, ``nll_loss``, ``softmax``, ``log_softmax``;
+"""Losses and normalisers: ``mse_loss``, ``cross_entropy``, ``nll_loss``, ``softmax``, ``log_softmax``, ``embedding``;
 and ``linear``, the affine map of ``nn.Linear`` with the weight as PyTorch stores it.
 
 ``log_softmax`` and ``softmax`` are Functions computed in the stable form
@@ -15,6 +15,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..errors import DTypeError, ShapeError, describe
+from ..ops.embedding import embedding  # noqa: F401  (F.embedding: written with its op, in ops/embedding.py)
 from ..ops.linalg import Linear as _LinearOp
 from ..ops.operands import operand_array
 

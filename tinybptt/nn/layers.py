@@ -3,6 +3,7 @@ import numpy as np
 
 from ..autograd import Tensor, _as_array, float_dtype
 from ..errors import DTypeError, ShapeError, describe, integer_at_least
+from ..ops.embedding import embedding_lookup
 from . import init
 from .functional import linear
 from .module import Module, Parameter
@@ -64,8 +65,10 @@ class Embedding(Module):
     """A lookup table: integer ids (any shape) -> rows of ``weight`` (num_embeddings, embedding_dim).
 
     ``weight`` starts as N(0, 1), as in PyTorch, drawn from ``generator`` (see
-    ``nn.init``).  The backward pass adds each row's gradient into the rows that
-    were looked up (repeats accumulate).
+    ``nn.init``).  The forward pass is ``F.embedding(ids, weight)``: ids are
+    integers (or floats holding whole numbers) in [0, num_embeddings).  The
+    backward pass adds each row's gradient into the rows that were looked up
+    (repeats accumulate).
     """
 
     def __init__(self, num_embeddings, embedding_dim, dtype=np.float64, generator=None):
@@ -77,21 +80,8 @@ class Embedding(Module):
         init.normal_(self.weight, generator=init.resolve_generator(generator, "Embedding"))
 
     def forward(self, ids):
-        who = "Embedding(%d, %d)" % (self.num_embeddings, self.embedding_dim)
-        idx = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-        if idx.dtype.kind == "f":
-            if not (np.all(np.isfinite(idx)) and np.all(idx == np.round(idx))):  # inf would cast to garbage
-                raise DTypeError("%s: ids must be integers, got dtype %s with non-integral or non-finite values"
-                                 % (who, idx.dtype))
-            idx = idx.astype(np.int64)
-        if idx.dtype.kind not in "iu":
-            raise DTypeError("%s: ids must be integers, got dtype %s" % (who, idx.dtype))
-        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
-            raise ShapeError(
-                "%s: ids must lie in [0, %d), got values from %d to %d"
-                % (who, self.num_embeddings, idx.min(), idx.max())
-            )
-        return self.weight[idx]
+        # F.embedding, with errors naming this layer: "Embedding(83, 32): ids must lie in [0, 83), ..."
+        return embedding_lookup(ids, self.weight, "Embedding(%d, %d)" % (self.num_embeddings, self.embedding_dim))
 
     def extra_repr(self):
         return "%d, %d" % (self.num_embeddings, self.embedding_dim)
