@@ -8,9 +8,12 @@ back to the row of the table it was read from::
     dweight = zeros(V, E);   for each id k (in C order):   dweight[ids[k]] += g[k]
 
 so an id read several times collects all its gradients, and a row that was not
-read gets zero.  That loop is a kernel (``kernels.backend.embedding_backward``):
-in the C backend a few microseconds for a (23, 64) batch of ids, where the
-generic indexing op's ``np.add.at`` into a 2-D array took hundreds.
+read gets zero.  That loop is a kernel (``kernels.backend.embedding_backward``).
+For a (23, 64) batch of ids into an (83, 32) float32 table, on one core, the C
+backend's takes about 10 us (4 in the C loop, the rest checking the ids and
+the gradient), where ``np.add.at`` into the 2-D table -- the backward of the
+generic indexing op ``weight[ids]``, and the NumPy reference here -- takes
+about 420 us.
 """
 import numpy as np
 
