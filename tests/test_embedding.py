@@ -157,8 +157,8 @@ def test_c_kernel_gives_the_bits_of_the_numpy_reference(case):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(23, 64), (1472,), (64, 23)], ids=["(T, B)", "1-D", "(B, T)"])
 def test_c_kernel_gives_the_bits_of_the_numpy_reference_at_the_training_size(dtype, shape):
-    """The agreement task's batch: 1472 ids in [0, 83), about 18 per row, E = 32, values whose sum
-    changes with the order of addition: any other order of the repeated rows changes the bits."""
+    """The agreement task's batch: 1472 ids in [0, 83), about 18 per row, E = 32, with values whose
+    sums depend on the order of addition (added backwards they differ: checked first)."""
     rng = np.random.default_rng(2)
     ids = rng.integers(0, 83, shape)
     grad = wide_rows(rng, shape + (32,), dtype)
@@ -176,8 +176,8 @@ BIG = [(np.float32, 1e8), (np.float64, 1e17)]  # 1 + BIG rounds to BIG
 @pytest.mark.parametrize("dtype, big", BIG)
 def test_repeated_ids_are_added_in_the_order_they_appear(K, dtype, big):
     """Rows 0 and 1 are read in turn, three times each.  Row 0 gets 1, big, -big: (1 + big) - big = 0,
-    the 1 lost to rounding; row 1 gets -big, big, 1: (-big + big) + 1 = 1.  Added in any other
-    order (backwards, or row by row from the end) the rows would swap their values."""
+    the 1 lost to rounding; row 1 gets -big, big, 1: (-big + big) + 1 = 1.  Added backwards, the
+    two rows would swap their values."""
     ids = np.array([[0, 1], [0, 1], [0, 1]])
     g = np.array([[1, -big], [big, big], [-big, 1]], dtype)[..., None]  # (3, 2, E = 1)
     np.testing.assert_array_equal(K.embedding_backward(ids, g, 2), np.array([[0], [1]], dtype))
