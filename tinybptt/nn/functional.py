@@ -1,5 +1,6 @@
-"""Losses and normalisers: ``mse_loss``, ``cross_entropy``, ``nll_loss``, ``softmax``, ``log_softmax``, ``embedding``;
-and ``linear``, the affine map of ``nn.Linear`` with the weight as PyTorch stores it.
+"""Losses and normalisers: ``mse_loss``, ``cross_entropy``, ``nll_loss``, ``softmax``, ``log_softmax``;
+``linear``, the affine map of ``nn.Linear`` with the weight as PyTorch stores it; and ``embedding``,
+the lookup of ``nn.Embedding`` (written with its op, in ``ops/embedding.py``).
 
 ``log_softmax`` and ``softmax`` are Functions computed in the stable form
 (subtract the row maximum before exponentiating), so logits of +-1000 give
