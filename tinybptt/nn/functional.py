@@ -121,12 +121,10 @@ def cross_entropy(logits, target, reduction="mean"):
     logits = _tensor(logits, "cross_entropy")
     if logits.ndim < 1:
         raise ShapeError("cross_entropy: logits must have a class axis, got %s" % describe(logits.data))
-    _targets(target, logits.shape[:-1], logits.shape[-1], "cross_entropy")
-    if reduction not in _REDUCTIONS:
-        raise ValueError("cross_entropy: reduction must be one of %s, got %r" % (_REDUCTIONS, reduction))
-    if reduction == "mean" and logits.size == 0:
+    t = _targets(target, logits.shape[:-1], logits.shape[-1], "cross_entropy")
+    if reduction not in _REDUCTIONS or (reduction == "mean" and t.size == 0):
         _reduce(logits, reduction, "cross_entropy")  # raises the clear error
-    return nll_loss(log_softmax(logits, axis=-1), target, reduction)
+    return NLLLoss.apply(log_softmax(logits, axis=-1), t, reduction=reduction)  # (target checked above)
 
 
 class MSELoss(Function):
