@@ -39,3 +39,15 @@ def test_the_lowest_values_themselves_are_accepted(monkeypatch):
     cli.main(["--repeat", "1", "--min-repeat", "1", "--rounds", "1", "--warmup", "0", "--settle", "0",
               "--budget", "0.01", "--train-steps", "1", "--profile-steps", "0", "--peers", "", "--quiet"])
     assert ran["args"].train_steps == 1 and ran["args"].warmup == 0
+
+
+def test_an_unknown_training_task_is_refused_with_the_known_ones(capsys):
+    err = _refused(["--section", "train", "--train-tasks", "adding,copy"], capsys)
+    assert "--train-tasks" in err and "unknown task copy" in err and "adding,agreement" in err
+
+
+def test_the_training_tasks_are_parsed_in_the_order_given(monkeypatch):
+    ran = {}
+    monkeypatch.setattr(cli, "_run_sections", lambda args, out: ran.setdefault("args", args) and 0)
+    cli.main(["--section", "train", "--train-tasks", "agreement,adding", "--peers", "", "--quiet"])
+    assert ran["args"].train_tasks == ["agreement", "adding"]
