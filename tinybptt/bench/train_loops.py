@@ -240,9 +240,8 @@ class TorchLoop:
 
     def loss(self, *batch):
         F = self.torch.nn.functional
-        target = self.torch.from_numpy(batch[-1])
-        return F.mse_loss(self._out(*batch), target) if self.task == "adding" else F.cross_entropy(
-            self._out(*batch), target)
+        loss = F.mse_loss if self.task == "adding" else F.cross_entropy
+        return loss(self._out(*batch), self.torch.from_numpy(batch[-1]))
 
     def step(self, *batch):
         loss = self.loss(*batch)
