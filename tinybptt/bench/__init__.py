@@ -19,9 +19,9 @@ workers.py   one worker process per library family, thread count and CPU set
 grid.py      the layer grid, the agreement check and the ``--check`` run
 scaling.py   time and memory against T, H and B; checkpointed BPTT
 gemm.py      the GEMM kernel section
-train.py     the training-loop section (the adding problem, one pinned core);
-             train_loops.py writes the loop once per library, train_profile.py
-             takes a tinybptt training step apart
+train.py     the training-loop section (the adding problem and subject-verb
+             agreement, one pinned core); train_loops.py writes each task's loop
+             once per library, train_profile.py takes a tinybptt training step apart
 machine.py   the machine a run was made on
 report.py    ratios, targets, tables and the whole report; plots.py draws them
 cli.py       the command line: ``build_parser(parser=None)``, ``main(argv=None)``
