@@ -264,7 +264,7 @@ def floor_ratios(train):
 def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio, floor):
     times = ["%.2f (%.2f)" % (1e3 * by[c]["cpu_s"] / by[c]["steps"], 1e3 * by[c]["wall_s"] / by[c]["steps"])
              if by.get(c, {}).get("ok") else "err" for c in contenders]
-    metric = "/".join("%.3f" % by[c].get("test_metric", by[c].get("test_mse")) if by.get(c, {}).get("ok") else "-"
+    metric = "/".join("%.4g" % by[c].get("test_metric", by[c].get("test_mse")) if by.get(c, {}).get("ok") else "-"
                       for c in ("tinybptt", "torch", "jax"))  # (stored rows of the adding problem say "test_mse")
     return ([cell.upper()] + times + [fmt_ratio(ratio) + ("" if best is None else " (%s)" % best),
                                       "<=%.1fx" % TRAIN_TARGET,

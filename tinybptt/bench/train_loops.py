@@ -19,7 +19,7 @@ layers return it on its own, as the final hidden state ``h_n`` (one array of
 scattered into a (T, B, H) array of zeros); JAX's jitted step has no such choice
 to make.  ``step(*batch)`` trains on one batch and returns the loss as a Python
 float (every loop reads its loss each step, as a training log does);
-``evaluate(*test_set)`` is the task's test metric without building a graph.
+``evaluate(*test_set)`` is the task's loss on its test set, without building a graph.
 
     tinybptt  the models of ``tinybptt train`` (apps.train.SeqModel) and ``tinybptt
               agreement`` (apps.agreement.AgreementRNN) with the layer's default
@@ -82,7 +82,7 @@ class AgreementTask:
 
     name = "agreement"
     title = "subject-verb agreement"
-    metric = "test accuracy"
+    metric = "test cross-entropy"
     config = {"B": 64, "E": 32, "H": 64, "lr": 3e-3, "clip": 1.0, "dtype": "float32", "pool_size": 4000,
               "test_size": 1000}
 
@@ -135,11 +135,6 @@ def _pad(ids, T):
 
 
 TASKS = {"adding": AddingTask, "agreement": AgreementTask}
-
-
-def accuracy(logits, labels):
-    """The share of rows whose larger logit is the label's."""
-    return float(np.mean(np.asarray(logits).argmax(axis=1) == labels))
 
 
 def initial_weights(cell, H, dtype="float32", seed=0):
@@ -195,9 +190,8 @@ class TinyLoop:
         if self.task == "adding":
             return self.model.metrics(*test)["loss"]
         from ..autograd import no_grad
-        ids, positions, labels = test
         with no_grad():
-            return accuracy(self.model(ids, positions).data, labels)
+            return float(self.loss(*test).item())
 
 
 class TorchLoop:
@@ -253,14 +247,12 @@ class TorchLoop:
 
     def evaluate(self, *test):
         with self.torch.no_grad():
-            if self.task == "adding":
-                return float(self.loss(*test).item())
-            return accuracy(self._out(*test).numpy(), test[-1])
+            return float(self.loss(*test).item())
 
 
 def jax_loss(jax, task, cell):
-    """``loss(params, *batch)`` of the task in JAX, and ``out(params, *batch)``: the prediction
-    (adding) or the logits (agreement)."""
+    """``loss(params, *batch)``: the task's loss in JAX, from ``out``, the prediction (adding) or the
+    logits (agreement)."""
     from .runners import jax_layer
     jnp = jax.numpy
     layer = jax_layer(jax, cell, task.config["H"])
@@ -278,7 +270,7 @@ def jax_loss(jax, task, cell):
         log_p = jax.nn.log_softmax(out(p, *batch), axis=-1)
         return -jnp.mean(jnp.take_along_axis(log_p, batch[2][:, None], axis=1))
 
-    return loss, out
+    return loss
 
 
 def jax_update(jax, loss_fn, lr, clip):
@@ -310,14 +302,14 @@ class JaxLoop:
     def __init__(self, task, cell, weights):
         import jax
         import jax.numpy as jnp
-        self.jnp, self.task = jnp, task.name
+        self.jnp = jnp
         self.p = {n: jnp.asarray(w) for n, w in weights.items()}
         self.m = {n: jnp.zeros_like(w) for n, w in self.p.items()}
         self.v = {n: jnp.zeros_like(w) for n, w in self.p.items()}
         self.t = 0
-        loss, out = jax_loss(jax, task, cell)
+        loss = jax_loss(jax, task, cell)
         self.update = jax_update(jax, loss, task.config["lr"], task.config["clip"])
-        self.loss_fn, self.out_fn = jax.jit(loss), jax.jit(out)
+        self.loss_fn = jax.jit(loss)
 
     def step(self, *batch):
         self.t += 1
@@ -326,10 +318,7 @@ class JaxLoop:
         return float(loss)
 
     def evaluate(self, *test):
-        test = [self.jnp.asarray(a) for a in test]
-        if self.task == "adding":
-            return float(self.loss_fn(self.p, *test))
-        return accuracy(self.out_fn(self.p, *test), np.asarray(test[-1]))
+        return float(self.loss_fn(self.p, *(self.jnp.asarray(a) for a in test)))
 
 
 LOOPS = {"tinybptt": TinyLoop, "tinybptt-ftz": TinyLoop, "torch": TorchLoop, "jax": JaxLoop}
