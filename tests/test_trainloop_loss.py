@@ -68,3 +68,16 @@ def test_nll_loss_is_one_node_and_cross_entropy_two():
     loss.backward()
     np.testing.assert_array_equal(x.grad, [[-1 / 3, 0], [0, -1 / 3], [0, -1 / 3]])
     assert [n.op for n in topological_order(F.cross_entropy(x, target))] == ["nll_loss", "log_softmax"]
+
+
+@pytest.mark.parametrize("loss, what", [(F.nll_loss, "log_probs"), (F.cross_entropy, "logits")])
+def test_nll_loss_and_cross_entropy_name_themselves_in_their_errors(loss, what):
+    who = loss.__name__
+    with pytest.raises(tb.errors.ShapeError, match="%s: %s must have a class axis" % (who, what)):
+        loss(np.float64(1.0), np.array(0))
+    with pytest.raises(ValueError, match="%s: reduction must be one of" % who):
+        loss(np.zeros((2, 3)), np.array([0, 1]), reduction="max")
+    with pytest.raises(tb.errors.ShapeError, match="%s: reduction='mean' over no elements" % who):
+        loss(np.zeros((0, 3)), np.zeros(0, int))
+    with pytest.raises(tb.errors.ShapeError, match="%s: target class indices must lie in" % who):
+        loss(np.zeros((2, 3)), np.array([0, 3]))

@@ -99,15 +99,22 @@ class NLLLoss(Function):
         return grad.reshape(ctx.shape), None
 
 
+def _class_rows(x, target, reduction, who, what):
+    """``x`` (..., C) as a Tensor and ``target`` checked against it (integer classes of shape
+    ``x.shape[:-1]``), with ``reduction``: the arguments ``nll_loss`` and ``cross_entropy`` share.
+    ``what`` names ``x`` in the errors ("log_probs", "logits")."""
+    x = _tensor(x, who)
+    if x.ndim < 1:
+        raise ShapeError("%s: %s must have a class axis, got %s" % (who, what, describe(x.data)))
+    t = _targets(target, x.shape[:-1], x.shape[-1], who)
+    if reduction not in _REDUCTIONS or (reduction == "mean" and t.size == 0):
+        _reduce(x, reduction, who)  # raises the clear error
+    return x, t
+
+
 def nll_loss(log_probs, target, reduction="mean"):
     """Negative log-likelihood of integer ``target`` (shape ``log_probs.shape[:-1]``) under ``log_probs`` (..., C)."""
-    who = "nll_loss"
-    log_probs = _tensor(log_probs, who)
-    if log_probs.ndim < 1:
-        raise ShapeError("%s: log_probs must have a class axis, got %s" % (who, describe(log_probs.data)))
-    t = _targets(target, log_probs.shape[:-1], log_probs.shape[-1], who)
-    if reduction not in _REDUCTIONS or (reduction == "mean" and t.size == 0):
-        _reduce(log_probs, reduction, who)  # raises the clear error
+    log_probs, t = _class_rows(log_probs, target, reduction, "nll_loss", "log_probs")
     return NLLLoss.apply(log_probs, t, reduction=reduction)
 
 
@@ -118,12 +125,7 @@ def cross_entropy(logits, target, reduction="mean"):
     target (T, B)).  Computed as ``nll_loss(log_softmax(logits))``: stable for
     logits of any magnitude.  ``reduction``: "mean" (default), "sum" or "none".
     """
-    logits = _tensor(logits, "cross_entropy")
-    if logits.ndim < 1:
-        raise ShapeError("cross_entropy: logits must have a class axis, got %s" % describe(logits.data))
-    t = _targets(target, logits.shape[:-1], logits.shape[-1], "cross_entropy")
-    if reduction not in _REDUCTIONS or (reduction == "mean" and t.size == 0):
-        _reduce(logits, reduction, "cross_entropy")  # raises the clear error
+    logits, t = _class_rows(logits, target, reduction, "cross_entropy", "logits")
     return NLLLoss.apply(log_softmax(logits, axis=-1), t, reduction=reduction)  # (target checked above)
 
 
