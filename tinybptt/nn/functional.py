@@ -15,10 +15,10 @@ can name it.  None of this raises a NumPy warning.
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..errors import DTypeError, ShapeError, describe
+from ..errors import ShapeError, describe
 from ..ops.embedding import embedding  # noqa: F401  (F.embedding: written with its op, in ops/embedding.py)
 from ..ops.linalg import Linear as _LinearOp
-from ..ops.operands import operand_array
+from ..ops.operands import integer_array, operand_array
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -48,13 +48,7 @@ def _reduce(loss, reduction, who, shape=None):
 
 
 def _targets(target, lead_shape, C, who):
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
-    if t.dtype.kind == "f":
-        if not np.all(np.isfinite(t)) or not np.all(t == np.round(t)):
-            raise DTypeError("%s: target must hold integer class indices, got non-integral %s values" % (who, t.dtype))
-        t = t.astype(np.int64)
-    elif t.dtype.kind not in "iu":
-        raise DTypeError("%s: target must hold integer class indices, got dtype %s" % (who, t.dtype))
+    t = integer_array(who, target.data if isinstance(target, Tensor) else target, "target class indices")
     if t.shape != tuple(lead_shape):
         raise ShapeError("%s: target must have shape %s (the logits' shape without the class axis), got %s"
                          % (who, tuple(lead_shape), t.shape))

@@ -19,9 +19,9 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import Function, Tensor
-from ..errors import DTypeError, ShapeError, describe
+from ..errors import ShapeError, describe
 from ..kernels.validate import check_ids
-from .operands import operand_array
+from .operands import integer_array, operand_array
 
 
 class Embedding(Function):
@@ -73,11 +73,6 @@ def embedding_ids(ids, num_embeddings, who):
     that is not integers is a DTypeError, an id out of range a ShapeError; both name ``who``.
     The copy is the op's own: editing the caller's array before backward cannot move a gradient.
     """
-    idx = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-    if idx.dtype.kind == "f":
-        if not (np.all(np.isfinite(idx)) and np.all(idx == np.round(idx))):  # inf would cast to garbage
-            raise DTypeError("%s: ids must be integers, got dtype %s with non-integral or non-finite values"
-                             % (who, idx.dtype))
-        idx = idx.astype(np.int64)
+    idx = integer_array(who, ids.data if isinstance(ids, Tensor) else ids, "ids")
     check_ids(who, idx, num_embeddings)
     return np.array(idx, dtype=np.int64, order="C")

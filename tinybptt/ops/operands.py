@@ -7,6 +7,8 @@ Anything a float array cannot hold without changing its meaning is an error that
 names the op: complex values (casting would drop the imaginary part), strings,
 objects, and ragged nested lists.
 """
+import numpy as np
+
 from ..autograd import _as_array, array_of
 from ..errors import DTypeError
 
@@ -21,6 +23,21 @@ def operand_array(op, value, dtype=None, what="operand"):
     if arr.dtype.kind not in "biuf":
         raise DTypeError("%s: the %s must be numbers, got %s of dtype %s" % (op, what, _shown(value, arr), arr.dtype))
     return _as_array(arr, dtype)
+
+
+def integer_array(op, value, what):
+    """``value`` (an array or anything NumPy reads) as an integer array, for indices: integers as they
+    are; floats only if every value is a whole number (a Tensor of indices holds floats), cast to
+    int64; anything else a DTypeError that names ``op`` and calls the value ``what`` ("ids")."""
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):  # inf would cast to garbage
+            raise DTypeError("%s: %s must be integers, got dtype %s with non-integral or non-finite values"
+                             % (op, what, arr.dtype))
+        return arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":  # (bool is not: True would pass as index 1)
+        raise DTypeError("%s: %s must be integers, got dtype %s" % (op, what, arr.dtype))
+    return arr
 
 
 def _shown(value, arr=None):
