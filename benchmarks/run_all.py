@@ -108,7 +108,7 @@ QUICK = {
     "scaling": ["--scaling-repeat", "1", "--cells", "rnn"],
     "gemm": ["--gemm-sizes", "32,64", "--gemm-repeat", "1"],
     "train": ["--cells", "rnn", "--train-steps", "8", "--train-rounds", "2", "--train-warmup", "2",
-              "--profile-steps", "3", "--profile-warmup", "2"],
+              "--profile-steps", "3", "--profile-warmup", "2", "--train-kernel-steps", "3"],
     "frontier": ["--config", "60x2x4x8", "--ks", "5,20", "--budgets", "2,8", "--repeat", "1"],
     "million": ["--T", "2000", "--peers-T", "1000,2000", "--peers", "tinybptt"],
 }
@@ -230,41 +230,51 @@ def _train_tasks(rows):
 def train_headline(data, report):
     """Training loop: tinybptt / the faster peer for each task and cell, and the default run against
     the flush-to-zero run."""
-    from tinybptt.bench.train import floor_ratios, train_ratios
+    from tinybptt.bench.train import floor_ratios, kernel_ratios, train_ratios
     rows = data["train"]["rows"]
     floors = floor_ratios(data["train"])  # the adding problem's (its profile's)
     lines = ["| threads | task | cell | tinybptt / faster peer | target <=0.5x | matrix products alone / faster peer "
-             "| default / flush-to-zero |", "|---:|---|---|---:|---|---:|---:|"]
+             "| recurrent kernels alone / faster peer | default / flush-to-zero |", "|---:|---|---|---:|---|---:|---:|---:|"]
     threads = len(rows[0].get("cpus", ())) if rows else "?"  # each section uses as many threads as CPUs
     # one thread: CPU time (not inflated when other processes take turns on the core); more threads:
     # wall time, since CPU time adds up the threads and would penalise the one that uses both cores
     key = "cpu_s" if threads == 1 else "wall_s"
     for task in _train_tasks(rows):
+        kernels = kernel_ratios(rows, task)  # (one thread only)
         for cell, (ratio, best, ftz) in train_ratios(rows, key, task).items():
-            lines.append("| %s | %s | %s | %s (%s) | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s (%s) | %s | %s | %s | %s |" % (
                 threads, task, cell.upper(), report.fmt_ratio(ratio), best,
                 report.passfail(ratio is not None and ratio <= 0.5),
                 report.fmt_ratio(floors.get(cell)) if threads == 1 and task == "adding" else "-",
-                report.fmt_ratio(ratio / ftz) if ratio and ftz else "-"))
+                report.fmt_ratio(kernels.get(cell)), report.fmt_ratio(ratio / ftz) if ratio and ftz else "-"))
     return "\n".join(lines)
 
 
 def train_spread(runs):
-    """The training loop's ratio in each of the runs: median, lowest-highest, runs that met 0.5x."""
-    from tinybptt.bench.train import train_ratios
-    per = {}  # (task, cell) -> [(ratio, faster peer) of each run]
+    """The training loop's ratio in each of the runs: median, lowest-highest, runs that met 0.5x; and
+    the same for tinybptt's recurrent kernels alone against the faster peer's step."""
+    from tinybptt.bench.train import kernel_ratios, train_ratios
+    per, kern = {}, {}  # (task, cell) -> [(ratio, faster peer) of each run], [kernels' ratio of each run]
     for d in runs:
         rows = d["train"]["rows"]
         for task in _train_tasks(rows):
+            for cell, ratio in kernel_ratios(rows, task).items():
+                kern.setdefault((task, cell), []).append(ratio)
             for cell, (ratio, best, _) in train_ratios(rows, "cpu_s", task).items():
                 if ratio is not None:
                     per.setdefault((task, cell), []).append((ratio, best))
-    lines = ["| task | cell | tinybptt / faster peer | runs met | faster peer |", "|---|---|---:|---:|---|"]
+
+    def spread(v):
+        v = sorted(v)
+        return "%.2fx (%.2f-%.2f)" % (statistics.median(v), v[0], v[-1]) if v else "-"
+
+    lines = ["| task | cell | tinybptt / faster peer | runs met | faster peer | recurrent kernels alone / faster peer |",
+             "|---|---|---:|---:|---|---:|"]
     for (task, cell), got in per.items():
-        v = sorted(r for r, _ in got)
-        lines.append("| %s | %s | %.2fx (%.2f-%.2f) | %d/%d | %s |" % (
-            task, cell.upper(), statistics.median(v), v[0], v[-1], sum(r <= 0.5 for r in v), len(v),
-            "/".join(sorted(set(b for _, b in got)))))
+        v = [r for r, _ in got]
+        lines.append("| %s | %s | %s | %d/%d | %s | %s |" % (
+            task, cell.upper(), spread(v), sum(r <= 0.5 for r in v), len(v),
+            "/".join(sorted(set(b for _, b in got))), spread(kern.get((task, cell), []))))
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinybptt.bench import main
-from tinybptt.bench.train import TRAIN_TARGET, _round_plan, train_ratios, train_tables
+from tinybptt.bench.train import TRAIN_TARGET, _round_plan, kernel_ratios, train_ratios, train_tables
 from tinybptt.bench.train_loops import AgreementTask, initial_weights, make_loop
 from tinybptt.bench.train_profile import subnormal_count
 from tinybptt.tasks import adding_problem
@@ -135,6 +135,19 @@ def test_products_floor_is_a_share_of_the_faster_peers_step():
     assert "GFLOP/s" not in train_tables({"rows": rows, "notes": []})  # no profile, no floor
 
 
+def test_recurrent_kernels_alone_are_a_share_of_the_faster_peers_step():
+    tiny = dict(_row("gru", "tinybptt", 2.0, task="agreement"), kernel_cpu_s=0.3, kernel_steps=5, cpus=[1])
+    rows = [_row("gru", "tinybptt", 2.0), _row("gru", "torch", 8.0),
+            tiny, _row("gru", "torch", 4.0, task="agreement"), _row("gru", "jax", 3.0, task="agreement")]
+    # 60 ms per step in the kernels against jax's 300 ms per step (its 10 steps took 3 s)
+    assert kernel_ratios(rows, "agreement") == {"gru": pytest.approx(0.2)}
+    assert kernel_ratios(rows) == {}  # the adding problem's tinybptt row has no kernel steps
+    assert kernel_ratios([dict(tiny, cpus=[0, 1])] + rows[3:], "agreement") == {}  # two threads: CPU time adds up
+    text = train_tables({"rows": rows, "notes": []})
+    agreement = text.split("Training loop, subject-verb agreement")[1]
+    assert "0.20x" in agreement.split("\n\n")[0] and "over 5 training steps taken after the timed ones" in text
+
+
 def test_each_task_has_its_own_table_and_ratios():
     rows = [_row("gru", "tinybptt", 2.0), _row("gru", "torch", 8.0),
             _row("gru", "tinybptt", 3.0, task="agreement"), _row("gru", "torch", 4.0, task="agreement")]
@@ -162,7 +175,7 @@ def test_train_section_runs_end_to_end(tmp_path, capsys):
     js = tmp_path / "train.json"
     code = main(["--section", "train", "--cells", "rnn", "--peers", "torch", "--train-steps", "4",
                  "--train-rounds", "2", "--train-warmup", "1", "--profile-steps", "2", "--profile-warmup", "1",
-                 "--quiet", "--json", str(js)])
+                 "--train-kernel-steps", "3", "--quiet", "--json", str(js)])
     assert code == 0
     data = json.loads(js.read_text())["train"]
     by = {(r["task"], r["contender"]): r for r in data["rows"]}
@@ -173,6 +186,10 @@ def test_train_section_runs_end_to_end(tmp_path, capsys):
     assert by["agreement", "torch"]["test_metric"] == pytest.approx(by["agreement", "tinybptt"]["test_metric"],
                                                                    rel=1e-3)  # the test cross-entropy
     assert len(set(tuple(r["cpus"]) for r in by.values())) == 1 and len(by["agreement", "torch"]["cpus"]) == 1
+    for task in ("adding", "agreement"):  # the recurrent kernels timed after the timed steps: a part of each step
+        tiny = by[task, "tinybptt"]
+        assert tiny["kernel_steps"] == 3 and 0 < tiny["kernel_cpu_s"] / 3 < tiny["cpu_s"] / tiny["steps"]
+        assert "kernel_steps" not in by[task, "torch"] and "kernel_steps" not in by[task, "tinybptt-ftz"]
     assert [p["ftz"] for p in data["profile"]] == [False, True]
     # after a warm-up step the RNN's output and its gradient trace, both (T, B, H), come back from the
     # workspace at every step

@@ -112,6 +112,9 @@ def _add_section_arguments(p):
     p.add_argument("--train-rounds", type=int, default=4,
                    help="split the timed steps over this many interleaved rounds (default 4)")
     p.add_argument("--train-warmup", type=int, default=10, help="untimed steps first (JAX compiles; default 10)")
+    p.add_argument("--train-kernel-steps", type=int, default=100,
+                   help="after the timed steps, this many more tinybptt steps with its recurrent kernels timed, "
+                        "for the table's 'recurrent kernels alone' column (default 100; 0: none)")
     p.add_argument("--no-ftz-run", action="store_true",
                    help="skip the extra tinybptt run with set_flush_to_zero(True)")
     p.add_argument("--profile-steps", type=int, default=100,
@@ -152,7 +155,7 @@ def build_parser(parser=None):
 _LOWEST = (("repeat", 1), ("min_repeat", 1), ("rounds", 1), ("warmup", 0), ("settle", 0),
            ("budget", "> 0"), ("max_iter_s", "> 0"), ("timeout", "> 0"), ("scaling_repeat", 1),
            ("gemm_repeat", 1), ("train_steps", 1), ("train_rounds", 1), ("train_warmup", 0),
-           ("profile_steps", 0), ("profile_warmup", 0))
+           ("train_kernel_steps", 0), ("profile_steps", 0), ("profile_warmup", 0))
 
 
 def _validate(parser, args):

@@ -40,7 +40,7 @@ from .machine import cpu_model
 from .problems import INSTALL_HINT, peer_available
 from .report import fmt_ratio, render_table
 from .train_loops import TASKS, make_loop
-from .train_profile import profile_tables
+from .train_profile import profile_tables, recurrent_kernel_steps
 from .workers import pool_for
 
 #: The adding problem's configuration: the README's adding-problem run (the profile's too).
@@ -100,7 +100,9 @@ def _timed_steps(state, n, timed):
 
 def train_run(req):
     """Worker side: ``warmup`` untimed steps when ``first``, then ``steps`` timed steps, then
-    the test metric (untimed).  The loop is kept for the next round unless ``final``."""
+    the test metric (untimed).  The loop is kept for the next round unless ``final``; after the
+    final round, tinybptt's loop takes ``kernel_steps`` more steps with its recurrent kernels timed
+    (``train_profile.recurrent_kernel_steps``)."""
     key, state = _loop_state(req)
     _set_ftz(req["contender"], True)
     try:
@@ -108,12 +110,16 @@ def train_run(req):
             _timed_steps(state, req.get("warmup", 0), timed=False)
         wall, cpu, losses = _timed_steps(state, req["steps"], timed=True)
         test_metric = state["loop"].evaluate(*state["test"])
+        kernel_cpu = []
+        if req.get("final") and req["contender"] == "tinybptt" and req.get("kernel_steps", 0) > 0:
+            kernel_cpu = recurrent_kernel_steps(state["loop"], state["task"], state["rng"], req["kernel_steps"])
     finally:
         _set_ftz(req["contender"], False)
     if req.get("final"):
         _LOOPS.pop(key, None)
     return {"step_s": wall, "cpu_s": cpu, "first_loss": losses[0], "last_loss": losses[-1],
-            "test_metric": test_metric, "step": state["step"], "cpus": sorted(os.sched_getaffinity(0))}
+            "test_metric": test_metric, "step": state["step"], "cpus": sorted(os.sched_getaffinity(0)),
+            "kernel_cpu_s": kernel_cpu}
 
 
 # --------------------------------------------------------------------------- parent side
@@ -155,7 +161,7 @@ def _merge(acc, res):
     acc["cpu_s"] += res["cpu_s"]
     acc["evals"].append((res["step"], res["test_metric"]))
     acc.update(last_loss=res["last_loss"], test_metric=res["test_metric"], step=res["step"],
-               rounds=acc["rounds"] + 1)
+               rounds=acc["rounds"] + 1, kernel_cpu_s=acc["kernel_cpu_s"] + res["kernel_cpu_s"])
     return acc
 
 
@@ -167,7 +173,8 @@ def _train_cell(pool, args, task, cell, contenders, prog):
             if got[c] is not None and not got[c].get("ok", True):
                 continue
             req = {"op": "train", "contender": c, "task": task, "cell": cell, "seed": args.seed, "steps": n,
-                   "warmup": args.train_warmup, "first": k == 0, "final": k == len(plan) - 1}
+                   "warmup": args.train_warmup, "first": k == 0, "final": k == len(plan) - 1,
+                   "kernel_steps": args.train_kernel_steps}
             res = pool.request(FAMILY[c], req, timeout=args.timeout)
             got[c] = _merge(got[c], res) if res.get("ok") else res
             prog.update(desc="train %s %s %s round %d/%d" % (task, cell, c, k + 1, len(plan)))
@@ -185,6 +192,8 @@ def _summarise(task, cell, got):
             row.update(steps=len(ms), wall_s=sum(r["step_s"]), cpu_s=sum(r["cpu_s"]),
                        median_ms=statistics.median(ms), first_loss=r["first_loss"], last_loss=r["last_loss"],
                        test_metric=r["test_metric"], evals=r["evals"], cpus=r["cpus"], rounds=r["rounds"])
+            if r["kernel_cpu_s"]:  # tinybptt's recurrent kernels in the steps after the timed ones
+                row.update(kernel_cpu_s=sum(r["kernel_cpu_s"]), kernel_steps=len(r["kernel_cpu_s"]))
         rows.append(row)
     return rows
 
@@ -261,7 +270,21 @@ def floor_ratios(train):
     return out
 
 
-def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio, floor):
+def kernel_ratios(rows, task="adding"):
+    """{cell: tinybptt's recurrent kernels' CPU time per step / the faster peer's whole step} of ``task``,
+    where the kernels were timed (``train_run``'s ``kernel_steps``) on one core.  The loop cannot get
+    below this ratio by any change outside the kernels."""
+    rows = [r for r in rows if task_of(r) == task]
+    out = {}
+    for cell, (_, best, _) in train_ratios(rows, task=task).items():
+        by = {r["contender"]: r for r in rows if r["cell"] == cell and r["ok"]}
+        tiny = by.get("tinybptt", {})
+        if best and tiny.get("kernel_steps") and len(tiny.get("cpus", ())) == 1:
+            out[cell] = (tiny["kernel_cpu_s"] / tiny["kernel_steps"]) / (by[best]["cpu_s"] / by[best]["steps"])
+    return out
+
+
+def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio, floor, kernels):
     times = ["%.2f (%.2f)" % (1e3 * by[c]["cpu_s"] / by[c]["steps"], 1e3 * by[c]["wall_s"] / by[c]["steps"])
              if by.get(c, {}).get("ok") else "err" for c in contenders]
     metric = "/".join("%.4g" % by[c].get("test_metric", by[c].get("test_mse")) if by.get(c, {}).get("ok") else "-"
@@ -269,7 +292,8 @@ def _train_row(cell, by, contenders, ratio, best, ftz, wall_ratio, floor):
     return ([cell.upper()] + times + [fmt_ratio(ratio) + ("" if best is None else " (%s)" % best),
                                       "<=%.1fx" % TRAIN_TARGET,
                                       "-" if ratio is None else ("PASS" if ratio <= TRAIN_TARGET else "FAIL"),
-                                      fmt_ratio(floor), fmt_ratio(wall_ratio), fmt_ratio(ftz), metric])
+                                      fmt_ratio(floor), fmt_ratio(kernels), fmt_ratio(wall_ratio), fmt_ratio(ftz),
+                                      metric])
 
 
 def _task_table(train, task, md):
@@ -279,11 +303,13 @@ def _task_table(train, task, md):
     ratios, wall = train_ratios(rows, task=task), train_ratios(rows, "wall_s", task=task)
     spec = TASKS[task]
     head = (["cell"] + ["%s ms/step" % c for c in contenders]
-            + ["tinybptt / faster peer", "target", "met", "matrix products alone / faster peer", "same, wall time",
+            + ["tinybptt / faster peer", "target", "met", "matrix products alone / faster peer",
+               "recurrent kernels alone / faster peer", "same, wall time",
                "tinybptt-ftz / faster peer", "%s (tinybptt/torch/jax)" % spec.metric])
     floor = floor_ratios(train) if task == "adding" else {}
+    kernels = kernel_ratios(rows, task)
     body = [_train_row(cell, {r["contender"]: r for r in rows if r["cell"] == cell}, contenders, ratio, best, ftz,
-                       wall[cell][0], floor.get(cell)) for cell, (ratio, best, ftz) in ratios.items()]
+                       wall[cell][0], floor.get(cell), kernels.get(cell)) for cell, (ratio, best, ftz) in ratios.items()]
     steps = next((r["steps"] for r in rows if r["ok"]), 0)
     config = (train.get("configs") or {}).get(task)
     title = ("Training loop, %s%s: ms per training step over %d timed steps after %d untimed ones, lower is better"
@@ -311,6 +337,13 @@ def train_tables(train, md=False):
                      "the faster peer's whole step; a lower bound: the gate nonlinearities, read-out, loss, "
                      "clipping, Adam and Python come on top" % (PRODUCTS, ", ".join("%s %.0f" % (c.upper(), g)
                                                                                    for c, (_, g) in floors.items())))
+    kernel_steps = next((r["kernel_steps"] for r in rows if r.get("kernel_steps")), 0)
+    if kernel_steps:
+        notes.append("recurrent kernels alone: the CPU time of tinybptt's two recurrent kernels (the layer's "
+                     "seq_forward and seq_backward, timed from Python) per step, over %d training steps taken "
+                     "after the timed ones, as a share of the faster peer's whole step: how close the loop can "
+                     "come to the peer with everything outside those kernels (the read-out, loss, graph, "
+                     "clipping, Adam and batch) made free" % kernel_steps)
     notes += [TIME_NOTE, "target: tinybptt's loop at most %.1fx the faster peer's, with default settings; "
               "tinybptt-ftz is the same loop after tinybptt.set_flush_to_zero(True), shown for information "
               "(not the default)" % TRAIN_TARGET]

@@ -82,6 +82,21 @@ def _layer_kernels(kt):
     return 1e3 * fwd, 1e3 * bwd, 1e3 * (sum(kt.by_name.values()) - fwd - bwd)
 
 
+def recurrent_kernel_steps(loop, task, rng, steps):
+    """``steps`` more training steps of ``loop`` (a TinyLoop) on ``task``'s batches, the kernels backend
+    instrumented -> per step, the CPU seconds inside the two recurrent kernels (``seq_forward`` and
+    ``seq_backward``).  Taken after the timed steps: what the layer's own arithmetic costs inside
+    this loop, caches and all, which no change outside the kernels can make smaller."""
+    from .. import kernels
+    out = []
+    for _ in range(steps):
+        with timing.KernelTimer(kernels.backend, clock=time.process_time) as kt:
+            loop.step(*task.batch(rng))
+        fwd, bwd, _ = _layer_kernels(kt)
+        out.append((fwd + bwd) / 1e3)
+    return out
+
+
 def loop_phases(loop, rng, cfg, steps):
     """The training loop alone for ``steps`` steps: median CPU ms and page faults per phase, the
     recurrent kernels' ms (``seq_forward``, ``seq_backward``, every other kernel), and the arrays
