@@ -26,8 +26,11 @@ reused from step to step.
 tinybptt runs with its default settings (``mode="sequence"``, the layer's
 gradient trace recorded, subnormal numbers kept).  A second tinybptt row,
 ``tinybptt-ftz``, runs with ``tinybptt.set_flush_to_zero(True)``: shown for
-information, never the default.  The per-phase profile that follows the table
-(``train_profile``) takes the adding problem's step apart.
+information, never the default.  After its timed steps, tinybptt's loop takes a few more
+with its two recurrent kernels timed, for each task: the share of the faster peer's step that
+those kernels alone take, below which no change outside them can bring the loop
+(``kernel_ratios``).  The per-phase profile that follows the table (``train_profile``) takes
+the adding problem's step apart.
 """
 import os
 import statistics
