@@ -6,6 +6,10 @@ data become float64 (or the dtype asked for), float32/float64 stay as they are.
 Anything a float array cannot hold without changing its meaning is an error that
 names the op: complex values (casting would drop the imaginary part), strings,
 objects, and ragged nested lists.
+
+Indices are the other kind of operand (the class targets of a loss, an
+embedding's ids): ``integer_array`` keeps integers as they are and takes floats
+only when they hold whole numbers.
 """
 import numpy as np
 
