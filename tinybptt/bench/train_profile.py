@@ -82,17 +82,23 @@ def _layer_kernels(kt):
     return 1e3 * fwd, 1e3 * bwd, 1e3 * (sum(kt.by_name.values()) - fwd - bwd)
 
 
+def _instrumented_step(loop, batch):
+    """One training step of ``loop`` on ``batch`` with the kernels backend instrumented -> its kernels'
+    CPU ms (``seq_forward``, ``seq_backward``, every other kernel)."""
+    from .. import kernels
+    with timing.KernelTimer(kernels.backend, clock=time.process_time) as kt:
+        loop.step(*batch)
+    return _layer_kernels(kt)
+
+
 def recurrent_kernel_steps(loop, task, rng, steps):
     """``steps`` more training steps of ``loop`` (a TinyLoop) on ``task``'s batches, the kernels backend
     instrumented -> per step, the CPU seconds inside the two recurrent kernels (``seq_forward`` and
     ``seq_backward``).  Taken after the timed steps: what the layer's own arithmetic costs inside
     this loop, caches and all, which no change outside the kernels can make smaller."""
-    from .. import kernels
     out = []
     for _ in range(steps):
-        with timing.KernelTimer(kernels.backend, clock=time.process_time) as kt:
-            loop.step(*task.batch(rng))
-        fwd, bwd, _ = _layer_kernels(kt)
+        fwd, bwd, _ = _instrumented_step(loop, task.batch(rng))
         out.append((fwd + bwd) / 1e3)
     return out
 
@@ -138,13 +144,10 @@ def loop_and_alone(loop, rng, cfg, steps, alone):
     """``steps`` more training steps, each followed by one run of every runner in ``alone``
     ({name: TinyRunner}), so that the loop's kernels and the layer alone are measured at the same
     moments -> median ms of the loop's two recurrent kernels and of each runner's."""
-    from .. import kernels
     from ..tasks import adding_problem
     in_loop, solo = [], {name: [] for name in alone}
     for _ in range(steps):
-        with timing.KernelTimer(kernels.backend, clock=time.process_time) as kt:
-            loop.step(*adding_problem(cfg["T"], cfg["B"], rng, cfg["dtype"]))
-        in_loop.append(_layer_kernels(kt))
+        in_loop.append(_instrumented_step(loop, adding_problem(cfg["T"], cfg["B"], rng, cfg["dtype"])))
         for name, runner in alone.items():
             solo[name].append(_alone_once(runner))
     med = statistics.median
